@@ -1,0 +1,133 @@
+//! The timeout catalog: documented idle timeouts and defaults, each with its source.
+//!
+//! The data lives in `data/catalog.toml` (not scattered constants) so that a reviewer can check
+//! every number against the document it came from. Analysis commands use it to say which
+//! component's timeout matches what they measured.
+
+use serde::{Deserialize, Serialize};
+
+const CATALOG_TOML: &str = include_str!("../data/catalog.toml");
+
+/// What the peer sees when an idle timeout fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failure {
+    Reset,
+    Drop,
+    Fin,
+    None,
+    Unknown,
+}
+
+/// One documented timeout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub idle_timeout_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_s: Option<f64>,
+    pub failure: Failure,
+    pub honours_keepalive: bool,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A catalog entry close to an observed value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate<'a> {
+    pub entry: &'a Entry,
+    /// Relative distance between the observed value and the entry's timeout (0 = exact).
+    pub distance: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("timeout catalog data/catalog.toml is invalid: {0}")]
+pub struct CatalogError(#[from] toml::de::Error);
+
+#[derive(Debug, Deserialize)]
+struct File {
+    entry: Vec<Entry>,
+}
+
+/// The built-in catalog.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    entries: Vec<Entry>,
+}
+
+impl Catalog {
+    /// The catalog shipped in the binary.
+    pub fn builtin() -> Result<Catalog, CatalogError> {
+        let file: File = toml::from_str(CATALOG_TOML)?;
+        Ok(Catalog { entries: file.entry })
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The entry with this id.
+    pub fn get(&self, id: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.id == id)
+    }
+
+    /// Middlebox / proxy entries whose default timeout lies within `tolerance` (relative) of
+    /// `observed_s`, or whose configurable range contains it; closest first.
+    pub fn near(&self, observed_s: f64, tolerance: f64) -> Vec<Candidate<'_>> {
+        let mut out: Vec<Candidate<'_>> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind != "os" && e.kind != "client")
+            .filter_map(|e| {
+                let distance = (observed_s - e.idle_timeout_s).abs() / e.idle_timeout_s.max(1.0);
+                (distance <= tolerance).then_some(Candidate { entry: e, distance })
+            })
+            .collect();
+        out.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_parses_and_every_entry_has_a_source() {
+        let c = Catalog::builtin().expect("catalog parses");
+        assert!(c.entries().len() >= 15);
+        for e in c.entries() {
+            assert!(!e.source.is_empty(), "{} lacks a source", e.id);
+            assert!(e.idle_timeout_s > 0.0, "{}", e.id);
+        }
+        let mut ids: Vec<_> = c.entries().iter().map(|e| e.id.as_str()).collect();
+        ids.sort_unstable();
+        let n = ids.len();
+        ids.dedup();
+        assert_eq!(n, ids.len(), "ids are unique");
+    }
+
+    #[test]
+    fn design_facts() {
+        let c = Catalog::builtin().unwrap();
+        assert_eq!(c.get("aws-nat-gateway").unwrap().idle_timeout_s, 350.0);
+        assert_eq!(c.get("gcp-cloud-nat").unwrap().idle_timeout_s, 1200.0);
+        assert_eq!(c.get("azure-load-balancer").unwrap().idle_timeout_s, 240.0);
+        assert_eq!(c.get("linux-conntrack-established").unwrap().idle_timeout_s, 432000.0);
+    }
+
+    #[test]
+    fn near_finds_the_closest() {
+        let c = Catalog::builtin().unwrap();
+        let near = c.near(352.0, 0.05);
+        assert!(!near.is_empty());
+        assert!(near.iter().all(|cand| cand.entry.idle_timeout_s == 350.0));
+        assert!(c.near(12345.0, 0.01).is_empty());
+    }
+}

@@ -1,0 +1,6 @@
+//! idlereset's real-kernel lab.
+//!
+//! Hosts `app`, `fw` and `db` (plus optional routers) in network namespaces joined by veth
+//! pairs, a stateful nftables firewall using the kernel's own conntrack on `fw`, a line-protocol
+//! database server on `db` and a pooled workload on `app`. Durations are divided by a time
+//! scale so the seeds' incidents replay in seconds. Built on `idlereset-linux`.

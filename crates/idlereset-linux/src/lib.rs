@@ -1,0 +1,14 @@
+//! Everything of idlereset that talks to the Linux kernel.
+//!
+//! Network namespaces, rtnetlink (links, addresses, routes), nftables and conntrack over
+//! nfnetlink, sock_diag, sysctls, AF_PACKET capture and socket options. This is the only crate of
+//! the workspace allowed `unsafe`; every block carries a `// SAFETY:` comment. Nothing here
+//! shells out to `ip`, `nft`, `tc`, `ss` or `conntrack`.
+
+pub mod error;
+pub mod netns;
+pub mod privilege;
+pub mod sysctl;
+
+pub use error::{LinuxError, Result};
+pub use netns::NetNs;

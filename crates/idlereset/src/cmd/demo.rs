@@ -1,0 +1,10 @@
+//! `idlereset demo` (work in progress).
+
+use crate::app::Outcome;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<Outcome> {
+    anyhow::bail!("demo not implemented yet")
+}

@@ -1,0 +1,10 @@
+//! `idlereset logs` (work in progress).
+
+use crate::app::Outcome;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<Outcome> {
+    anyhow::bail!("`idlereset logs` is not implemented yet")
+}

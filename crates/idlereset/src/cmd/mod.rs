@@ -1,0 +1,37 @@
+//! One module per subcommand: each parses nothing itself (clap did), validates its arguments
+//! into the libraries' typed configs, calls them and renders the result (human or `--json`).
+
+pub mod catalog;
+pub mod completions;
+pub mod demo;
+pub mod lab;
+pub mod logs;
+pub mod pcap;
+pub mod plan;
+pub mod replay;
+
+use crate::app::Outcome;
+use crate::cli::{Cli, Command};
+
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Lab(args) => lab::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Logs(args) => logs::run(args),
+        Command::Pcap(args) => pcap::run(args),
+        Command::Catalog(args) => catalog::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man => completions::man(),
+    }
+}
+
+/// Print a value as one JSON object on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
