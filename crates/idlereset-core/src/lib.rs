@@ -8,4 +8,5 @@
 
 pub mod catalog;
 pub mod duration;
+pub mod pcap;
 pub mod scale;
