@@ -4,3 +4,12 @@
 //! pairs, a stateful nftables firewall using the kernel's own conntrack on `fw`, a line-protocol
 //! database server on `db` and a pooled workload on `app`. Durations are divided by a time
 //! scale so the seeds' incidents replay in seconds. Built on `idlereset-linux`.
+
+pub mod error;
+pub mod firewall;
+pub mod lab;
+pub mod registry;
+pub mod topology;
+
+pub use error::{LabError, Result};
+pub use lab::{Lab, LabSpec};

@@ -5,9 +5,12 @@
 //! the workspace allowed `unsafe`; every block carries a `// SAFETY:` comment. Nothing here
 //! shells out to `ip`, `nft`, `tc`, `ss` or `conntrack`.
 
+pub mod capture;
 pub mod error;
 pub mod netns;
+pub mod nft;
 pub mod privilege;
+pub mod rtnl;
 pub mod sysctl;
 
 pub use error::{LinuxError, Result};

@@ -34,3 +34,21 @@ pub fn missing_lab_caps() -> Vec<&'static str> {
 pub fn can_run_lab() -> bool {
     missing_lab_caps().is_empty()
 }
+
+/// For privileged tests: true when the test can run. When it cannot, print a loud
+/// `PRIVILEGED TEST SKIPPED` line (CI greps for it) or, with `IDLERESET_REQUIRE_PRIVILEGED=1`,
+/// panic so the run fails.
+pub fn require_or_skip(test: &str) -> bool {
+    if can_run_lab() {
+        return true;
+    }
+    let msg = format!(
+        "PRIVILEGED TEST SKIPPED: {test}: needs {} (run as root)",
+        missing_lab_caps().join("/")
+    );
+    if std::env::var("IDLERESET_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1") {
+        panic!("{msg}");
+    }
+    eprintln!("{msg}");
+    false
+}

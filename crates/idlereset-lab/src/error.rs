@@ -1,0 +1,51 @@
+//! Errors of the lab. Variants name the lab, host, file or setting that failed.
+
+use std::path::PathBuf;
+
+use idlereset_linux::LinuxError;
+
+pub type Result<T, E = LabError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error(transparent)]
+    Linux(#[from] LinuxError),
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lab {lab}: {message}")]
+    Lab { lab: String, message: String },
+    #[error("invalid lab setting: {0}")]
+    Config(String),
+    #[error(
+        "the lab needs {missing}: run as root (sudo) or grant the capabilities \
+         (e.g. `sudo setcap cap_net_admin,cap_sys_admin,cap_net_raw+ep $(which idlereset)`)"
+    )]
+    Privilege { missing: String },
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl LabError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        LabError::Io { op, path: path.into(), source }
+    }
+
+    pub(crate) fn lab(lab: &str, message: impl Into<String>) -> Self {
+        LabError::Lab { lab: lab.to_string(), message: message.into() }
+    }
+}
+
+/// Fail early, with the exact capabilities missing, when the lab cannot run.
+pub fn require_privileges() -> Result<()> {
+    let missing = idlereset_linux::privilege::missing_lab_caps();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(LabError::Privilege { missing: missing.join(", ") })
+    }
+}
