@@ -65,7 +65,9 @@ impl Catalog {
     /// The catalog shipped in the binary.
     pub fn builtin() -> Result<Catalog, CatalogError> {
         let file: File = toml::from_str(CATALOG_TOML)?;
-        Ok(Catalog { entries: file.entry })
+        Ok(Catalog {
+            entries: file.entry,
+        })
     }
 
     pub fn entries(&self) -> &[Entry] {
@@ -119,7 +121,10 @@ mod tests {
         assert_eq!(c.get("aws-nat-gateway").unwrap().idle_timeout_s, 350.0);
         assert_eq!(c.get("gcp-cloud-nat").unwrap().idle_timeout_s, 1200.0);
         assert_eq!(c.get("azure-load-balancer").unwrap().idle_timeout_s, 240.0);
-        assert_eq!(c.get("linux-conntrack-established").unwrap().idle_timeout_s, 432000.0);
+        assert_eq!(
+            c.get("linux-conntrack-established").unwrap().idle_timeout_s,
+            432000.0
+        );
     }
 
     #[test]

@@ -32,11 +32,18 @@ pub enum LabError {
 
 impl LabError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        LabError::Io { op, path: path.into(), source }
+        LabError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn lab(lab: &str, message: impl Into<String>) -> Self {
-        LabError::Lab { lab: lab.to_string(), message: message.into() }
+        LabError::Lab {
+            lab: lab.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -46,6 +53,8 @@ pub fn require_privileges() -> Result<()> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(LabError::Privilege { missing: missing.join(", ") })
+        Err(LabError::Privilege {
+            missing: missing.join(", "),
+        })
     }
 }

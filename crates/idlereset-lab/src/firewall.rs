@@ -13,7 +13,9 @@
 //! INVALID, not NEW, so it bypasses the reject rule and passes unless `drop_invalid` is set.
 //! That is the kernel's behaviour and the lab reports it as such.
 
-use idlereset_linux::nft::{Action, Chain, ChainType, HookPoint, Match, Rule, Table, ct_state, tcp_flags};
+use idlereset_linux::nft::{
+    Action, Chain, ChainType, HookPoint, Match, Rule, Table, ct_state, tcp_flags,
+};
 use serde::{Deserialize, Serialize};
 
 /// What the firewall does with a flow it no longer knows.
@@ -79,9 +81,18 @@ impl FirewallSettings {
     /// Sysctls to write inside `fw`'s namespace.
     pub fn sysctls(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("net.netfilter.nf_conntrack_tcp_timeout_established", self.established_timeout_s.to_string()),
-            ("net.netfilter.nf_conntrack_tcp_loose", u8::from(self.loose).to_string()),
-            ("net.netfilter.nf_conntrack_tcp_be_liberal", u8::from(self.be_liberal).to_string()),
+            (
+                "net.netfilter.nf_conntrack_tcp_timeout_established",
+                self.established_timeout_s.to_string(),
+            ),
+            (
+                "net.netfilter.nf_conntrack_tcp_loose",
+                u8::from(self.loose).to_string(),
+            ),
+            (
+                "net.netfilter.nf_conntrack_tcp_be_liberal",
+                u8::from(self.be_liberal).to_string(),
+            ),
             ("net.netfilter.nf_conntrack_acct", "1".into()),
         ]
     }
@@ -90,7 +101,11 @@ impl FirewallSettings {
     pub fn table(&self, table_name: &str, db_link: &str) -> Table {
         let mut forward = Vec::new();
         if self.drop_invalid {
-            forward.push(Rule { matches: vec![Match::CtStateAny(ct_state::INVALID)], counter: true, action: Action::Drop });
+            forward.push(Rule {
+                matches: vec![Match::CtStateAny(ct_state::INVALID)],
+                counter: true,
+                action: Action::Drop,
+            });
         }
         forward.push(Rule {
             matches: vec![Match::CtStateAny(ct_state::ESTABLISHED | ct_state::RELATED)],
@@ -135,7 +150,10 @@ impl FirewallSettings {
                 }],
             });
         }
-        Table { name: table_name.to_string(), chains }
+        Table {
+            name: table_name.to_string(),
+            chains,
+        }
     }
 }
 
@@ -147,9 +165,15 @@ mod tests {
     fn profiles_shape_the_ruleset() {
         let reject = FirewallSettings::new(Profile::Reject, 9).table("t", "idlereset-db");
         assert_eq!(reject.chains.len(), 1);
-        assert_eq!(reject.chains[0].rules.last().map(|r| r.action), Some(Action::RejectTcpReset));
+        assert_eq!(
+            reject.chains[0].rules.last().map(|r| r.action),
+            Some(Action::RejectTcpReset)
+        );
         let drop = FirewallSettings::new(Profile::Drop, 9).table("t", "idlereset-db");
-        assert_eq!(drop.chains[0].rules.last().map(|r| r.action), Some(Action::Drop));
+        assert_eq!(
+            drop.chains[0].rules.last().map(|r| r.action),
+            Some(Action::Drop)
+        );
         let nat = FirewallSettings::new(Profile::Nat, 9).table("t", "idlereset-db");
         assert_eq!(nat.chains.len(), 2);
         assert_eq!(nat.chains[1].rules[0].action, Action::Masquerade);
@@ -158,13 +182,19 @@ mod tests {
         assert!(!strict.drop_invalid);
         let mut dropping = FirewallSettings::new(Profile::Reject, 9);
         dropping.drop_invalid = true;
-        assert_eq!(dropping.table("t", "x").chains[0].rules[0].action, Action::Drop);
+        assert_eq!(
+            dropping.table("t", "x").chains[0].rules[0].action,
+            Action::Drop
+        );
     }
 
     #[test]
     fn sysctls_carry_the_timeout() {
         let s = FirewallSettings::new(Profile::Reject, 9).sysctls();
-        assert!(s.contains(&("net.netfilter.nf_conntrack_tcp_timeout_established", "9".to_string())));
+        assert!(s.contains(&(
+            "net.netfilter.nf_conntrack_tcp_timeout_established",
+            "9".to_string()
+        )));
         assert!(s.contains(&("net.netfilter.nf_conntrack_tcp_loose", "1".to_string())));
     }
 }

@@ -40,8 +40,13 @@ pub struct Lab {
 
 /// A fresh lab name: `idlereset-` and six hex digits.
 pub fn new_name() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let mix = (nanos as u64) ^ (u64::from(std::process::id()) << 20) ^ COUNTER.fetch_add(0x9e37, std::sync::atomic::Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mix = (nanos as u64)
+        ^ (u64::from(std::process::id()) << 20)
+        ^ COUNTER.fetch_add(0x9e37, std::sync::atomic::Ordering::Relaxed);
     let h = mix.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     format!("{PREFIX}-{:06x}", (h >> 40) & 0xff_ffff)
 }
@@ -60,7 +65,9 @@ impl Lab {
         let started = Instant::now();
         let name = name.unwrap_or_else(new_name);
         if !name.starts_with(&format!("{PREFIX}-")) || name.len() > 40 {
-            return Err(LabError::Config(format!("lab name {name:?} must start with {PREFIX}- and be short")));
+            return Err(LabError::Config(format!(
+                "lab name {name:?} must start with {PREFIX}- and be short"
+            )));
         }
         if registry::state_path(&name).exists() {
             return Err(LabError::lab(&name, "already exists (lab down it first)"));
@@ -73,11 +80,21 @@ impl Lab {
             owner_start: registry::process_start_time(pid).unwrap_or(0),
             ownership,
             hosts: topo.hosts.iter().map(|h| h.name.clone()).collect(),
-            created_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
+            created_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0),
             spec: serde_json::to_value(&spec).unwrap_or_default(),
         }
         .save()?;
-        let mut lab = Lab { name, topo, spec, namespaces: Vec::new(), owned: true, build_time: Default::default() };
+        let mut lab = Lab {
+            name,
+            topo,
+            spec,
+            namespaces: Vec::new(),
+            owned: true,
+            build_time: Default::default(),
+        };
         lab.build().await?;
         lab.build_time = started.elapsed();
         Ok(lab)
@@ -99,16 +116,29 @@ impl Lab {
             }
             sysctl::write_in(&ns, &settings)?;
             if h.role == Role::App {
-                let app: Vec<(&str, String)> =
-                    self.spec.app_sysctls.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                let app: Vec<(&str, String)> = self
+                    .spec
+                    .app_sysctls
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.clone()))
+                    .collect();
                 sysctl::write_in(&ns, &app)?;
             }
             self.namespaces.push(ns);
         }
-        let rtnl: Vec<Rtnl> = self.namespaces.iter().map(Rtnl::connect).collect::<Result<_, _>>()?;
+        let rtnl: Vec<Rtnl> = self
+            .namespaces
+            .iter()
+            .map(Rtnl::connect)
+            .collect::<Result<_, _>>()?;
         for (l, l_link, r, r_link) in self.topo.veths() {
-            let alias = format!("{} {}<->{}", self.name, self.topo.hosts[l].name, self.topo.hosts[r].name);
-            rtnl[l].add_veth(&l_link, &r_link, &self.namespaces[r], &alias).await?;
+            let alias = format!(
+                "{} {}<->{}",
+                self.name, self.topo.hosts[l].name, self.topo.hosts[r].name
+            );
+            rtnl[l]
+                .add_veth(&l_link, &r_link, &self.namespaces[r], &alias)
+                .await?;
         }
         for (i, nl) in rtnl.iter().enumerate() {
             nl.set_up("lo").await?;
@@ -145,7 +175,10 @@ impl Lab {
 
     /// Write sysctls in the `app` namespace (OS keepalive defaults and the like).
     pub fn set_app_sysctls(&mut self, settings: &[(String, String)]) -> Result<()> {
-        let s: Vec<(&str, String)> = settings.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let s: Vec<(&str, String)> = settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
         sysctl::write_in(self.ns("app")?, &s)?;
         self.spec.app_sysctls.extend(settings.iter().cloned());
         Ok(())
@@ -157,9 +190,19 @@ impl Lab {
         let spec: LabSpec = serde_json::from_value(rec.spec.clone())
             .map_err(|e| LabError::lab(name, format!("unreadable spec: {e}")))?;
         let topo = Topology::chain(spec.hops);
-        let namespaces =
-            topo.hosts.iter().map(|h| NetNs::open(&format!("{name}-{}", h.name))).collect::<Result<_, _>>()?;
-        Ok(Lab { name: name.to_string(), topo, spec, namespaces, owned: false, build_time: Default::default() })
+        let namespaces = topo
+            .hosts
+            .iter()
+            .map(|h| NetNs::open(&format!("{name}-{}", h.name)))
+            .collect::<Result<_, _>>()?;
+        Ok(Lab {
+            name: name.to_string(),
+            topo,
+            spec,
+            namespaces,
+            owned: false,
+            build_time: Default::default(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -179,7 +222,12 @@ impl Lab {
         self.topo
             .index_of(host)
             .and_then(|i| self.namespaces.get(i))
-            .ok_or_else(|| LabError::lab(&self.name, format!("no host {host:?} (hosts: {})", self.host_names().join(", "))))
+            .ok_or_else(|| {
+                LabError::lab(
+                    &self.name,
+                    format!("no host {host:?} (hosts: {})", self.host_names().join(", ")),
+                )
+            })
     }
 
     pub fn host_names(&self) -> Vec<String> {

@@ -5,11 +5,17 @@
 //! database server on `db` and a pooled workload on `app`. Durations are divided by a time
 //! scale so the seeds' incidents replay in seconds. Built on `idlereset-linux`.
 
+pub mod ct;
 pub mod error;
+pub mod evidence;
 pub mod firewall;
 pub mod lab;
 pub mod registry;
+pub mod reproduce;
+pub mod scenario;
+pub mod server;
 pub mod topology;
+pub mod workload;
 
 pub use error::{LabError, Result};
 pub use lab::{Lab, LabSpec};

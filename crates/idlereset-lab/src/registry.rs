@@ -52,7 +52,8 @@ impl LabRecord {
         std::fs::create_dir_all(STATE_DIR).map_err(|e| LabError::io("create", STATE_DIR, e))?;
         let p = state_path(&self.name);
         let tmp = p.with_extension("json.tmp");
-        let body = serde_json::to_vec_pretty(self).map_err(|e| LabError::lab(&self.name, e.to_string()))?;
+        let body = serde_json::to_vec_pretty(self)
+            .map_err(|e| LabError::lab(&self.name, e.to_string()))?;
         std::fs::write(&tmp, body).map_err(|e| LabError::io("write", &tmp, e))?;
         std::fs::rename(&tmp, &p).map_err(|e| LabError::io("rename", &p, e))
     }
@@ -60,7 +61,8 @@ impl LabRecord {
     pub fn load(name: &str) -> Result<LabRecord> {
         let p = state_path(name);
         let body = std::fs::read(&p).map_err(|e| LabError::io("read lab state", &p, e))?;
-        serde_json::from_slice(&body).map_err(|e| LabError::lab(name, format!("corrupt state {}: {e}", p.display())))
+        serde_json::from_slice(&body)
+            .map_err(|e| LabError::lab(name, format!("corrupt state {}: {e}", p.display())))
     }
 
     /// Is the owner process still the one that created the lab?
@@ -71,7 +73,9 @@ impl LabRecord {
 
 /// All lab records on this machine.
 pub fn list() -> Vec<LabRecord> {
-    let Ok(rd) = std::fs::read_dir(STATE_DIR) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(STATE_DIR) else {
+        return Vec::new();
+    };
     let mut v: Vec<LabRecord> = rd
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -147,11 +151,18 @@ pub fn sweep(force: bool, stop_supervisor: impl Fn(&LabRecord)) -> Result<Sweep>
     let known: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
     for ns in NetNs::list_with_prefix(&format!("{PREFIX}-"))? {
         let owned_by_skipped = known.iter().any(|k| ns.starts_with(&format!("{k}-")))
-            && !out.removed_labs.iter().any(|k| ns.starts_with(&format!("{k}-")));
+            && !out
+                .removed_labs
+                .iter()
+                .any(|k| ns.starts_with(&format!("{k}-")));
         if owned_by_skipped {
             continue;
         }
-        if out.removed_labs.iter().any(|k| ns.starts_with(&format!("{k}-"))) {
+        if out
+            .removed_labs
+            .iter()
+            .any(|k| ns.starts_with(&format!("{k}-")))
+        {
             continue;
         }
         NetNs::delete(&ns)?;

@@ -54,12 +54,24 @@ pub const PREFIX: &str = "idlereset";
 impl Topology {
     /// `app`, `hops` routers, `fw`, `db`.
     pub fn chain(hops: u8) -> Topology {
-        let mut hosts = vec![Host { name: "app".into(), role: Role::App }];
+        let mut hosts = vec![Host {
+            name: "app".into(),
+            role: Role::App,
+        }];
         for i in 1..=hops {
-            hosts.push(Host { name: format!("r{i}"), role: Role::Router });
+            hosts.push(Host {
+                name: format!("r{i}"),
+                role: Role::Router,
+            });
         }
-        hosts.push(Host { name: "fw".into(), role: Role::Fw });
-        hosts.push(Host { name: "db".into(), role: Role::Db });
+        hosts.push(Host {
+            name: "fw".into(),
+            role: Role::Fw,
+        });
+        hosts.push(Host {
+            name: "db".into(),
+            role: Role::Db,
+        });
         Topology { hosts }
     }
 
@@ -86,7 +98,10 @@ impl Topology {
         let seg = self.segment_id(k);
         let group = u16::from_str_radix(&seg.to_string(), 16).unwrap_or(u16::from(seg));
         let host6 = u16::from_str_radix(&host_no.to_string(), 16).unwrap_or(u16::from(host_no));
-        (Ipv4Addr::new(198, 18, seg, host_no), Ipv6Addr::new(0x2001, 0xdb8, group, 0, 0, 0, 0, host6))
+        (
+            Ipv4Addr::new(198, 18, seg, host_no),
+            Ipv6Addr::new(0x2001, 0xdb8, group, 0, 0, 0, 0, host6),
+        )
     }
 
     /// Left (app-side) end of segment `k` is host `k`, right end is host `k + 1`.
@@ -100,7 +115,11 @@ impl Topology {
             (_, false) => 2,
         };
         let (v4, v6) = self.addr(k, host_no);
-        Iface { link: format!("{PREFIX}-{}", self.hosts[peer_idx].name), v4, v6 }
+        Iface {
+            link: format!("{PREFIX}-{}", self.hosts[peer_idx].name),
+            v4,
+            v6,
+        }
     }
 
     /// Interfaces of host `i`: towards the app side first, then towards the db side.
@@ -117,7 +136,9 @@ impl Topology {
 
     /// Veth pairs to create: (left host index, left link, right host index, right link).
     pub fn veths(&self) -> Vec<(usize, String, usize, String)> {
-        (0..self.segments()).map(|k| (k, self.end(k, false).link, k + 1, self.end(k, true).link)).collect()
+        (0..self.segments())
+            .map(|k| (k, self.end(k, false).link, k + 1, self.end(k, true).link))
+            .collect()
     }
 
     /// Routes of host `i` for every segment it is not attached to.
@@ -125,9 +146,21 @@ impl Topology {
         let mut out = Vec::new();
         let role = self.hosts[i].role;
         if role == Role::App || role == Role::Db {
-            let gw = if role == Role::App { self.end(0, true) } else { self.end(self.segments() - 1, false) };
-            out.push(Route { dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED), prefix: 0, via: IpAddr::V4(gw.v4) });
-            out.push(Route { dest: IpAddr::V6(Ipv6Addr::UNSPECIFIED), prefix: 0, via: IpAddr::V6(gw.v6) });
+            let gw = if role == Role::App {
+                self.end(0, true)
+            } else {
+                self.end(self.segments() - 1, false)
+            };
+            out.push(Route {
+                dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                prefix: 0,
+                via: IpAddr::V4(gw.v4),
+            });
+            out.push(Route {
+                dest: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                prefix: 0,
+                via: IpAddr::V6(gw.v6),
+            });
             return out;
         }
         for k in 0..self.segments() {
@@ -136,10 +169,22 @@ impl Topology {
                 continue;
             }
             // Segment lies to the left (app side) if k < i - 1, else to the right.
-            let via = if k + 1 < i { self.end(i - 1, false) } else { self.end(i, true) };
+            let via = if k + 1 < i {
+                self.end(i - 1, false)
+            } else {
+                self.end(i, true)
+            };
             let (d4, d6) = self.addr(k, 0);
-            out.push(Route { dest: IpAddr::V4(d4), prefix: 24, via: IpAddr::V4(via.v4) });
-            out.push(Route { dest: IpAddr::V6(d6), prefix: 64, via: IpAddr::V6(via.v6) });
+            out.push(Route {
+                dest: IpAddr::V4(d4),
+                prefix: 24,
+                via: IpAddr::V4(via.v4),
+            });
+            out.push(Route {
+                dest: IpAddr::V6(d6),
+                prefix: 64,
+                via: IpAddr::V6(via.v6),
+            });
         }
         out
     }
@@ -151,12 +196,20 @@ impl Topology {
     /// The app's address and the database's address.
     pub fn app_addr(&self, v6: bool) -> IpAddr {
         let a = self.end(0, false);
-        if v6 { IpAddr::V6(a.v6) } else { IpAddr::V4(a.v4) }
+        if v6 {
+            IpAddr::V6(a.v6)
+        } else {
+            IpAddr::V4(a.v4)
+        }
     }
 
     pub fn db_addr(&self, v6: bool) -> IpAddr {
         let a = self.end(self.segments() - 1, true);
-        if v6 { IpAddr::V6(a.v6) } else { IpAddr::V4(a.v4) }
+        if v6 {
+            IpAddr::V6(a.v6)
+        } else {
+            IpAddr::V4(a.v4)
+        }
     }
 
     /// The firewall's link towards the app side and towards the database.
@@ -196,13 +249,22 @@ mod tests {
     #[test]
     fn hops_route_through_routers() {
         let t = Topology::chain(2);
-        assert_eq!(t.hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["app", "r1", "r2", "fw", "db"]);
+        assert_eq!(
+            t.hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+            ["app", "r1", "r2", "fw", "db"]
+        );
         // r1 reaches the db segment via r2, fw reaches the app segment via r2.
         let r1 = t.routes(1);
-        let to_db = r1.iter().find(|r| r.dest.to_string() == "198.18.2.0").unwrap();
+        let to_db = r1
+            .iter()
+            .find(|r| r.dest.to_string() == "198.18.2.0")
+            .unwrap();
         assert_eq!(to_db.via.to_string(), "198.18.11.1");
         let fw = t.routes(3);
-        let to_app = fw.iter().find(|r| r.dest.to_string() == "198.18.1.0").unwrap();
+        let to_app = fw
+            .iter()
+            .find(|r| r.dest.to_string() == "198.18.1.0")
+            .unwrap();
         assert_eq!(to_app.via.to_string(), "198.18.12.2");
         for (i, _) in t.hosts.iter().enumerate() {
             for ifc in t.ifaces(i) {

@@ -46,42 +46,66 @@ impl Capture {
         } else {
             let name = std::ffi::CString::new(iface)
                 .map_err(|_| LinuxError::Unsupported(format!("bad interface name {iface:?}")))?;
-            ns.run(|| nix::net::if_::if_nametoindex(name.as_c_str()))?.map_err(|e| LinuxError::Socket {
-                op: "find interface",
-                object: format!("{}/{iface}", ns.name()),
-                source: e.into(),
-            })?
+            ns.run(|| nix::net::if_::if_nametoindex(name.as_c_str()))?
+                .map_err(|e| LinuxError::Socket {
+                    op: "find interface",
+                    object: format!("{}/{iface}", ns.name()),
+                    source: e.into(),
+                })?
         };
         let ty = if cooked { Type::DGRAM } else { Type::RAW };
         let proto = Protocol::from(i32::from(ETH_P_ALL.to_be()));
         let sock = ns
             .run(|| Socket::new(Domain::PACKET, ty, Some(proto)))?
-            .map_err(|e| LinuxError::socket("open AF_PACKET", format!("{}/{iface}", ns.name()), e))?;
+            .map_err(|e| {
+                LinuxError::socket("open AF_PACKET", format!("{}/{iface}", ns.name()), e)
+            })?;
         if !cooked {
-            bind_ll(&sock, ifindex)
-                .map_err(|e| LinuxError::socket("bind AF_PACKET", format!("{}/{iface}", ns.name()), e))?;
+            bind_ll(&sock, ifindex).map_err(|e| {
+                LinuxError::socket("bind AF_PACKET", format!("{}/{iface}", ns.name()), e)
+            })?;
         }
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .map_err(|e| LinuxError::socket("set timeout", iface.to_string(), e))?;
-        Ok(Capture { sock, iface: iface.to_string(), cooked })
+        Ok(Capture {
+            sock,
+            iface: iface.to_string(),
+            cooked,
+        })
     }
 
     /// pcap link type of the frames this capture yields.
     pub fn linktype(&self) -> u32 {
-        if self.cooked { LINKTYPE_LINUX_SLL } else { LINKTYPE_ETHERNET }
+        if self.cooked {
+            LINKTYPE_LINUX_SLL
+        } else {
+            LINKTYPE_ETHERNET
+        }
     }
 
     /// Receive one frame, or `None` after the 100 ms poll timeout.
     pub fn next_frame(&self, buf: &mut [MaybeUninit<u8>]) -> Result<Option<Frame>> {
         match self.sock.recv_from(buf) {
             Ok((n, addr)) => {
-                let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                let ts = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
                 // SAFETY: recv_from initialised the first `n` bytes of `buf`.
-                let bytes: &[u8] = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
-                let data = if self.cooked { sll_header(&addr, bytes) } else { bytes.to_vec() };
+                let bytes: &[u8] =
+                    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+                let data = if self.cooked {
+                    sll_header(&addr, bytes)
+                } else {
+                    bytes.to_vec()
+                };
                 Ok(Some(Frame { ts, data }))
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 Ok(None)
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(None),
@@ -90,7 +114,12 @@ impl Capture {
     }
 
     /// Capture until `stop` is raised (or `limit` frames), handing each frame to `sink`.
-    pub fn run(&self, stop: &AtomicBool, limit: Option<u64>, mut sink: impl FnMut(&Frame) -> Result<()>) -> Result<u64> {
+    pub fn run(
+        &self,
+        stop: &AtomicBool,
+        limit: Option<u64>,
+        mut sink: impl FnMut(&Frame) -> Result<()>,
+    ) -> Result<u64> {
         let mut buf = vec![MaybeUninit::<u8>::uninit(); SNAPLEN as usize];
         let mut n = 0u64;
         while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| n < l) {
@@ -118,8 +147,9 @@ impl CaptureToFile {
         let count = Arc::new(AtomicU64::new(0));
         let (stop2, count2) = (stop.clone(), count.clone());
         let thread = std::thread::spawn(move || -> Result<u64> {
-            let mut w = PcapWriter::new(std::io::BufWriter::new(out), cap.linktype(), SNAPLEN, true)
-                .map_err(|e| LinuxError::socket("write pcap header", cap.iface.clone(), e))?;
+            let mut w =
+                PcapWriter::new(std::io::BufWriter::new(out), cap.linktype(), SNAPLEN, true)
+                    .map_err(|e| LinuxError::socket("write pcap header", cap.iface.clone(), e))?;
             let mut last_flush = Instant::now();
             let mut buf = vec![MaybeUninit::<u8>::uninit(); SNAPLEN as usize];
             while !stop2.load(Ordering::Relaxed) {
@@ -129,14 +159,20 @@ impl CaptureToFile {
                     count2.fetch_add(1, Ordering::Relaxed);
                 }
                 if last_flush.elapsed() >= Duration::from_millis(100) {
-                    w.flush().map_err(|e| LinuxError::socket("flush pcap", cap.iface.clone(), e))?;
+                    w.flush()
+                        .map_err(|e| LinuxError::socket("flush pcap", cap.iface.clone(), e))?;
                     last_flush = Instant::now();
                 }
             }
-            w.flush().map_err(|e| LinuxError::socket("flush pcap", cap.iface.clone(), e))?;
+            w.flush()
+                .map_err(|e| LinuxError::socket("flush pcap", cap.iface.clone(), e))?;
             Ok(count2.load(Ordering::Relaxed))
         });
-        Ok(CaptureToFile { stop, count, thread: Some(thread) })
+        Ok(CaptureToFile {
+            stop,
+            count,
+            thread: Some(thread),
+        })
     }
 
     /// Frames written so far.
@@ -148,7 +184,9 @@ impl CaptureToFile {
     pub fn finish(mut self) -> Result<u64> {
         self.stop.store(true, Ordering::Relaxed);
         match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| Err(LinuxError::Unsupported("capture thread panicked".into()))),
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(LinuxError::Unsupported("capture thread panicked".into()))),
             None => Ok(0),
         }
     }
@@ -177,19 +215,30 @@ fn bind_ll(sock: &Socket, ifindex: u32) -> std::io::Result<()> {
             size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Build a Linux cooked (SLL v1) header from the packet socket address, then the payload.
 fn sll_header(addr: &socket2::SockAddr, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + payload.len());
-    let (pkttype, hatype, halen, haddr, proto) = if addr.family() == libc::AF_PACKET as libc::sa_family_t
+    let (pkttype, hatype, halen, haddr, proto) = if addr.family()
+        == libc::AF_PACKET as libc::sa_family_t
         && addr.len() as usize >= size_of::<libc::sockaddr_ll>()
     {
         // SAFETY: the family is AF_PACKET and the storage is at least sockaddr_ll long, so it
         // holds an initialised sockaddr_ll; read_unaligned copes with any alignment.
         let sll: libc::sockaddr_ll = unsafe { std::ptr::read_unaligned(addr.as_ptr().cast()) };
-        (sll.sll_pkttype as u16, sll.sll_hatype, sll.sll_halen as u16, sll.sll_addr, sll.sll_protocol)
+        (
+            sll.sll_pkttype as u16,
+            sll.sll_hatype,
+            sll.sll_halen as u16,
+            sll.sll_addr,
+            sll.sll_protocol,
+        )
     } else {
         (0, 1, 0, [0u8; 8], 0)
     };
@@ -201,4 +250,3 @@ fn sll_header(addr: &socket2::SockAddr, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(payload);
     out
 }
-

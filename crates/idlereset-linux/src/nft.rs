@@ -138,7 +138,9 @@ pub fn delete_table(name: &str) -> Result<()> {
         0,
     );
     match send_batch(vec![msg], name) {
-        Err(LinuxError::NetlinkErrno { errno, .. }) if errno.raw_os_error() == Some(libc::ENOENT) => {
+        Err(LinuxError::NetlinkErrno { errno, .. })
+            if errno.raw_os_error() == Some(libc::ENOENT) =>
+        {
             Ok(())
         }
         other => other,
@@ -157,17 +159,22 @@ pub fn list_tables() -> Result<Vec<String>> {
     let sock = open_socket("tables")?;
     let mut buf = vec![0u8; msg.buffer_len()];
     msg.serialize(&mut buf);
-    sock.send(&buf, 0).map_err(|e| LinuxError::socket("send", "nftables dump", e))?;
+    sock.send(&buf, 0)
+        .map_err(|e| LinuxError::socket("send", "nftables dump", e))?;
     let mut names = Vec::new();
     let mut rx = vec![0u8; 64 * 1024];
     loop {
-        let n = sock.recv(&mut &mut rx[..], 0).map_err(|e| LinuxError::socket("recv", "nftables dump", e))?;
+        let n = sock
+            .recv(&mut &mut rx[..], 0)
+            .map_err(|e| LinuxError::socket("recv", "nftables dump", e))?;
         let mut off = 0;
         while off < n {
-            let m = NetlinkMessage::<NetfilterMessage>::deserialize(&rx[off..n]).map_err(|e| LinuxError::Netlink {
-                op: "parse",
-                object: format!("nftables table dump at offset {off}"),
-                message: e.to_string(),
+            let m = NetlinkMessage::<NetfilterMessage>::deserialize(&rx[off..n]).map_err(|e| {
+                LinuxError::Netlink {
+                    op: "parse",
+                    object: format!("nftables table dump at offset {off}"),
+                    message: e.to_string(),
+                }
             })?;
             let len = m.header.length as usize;
             match m.payload {
@@ -202,8 +209,10 @@ pub fn list_tables() -> Result<Vec<String>> {
 fn open_socket(what: &str) -> Result<Socket> {
     let mut sock = Socket::new(NETLINK_NETFILTER)
         .map_err(|e| LinuxError::socket("open NETLINK_NETFILTER", what, e))?;
-    sock.bind_auto().map_err(|e| LinuxError::socket("bind", what, e))?;
-    sock.connect(&SocketAddr::new(0, 0)).map_err(|e| LinuxError::socket("connect", what, e))?;
+    sock.bind_auto()
+        .map_err(|e| LinuxError::socket("bind", what, e))?;
+    sock.connect(&SocketAddr::new(0, 0))
+        .map_err(|e| LinuxError::socket("connect", what, e))?;
     Ok(sock)
 }
 
@@ -243,7 +252,8 @@ fn send_batch(body: Vec<NetlinkMessage<NetfilterMessage>>, object: &str) -> Resu
         m.serialize(&mut buf[start..]);
     }
     let sock = open_socket(object)?;
-    sock.send(&buf, 0).map_err(|e| LinuxError::socket("send", format!("nftables batch for {object}"), e))?;
+    sock.send(&buf, 0)
+        .map_err(|e| LinuxError::socket("send", format!("nftables batch for {object}"), e))?;
     let mut rx = vec![0u8; 64 * 1024];
     let mut pending = acked.len();
     while pending > 0 {
@@ -252,10 +262,12 @@ fn send_batch(body: Vec<NetlinkMessage<NetfilterMessage>>, object: &str) -> Resu
             .map_err(|e| LinuxError::socket("recv", format!("nftables batch for {object}"), e))?;
         let mut off = 0;
         while off < n {
-            let m = NetlinkMessage::<NetfilterMessage>::deserialize(&rx[off..n]).map_err(|e| LinuxError::Netlink {
-                op: "parse ack",
-                object: object.to_string(),
-                message: e.to_string(),
+            let m = NetlinkMessage::<NetfilterMessage>::deserialize(&rx[off..n]).map_err(|e| {
+                LinuxError::Netlink {
+                    op: "parse ack",
+                    object: object.to_string(),
+                    message: e.to_string(),
+                }
             })?;
             let len = m.header.length as usize;
             if let NetlinkPayload::Error(e) = m.payload {
@@ -310,7 +322,11 @@ fn chain_msg(table: &str, chain: &Chain) -> NetlinkMessage<NetfilterMessage> {
                     Hook::Number(hook.into()),
                     Hook::Priority(chain.priority as u32),
                 ]),
-                ChainAttribute::Policy(if chain.policy_accept { NF_ACCEPT } else { NF_DROP }),
+                ChainAttribute::Policy(if chain.policy_accept {
+                    NF_ACCEPT
+                } else {
+                    NF_DROP
+                }),
                 ChainAttribute::Type(ty.to_string()),
             ],
         }),
@@ -353,12 +369,17 @@ fn rule_msg(table: &str, chain: &str, rule: &Rule) -> NetlinkMessage<NetfilterMe
 fn verdict(code: u32) -> Expressions {
     Expressions::Immediate(vec![
         Immediate::DestinationRegister(Register::Verdict),
-        Immediate::Data(DataAttribute::Verdict(vec![VerdictAttribute::Code(Verdict::Other(code))])),
+        Immediate::Data(DataAttribute::Verdict(vec![VerdictAttribute::Code(
+            Verdict::Other(code),
+        )])),
     ])
 }
 
 fn raw_expr(name: &str, attributes: Vec<DefaultNla>) -> Expressions {
-    Expressions::Other { expression_type: name.to_string(), attributes }
+    Expressions::Other {
+        expression_type: name.to_string(),
+        attributes,
+    }
 }
 
 fn cmp(op: Operator, value: Vec<u8>) -> Expressions {
@@ -421,8 +442,15 @@ fn encode_match(m: &Match, out: &mut Vec<Expressions>) {
             out.push(cmp(Operator::NotEqual, vec![*value]));
         }
         Match::OifName(n) | Match::IifName(n) => {
-            let key = if matches!(m, Match::OifName(_)) { MetaKey::Oifname } else { MetaKey::Iifname };
-            out.push(Expressions::Meta(vec![Meta::DestinationRegister(Register::Reg1), Meta::Key(key)]));
+            let key = if matches!(m, Match::OifName(_)) {
+                MetaKey::Oifname
+            } else {
+                MetaKey::Iifname
+            };
+            out.push(Expressions::Meta(vec![
+                Meta::DestinationRegister(Register::Reg1),
+                Meta::Key(key),
+            ]));
             out.push(cmp(Operator::Equal, ifname_bytes(n)));
         }
     }
@@ -448,7 +476,13 @@ mod tests {
         };
         let msg = rule_msg("t", "c", &rule);
         let dbg = format!("{msg:?}");
-        for needle in ["\"ct\"", "\"reject\"", "\"counter\"", "L4Proto", "Offset(13)"] {
+        for needle in [
+            "\"ct\"",
+            "\"reject\"",
+            "\"counter\"",
+            "L4Proto",
+            "Offset(13)",
+        ] {
             assert!(dbg.contains(needle), "{needle} missing in {dbg}");
         }
         let mut m = msg;

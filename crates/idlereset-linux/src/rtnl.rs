@@ -28,7 +28,11 @@ fn nl_err(op: &'static str, object: String, e: rtnetlink::Error) -> LinuxError {
             object,
             errno: m.to_io(),
         },
-        other => LinuxError::Netlink { op, object, message: other.to_string() },
+        other => LinuxError::Netlink {
+            op,
+            object,
+            message: other.to_string(),
+        },
     }
 }
 
@@ -43,7 +47,10 @@ impl Rtnl {
             })?
             .map_err(|e| LinuxError::socket("open rtnetlink", ns.name().to_string(), e))?;
         tokio::spawn(conn);
-        Ok(Rtnl { handle, ns: ns.name().to_string() })
+        Ok(Rtnl {
+            handle,
+            ns: ns.name().to_string(),
+        })
     }
 
     fn obj(&self, what: &str) -> String {
@@ -52,7 +59,12 @@ impl Rtnl {
 
     /// Index of the link called `name`.
     pub async fn link_index(&self, name: &str) -> Result<u32> {
-        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match links.try_next().await {
             Ok(Some(msg)) => Ok(msg.header.index),
             Ok(None) => Err(LinuxError::Netlink {
@@ -66,7 +78,13 @@ impl Rtnl {
 
     /// Create a veth pair: `name` in this namespace, `peer` directly in `peer_ns` (it never
     /// appears anywhere else, in particular not in the host's namespace).
-    pub async fn add_veth(&self, name: &str, peer: &str, peer_ns: &NetNs, alias: &str) -> Result<()> {
+    pub async fn add_veth(
+        &self,
+        name: &str,
+        peer: &str,
+        peer_ns: &NetNs,
+        alias: &str,
+    ) -> Result<()> {
         use std::os::fd::AsRawFd;
         let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
@@ -82,7 +100,13 @@ impl Rtnl {
             .add(builder.build())
             .execute()
             .await
-            .map_err(|e| nl_err("add veth", self.obj(&format!("{name}<->{}/{peer}", peer_ns.name())), e))
+            .map_err(|e| {
+                nl_err(
+                    "add veth",
+                    self.obj(&format!("{name}<->{}/{peer}", peer_ns.name())),
+                    e,
+                )
+            })
     }
 
     /// Bring a link up.
@@ -102,43 +126,54 @@ impl Rtnl {
         let index = self.link_index(ifname).await?;
         let mut req = self.handle.address().add(index, addr, prefix);
         if addr.is_ipv6() {
-            req.message_mut()
-                .attributes
-                .push(netlink_packet_route::address::AddressAttribute::Flags(AddressFlags::Nodad));
+            req.message_mut().attributes.push(
+                netlink_packet_route::address::AddressAttribute::Flags(AddressFlags::Nodad),
+            );
         }
-        req.execute()
-            .await
-            .map_err(|e| nl_err("add address", self.obj(&format!("{ifname} {addr}/{prefix}")), e))
+        req.execute().await.map_err(|e| {
+            nl_err(
+                "add address",
+                self.obj(&format!("{ifname} {addr}/{prefix}")),
+                e,
+            )
+        })
     }
 
     /// Add a route to `dest/prefix` via `gateway`.
     pub async fn add_route(&self, dest: IpAddr, prefix: u8, gateway: IpAddr) -> Result<()> {
         let msg = match (dest, gateway) {
-            (IpAddr::V4(d), IpAddr::V4(g)) => {
-                RouteMessageBuilder::<std::net::Ipv4Addr>::new().destination_prefix(d, prefix).gateway(g).build()
-            }
-            (IpAddr::V6(d), IpAddr::V6(g)) => {
-                RouteMessageBuilder::<std::net::Ipv6Addr>::new().destination_prefix(d, prefix).gateway(g).build()
-            }
+            (IpAddr::V4(d), IpAddr::V4(g)) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .destination_prefix(d, prefix)
+                .gateway(g)
+                .build(),
+            (IpAddr::V6(d), IpAddr::V6(g)) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .destination_prefix(d, prefix)
+                .gateway(g)
+                .build(),
             _ => {
                 return Err(LinuxError::Unsupported(format!(
                     "route {dest}/{prefix} via {gateway}: address families differ"
                 )));
             }
         };
-        self.handle
-            .route()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(|e| nl_err("add route", self.obj(&format!("{dest}/{prefix} via {gateway}")), e))
+        self.handle.route().add(msg).execute().await.map_err(|e| {
+            nl_err(
+                "add route",
+                self.obj(&format!("{dest}/{prefix} via {gateway}")),
+                e,
+            )
+        })
     }
 
     /// Names of the links in this namespace.
     pub async fn link_names(&self) -> Result<Vec<String>> {
         let mut links = self.handle.link().get().execute();
         let mut names = Vec::new();
-        while let Some(msg) = links.try_next().await.map_err(|e| nl_err("list links", self.obj("*"), e))? {
+        while let Some(msg) = links
+            .try_next()
+            .await
+            .map_err(|e| nl_err("list links", self.obj("*"), e))?
+        {
             for a in msg.attributes {
                 if let LinkAttribute::IfName(n) = a {
                     names.push(n);
@@ -151,11 +186,20 @@ impl Rtnl {
     /// Delete a link (a veth pair goes away with either end).
     pub async fn del_link(&self, name: &str) -> Result<()> {
         let index = self.link_index(name).await?;
-        self.handle.link().del(index).execute().await.map_err(|e| nl_err("delete link", self.obj(name), e))
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(|e| nl_err("delete link", self.obj(name), e))
     }
 
     /// Address family helper for callers that build prefixes.
     pub fn family_of(addr: IpAddr) -> AddressFamily {
-        if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 }
+        if addr.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        }
     }
 }

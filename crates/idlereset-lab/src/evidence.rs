@@ -1,0 +1,176 @@
+//! Evidence the lab collects while a scenario runs: the flow's TCP packets as seen on chosen
+//! links (AF_PACKET, parsed with etherparse) and the firewall's conntrack entry for the flow,
+//! sampled over time.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use idlereset_linux::NetNs;
+use idlereset_linux::capture::Capture;
+use serde::Serialize;
+
+use crate::error::Result;
+
+const MAX_PACKETS: usize = 50_000;
+
+/// One TCP packet of the flow as seen on a link.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeenPacket {
+    /// Seconds since the scenario started (lab time).
+    pub t: f64,
+    /// Which capture point (`app`, `fw->db`).
+    pub point: &'static str,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// TTL (IPv4) or hop limit (IPv6).
+    pub ttl: u8,
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+    pub payload: usize,
+    pub seq: u32,
+}
+
+/// Parse an Ethernet frame into a TCP packet of interest (`port` on either side).
+pub fn parse_frame(data: &[u8], port: u16, t: f64, point: &'static str) -> Option<SeenPacket> {
+    let p = SlicedPacket::from_ethernet(data).ok()?;
+    let (src_ip, dst_ip, ttl): (IpAddr, IpAddr, u8) = match p.net? {
+        NetSlice::Ipv4(v4) => {
+            let h = v4.header();
+            (h.source_addr().into(), h.destination_addr().into(), h.ttl())
+        }
+        NetSlice::Ipv6(v6) => {
+            let h = v6.header();
+            (
+                h.source_addr().into(),
+                h.destination_addr().into(),
+                h.hop_limit(),
+            )
+        }
+        _ => return None,
+    };
+    let TransportSlice::Tcp(tcp) = p.transport? else {
+        return None;
+    };
+    if tcp.source_port() != port && tcp.destination_port() != port {
+        return None;
+    }
+    Some(SeenPacket {
+        t,
+        point,
+        src: SocketAddr::new(src_ip, tcp.source_port()),
+        dst: SocketAddr::new(dst_ip, tcp.destination_port()),
+        ttl,
+        syn: tcp.syn(),
+        ack: tcp.ack(),
+        fin: tcp.fin(),
+        rst: tcp.rst(),
+        payload: tcp.payload().len(),
+        seq: tcp.sequence_number(),
+    })
+}
+
+/// Packet captures running on threads, collecting the flow's packets in memory.
+pub struct FlowCapture {
+    stop: Arc<AtomicBool>,
+    packets: Arc<Mutex<Vec<SeenPacket>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl FlowCapture {
+    /// Capture `(namespace, link, label)` points for TCP `port`.
+    pub fn start(
+        points: Vec<(&NetNs, String, &'static str)>,
+        port: u16,
+        t0: Instant,
+    ) -> Result<FlowCapture> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let packets = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for (ns, link, label) in points {
+            let cap = Capture::open(ns, &link)?;
+            let (stop, packets) = (stop.clone(), packets.clone());
+            threads.push(std::thread::spawn(move || {
+                let _ = cap.run(&stop, None, |f| {
+                    let t = t0.elapsed().as_secs_f64();
+                    if let Some(p) = parse_frame(&f.data, port, t, label) {
+                        if let Ok(mut v) = packets.lock() {
+                            if v.len() < MAX_PACKETS {
+                                v.push(p);
+                            }
+                        }
+                    }
+                    Ok(())
+                });
+            }));
+        }
+        Ok(FlowCapture {
+            stop,
+            packets,
+            threads,
+        })
+    }
+
+    /// Stop and return the packets in time order.
+    pub fn finish(mut self) -> Vec<SeenPacket> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let mut v = self.packets.lock().map(|v| v.clone()).unwrap_or_default();
+        v.sort_by(|a, b| a.t.total_cmp(&b.t));
+        v
+    }
+}
+
+impl Drop for FlowCapture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The firewall's conntrack entry for the flow at one moment.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CtSample {
+    pub t: f64,
+    /// `None`: no entry for the flow.
+    pub state: Option<String>,
+    pub timeout_s: Option<u64>,
+}
+
+/// Sample the conntrack entry of the flow `client -> server_port` inside `fw` every `period`
+/// until `stop`.
+pub fn sample_conntrack(
+    fw: NetNs,
+    client: SocketAddr,
+    server_port: u16,
+    t0: Instant,
+    period: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<CtSample>> {
+    std::thread::spawn(move || {
+        let mut out: Vec<CtSample> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let t = t0.elapsed().as_secs_f64();
+            let entry = fw
+                .run(|| crate::ct::lookup_flow(client, server_port))
+                .ok()
+                .and_then(|r| r.ok())
+                .flatten();
+            out.push(CtSample {
+                t,
+                state: entry.as_ref().map(|e| e.state.clone()),
+                timeout_s: entry.as_ref().map(|e| e.timeout_s),
+            });
+            std::thread::sleep(period);
+        }
+        out
+    })
+}

@@ -1,0 +1,459 @@
+//! `lab reproduce`: run one incident end to end on the real kernel and report what happened.
+//!
+//! Build the lab, start the database, open a pooled connection and use it, let it sit idle for
+//! the scenario's gap while sampling the firewall's conntrack entry and capturing the flow on
+//! the app's link and on the firewall's database-side link, use the connection again, and
+//! classify what the application saw. The report carries a timeline, the evidence and a verdict.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{LabError, Result};
+use crate::evidence::{CtSample, FlowCapture, SeenPacket, sample_conntrack};
+use crate::lab::Lab;
+use crate::registry::Ownership;
+use crate::scenario::Scenario;
+use crate::server::DbServer;
+use crate::workload::{AppLog, FailureKind, Pool, QueryError};
+
+/// What the application saw after the idle gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Reset,
+    Blackhole,
+    /// The server (or a proxy) closed the idle connection (not in design.md's original list).
+    Closed,
+    Survived,
+}
+
+/// One line of the timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Lab seconds since start.
+    pub t_s: f64,
+    /// The same moment in incident seconds (t_s x time scale).
+    pub incident_s: f64,
+    pub host: &'static str,
+    pub what: String,
+}
+
+/// What the lab observed that explains the outcome.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Evidence {
+    /// The database server never saw the connection end (it still holds it).
+    pub db_still_open: bool,
+    /// Errors the database saw on its connections (a reset reaching it would count here).
+    pub db_errors: u64,
+    /// Last conntrack state seen for the flow before the final query, and when the entry vanished.
+    pub ct_last_state: Option<String>,
+    pub ct_gone_at_s: Option<f64>,
+    /// Times the entry's timer went up during the idle gap (keepalive / heartbeat refreshes).
+    pub ct_refreshes: u32,
+    /// RSTs seen at the app carrying the database's address, with their TTL.
+    pub rst_at_app: Vec<u8>,
+    /// TTL of ordinary packets from the database as seen at the app.
+    pub db_ttl_at_app: Option<u8>,
+    /// RSTs seen on the firewall's database-side link.
+    pub rst_on_db_link: usize,
+    /// Packets of the flow that crossed the app link during the idle gap (keepalives, heartbeats).
+    pub packets_during_idle: usize,
+    /// Retransmissions of the final query seen at the app.
+    pub retransmissions: usize,
+    /// The pool had retired the connection before the final query (pool idle timeout / lifetime).
+    pub pool_retired: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub preset: String,
+    pub outcome: Outcome,
+    /// The idle gap, incident seconds.
+    pub idle_s: f64,
+    /// The error text the application got, if any.
+    pub error: Option<String>,
+    pub time_scale: f64,
+    pub lab: String,
+    pub firewall_timeout_s: f64,
+    pub profile: String,
+    pub client: String,
+    pub timeline: Vec<Event>,
+    pub evidence: Evidence,
+    pub verdict: String,
+    pub app_log: Vec<String>,
+    /// Lab wall time of the whole run.
+    pub elapsed_s: f64,
+    #[serde(skip)]
+    pub packets: Vec<SeenPacket>,
+}
+
+/// Run a scenario in a fresh lab that is removed afterwards.
+pub async fn run(sc: &Scenario, progress: &(dyn Fn(&str) + Sync)) -> Result<Report> {
+    sc.validate()?;
+    let lab = Lab::create(sc.lab_spec()?, None, Ownership::Foreground).await?;
+    let r = run_in(&lab, sc, progress).await;
+    lab.destroy()?;
+    r
+}
+
+/// Run a scenario in an existing lab (its firewall already configured as the scenario wants).
+pub async fn run_in(lab: &Lab, sc: &Scenario, progress: &(dyn Fn(&str) + Sync)) -> Result<Report> {
+    let scale = sc.scale()?;
+    let t0 = Instant::now();
+    let topo = lab.topology();
+    let server = DbServer::start(
+        lab.ns("db")?,
+        sc.port,
+        sc.server_idle_close_s.map(|s| scale.lab(s)),
+    )?;
+    let target = SocketAddr::new(topo.db_addr(sc.ipv6), sc.port);
+    let (_, fw_db_link) = topo.fw_links();
+    let capture = FlowCapture::start(
+        vec![
+            (lab.ns("app")?, topo.app_link(), "app"),
+            (lab.ns("fw")?, fw_db_link, "fw->db"),
+        ],
+        sc.port,
+        t0,
+    )?;
+    let log = Arc::new(AppLog::default());
+    let pool = Arc::new(Pool::new(
+        idlereset_linux::NetNs::open(lab.ns("app")?.name())?,
+        target,
+        sc.client_options()?,
+        sc.pool_config()?,
+        log.clone(),
+    ));
+    let mut timeline = Vec::new();
+    let ev = |timeline: &mut Vec<Event>, host: &'static str, what: String| {
+        let t_s = t0.elapsed().as_secs_f64();
+        timeline.push(Event {
+            t_s,
+            incident_s: scale.configured(Duration::from_secs_f64(t_s)),
+            host,
+            what,
+        });
+    };
+
+    // 1. Connect and use the connection.
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| LabError::lab(lab.name(), format!("first connect failed: {}", e.text)))?;
+    let client = conn.local;
+    ev(
+        &mut timeline,
+        "app",
+        format!(
+            "connected {} -> {} (conn={})",
+            conn.local, conn.peer, conn.id
+        ),
+    );
+    pool.query(&mut conn, "SELECT 1")
+        .await
+        .map_err(|e| LabError::lab(lab.name(), format!("first query failed: {}", e.text)))?;
+    ev(
+        &mut timeline,
+        "app",
+        "query ok; connection returned to the pool, idle from now".into(),
+    );
+    pool.put(conn);
+    let idle_start = t0.elapsed().as_secs_f64();
+
+    // 2. Idle, with pool maintenance (heartbeats, retirement) and conntrack sampling.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_conntrack(
+        idlereset_linux::NetNs::open(lab.ns("fw")?.name())?,
+        client,
+        sc.port,
+        t0,
+        Duration::from_millis(100),
+        stop.clone(),
+    );
+    let idle = sc.lab_idle()?;
+    progress(&format!(
+        "idle for {:.1} s lab time ({:.0} s incident time); firewall forgets idle flows after {:.1} s ({:.0} s)",
+        idle.as_secs_f64(),
+        sc.idle_s,
+        scale.lab(sc.fw_timeout_s).as_secs_f64(),
+        sc.fw_timeout_s
+    ));
+    let maint = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut failures: Vec<QueryError> = Vec::new();
+            loop {
+                tokio::time::sleep(pool.maintenance_period()).await;
+                failures.extend(pool.maintain().await);
+            }
+            #[allow(unreachable_code)]
+            failures
+        })
+    };
+    tokio::time::sleep(idle).await;
+    maint.abort();
+
+    // 3. Use the connection again.
+    let before = pool.stats();
+    let pool_retired = before.retired_total > 0 || before.broken_total > 0;
+    let t_query = t0.elapsed().as_secs_f64();
+    let (result, conn_id) = match pool.get().await {
+        Ok(mut c) => {
+            let id = c.id;
+            ev(
+                &mut timeline,
+                "app",
+                format!(
+                    "query on conn={id} after {:.1} s idle",
+                    t_query - idle_start
+                ),
+            );
+            let r = pool.query(&mut c, "SELECT 2").await;
+            match &r {
+                Ok(_) => pool.put(c),
+                Err(_) => pool.discard(c),
+            }
+            (r.map(|_| ()), id)
+        }
+        Err(e) => (Err(e.clone()), e.conn),
+    };
+    let t_result = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.store(true, Ordering::Relaxed);
+    let samples = sampler.join().unwrap_or_default();
+    let packets = capture.finish();
+    let db_open = server.stats.open.load(Ordering::Relaxed);
+    let db_errors = server.stats.errors.load(Ordering::Relaxed);
+    drop(server);
+
+    let (outcome, error) = match &result {
+        Ok(()) => (Outcome::Survived, None),
+        Err(e) => (
+            match e.kind {
+                FailureKind::Reset => Outcome::Reset,
+                FailureKind::Timeout => Outcome::Blackhole,
+                FailureKind::Eof => Outcome::Closed,
+                _ => Outcome::Blackhole,
+            },
+            Some(e.text.clone()),
+        ),
+    };
+    let what = match &result {
+        Err(e) => format!("error on conn={conn_id}: {}", e.text),
+        Ok(()) => "query ok: the connection survived the idle gap".into(),
+    };
+    timeline.push(Event {
+        t_s: t_result,
+        incident_s: t_result * scale.factor(),
+        host: "app",
+        what,
+    });
+
+    let mut evidence = analyse(
+        &samples,
+        &packets,
+        target,
+        client,
+        idle_start,
+        t_query,
+        &mut timeline,
+        scale.factor(),
+    );
+    evidence.db_still_open = db_open > 0 && outcome == Outcome::Reset;
+    evidence.db_errors = db_errors;
+    evidence.pool_retired = pool_retired;
+    timeline.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+    let verdict = verdict(sc, outcome, &evidence);
+    Ok(Report {
+        preset: sc.preset.clone(),
+        outcome,
+        idle_s: scale.configured(Duration::from_secs_f64(t_query - idle_start)),
+        error,
+        time_scale: sc.time_scale,
+        lab: lab.name().to_string(),
+        firewall_timeout_s: sc.fw_timeout_s,
+        profile: sc.profile.name().to_string(),
+        client: sc.client_summary(),
+        timeline,
+        evidence,
+        verdict,
+        app_log: log.lines(),
+        elapsed_s: t0.elapsed().as_secs_f64(),
+        packets,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn analyse(
+    samples: &[CtSample],
+    packets: &[SeenPacket],
+    server: SocketAddr,
+    client: SocketAddr,
+    idle_start: f64,
+    t_query: f64,
+    timeline: &mut Vec<Event>,
+    factor: f64,
+) -> Evidence {
+    let mut ev = Evidence::default();
+    let push = |timeline: &mut Vec<Event>, t_s: f64, host: &'static str, what: String| {
+        timeline.push(Event {
+            t_s,
+            incident_s: t_s * factor,
+            host,
+            what,
+        });
+    };
+    // Conntrack: first sighting, refreshes, disappearance (before the final query).
+    let mut prev: Option<&CtSample> = None;
+    for s in samples.iter().filter(|s| s.t <= t_query) {
+        match (prev.and_then(|p| p.timeout_s), s.timeout_s) {
+            (None, Some(t))
+                if prev.is_none_or(|p| p.state.is_none()) && ev.ct_last_state.is_none() =>
+            {
+                push(
+                    timeline,
+                    s.t,
+                    "fw",
+                    format!(
+                        "conntrack entry {} with {t} s left",
+                        s.state.clone().unwrap_or_default()
+                    ),
+                );
+            }
+            (Some(a), Some(b)) if b > a && s.t > idle_start => {
+                ev.ct_refreshes += 1;
+                if ev.ct_refreshes <= 3 {
+                    push(
+                        timeline,
+                        s.t,
+                        "fw",
+                        format!("conntrack timer refreshed to {b} s (traffic during idle)"),
+                    );
+                }
+            }
+            (Some(_), None) => {
+                ev.ct_gone_at_s.get_or_insert(s.t);
+                push(
+                    timeline,
+                    s.t,
+                    "fw",
+                    "conntrack entry expired: the firewall forgot the flow".into(),
+                );
+            }
+            _ => {}
+        }
+        if s.state.is_some() {
+            ev.ct_last_state = s.state.clone();
+        }
+        prev = Some(s);
+    }
+    if samples
+        .iter()
+        .filter(|s| s.t <= t_query)
+        .last()
+        .is_some_and(|s| s.state.is_some())
+    {
+        ev.ct_gone_at_s = None;
+    }
+    // Packets.
+    let from_db =
+        |p: &SeenPacket| p.src == server || (p.src.port() == server.port() && p.dst == client);
+    ev.db_ttl_at_app = packets
+        .iter()
+        .filter(|p| p.point == "app" && from_db(p) && !p.rst)
+        .map(|p| p.ttl)
+        .last();
+    ev.packets_during_idle = packets
+        .iter()
+        .filter(|p| p.point == "app" && p.t > idle_start + 0.05 && p.t < t_query - 0.01)
+        .count();
+    let mut query_seqs = std::collections::HashMap::new();
+    for p in packets
+        .iter()
+        .filter(|p| p.point == "app" && p.t >= t_query && p.payload > 0 && p.src == client)
+    {
+        *query_seqs.entry(p.seq).or_insert(0usize) += 1;
+    }
+    ev.retransmissions = query_seqs.values().map(|n| n.saturating_sub(1)).sum();
+    for p in packets.iter().filter(|p| p.rst) {
+        if p.point == "app" && from_db(p) {
+            ev.rst_at_app.push(p.ttl);
+            push(
+                timeline,
+                p.t,
+                "app",
+                format!("RST from {} received (TTL {})", p.src, p.ttl),
+            );
+        } else if p.point == "fw->db" {
+            ev.rst_on_db_link += 1;
+            push(
+                timeline,
+                p.t,
+                "fw",
+                format!("RST {} -> {} on the firewall's database link", p.src, p.dst),
+            );
+        }
+    }
+    if ev.retransmissions > 0 {
+        push(
+            timeline,
+            t_query,
+            "app",
+            format!(
+                "query retransmitted {} times, never acknowledged",
+                ev.retransmissions
+            ),
+        );
+    }
+    ev
+}
+
+fn verdict(sc: &Scenario, outcome: Outcome, ev: &Evidence) -> String {
+    let fw = sc.fw_timeout_s;
+    match outcome {
+        Outcome::Reset => {
+            let mut s = format!(
+                "RESET after {:.0} s idle: the firewall's conntrack entry expired after {fw:.0} s of idle, so the next packet \
+                 was a new non-SYN flow and the firewall answered it with a TCP reset",
+                sc.idle_s
+            );
+            if let (Some(rst_ttl), Some(db_ttl)) = (ev.rst_at_app.first(), ev.db_ttl_at_app) {
+                if *rst_ttl != db_ttl {
+                    s.push_str(&format!(
+                        ". The RST carries the database's address but TTL {rst_ttl}, while the database's packets arrive with TTL {db_ttl}: \
+                         a middlebox made it"
+                    ));
+                }
+            }
+            if ev.rst_on_db_link == 0 {
+                s.push_str(". No RST crossed the firewall's database link: the database still holds the connection as ESTABLISHED");
+            }
+            s
+        }
+        Outcome::Blackhole => format!(
+            "BLACKHOLE after {:.0} s idle: the firewall forgot the flow after {fw:.0} s and silently dropped the next packet; \
+             the app retransmitted until it gave up",
+            sc.idle_s
+        ),
+        Outcome::Closed => {
+            "CLOSED: the server (or a proxy) closed the idle connection; the app read EOF"
+                .to_string()
+        }
+        Outcome::Survived if ev.pool_retired => format!(
+            "SURVIVED only because the pool retired the idle connection first (pool idle timeout below the {fw:.0} s firewall timeout)"
+        ),
+        Outcome::Survived if ev.ct_refreshes > 0 => format!(
+            "SURVIVED {:.0} s of idle: traffic during the gap (keepalive or heartbeat) refreshed the firewall's conntrack entry \
+             {} times before its {fw:.0} s timeout",
+            sc.idle_s, ev.ct_refreshes
+        ),
+        Outcome::Survived => format!(
+            "SURVIVED {:.0} s of idle (firewall timeout {fw:.0} s)",
+            sc.idle_s
+        ),
+    }
+}
