@@ -38,3 +38,12 @@ pub fn lookup_flow(client: SocketAddr, server_port: u16) -> std::io::Result<Opti
     }
     Ok(None)
 }
+
+/// Number of conntrack entries in the current namespace.
+pub fn count_entries() -> std::io::Result<usize> {
+    Ok(
+        std::fs::read_to_string("/proc/thread-self/net/nf_conntrack")?
+            .lines()
+            .count(),
+    )
+}

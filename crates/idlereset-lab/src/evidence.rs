@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use idlereset_core::pcap::writer::PcapWriter;
 use idlereset_linux::NetNs;
 use idlereset_linux::capture::Capture;
 use serde::Serialize;
@@ -82,20 +83,37 @@ pub struct FlowCapture {
 }
 
 impl FlowCapture {
-    /// Capture `(namespace, link, label)` points for TCP `port`.
+    /// Capture `(namespace, link, label)` points for TCP `port`. With `pcap_dir`, every frame
+    /// of each point is also written to `<dir>/<label>.pcap` (label `fw->db` becomes `fw-db`).
     pub fn start(
         points: Vec<(&NetNs, String, &'static str)>,
         port: u16,
         t0: Instant,
+        pcap_dir: Option<&std::path::Path>,
     ) -> Result<FlowCapture> {
         let stop = Arc::new(AtomicBool::new(false));
         let packets = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
         for (ns, link, label) in points {
             let cap = Capture::open(ns, &link)?;
+            let mut writer = match pcap_dir {
+                Some(dir) => {
+                    let path = dir.join(format!("{}.pcap", label.replace("->", "-")));
+                    let f = std::fs::File::create(&path)
+                        .map_err(|e| crate::error::LabError::io("create", &path, e))?;
+                    Some(
+                        PcapWriter::new(std::io::BufWriter::new(f), cap.linktype(), 262_144, true)
+                            .map_err(|e| crate::error::LabError::io("write", &path, e))?,
+                    )
+                }
+                None => None,
+            };
             let (stop, packets) = (stop.clone(), packets.clone());
             threads.push(std::thread::spawn(move || {
                 let _ = cap.run(&stop, None, |f| {
+                    if let Some(w) = writer.as_mut() {
+                        let _ = w.write_packet(f.ts, &f.data, f.data.len() as u32);
+                    }
                     let t = t0.elapsed().as_secs_f64();
                     if let Some(p) = parse_frame(&f.data, port, t, label) {
                         if let Ok(mut v) = packets.lock() {
@@ -106,6 +124,9 @@ impl FlowCapture {
                     }
                     Ok(())
                 });
+                if let Some(mut w) = writer {
+                    let _ = w.flush();
+                }
             }));
         }
         Ok(FlowCapture {

@@ -241,6 +241,13 @@ impl Lab {
         registry::remove(&self.name, &self.host_names())
     }
 
+    /// Take ownership of an opened lab: this process now removes it when the handle drops.
+    pub fn adopt(mut self, ownership: Ownership) -> Result<Lab> {
+        registry::adopt(&self.name, ownership)?;
+        self.owned = true;
+        Ok(self)
+    }
+
     /// Keep the lab after this handle is dropped (handed to a supervisor).
     pub fn detach(mut self) {
         self.owned = false;

@@ -14,6 +14,7 @@ pub mod registry;
 pub mod reproduce;
 pub mod scenario;
 pub mod server;
+pub mod supervise;
 pub mod topology;
 pub mod workload;
 

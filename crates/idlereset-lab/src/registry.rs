@@ -71,6 +71,17 @@ impl LabRecord {
     }
 }
 
+/// Make the current process the owner of lab `name` (the `lab up` supervisor takes over).
+pub fn adopt(name: &str, ownership: Ownership) -> Result<LabRecord> {
+    let mut rec = LabRecord::load(name)?;
+    let pid = std::process::id();
+    rec.owner_pid = pid;
+    rec.owner_start = process_start_time(pid).unwrap_or(0);
+    rec.ownership = ownership;
+    rec.save()?;
+    Ok(rec)
+}
+
 /// All lab records on this machine.
 pub fn list() -> Vec<LabRecord> {
     let Ok(rd) = std::fs::read_dir(STATE_DIR) else {
@@ -88,12 +99,18 @@ pub fn list() -> Vec<LabRecord> {
     v
 }
 
-/// Start time (clock ticks since boot) of a process, from /proc/PID/stat.
+/// Start time (clock ticks since boot) of a live process, from /proc/PID/stat. A zombie (exited,
+/// not yet reaped: a detached supervisor's parent may reap late) counts as gone.
 pub fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Remove a lab's namespaces, state and runtime files. Missing pieces are fine.

@@ -93,15 +93,41 @@ pub struct Report {
 
 /// Run a scenario in a fresh lab that is removed afterwards.
 pub async fn run(sc: &Scenario, progress: &(dyn Fn(&str) + Sync)) -> Result<Report> {
+    run_with(sc, &Options::default(), progress).await
+}
+
+/// Extra outputs of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Write `app.pcap` and `fw-db.pcap` here.
+    pub pcap_dir: Option<std::path::PathBuf>,
+}
+
+/// [`run`] with options.
+pub async fn run_with(
+    sc: &Scenario,
+    opts: &Options,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Report> {
     sc.validate()?;
     let lab = Lab::create(sc.lab_spec()?, None, Ownership::Foreground).await?;
-    let r = run_in(&lab, sc, progress).await;
+    progress(&format!(
+        "lab {} up in {:.0} ms",
+        lab.name(),
+        lab.build_time.as_secs_f64() * 1000.0
+    ));
+    let r = run_in(&lab, sc, opts, progress).await;
     lab.destroy()?;
     r
 }
 
 /// Run a scenario in an existing lab (its firewall already configured as the scenario wants).
-pub async fn run_in(lab: &Lab, sc: &Scenario, progress: &(dyn Fn(&str) + Sync)) -> Result<Report> {
+pub async fn run_in(
+    lab: &Lab,
+    sc: &Scenario,
+    opts: &Options,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Report> {
     let scale = sc.scale()?;
     let t0 = Instant::now();
     let topo = lab.topology();
@@ -119,6 +145,7 @@ pub async fn run_in(lab: &Lab, sc: &Scenario, progress: &(dyn Fn(&str) + Sync)) 
         ],
         sc.port,
         t0,
+        opts.pcap_dir.as_deref(),
     )?;
     let log = Arc::new(AppLog::default());
     let pool = Arc::new(Pool::new(
@@ -324,14 +351,20 @@ fn analyse(
                     ),
                 );
             }
-            (Some(a), Some(b)) if b > a && s.t > idle_start => {
+            // Timeouts are whole seconds (rounded down), so the expiry estimate t + timeout
+            // wanders by less than one second without traffic; a later estimate by a second
+            // or more, or a larger remaining value, means a packet refreshed the entry.
+            (Some(a), Some(b))
+                if s.t > idle_start
+                    && (b > a || prev.is_some_and(|p| s.t + b as f64 >= p.t + a as f64 + 1.0)) =>
+            {
                 ev.ct_refreshes += 1;
                 if ev.ct_refreshes <= 3 {
                     push(
                         timeline,
                         s.t,
                         "fw",
-                        format!("conntrack timer refreshed to {b} s (traffic during idle)"),
+                        format!("conntrack timer refreshed: {b} s left (traffic during idle)"),
                     );
                 }
             }
@@ -353,8 +386,8 @@ fn analyse(
     }
     if samples
         .iter()
-        .filter(|s| s.t <= t_query)
-        .last()
+        .rev()
+        .find(|s| s.t <= t_query)
         .is_some_and(|s| s.state.is_some())
     {
         ev.ct_gone_at_s = None;
@@ -364,9 +397,9 @@ fn analyse(
         |p: &SeenPacket| p.src == server || (p.src.port() == server.port() && p.dst == client);
     ev.db_ttl_at_app = packets
         .iter()
-        .filter(|p| p.point == "app" && from_db(p) && !p.rst)
-        .map(|p| p.ttl)
-        .last();
+        .rev()
+        .find(|p| p.point == "app" && from_db(p) && !p.rst)
+        .map(|p| p.ttl);
     ev.packets_during_idle = packets
         .iter()
         .filter(|p| p.point == "app" && p.t > idle_start + 0.05 && p.t < t_query - 0.01)

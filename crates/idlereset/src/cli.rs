@@ -29,7 +29,7 @@ pub enum Command {
     Demo(cmd::demo::Args),
     /// Real-kernel lab: app / fw / db hosts in network namespaces with nftables + conntrack
     #[command(subcommand)]
-    Lab(cmd::lab::LabCommand),
+    Lab(Box<cmd::lab::LabCommand>),
     /// Play an incident-replay exercise (built-in, TOML, or the seed's markdown format)
     Replay(cmd::replay::Args),
     /// Find reset events in application logs: period, drift, idle bracket, catalog matches

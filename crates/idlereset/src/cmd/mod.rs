@@ -9,6 +9,7 @@ pub mod logs;
 pub mod pcap;
 pub mod plan;
 pub mod replay;
+pub mod signals;
 
 use crate::app::Outcome;
 use crate::cli::{Cli, Command};
@@ -16,7 +17,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Demo(args) => demo::run(args),
-        Command::Lab(args) => lab::run(args),
+        Command::Lab(args) => lab::run(*args),
         Command::Replay(args) => replay::run(args),
         Command::Logs(args) => logs::run(args),
         Command::Pcap(args) => pcap::run(args),
