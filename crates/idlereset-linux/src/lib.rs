@@ -10,8 +10,10 @@ pub mod error;
 pub mod netns;
 pub mod nft;
 pub mod privilege;
+pub mod probe;
 pub mod rtnl;
 pub mod sysctl;
+pub mod tcpinfo;
 
 pub use error::{LinuxError, Result};
 pub use netns::NetNs;

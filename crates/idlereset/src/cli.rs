@@ -32,6 +32,8 @@ pub enum Command {
     Lab(Box<cmd::lab::LabCommand>),
     /// Play an incident-replay exercise (built-in, TOML, or the seed's markdown format)
     Replay(cmd::replay::Args),
+    /// Measure a path's idle timeout and how it fails (reset, blackhole, fin), against any TCP server
+    Probe(cmd::probe::Args),
     /// Find reset events in application logs: period, drift, idle bracket, catalog matches
     Logs(cmd::logs::Args),
     /// Explain resets in packet captures: who sent the RST, after how much idle

@@ -8,6 +8,7 @@ pub mod lab;
 pub mod logs;
 pub mod pcap;
 pub mod plan;
+pub mod probe;
 pub mod replay;
 pub mod signals;
 
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Pcap(args) => pcap::run(args),
         Command::Catalog(args) => catalog::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Probe(args) => probe::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man => completions::man(),
     }
