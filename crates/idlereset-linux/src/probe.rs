@@ -8,6 +8,7 @@
 //! - no ACK within a grace period while probes go unanswered: `Blackhole`;
 //! - EOF before the probe: the peer or a proxy closed the idle connection (`Fin`, at the
 //!   measured idle).
+//!
 //! Rungs above the shortest failure so far are closed early; survivors are closed cleanly.
 //! The planning and bookkeeping are pure and live in `idlereset_core::probe`.
 
