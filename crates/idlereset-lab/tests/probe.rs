@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! `probe` against lab paths with known idle timeouts (issue 3's test list).
 
 use std::net::SocketAddr;
