@@ -154,3 +154,36 @@ async fn refresh_test_passes_with_keepalive_below_the_timeout() {
     assert!(!bad.carried_data, "{bad:?}");
     assert_eq!(bad.failure, Failure::Reset);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverse_probe_through_nat_against_listen() {
+    privileged!("reverse_probe_through_nat_against_listen");
+    let path = path(Profile::Nat, 5, None).await;
+    let listener = path
+        .lab
+        .ns("db")
+        .unwrap()
+        .run(|| std::net::TcpListener::bind(("0.0.0.0", 9477)))
+        .unwrap()
+        .unwrap();
+    std::thread::spawn(move || idlereset_linux::listen::serve(listener, |_| {}));
+    let mut cfg = config(&path, 15, Precision::Absolute(1.0));
+    cfg.target = SocketAddr::new(path.lab.topology().db_addr(false), 9477);
+    let out =
+        tokio::task::spawn_blocking(move || idlereset_linux::probe::run_reverse(&cfg, &mut |_| {}))
+            .await
+            .unwrap()
+            .unwrap();
+    eprintln!(
+        "reverse bracket {:?} in {:.1} s",
+        out.bracket, out.elapsed_s
+    );
+    let low = out.bracket.low.unwrap();
+    let (high, f) = out.bracket.high.unwrap();
+    assert!(low < 5.01 && 5.0 <= high + 0.01, "[{low}, {high}]");
+    assert_eq!(
+        f,
+        Failure::Reset,
+        "the server's probe meets a NAT that forgot the flow"
+    );
+}

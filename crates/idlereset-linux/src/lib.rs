@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod error;
+pub mod listen;
 pub mod netns;
 pub mod nft;
 pub mod privilege;

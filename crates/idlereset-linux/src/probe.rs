@@ -273,7 +273,7 @@ fn run_pass(
 }
 
 /// Decide a rung's fate, if it is decided yet.
-fn classify(sock: &Socket, established: Instant, idle_s: u32) -> Option<RungResult> {
+pub(crate) fn classify(sock: &Socket, established: Instant, idle_s: u32) -> Option<RungResult> {
     let idle_f = f64::from(idle_s);
     let since = established.elapsed().as_secs_f64();
     if let Ok(Some(e)) = sock.take_error() {
@@ -406,4 +406,152 @@ impl WriteNonblocking for &Socket {
             Err(std::io::Error::other("short write"))
         }
     }
+}
+
+/// Reverse mode: the `idlereset listen` responder at `cfg.target` arms the keepalives, so the
+/// probes travel server -> client; results come back on a control connection.
+pub fn run_reverse(cfg: &ProbeConfig, progress: &mut dyn FnMut(&Progress)) -> Result<ProbeOutcome> {
+    use std::io::{BufRead, BufReader, Write};
+    let t0 = Instant::now();
+    let connect = |hello: String, keepalive_s: Option<u32>| -> Result<std::net::TcpStream> {
+        let target = cfg.target;
+        let open = move || -> std::io::Result<std::net::TcpStream> {
+            let s = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+            if let Some(k) = keepalive_s {
+                let sock = socket2::SockRef::from(&s);
+                sock.set_tcp_keepalive(
+                    &TcpKeepalive::new()
+                        .with_time(Duration::from_secs(u64::from(k)))
+                        .with_interval(Duration::from_secs(1)),
+                )?;
+                sock.set_keepalive(true)?;
+            }
+            (&s).write_all(hello.as_bytes())?;
+            Ok(s)
+        };
+        let r = match &cfg.netns {
+            Some(ns) => NetNs::open(ns)?.run(open)?,
+            None => open(),
+        };
+        r.map_err(|e| {
+            LinuxError::socket(
+                "connect",
+                format!("{} (is `idlereset listen` running there?)", cfg.target),
+                e,
+            )
+        })
+    };
+    let session = format!(
+        "{:x}{:x}",
+        std::process::id(),
+        t0.elapsed().as_nanos() as u64 ^ 0x5eed
+    );
+    let ctrl = connect(format!("IDLERESET CTRL {session}\n"), Some(1))?;
+    ctrl.set_read_timeout(Some(Duration::from_millis(20)))
+        .map_err(|e| LinuxError::socket("configure", "control connection", e))?;
+    let mut ctrl_lines = BufReader::new(ctrl);
+    let max = (cfg.max.as_secs().clamp(1, 32767)) as u32;
+    let mut bracket = Bracket::default();
+    let mut outcomes = Vec::new();
+    let (mut used, mut pass, mut next_id) = (0usize, 0u32, 0u32);
+    let mut tested = std::collections::BTreeSet::new();
+    let mut todo = ladder(1, max, cfg.precision, cfg.connections);
+    let mut truncated = false;
+    while !todo.is_empty() && !truncated {
+        pass += 1;
+        used += todo.len();
+        tested.extend(todo.iter().copied());
+        let mut open: std::collections::HashMap<u32, (u32, std::net::TcpStream)> =
+            Default::default();
+        let mut order = todo.clone();
+        order.sort_unstable_by(|a, b| b.cmp(a));
+        let pace = Duration::from_secs_f64(1.0 / f64::from(cfg.connect_rate.max(1)));
+        let mut next_connect = Instant::now();
+        let mut last_progress = Instant::now() - Duration::from_secs(1);
+        loop {
+            if t0.elapsed() > cfg.wall_limit {
+                truncated = true;
+                break;
+            }
+            while Instant::now() >= next_connect {
+                let Some(d) = order.pop() else { break };
+                if bracket.high.is_none_or(|(h, _)| f64::from(d) < h) {
+                    next_id += 1;
+                    let s = connect(format!("IDLERESET TEST {session} {next_id} {d}\n"), None)?;
+                    open.insert(next_id, (d, s));
+                }
+                next_connect += pace;
+            }
+            let mut line = String::new();
+            match ctrl_lines.read_line(&mut line) {
+                Ok(0) => {
+                    return Err(LinuxError::Unsupported(
+                        "the listener closed the control connection".into(),
+                    ));
+                }
+                Ok(_) => {
+                    if let Some((id, res)) = crate::listen::parse_result(&line) {
+                        if let Some((d, _s)) = open.remove(&id) {
+                            let res = match res {
+                                RungResult::Survived { .. } => RungResult::Survived {
+                                    idle_s: f64::from(d),
+                                },
+                                other => other,
+                            };
+                            bracket.add(res);
+                            outcomes.push(RungOutcome {
+                                idle_s: d,
+                                pass,
+                                result: res,
+                            });
+                        }
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(LinuxError::socket("read", "control connection", e)),
+            }
+            if let Some((h, _)) = bracket.high {
+                open.retain(|_, (d, _)| f64::from(*d) < h);
+                order.retain(|&d| f64::from(d) < h);
+            }
+            let mut pending: Vec<u32> = open
+                .values()
+                .map(|(d, _)| *d)
+                .chain(order.iter().copied())
+                .collect();
+            pending.sort_unstable();
+            if last_progress.elapsed() >= Duration::from_millis(500) || pending.is_empty() {
+                progress(&Progress {
+                    elapsed_s: t0.elapsed().as_secs_f64(),
+                    pass,
+                    pending: pending.clone(),
+                    survived_up_to: bracket.low,
+                    failed_from: bracket.high,
+                });
+                last_progress = Instant::now();
+            }
+            if pending.is_empty() {
+                break;
+            }
+        }
+        todo = match (bracket.low, bracket.high) {
+            (Some(l), Some((h, _))) if !cfg.precision.satisfied(l, h) => {
+                refine(l, h, cfg.precision, cfg.connections)
+            }
+            _ => Vec::new(),
+        };
+        todo.retain(|d| !tested.contains(d));
+    }
+    Ok(ProbeOutcome {
+        bracket,
+        elapsed_s: t0.elapsed().as_secs_f64(),
+        connections: used,
+        passes: pass,
+        rungs: outcomes,
+        truncated,
+    })
 }

@@ -34,6 +34,8 @@ pub enum Command {
     Replay(cmd::replay::Args),
     /// Measure a path's idle timeout and how it fails (reset, blackhole, fin), against any TCP server
     Probe(cmd::probe::Args),
+    /// Cooperating responder for `probe --reverse` (server-to-client idle expiry)
+    Listen(cmd::listen::Args),
     /// Find reset events in application logs: period, drift, idle bracket, catalog matches
     Logs(cmd::logs::Args),
     /// Explain resets in packet captures: who sent the RST, after how much idle

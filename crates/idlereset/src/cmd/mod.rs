@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod completions;
 pub mod demo;
 pub mod lab;
+pub mod listen;
 pub mod logs;
 pub mod pcap;
 pub mod plan;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Catalog(args) => catalog::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::Listen(args) => listen::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man => completions::man(),
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use idlereset_core::catalog::Catalog;
 use idlereset_core::duration::{Human, parse_duration};
 use idlereset_core::probe::{Failure, Precision, advise_keepalive};
-use idlereset_linux::probe::{ProbeConfig, Progress, refresh_test, run as run_probe};
+use idlereset_linux::probe::{ProbeConfig, Progress, refresh_test, run as run_probe, run_reverse};
 use serde_json::json;
 
 use crate::app::Outcome;
@@ -44,6 +44,9 @@ pub struct Args {
     /// and check it still carries data
     #[arg(long, value_parser = |s: &str| parse_duration(s).map_err(|e| e.to_string()))]
     pub refresh: Option<Duration>,
+    /// Measure the server-to-client direction against `idlereset listen` on the target
+    #[arg(long)]
+    pub reverse: bool,
     /// Create the probe sockets inside this network namespace (/run/netns/NAME)
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
@@ -114,7 +117,11 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         }
         last_line = line;
     };
-    let outcome = run_probe(&cfg, &mut show)?;
+    let outcome = if a.reverse {
+        run_reverse(&cfg, &mut show)?
+    } else {
+        run_probe(&cfg, &mut show)?
+    };
     if tty {
         eprintln!();
     }
@@ -143,6 +150,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     if a.json {
         crate::cmd::print_json(&json!({
             "target": target.to_string(),
+            "direction": if a.reverse { "server-to-client" } else { "client-to-server" },
             "timeout_s": { "low": low, "high": high },
             "failure": failure_name(failure),
             "elapsed_s": outcome.elapsed_s,
