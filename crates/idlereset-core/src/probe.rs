@@ -45,7 +45,7 @@ impl Precision {
     /// Is a bracket this narrow? (1 s is always enough: TCP_KEEPIDLE's granularity.)
     pub fn satisfied(self, low: f64, high: f64) -> bool {
         let w = high - low;
-        w <= 1.0 + 1e-9
+        w <= 1.05
             || match self {
                 Precision::Relative(p) => low > 0.0 && w / low <= p + 1e-9,
                 Precision::Absolute(a) => w <= a + 1e-9,

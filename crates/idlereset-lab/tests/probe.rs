@@ -134,7 +134,8 @@ async fn no_timeout_within_max_reports_none() {
     let path = path(Profile::Reject, 3600, None).await;
     let out = measure(&path, 6, Precision::Relative(0.05)).await;
     assert_eq!(out.bracket.failure(), Failure::None);
-    assert_eq!(out.bracket.low, Some(6.0));
+    let low = out.bracket.low.unwrap();
+    assert!((6.0..7.5).contains(&low), "the 6 s rung survived: {low}");
     assert!(out.elapsed_s < 10.0);
 }
 

@@ -20,14 +20,14 @@ use idlereset_core::probe::{Failure, RungResult};
 use socket2::{Socket, TcpKeepalive};
 
 use crate::error::{LinuxError, Result};
-use crate::probe::classify;
+use crate::probe::IdleWatch;
 
 struct Watched {
     session: String,
     rung: u32,
     idle_s: u32,
     sock: Socket,
-    since: Instant,
+    watch: IdleWatch,
 }
 
 #[derive(Default)]
@@ -110,14 +110,22 @@ fn handshake(
             };
             let sock = Socket::from(stream);
             keepalive(&sock, idle)?;
+            // The idle clock starts at the last packet received: the TEST line.
+            let ago = crate::tcpinfo::tcp_info(&sock)
+                .map(|i| i.last_data_recv_ms)
+                .unwrap_or(0);
+            let now = Instant::now();
+            let established = now
+                .checked_sub(Duration::from_millis(u64::from(ago)))
+                .unwrap_or(now);
             sock.set_nonblocking(true)?;
             if let Ok(mut s) = shared.lock() {
                 s.watched.push(Watched {
                     session: session.to_string(),
                     rung,
                     idle_s: idle,
+                    watch: IdleWatch::new(established, idle),
                     sock,
-                    since: Instant::now(),
                 });
             }
             Ok(())
@@ -134,8 +142,8 @@ fn watch(shared: Arc<Mutex<Shared>>, on_event: &(dyn Fn(&str) + Send + Sync)) {
         std::thread::sleep(Duration::from_millis(20));
         let Ok(mut s) = shared.lock() else { return };
         let mut done = Vec::new();
-        for (i, w) in s.watched.iter().enumerate() {
-            if let Some(r) = classify(&w.sock, w.since, w.idle_s) {
+        for (i, w) in s.watched.iter_mut().enumerate() {
+            if let Some(r) = w.watch.check(&w.sock) {
                 done.push((i, r));
             }
         }

@@ -70,7 +70,7 @@ pub struct ProbeOutcome {
 
 enum State {
     Connecting { since: Instant },
-    Idle { established: Instant },
+    Idle(IdleWatch),
     Done,
 }
 
@@ -110,6 +110,22 @@ fn make_socket(cfg: &ProbeConfig, keepidle: u32, keepintvl: u32) -> Result<Socke
     r.map_err(|e| LinuxError::socket("connect", cfg.target.to_string(), e))
 }
 
+/// At most this many passes (one, then refinements).
+const MAX_PASSES: u32 = 3;
+
+/// Rungs at start delay 0, plus, from 16 s up (where the kernel's timer wheel rounds keepalive
+/// timers to a second or more), copies started later by the given fractions of an eighth of
+/// their duration (about one wheel granule): the copies fire at other actual idles, which
+/// narrows the bracket below the granule at the cost of that delay.
+fn with_phases(idles: &[u32], fractions: &[f64]) -> Vec<(u32, f64)> {
+    let mut v: Vec<(u32, f64)> = idles.iter().map(|&d| (d, 0.0)).collect();
+    for &d in idles.iter().filter(|&&d| d >= 16) {
+        let granule = (f64::from(d) / 8.0).min(131.0);
+        v.extend(fractions.iter().map(|f| (d, f * granule)));
+    }
+    v
+}
+
 /// Measure the idle timeout of the path to `cfg.target`.
 pub fn run(cfg: &ProbeConfig, progress: &mut dyn FnMut(&Progress)) -> Result<ProbeOutcome> {
     let t0 = Instant::now();
@@ -119,8 +135,13 @@ pub fn run(cfg: &ProbeConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Pro
     let mut used = 0usize;
     let mut pass = 0u32;
     let mut truncated = false;
-    let mut rungs_todo = ladder(1, max, cfg.precision, cfg.connections);
-    let mut tested = std::collections::BTreeSet::new();
+    let first = ladder(1, max, cfg.precision, cfg.connections);
+    let long = first.iter().filter(|&&d| d >= 16).count().max(1);
+    let copies = (cfg.connections.saturating_sub(first.len()) / long).min(3);
+    let fractions: Vec<f64> = (1..=copies)
+        .map(|i| i as f64 / (copies + 1) as f64)
+        .collect();
+    let mut rungs_todo = with_phases(&first, &fractions);
     while !rungs_todo.is_empty() {
         pass += 1;
         used += rungs_todo.len();
@@ -133,19 +154,25 @@ pub fn run(cfg: &ProbeConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Pro
             &mut outcomes,
             progress,
         )?;
-        if truncated {
+        if truncated || pass >= MAX_PASSES {
             break;
         }
-        tested.extend(rungs_todo.iter().copied());
+        // Refine inside the bracket. The same whole-second rungs may come back: started at other
+        // phases of the timer wheel they fire at other actual idles.
         rungs_todo = match (bracket.low, bracket.high) {
             (Some(l), Some((h, _))) if !cfg.precision.satisfied(l, h) => {
-                refine(l, h, cfg.precision, cfg.connections)
+                let lo = l.floor().max(1.0) as u32;
+                let hi = h.ceil() as u32;
+                let base = refine(
+                    f64::from(lo) - 1.0,
+                    f64::from(hi) + 1.0,
+                    cfg.precision,
+                    cfg.connections / 4,
+                );
+                with_phases(&base, &[0.25, 0.5, 0.75])
             }
             _ => Vec::new(),
         };
-        // A rung already tested cannot narrow the bracket further (e.g. a FIN measured at
-        // 4.02 s leaves only the 4 s rung inside (3, 4.02), and it fails the same way).
-        rungs_todo.retain(|d| !tested.contains(d));
     }
     Ok(ProbeOutcome {
         bracket,
@@ -160,15 +187,16 @@ pub fn run(cfg: &ProbeConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Pro
 fn run_pass(
     cfg: &ProbeConfig,
     pass: u32,
-    idles: &[u32],
+    idles: &[(u32, f64)],
     t0: Instant,
     bracket: &mut Bracket,
     outcomes: &mut Vec<RungOutcome>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<bool> {
-    // Open the longest rungs first: they matter last, pacing delays the short ones least.
-    let mut order: Vec<u32> = idles.to_vec();
-    order.sort_unstable_by(|a, b| b.cmp(a));
+    // Connect in order of start delay (then shortest first); pop from the end.
+    let mut order: Vec<(u32, f64)> = idles.to_vec();
+    order.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+    let pass_start = Instant::now();
     let mut rungs: Vec<Rung> = Vec::new();
     let pace = Duration::from_secs_f64(1.0 / f64::from(cfg.connect_rate.max(1)));
     let mut last_progress = Instant::now() - Duration::from_secs(1);
@@ -178,8 +206,12 @@ fn run_pass(
         if t0.elapsed() > cfg.wall_limit {
             return Ok(true);
         }
-        while now >= next_connect {
-            let Some(d) = order.pop() else { break };
+        while now >= next_connect
+            && order
+                .last()
+                .is_some_and(|&(_, delay)| pass_start.elapsed().as_secs_f64() >= delay)
+        {
+            let Some((d, _)) = order.pop() else { break };
             let skip = bracket.high.is_some_and(|(h, _)| f64::from(d) >= h);
             if !skip {
                 let sock = make_socket(cfg, d, 1)?;
@@ -205,9 +237,14 @@ fn run_pass(
                     }
                     match tcp_info(sock) {
                         Ok(i) if i.state == TCP_ESTABLISHED => {
-                            r.state = State::Idle {
-                                established: Instant::now(),
-                            };
+                            // The kernel's idle clock starts at the last packet received (the
+                            // SYN-ACK), not when this loop noticed: back-date to it.
+                            let ago = Duration::from_millis(u64::from(i.last_ack_recv_ms));
+                            let now = Instant::now();
+                            r.state = State::Idle(IdleWatch::new(
+                                now.checked_sub(ago).unwrap_or(now),
+                                r.idle_s,
+                            ));
                             None
                         }
                         _ if since.elapsed() > Duration::from_secs(10) => {
@@ -223,7 +260,7 @@ fn run_pass(
                         _ => None,
                     }
                 }
-                State::Idle { established } => classify(sock, established, r.idle_s),
+                State::Idle(ref mut w) => w.check(sock),
             };
             if let Some(res) = result {
                 r.state = State::Done;
@@ -245,13 +282,13 @@ fn run_pass(
                 r.state = State::Done;
                 r.sock = None;
             }
-            order.retain(|&d| f64::from(d) < h);
+            order.retain(|&(d, _)| f64::from(d) < h);
         }
         let pending: Vec<u32> = rungs
             .iter()
             .filter(|r| !matches!(r.state, State::Done))
             .map(|r| r.idle_s)
-            .chain(order.iter().copied())
+            .chain(order.iter().map(|&(d, _)| d))
             .collect();
         if last_progress.elapsed() >= Duration::from_millis(500) || pending.is_empty() {
             let mut p = pending.clone();
@@ -272,61 +309,74 @@ fn run_pass(
     }
 }
 
-/// Decide a rung's fate, if it is decided yet.
-pub(crate) fn classify(sock: &Socket, established: Instant, idle_s: u32) -> Option<RungResult> {
-    let idle_f = f64::from(idle_s);
-    let since = established.elapsed().as_secs_f64();
-    if let Ok(Some(e)) = sock.take_error() {
-        let failure = if e.raw_os_error() == Some(libc::ETIMEDOUT) {
-            Failure::Blackhole
-        } else {
-            Failure::Reset
-        };
-        return Some(RungResult::Failed {
-            failure,
-            idle_s: idle_f,
-        });
-    }
-    let mut one = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-    match sock.peek(&mut one) {
-        Ok(0) => {
-            return Some(RungResult::Failed {
-                failure: Failure::Fin,
-                idle_s: since,
-            });
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-            return Some(RungResult::Failed {
-                failure: Failure::Reset,
-                idle_s: idle_f,
-            });
-        }
-        Err(_) => {
-            return Some(RungResult::Failed {
-                failure: Failure::Reset,
-                idle_s: idle_f,
-            });
+/// Watches one idle connection until its first keepalive probe decides its fate.
+///
+/// The kernel's keepalive timer sits in the timer wheel, whose granularity grows with the
+/// expiry (at HZ=250: 256 ms up to 16 s, 2 s up to 131 s, 16 s up to 17 min, 131 s beyond), so
+/// the probe goes out up to one granule *after* TCP_KEEPIDLE. Every result therefore carries the
+/// idle actually measured: until the probe's ACK (survived), the RST or the FIN (failed), or the
+/// moment the kernel reported an unanswered probe (blackhole).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdleWatch {
+    /// When the kernel's idle clock started (the last packet received at connect time).
+    pub established: Instant,
+    /// TCP_KEEPIDLE of this connection.
+    pub idle_s: u32,
+    /// When an unanswered probe was first seen (seconds since `established`).
+    first_probe_s: Option<f64>,
+}
+
+/// Upper bound on how late the timer wheel may fire a timer of `d` seconds, plus slack.
+fn latest_probe(d: f64) -> f64 {
+    d * 1.15 + 3.0
+}
+
+impl IdleWatch {
+    pub fn new(established: Instant, idle_s: u32) -> IdleWatch {
+        IdleWatch {
+            established,
+            idle_s,
+            first_probe_s: None,
         }
     }
-    if since < idle_f {
-        return None;
+
+    /// The connection's fate, once decided.
+    pub fn check(&mut self, sock: &Socket) -> Option<RungResult> {
+        let since = self.established.elapsed().as_secs_f64();
+        let failed = |failure, idle_s| Some(RungResult::Failed { failure, idle_s });
+        if let Ok(Some(e)) = sock.take_error() {
+            let f = if e.raw_os_error() == Some(libc::ETIMEDOUT) {
+                Failure::Blackhole
+            } else {
+                Failure::Reset
+            };
+            return failed(f, self.first_probe_s.unwrap_or(since));
+        }
+        let mut one = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match sock.peek(&mut one) {
+            Ok(0) => return failed(Failure::Fin, since),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return failed(Failure::Reset, since),
+        }
+        let info = tcp_info(sock).ok()?;
+        // Any ACK after the handshake answers a keepalive probe: nothing else is in flight.
+        let ack_at = since - f64::from(info.last_ack_recv_ms) / 1000.0;
+        if ack_at > 0.5 {
+            return Some(RungResult::Survived { idle_s: ack_at });
+        }
+        if info.probes > 0 && self.first_probe_s.is_none() {
+            self.first_probe_s = Some(since);
+        }
+        let grace = (3.0 * f64::from(info.rtt_us) / 1e6 + 0.5).max(1.5);
+        match self.first_probe_s {
+            Some(p) if info.probes >= 2 || since > p + grace => failed(Failure::Blackhole, p),
+            None if since > latest_probe(f64::from(self.idle_s)) => {
+                failed(Failure::Blackhole, since)
+            }
+            _ => None,
+        }
     }
-    let info = tcp_info(sock).ok()?;
-    let probe_at = idle_f;
-    let ack_at = since - f64::from(info.last_ack_recv_ms) / 1000.0;
-    if ack_at > probe_at - 0.5 {
-        return Some(RungResult::Survived { idle_s: idle_f });
-    }
-    let grace = (3.0 * f64::from(info.rtt_us) / 1e6 + 0.5).max(1.5);
-    if since > probe_at + grace {
-        return Some(RungResult::Failed {
-            failure: Failure::Blackhole,
-            idle_s: idle_f,
-        });
-    }
-    None
 }
 
 /// Result of the refresh test.
@@ -364,8 +414,9 @@ pub fn refresh_test(cfg: &ProbeConfig, interval: u32, hold: Duration) -> Result<
             failure,
         })
     };
+    let mut watch = IdleWatch::new(t0, u32::MAX);
     while t0.elapsed() < hold {
-        if let Some(RungResult::Failed { failure, .. }) = classify(&sock, t0, u32::MAX) {
+        if let Some(RungResult::Failed { failure, .. }) = watch.check(&sock) {
             return fail(failure);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -492,12 +543,6 @@ pub fn run_reverse(cfg: &ProbeConfig, progress: &mut dyn FnMut(&Progress)) -> Re
                 Ok(_) => {
                     if let Some((id, res)) = crate::listen::parse_result(&line) {
                         if let Some((d, _s)) = open.remove(&id) {
-                            let res = match res {
-                                RungResult::Survived { .. } => RungResult::Survived {
-                                    idle_s: f64::from(d),
-                                },
-                                other => other,
-                            };
                             bracket.add(res);
                             outcomes.push(RungOutcome {
                                 idle_s: d,
