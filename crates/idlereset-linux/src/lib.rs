@@ -5,10 +5,14 @@
 //! the workspace allowed `unsafe`; every block carries a `// SAFETY:` comment. Nothing here
 //! shells out to `ip`, `nft`, `tc`, `ss` or `conntrack`.
 
+pub mod conntrack;
 pub mod error;
 pub mod netns;
+mod nldump;
 pub mod privilege;
 pub mod sysctl;
+#[cfg(test)]
+mod testns;
 
 pub use error::{LinuxError, Result};
 pub use netns::NetNs;

@@ -34,3 +34,18 @@ pub fn missing_lab_caps() -> Vec<&'static str> {
 pub fn can_run_lab() -> bool {
     missing_lab_caps().is_empty()
 }
+
+/// Gate for tests that need the real kernel with lab privileges. Returns true when the test can
+/// go ahead. Otherwise prints `PRIVILEGED TEST SKIPPED: <name>: ...` to stderr and returns false,
+/// or panics when `IDLERESET_REQUIRE_PRIVILEGED=1` (CI that must not skip silently).
+pub fn require_or_skip(test_name: &str) -> bool {
+    if can_run_lab() {
+        return true;
+    }
+    let msg = format!("PRIVILEGED TEST SKIPPED: {test_name}: needs CAP_NET_ADMIN/CAP_SYS_ADMIN (run as root)");
+    if std::env::var("IDLERESET_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1") {
+        panic!("{msg} (IDLERESET_REQUIRE_PRIVILEGED=1)");
+    }
+    eprintln!("{msg}");
+    false
+}
