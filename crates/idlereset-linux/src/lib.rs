@@ -10,6 +10,8 @@ pub mod error;
 pub mod netns;
 mod nldump;
 pub mod privilege;
+pub mod procfs;
+pub mod sockdiag;
 pub mod sysctl;
 #[cfg(test)]
 mod testns;

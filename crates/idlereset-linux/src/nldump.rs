@@ -27,7 +27,6 @@ const NLMSG_OVERRUN: u16 = 4;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RawMsg<'a> {
     pub msg_type: u16,
-    pub flags: u16,
     /// The whole message, header included (what `NetlinkMessage::deserialize` wants).
     pub bytes: &'a [u8],
     /// Offset of this message in the stream of the reply (for error messages).
@@ -66,21 +65,34 @@ pub(crate) struct NlSocket {
 impl NlSocket {
     /// Open a netlink socket of `protocol` in the calling thread's network namespace.
     pub fn open(protocol: isize, what: &'static str) -> Result<NlSocket> {
-        let mut sock = Socket::new(protocol).map_err(|e| LinuxError::socket("open netlink socket", what, e))?;
-        sock.bind_auto().map_err(|e| LinuxError::socket("bind netlink socket", what, e))?;
+        let mut sock = Socket::new(protocol)
+            .map_err(|e| LinuxError::socket("open netlink socket", what, e))?;
+        sock.bind_auto()
+            .map_err(|e| LinuxError::socket("bind netlink socket", what, e))?;
         sock.connect(&SocketAddr::new(0, 0))
             .map_err(|e| LinuxError::socket("connect netlink socket", what, e))?;
-        Ok(NlSocket { sock, seq: 0, what, buf: vec![0; RECV_BUF_LEN] })
+        Ok(NlSocket {
+            sock,
+            seq: 0,
+            what,
+            buf: vec![0; RECV_BUF_LEN],
+        })
     }
 
     /// Serialize and send one request; returns its sequence number.
-    pub fn send<I: NetlinkSerializable + std::fmt::Debug>(&mut self, mut msg: NetlinkMessage<I>, op: &'static str) -> Result<u32> {
+    pub fn send<I: NetlinkSerializable + std::fmt::Debug>(
+        &mut self,
+        mut msg: NetlinkMessage<I>,
+        op: &'static str,
+    ) -> Result<u32> {
         self.seq = self.seq.wrapping_add(1);
         msg.header.sequence_number = self.seq;
         msg.finalize();
         let mut bytes = vec![0u8; msg.buffer_len()];
         msg.serialize(&mut bytes);
-        self.sock.send(&bytes, 0).map_err(|e| LinuxError::socket(op, self.what, e))?;
+        self.sock
+            .send(&bytes, 0)
+            .map_err(|e| LinuxError::socket(op, self.what, e))?;
         Ok(self.seq)
     }
 
@@ -103,7 +115,10 @@ impl NlSocket {
                 return Err(LinuxError::Netlink {
                     op,
                     object: self.what.to_string(),
-                    message: format!("datagram of {n} bytes exceeds the {} byte receive buffer", self.buf.len()),
+                    message: format!(
+                        "datagram of {n} bytes exceeds the {} byte receive buffer",
+                        self.buf.len()
+                    ),
                 });
             }
             summary.datagrams += 1;
@@ -128,7 +143,6 @@ impl NlSocket {
                 }
                 let msg = RawMsg {
                     msg_type,
-                    flags,
                     bytes: &self.buf[off..off + len],
                     offset: stream_offset + off as u64,
                 };
@@ -170,7 +184,9 @@ impl NlSocket {
 
 /// `NLMSG_ERROR` / `NLMSG_DONE` payloads start with a negative errno (0 = success).
 fn check_errno(payload: &[u8], op: &'static str, what: &str) -> Result<()> {
-    let Some(b) = payload.get(..4) else { return Ok(()) };
+    let Some(b) = payload.get(..4) else {
+        return Ok(());
+    };
     let code = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
     if code == 0 {
         return Ok(());
@@ -190,9 +206,11 @@ mod tests {
     fn errno_payloads() {
         assert!(check_errno(&0i32.to_ne_bytes(), "t", "x").is_ok());
         assert!(check_errno(&[], "t", "x").is_ok());
-        let err = check_errno(&(-libc::EPERM).to_ne_bytes(), "t", "x").expect_err("EPERM must fail");
+        let err =
+            check_errno(&(-libc::EPERM).to_ne_bytes(), "t", "x").expect_err("EPERM must fail");
         assert!(err.is_permission_denied(), "{err}");
-        let err = check_errno(&(-libc::ENOENT).to_ne_bytes(), "t", "x").expect_err("ENOENT must fail");
+        let err =
+            check_errno(&(-libc::ENOENT).to_ne_bytes(), "t", "x").expect_err("ENOENT must fail");
         assert!(!err.is_permission_denied());
     }
 }

@@ -23,11 +23,15 @@ pub fn effective_caps() -> u64 {
 /// The capabilities the lab needs that this process lacks, by name.
 pub fn missing_lab_caps() -> Vec<&'static str> {
     let caps = effective_caps();
-    [(CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"), (CAP_NET_RAW, "CAP_NET_RAW")]
-        .into_iter()
-        .filter(|(bit, _)| caps & (1u64 << bit) == 0)
-        .map(|(_, name)| name)
-        .collect()
+    [
+        (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+        (CAP_NET_RAW, "CAP_NET_RAW"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| caps & (1u64 << bit) == 0)
+    .map(|(_, name)| name)
+    .collect()
 }
 
 /// True when the lab can run (network namespaces, netlink configuration, raw capture).
@@ -42,7 +46,9 @@ pub fn require_or_skip(test_name: &str) -> bool {
     if can_run_lab() {
         return true;
     }
-    let msg = format!("PRIVILEGED TEST SKIPPED: {test_name}: needs CAP_NET_ADMIN/CAP_SYS_ADMIN (run as root)");
+    let msg = format!(
+        "PRIVILEGED TEST SKIPPED: {test_name}: needs CAP_NET_ADMIN/CAP_SYS_ADMIN (run as root)"
+    );
     if std::env::var("IDLERESET_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1") {
         panic!("{msg} (IDLERESET_REQUIRE_PRIVILEGED=1)");
     }

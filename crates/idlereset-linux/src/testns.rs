@@ -18,7 +18,11 @@ impl TestNs {
         let ns = NetNs::create(&name).expect("create test namespace");
         let guard = TestNs { ns };
         if lo_up {
-            guard.ns.run(bring_lo_up).expect("enter test namespace").expect("bring lo up");
+            guard
+                .ns
+                .run(bring_lo_up)
+                .expect("enter test namespace")
+                .expect("bring lo up");
         }
         guard
     }
@@ -34,7 +38,10 @@ impl Drop for TestNs {
 
 /// Set `lo` (index 1 in a new namespace) up with rtnetlink, on a runtime owned by this thread.
 fn bring_lo_up() -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     rt.block_on(async {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| e.to_string())?;
         let task = tokio::spawn(conn);

@@ -40,7 +40,12 @@ pub struct Tuple {
 impl Tuple {
     /// The tuple of the other direction when no NAT rewrites it.
     pub fn inverse(&self) -> Tuple {
-        Tuple { src: self.dst, dst: self.src, sport: self.dport, dport: self.sport }
+        Tuple {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+        }
     }
 
     /// `addr:port` of the source (`[v6]:port`; the bare address when there is no port).
@@ -92,7 +97,10 @@ impl CtTcpState {
 
     /// The name `conntrack -L` prints (`ESTABLISHED`, `TIME_WAIT`, ...); `UNKNOWN` beyond the table.
     pub fn name(self) -> &'static str {
-        Self::NAMES.get(usize::from(self.0)).copied().unwrap_or("UNKNOWN")
+        Self::NAMES
+            .get(usize::from(self.0))
+            .copied()
+            .unwrap_or("UNKNOWN")
     }
 
     /// Parse a state name, case-insensitively.
@@ -129,7 +137,11 @@ pub const IPS_ASSURED: u32 = 1 << 2;
 
 /// Names of the bits set in a status word.
 pub fn status_names(status: u32) -> Vec<&'static str> {
-    STATUS_NAMES.iter().filter(|(bit, _)| status & bit != 0).map(|(_, n)| *n).collect()
+    STATUS_NAMES
+        .iter()
+        .filter(|(bit, _)| status & bit != 0)
+        .map(|(_, n)| *n)
+        .collect()
 }
 
 /// One conntrack entry.
@@ -235,7 +247,9 @@ fn decode_counters(value: &[u8]) -> Result<Counters, String> {
         match nla.kind() {
             CTA_COUNTERS_PACKETS => c.packets = be_u64(v).ok_or("counters: short packets")?,
             CTA_COUNTERS_BYTES => c.bytes = be_u64(v).ok_or("counters: short bytes")?,
-            CTA_COUNTERS32_PACKETS => c.packets = be_u32(v).ok_or("counters: short packets32")?.into(),
+            CTA_COUNTERS32_PACKETS => {
+                c.packets = be_u32(v).ok_or("counters: short packets32")?.into()
+            }
             CTA_COUNTERS32_BYTES => c.bytes = be_u32(v).ok_or("counters: short bytes32")?.into(),
             _ => {}
         }
@@ -270,13 +284,26 @@ fn decode_tuple(parts: &[NlTuple], what: &str) -> Result<(Tuple, Option<u8>), St
         }
     }
     match (src, dst) {
-        (Some(src), Some(dst)) => Ok((Tuple { src, dst, sport, dport }, proto)),
-        _ => Err(format!("{what} tuple without source or destination address")),
+        (Some(src), Some(dst)) => Ok((
+            Tuple {
+                src,
+                dst,
+                sport,
+                dport,
+            },
+            proto,
+        )),
+        _ => Err(format!(
+            "{what} tuple without source or destination address"
+        )),
     }
 }
 
 /// Build an entry from the attributes of one ctnetlink message of L3 `family`.
-pub(crate) fn decode_entry(family: u8, attrs: &[ConntrackAttribute]) -> Result<ConntrackEntry, String> {
+pub(crate) fn decode_entry(
+    family: u8,
+    attrs: &[ConntrackAttribute],
+) -> Result<ConntrackEntry, String> {
     let mut orig = None;
     let mut reply = None;
     let mut proto = None;
@@ -284,8 +311,18 @@ pub(crate) fn decode_entry(family: u8, attrs: &[ConntrackAttribute]) -> Result<C
         family,
         proto: 0,
         tcp_state: None,
-        orig: Tuple { src: IpAddr::from([0, 0, 0, 0]), dst: IpAddr::from([0, 0, 0, 0]), sport: None, dport: None },
-        reply: Tuple { src: IpAddr::from([0, 0, 0, 0]), dst: IpAddr::from([0, 0, 0, 0]), sport: None, dport: None },
+        orig: Tuple {
+            src: IpAddr::from([0, 0, 0, 0]),
+            dst: IpAddr::from([0, 0, 0, 0]),
+            sport: None,
+            dport: None,
+        },
+        reply: Tuple {
+            src: IpAddr::from([0, 0, 0, 0]),
+            dst: IpAddr::from([0, 0, 0, 0]),
+            sport: None,
+            dport: None,
+        },
         timeout_s: 0,
         orig_counters: None,
         reply_counters: None,
@@ -363,21 +400,36 @@ mod tests {
         assert_eq!(CtTcpState(3).name(), "ESTABLISHED");
         assert_eq!(CtTcpState(7).name(), "TIME_WAIT");
         assert_eq!(CtTcpState(42).name(), "UNKNOWN");
-        assert_eq!(CtTcpState::from_name("time_wait"), Some(CtTcpState::TIME_WAIT));
+        assert_eq!(
+            CtTcpState::from_name("time_wait"),
+            Some(CtTcpState::TIME_WAIT)
+        );
         assert_eq!(CtTcpState::from_name("nope"), None);
     }
 
     #[test]
     fn status_bits_to_names() {
-        assert_eq!(status_names(0b1110), vec!["SEEN_REPLY", "ASSURED", "CONFIRMED"]);
+        assert_eq!(
+            status_names(0b1110),
+            vec!["SEEN_REPLY", "ASSURED", "CONFIRMED"]
+        );
         assert!(status_names(0).is_empty());
     }
 
     #[test]
     fn endpoints_bracket_v6() {
-        assert_eq!(endpoint("198.18.0.1".parse().unwrap(), Some(5432)), "198.18.0.1:5432");
-        assert_eq!(endpoint("2001:db8::1".parse().unwrap(), Some(80)), "[2001:db8::1]:80");
-        assert_eq!(endpoint("2001:db8::1".parse().unwrap(), None), "2001:db8::1");
+        assert_eq!(
+            endpoint("198.18.0.1".parse().unwrap(), Some(5432)),
+            "198.18.0.1:5432"
+        );
+        assert_eq!(
+            endpoint("2001:db8::1".parse().unwrap(), Some(80)),
+            "[2001:db8::1]:80"
+        );
+        assert_eq!(
+            endpoint("2001:db8::1".parse().unwrap(), None),
+            "2001:db8::1"
+        );
     }
 
     #[test]
@@ -390,10 +442,28 @@ mod tests {
             &0x1_0000_0001u64.to_be_bytes(),
         ]
         .concat();
-        assert_eq!(decode_counters(&bytes64).unwrap(), Counters { packets: 7, bytes: 0x1_0000_0001 });
+        assert_eq!(
+            decode_counters(&bytes64).unwrap(),
+            Counters {
+                packets: 7,
+                bytes: 0x1_0000_0001
+            }
+        );
         // CTA_COUNTERS32_PACKETS 3, CTA_COUNTERS32_BYTES 180
-        let bytes32: Vec<u8> = [&[8, 0, 3, 0][..], &3u32.to_be_bytes(), &[8, 0, 4, 0], &180u32.to_be_bytes()].concat();
-        assert_eq!(decode_counters(&bytes32).unwrap(), Counters { packets: 3, bytes: 180 });
+        let bytes32: Vec<u8> = [
+            &[8, 0, 3, 0][..],
+            &3u32.to_be_bytes(),
+            &[8, 0, 4, 0],
+            &180u32.to_be_bytes(),
+        ]
+        .concat();
+        assert_eq!(
+            decode_counters(&bytes32).unwrap(),
+            Counters {
+                packets: 3,
+                bytes: 180
+            }
+        );
         // A truncated packets attribute is an error, not a panic.
         let short: Vec<u8> = [&[8, 0, 1, 0][..], &[0, 0, 0, 1]].concat();
         assert!(decode_counters(&short).is_err());
@@ -407,12 +477,20 @@ mod tests {
 
     #[test]
     fn packets_sum_directions_only_with_accounting() {
-        let t = Tuple { src: "10.0.0.1".parse().unwrap(), dst: "10.0.0.2".parse().unwrap(), sport: Some(1), dport: Some(2) };
+        let t = Tuple {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            sport: Some(1),
+            dport: Some(2),
+        };
         let mut e = decode_entry(
             2,
             &[
                 ConntrackAttribute::CtaTupleOrig(vec![
-                    NlTuple::Ip(vec![IPTuple::SourceAddress(t.src), IPTuple::DestinationAddress(t.dst)]),
+                    NlTuple::Ip(vec![
+                        IPTuple::SourceAddress(t.src),
+                        IPTuple::DestinationAddress(t.dst),
+                    ]),
                     NlTuple::Proto(vec![
                         ProtoTuple::Protocol(6.into()),
                         ProtoTuple::SourcePort(1),
@@ -420,7 +498,10 @@ mod tests {
                     ]),
                 ]),
                 ConntrackAttribute::CtaTupleReply(vec![
-                    NlTuple::Ip(vec![IPTuple::SourceAddress(t.dst), IPTuple::DestinationAddress("198.18.0.9".parse().unwrap())]),
+                    NlTuple::Ip(vec![
+                        IPTuple::SourceAddress(t.dst),
+                        IPTuple::DestinationAddress("198.18.0.9".parse().unwrap()),
+                    ]),
                     NlTuple::Proto(vec![
                         ProtoTuple::Protocol(6.into()),
                         ProtoTuple::SourcePort(2),
@@ -431,10 +512,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.orig, t);
-        assert!(e.is_natted(), "reply goes to 198.18.0.9, not back to the source");
+        assert!(
+            e.is_natted(),
+            "reply goes to 198.18.0.9, not back to the source"
+        );
         assert_eq!(e.packets(), None);
-        e.orig_counters = Some(Counters { packets: 2, bytes: 100 });
-        e.reply_counters = Some(Counters { packets: 3, bytes: 50 });
+        e.orig_counters = Some(Counters {
+            packets: 2,
+            bytes: 100,
+        });
+        e.reply_counters = Some(Counters {
+            packets: 3,
+            bytes: 50,
+        });
         assert_eq!((e.packets(), e.bytes()), (Some(5), Some(150)));
     }
 }

@@ -15,19 +15,23 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+use netlink_packet_core::DefaultNla;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
 };
 use netlink_packet_netfilter::conntrack::{
-    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoInfo, ProtoInfoTCP, ProtoTuple, Status, Tuple as NlTuple,
+    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoInfo, ProtoInfoTCP, ProtoTuple, Status,
+    Tuple as NlTuple,
 };
-use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
-use netlink_packet_core::DefaultNla;
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+};
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
 pub use self::entry::{
-    ConntrackEntry, Counters, CtTcpState, IPS_ASSURED, IPS_SEEN_REPLY, STATUS_NAMES, Tuple, endpoint, proto_name,
-    status_names,
+    ConntrackEntry, Counters, CtTcpState, IPS_ASSURED, IPS_SEEN_REPLY, STATUS_NAMES, Tuple,
+    endpoint, proto_name, status_names,
 };
 pub use self::stats::{CpuStats, CtCount, CtStats};
 pub use crate::nldump::DumpSummary;
@@ -104,16 +108,23 @@ impl NewEntry {
             // The kernel marks a ctnetlink-created entry CONFIRMED before applying CTA_STATUS and
             // refuses (EBUSY) a status that would clear that bit.
             let status = self.status | IPS_CONFIRMED;
-            attrs.push(ConntrackAttribute::CtaStatus(Status::from_bits_retain(status)));
+            attrs.push(ConntrackAttribute::CtaStatus(Status::from_bits_retain(
+                status,
+            )));
         }
         if self.mark != 0 {
             attrs.push(ConntrackAttribute::CtaMark(self.mark));
         }
         if self.zone != 0 {
-            attrs.push(ConntrackAttribute::Other(DefaultNla::new(entry::CTA_ZONE, self.zone.to_be_bytes().to_vec())));
+            attrs.push(ConntrackAttribute::Other(DefaultNla::new(
+                entry::CTA_ZONE,
+                self.zone.to_be_bytes().to_vec(),
+            )));
         }
         if let (6, Some(state)) = (self.proto, self.tcp_state) {
-            attrs.push(ConntrackAttribute::CtaProtoInfo(vec![ProtoInfo::TCP(vec![ProtoInfoTCP::State(state.0)])]));
+            attrs.push(ConntrackAttribute::CtaProtoInfo(vec![ProtoInfo::TCP(
+                vec![ProtoInfoTCP::State(state.0)],
+            )]));
         }
         attrs
     }
@@ -127,30 +138,57 @@ fn nl_tuple(t: &Tuple, proto: u8) -> Vec<NlTuple> {
     if let Some(d) = t.dport {
         p.push(ProtoTuple::DestinationPort(d));
     }
-    vec![NlTuple::Ip(vec![IPTuple::SourceAddress(t.src), IPTuple::DestinationAddress(t.dst)]), NlTuple::Proto(p)]
+    vec![
+        NlTuple::Ip(vec![
+            IPTuple::SourceAddress(t.src),
+            IPTuple::DestinationAddress(t.dst),
+        ]),
+        NlTuple::Proto(p),
+    ]
 }
 
 fn family_of(t: &Tuple) -> NetfilterProtoFamily {
-    if t.src.is_ipv4() { NetfilterProtoFamily::IPv4 } else { NetfilterProtoFamily::IPv6 }
+    if t.src.is_ipv4() {
+        NetfilterProtoFamily::IPv4
+    } else {
+        NetfilterProtoFamily::IPv6
+    }
 }
 
-fn request(family: NetfilterProtoFamily, flags: u16, msg: ConntrackMessage) -> NetlinkMessage<NetfilterMessage> {
+fn request(
+    family: NetfilterProtoFamily,
+    flags: u16,
+    msg: ConntrackMessage,
+) -> NetlinkMessage<NetfilterMessage> {
     let mut hdr = NetlinkHeader::default();
     hdr.flags = flags;
-    NetlinkMessage::new(hdr, NetlinkPayload::from(NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), msg)))
+    NetlinkMessage::new(
+        hdr,
+        NetlinkPayload::from(NetfilterMessage::new(
+            NetfilterHeader::new(family, 0, 0),
+            msg,
+        )),
+    )
 }
 
 fn decode_err(op: &'static str, msg: &RawMsg<'_>, message: impl std::fmt::Display) -> LinuxError {
-    LinuxError::Netlink { op, object: WHAT.into(), message: format!("message at reply offset {}: {message}", msg.offset) }
+    LinuxError::Netlink {
+        op,
+        object: WHAT.into(),
+        message: format!("message at reply offset {}: {message}", msg.offset),
+    }
 }
 
 /// Decode one raw message into the nfgenmsg header and the conntrack message.
 fn parse(op: &'static str, msg: &RawMsg<'_>) -> Result<(NetfilterHeader, ConntrackMessage)> {
-    let nl = NetlinkMessage::<NetfilterMessage>::deserialize(msg.bytes).map_err(|e| decode_err(op, msg, e))?;
+    let nl = NetlinkMessage::<NetfilterMessage>::deserialize(msg.bytes)
+        .map_err(|e| decode_err(op, msg, e))?;
     match nl.payload {
-        NetlinkPayload::InnerMessage(NetfilterMessage { header, inner: NetfilterMessageInner::Conntrack(ct), .. }) => {
-            Ok((header, ct))
-        }
+        NetlinkPayload::InnerMessage(NetfilterMessage {
+            header,
+            inner: NetfilterMessageInner::Conntrack(ct),
+            ..
+        }) => Ok((header, ct)),
         other => Err(decode_err(op, msg, format!("unexpected message {other:?}"))),
     }
 }
@@ -163,17 +201,31 @@ pub struct Ctnetlink {
 impl Ctnetlink {
     /// Open a ctnetlink socket in the calling thread's network namespace.
     pub fn open() -> Result<Ctnetlink> {
-        Ok(Ctnetlink { sock: NlSocket::open(NETLINK_NETFILTER, WHAT)? })
+        Ok(Ctnetlink {
+            sock: NlSocket::open(NETLINK_NETFILTER, WHAT)?,
+        })
     }
 
     /// Stream every entry of `family` to `on_entry`.
-    pub fn dump(&mut self, family: Family, mut on_entry: impl FnMut(ConntrackEntry)) -> Result<DumpSummary> {
+    pub fn dump(
+        &mut self,
+        family: Family,
+        mut on_entry: impl FnMut(ConntrackEntry),
+    ) -> Result<DumpSummary> {
         const OP: &str = "dump conntrack table";
-        let seq = self.sock.send(request(family.nf(), NLM_F_REQUEST | NLM_F_DUMP, ConntrackMessage::Get(vec![])), OP)?;
+        let seq = self.sock.send(
+            request(
+                family.nf(),
+                NLM_F_REQUEST | NLM_F_DUMP,
+                ConntrackMessage::Get(vec![]),
+            ),
+            OP,
+        )?;
         self.sock.receive(seq, OP, |msg| {
             let (hdr, ct) = parse(OP, &msg)?;
             if let ConntrackMessage::New(attrs) = ct {
-                let e = entry::decode_entry(u8::from(hdr.family), &attrs).map_err(|e| decode_err(OP, &msg, e))?;
+                let e = entry::decode_entry(u8::from(hdr.family), &attrs)
+                    .map_err(|e| decode_err(OP, &msg, e))?;
                 on_entry(e);
             }
             Ok(())
@@ -183,18 +235,36 @@ impl Ctnetlink {
     /// Dump `family` and only count the entry messages, without decoding them.
     pub fn dump_count(&mut self, family: Family) -> Result<DumpSummary> {
         const OP: &str = "dump conntrack table (count only)";
-        let seq = self.sock.send(request(family.nf(), NLM_F_REQUEST | NLM_F_DUMP, ConntrackMessage::Get(vec![])), OP)?;
+        let seq = self.sock.send(
+            request(
+                family.nf(),
+                NLM_F_REQUEST | NLM_F_DUMP,
+                ConntrackMessage::Get(vec![]),
+            ),
+            OP,
+        )?;
         self.sock.receive(seq, OP, |_| Ok(()))
     }
 
     /// Per-CPU statistics and their sum (`conntrack -S`).
     pub fn stats(&mut self) -> Result<CtStats> {
         const OP: &str = "read conntrack per-CPU statistics";
-        let msg = ConntrackMessage::Other { message_type: IPCTNL_MSG_CT_GET_STATS_CPU, attributes: vec![] };
-        let seq = self.sock.send(request(NetfilterProtoFamily::Unspec, NLM_F_REQUEST | NLM_F_DUMP, msg), OP)?;
+        let msg = ConntrackMessage::Other {
+            message_type: IPCTNL_MSG_CT_GET_STATS_CPU,
+            attributes: vec![],
+        };
+        let seq = self.sock.send(
+            request(
+                NetfilterProtoFamily::Unspec,
+                NLM_F_REQUEST | NLM_F_DUMP,
+                msg,
+            ),
+            OP,
+        )?;
         let mut stats = CtStats::default();
         self.sock.receive(seq, OP, |msg| {
-            if msg.msg_type != (NFNL_SUBSYS_CTNETLINK << 8) | u16::from(IPCTNL_MSG_CT_GET_STATS_CPU) {
+            if msg.msg_type != (NFNL_SUBSYS_CTNETLINK << 8) | u16::from(IPCTNL_MSG_CT_GET_STATS_CPU)
+            {
                 return Ok(());
             }
             let (hdr, ct) = parse(OP, &msg)?;
@@ -202,7 +272,8 @@ impl Ctnetlink {
             if let ConntrackMessage::Other { attributes, .. } = ct {
                 for nla in &attributes {
                     use netlink_packet_core::Nla;
-                    cpu.set(nla.kind() & 0x3fff, &entry::nla_value(nla)).map_err(|e| decode_err(OP, &msg, e))?;
+                    cpu.set(nla.kind() & 0x3fff, &entry::nla_value(nla))
+                        .map_err(|e| decode_err(OP, &msg, e))?;
                 }
             }
             stats.push(hdr.res_id, cpu);
@@ -214,8 +285,14 @@ impl Ctnetlink {
     /// Entries in the table and `nf_conntrack_max` (`conntrack -C`).
     pub fn count(&mut self) -> Result<CtCount> {
         const OP: &str = "read conntrack table size";
-        let msg = ConntrackMessage::Other { message_type: IPCTNL_MSG_CT_GET_STATS, attributes: vec![] };
-        let seq = self.sock.send(request(NetfilterProtoFamily::Unspec, NLM_F_REQUEST | NLM_F_ACK, msg), OP)?;
+        let msg = ConntrackMessage::Other {
+            message_type: IPCTNL_MSG_CT_GET_STATS,
+            attributes: vec![],
+        };
+        let seq = self.sock.send(
+            request(NetfilterProtoFamily::Unspec, NLM_F_REQUEST | NLM_F_ACK, msg),
+            OP,
+        )?;
         let (mut entries, mut kernel_max) = (None, None);
         self.sock.receive(seq, OP, |msg| {
             let (_, ct) = parse(OP, &msg)?;
@@ -237,7 +314,10 @@ impl Ctnetlink {
             object: WHAT.into(),
             message: "reply without CTA_STATS_GLOBAL_ENTRIES".into(),
         })?;
-        let max = crate::sysctl::read("net.netfilter.nf_conntrack_max").ok().and_then(|s| s.parse().ok()).or(kernel_max);
+        let max = crate::sysctl::read("net.netfilter.nf_conntrack_max")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .or(kernel_max);
         Ok(CtCount { entries, max })
     }
 
@@ -245,7 +325,14 @@ impl Ctnetlink {
     pub fn insert(&mut self, e: &NewEntry) -> Result<()> {
         const OP: &str = "insert conntrack entry";
         let flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
-        let seq = self.sock.send(request(family_of(&e.orig), flags, ConntrackMessage::New(e.attributes())), OP)?;
+        let seq = self.sock.send(
+            request(
+                family_of(&e.orig),
+                flags,
+                ConntrackMessage::New(e.attributes()),
+            ),
+            OP,
+        )?;
         self.sock.receive(seq, OP, |_| Ok(())).map(|_| ())
     }
 
@@ -253,7 +340,11 @@ impl Ctnetlink {
     pub fn flush(&mut self) -> Result<()> {
         const OP: &str = "flush conntrack table";
         let seq = self.sock.send(
-            request(NetfilterProtoFamily::Unspec, NLM_F_REQUEST | NLM_F_ACK, ConntrackMessage::Delete(vec![])),
+            request(
+                NetfilterProtoFamily::Unspec,
+                NLM_F_REQUEST | NLM_F_ACK,
+                ConntrackMessage::Delete(vec![]),
+            ),
             OP,
         )?;
         self.sock.receive(seq, OP, |_| Ok(())).map(|_| ())

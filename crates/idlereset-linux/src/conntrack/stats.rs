@@ -70,7 +70,9 @@ impl CpuStats {
             CTA_STATS_CHAIN_TOOLONG => &mut self.chaintoolong,
             _ => return Ok(()),
         };
-        *slot = be_u32(value).ok_or_else(|| format!("stats attribute {kind}: {} bytes, want 4", value.len()))?.into();
+        *slot = be_u32(value)
+            .ok_or_else(|| format!("stats attribute {kind}: {} bytes, want 4", value.len()))?
+            .into();
         Ok(())
     }
 }

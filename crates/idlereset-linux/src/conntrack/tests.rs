@@ -9,7 +9,12 @@ use crate::privilege::require_or_skip;
 use crate::testns::TestNs;
 
 fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
-    Tuple { src: src.parse().unwrap(), dst: dst.parse().unwrap(), sport: Some(sport), dport: Some(dport) }
+    Tuple {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        sport: Some(sport),
+        dport: Some(dport),
+    }
 }
 
 fn collect(family: Family) -> Vec<ConntrackEntry> {
@@ -26,7 +31,11 @@ fn insert_dump_count_v4_v6_nat_zone_mark() {
     let t = TestNs::new(false);
     t.ns.run(|| {
         let mut ct = Ctnetlink::open().unwrap();
-        assert_eq!(ct.count().unwrap().entries, 0, "a fresh namespace has an empty table");
+        assert_eq!(
+            ct.count().unwrap().entries,
+            0,
+            "a fresh namespace has an empty table"
+        );
 
         let v4 = tuple("198.18.0.10", 40000, "198.18.1.20", 5432);
         ct.insert(&NewEntry::tcp_established(v4, 900)).unwrap();
@@ -64,10 +73,18 @@ fn insert_dump_count_v4_v6_nat_zone_mark() {
         let e = all.iter().find(|e| e.orig == v4).expect("v4 entry");
         assert_eq!((e.proto, e.family), (6, 2));
         assert_eq!(e.tcp_state.map(CtTcpState::name), Some("ESTABLISHED"));
-        assert!((895..=900).contains(&e.timeout_s), "timeout {}", e.timeout_s);
+        assert!(
+            (895..=900).contains(&e.timeout_s),
+            "timeout {}",
+            e.timeout_s
+        );
         assert_eq!(e.reply, v4.inverse());
         assert!(!e.is_natted());
-        assert!(e.status_names().contains(&"ASSURED"), "{:?}", e.status_names());
+        assert!(
+            e.status_names().contains(&"ASSURED"),
+            "{:?}",
+            e.status_names()
+        );
         assert!(e.status_names().contains(&"SEEN_REPLY"));
         assert_ne!(e.id, 0);
 
@@ -118,9 +135,16 @@ fn accounting_adds_counters_only_when_enabled() {
         let all = collect(Family::All);
         let b = all.iter().find(|e| e.orig == before).unwrap();
         let a = all.iter().find(|e| e.orig == after).unwrap();
-        assert_eq!(b.orig_counters, None, "created before accounting: no counters");
+        assert_eq!(
+            b.orig_counters, None,
+            "created before accounting: no counters"
+        );
         assert_eq!(b.packets(), None);
-        assert_eq!(a.orig_counters, Some(Counters::default()), "no packet crossed it yet");
+        assert_eq!(
+            a.orig_counters,
+            Some(Counters::default()),
+            "no packet crossed it yet"
+        );
         assert_eq!(a.packets(), Some(0));
     })
     .unwrap();
@@ -133,8 +157,14 @@ fn stats_cover_every_cpu() {
     }
     let t = TestNs::new(false);
     let stats = t.ns.run(stats).unwrap().unwrap();
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    assert!(stats.per_cpu.len() >= cpus, "{} per-CPU records for {cpus} CPUs", stats.per_cpu.len());
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    assert!(
+        stats.per_cpu.len() >= cpus,
+        "{} per-CPU records for {cpus} CPUs",
+        stats.per_cpu.len()
+    );
     let sum: u64 = stats.per_cpu.iter().map(|(_, s)| s.invalid).sum();
     assert_eq!(sum, stats.total.invalid);
     assert_eq!(stats.total.invalid, 0, "nothing crossed a fresh namespace");
@@ -153,7 +183,11 @@ fn large_table_streams() {
         let mut ct = Ctnetlink::open().unwrap();
         let n = 3000u16;
         for i in 0..n {
-            ct.insert(&NewEntry::tcp_established(tuple("198.18.0.10", 10000 + i, "198.18.1.1", 80), 600)).unwrap();
+            ct.insert(&NewEntry::tcp_established(
+                tuple("198.18.0.10", 10000 + i, "198.18.1.1", 80),
+                600,
+            ))
+            .unwrap();
         }
         let mut seen = 0u32;
         let mut ports = std::collections::HashSet::new();
@@ -165,7 +199,10 @@ fn large_table_streams() {
             .unwrap();
         assert_eq!(seen, u32::from(n));
         assert_eq!(ports.len(), usize::from(n), "no entry twice");
-        assert!(summary.datagrams > 1, "a large table spans several datagrams");
+        assert!(
+            summary.datagrams > 1,
+            "a large table spans several datagrams"
+        );
     })
     .unwrap();
 }
