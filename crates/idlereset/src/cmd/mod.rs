@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod completions;
+pub mod conntrack;
 pub mod demo;
 pub mod lab;
 pub mod logs;
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Logs(args) => logs::run(args),
         Command::Pcap(args) => pcap::run(args),
         Command::Catalog(args) => catalog::run(args),
+        Command::Conntrack(args) => conntrack::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man => completions::man(),
