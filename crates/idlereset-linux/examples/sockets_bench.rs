@@ -25,6 +25,16 @@ impl Drop for Guard {
     }
 }
 
+/// VmRSS and VmHWM of this process.
+fn mem() -> String {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Socket file descriptors per helper process (the hard RLIMIT_NOFILE may be low).
 const PER_CHILD: usize = 16_000;
 
@@ -174,6 +184,7 @@ fn main() {
             ct.insert(&NewEntry::tcp_established(tuple, 3600)).unwrap();
         }
         eprintln!("planted {entries} conntrack entries in {:.1?}", t.elapsed());
+        eprintln!("before dumps: {}", mem());
         for round in 0..3 {
             let t = Instant::now();
             let c = ct.dump_count(Family::All).unwrap();
@@ -190,6 +201,7 @@ fn main() {
                 t.elapsed()
             );
         }
+        eprintln!("after dumps: {} (peak must not grow with the table)", mem());
     })
     .unwrap();
     if hold > 0 {

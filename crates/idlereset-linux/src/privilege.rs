@@ -23,15 +23,11 @@ pub fn effective_caps() -> u64 {
 /// The capabilities the lab needs that this process lacks, by name.
 pub fn missing_lab_caps() -> Vec<&'static str> {
     let caps = effective_caps();
-    [
-        (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
-        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
-        (CAP_NET_RAW, "CAP_NET_RAW"),
-    ]
-    .into_iter()
-    .filter(|(bit, _)| caps & (1u64 << bit) == 0)
-    .map(|(_, name)| name)
-    .collect()
+    [(CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"), (CAP_NET_RAW, "CAP_NET_RAW")]
+        .into_iter()
+        .filter(|(bit, _)| caps & (1u64 << bit) == 0)
+        .map(|(_, name)| name)
+        .collect()
 }
 
 /// True when the lab can run (network namespaces, netlink configuration, raw capture).
@@ -43,15 +39,35 @@ pub fn can_run_lab() -> bool {
 /// go ahead. Otherwise prints `PRIVILEGED TEST SKIPPED: <name>: ...` to stderr and returns false,
 /// or panics when `IDLERESET_REQUIRE_PRIVILEGED=1` (CI that must not skip silently).
 pub fn require_or_skip(test_name: &str) -> bool {
-    if can_run_lab() {
-        return true;
+    let require = std::env::var("IDLERESET_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1");
+    match skip_decision(test_name, can_run_lab(), require) {
+        Ok(go) => go,
+        Err(msg) => panic!("{msg}"),
     }
-    let msg = format!(
-        "PRIVILEGED TEST SKIPPED: {test_name}: needs CAP_NET_ADMIN/CAP_SYS_ADMIN (run as root)"
-    );
-    if std::env::var("IDLERESET_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1") {
-        panic!("{msg} (IDLERESET_REQUIRE_PRIVILEGED=1)");
+}
+
+/// `Ok(true)` go ahead, `Ok(false)` skipped (message printed), `Err` must not skip.
+fn skip_decision(test_name: &str, can_run: bool, require: bool) -> Result<bool, String> {
+    if can_run {
+        return Ok(true);
+    }
+    let msg = format!("PRIVILEGED TEST SKIPPED: {test_name}: needs CAP_NET_ADMIN/CAP_SYS_ADMIN (run as root)");
+    if require {
+        return Err(format!("{msg} (IDLERESET_REQUIRE_PRIVILEGED=1)"));
     }
     eprintln!("{msg}");
-    false
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_or_fail_without_privileges() {
+        assert_eq!(skip_decision("t", true, true), Ok(true));
+        assert_eq!(skip_decision("t", false, false), Ok(false));
+        let err = skip_decision("my test", false, true).expect_err("required privileges must fail");
+        assert!(err.starts_with("PRIVILEGED TEST SKIPPED: my test: needs CAP_NET_ADMIN/CAP_SYS_ADMIN"), "{err}");
+    }
 }

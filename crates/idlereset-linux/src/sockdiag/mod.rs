@@ -9,8 +9,8 @@
 //! keepalive and inet_diag reports it when no retransmit / zero-window-probe timer is pending.
 //! Limitation: a socket with unacknowledged data (pending retransmit timer, `idiag_timer == 1`)
 //! or a zero-window probe (`== 4`) hides its keepalive timer; [`SocketInfo::keepalive_armed`]
-//! is then `None` ("cannot tell"), not `Some(false)`. Idle sockets — the ones an idle timeout
-//! cuts — have an empty send queue, so for them the answer is reliable.
+//! is then `false` and [`SocketInfo::keepalive_known`] `None` ("cannot tell"). Idle sockets —
+//! the ones an idle timeout cuts — have an empty send queue, so for them the answer is reliable.
 //!
 //! # Effective keepalive idle
 //!
@@ -18,10 +18,11 @@
 //! (`keepalive_time_elapsed()`), so on an idle socket with no probe out yet
 //! `expires_ms + min(last_data_recv_ms, last_ack_recv_ms)` ≈ the effective `TCP_KEEPIDLE`
 //! ([`SocketInfo::keepalive_idle_estimate_ms`]). It is exact when nothing arrived since the timer
-//! was last armed (the timer re-arms for the remainder when it fires early). When `SO_KEEPALIVE`
-//! was switched on after the connection had already been idle, the first arming counts from the
-//! setsockopt, so the estimate is too high by that idle time until the first expiry. With probes
-//! out (`timer.retrans > 0`), the timer runs at `TCP_KEEPINTVL` instead.
+//! was last armed (the timer re-arms for the remainder when it fires early); with traffic since
+//! then it is low. When `SO_KEEPALIVE` alone was switched on after the connection had already
+//! been idle, that first arming counts from the setsockopt (a later `TCP_KEEPIDLE` counts from the
+//! last receive), so the estimate is high by that idle time until the first expiry. With probes
+//! out (`timer.retrans > 0`), the timer runs at `TCP_KEEPINTVL` instead and no estimate is given.
 
 mod tcpinfo;
 #[cfg(test)]
@@ -135,6 +136,14 @@ pub struct SocketInfo {
     pub recv_queue: u32,
     pub send_queue: u32,
     pub timer: Option<SockTimer>,
+    /// The keepalive timer is pending (`SO_KEEPALIVE` on). `false` can also mean "hidden by a
+    /// retransmit timer"; [`SocketInfo::keepalive_known`] tells the cases apart.
+    pub keepalive_armed: bool,
+    /// ms since data was last sent / received and since the last ACK was received
+    /// (from `tcp_info`; `None` for TIME_WAIT and request sockets).
+    pub last_data_sent_ms: Option<u32>,
+    pub last_data_recv_ms: Option<u32>,
+    pub last_ack_recv_ms: Option<u32>,
     /// `tcp_info`, absent for TIME_WAIT and request sockets.
     pub info: Option<TcpInfo>,
 }
@@ -150,7 +159,7 @@ impl SocketInfo {
     /// Does the socket have `SO_KEEPALIVE` on? `Some(true)`: keepalive timer pending.
     /// `Some(false)`: established, nothing pending, so no keepalive. `None`: another timer
     /// hides it, or the state has no keepalive (see the module doc).
-    pub fn keepalive_armed(&self) -> Option<bool> {
+    pub fn keepalive_known(&self) -> Option<bool> {
         match self.timer.map(|t| t.kind) {
             Some(TimerKind::Keepalive) => Some(true),
             None if self.state == TcpSockState::ESTABLISHED => Some(false),
@@ -261,6 +270,10 @@ fn decode(payload: &[u8]) -> std::result::Result<SocketInfo, String> {
             expires_ms,
             retrans,
         }),
+        keepalive_armed: kind == Some(TimerKind::Keepalive),
+        last_data_sent_ms: info.map(|i| i.last_data_sent_ms),
+        last_data_recv_ms: info.map(|i| i.last_data_recv_ms),
+        last_ack_recv_ms: info.map(|i| i.last_ack_recv_ms),
         info,
     })
 }

@@ -59,18 +59,21 @@ fn keepalive_timer_addresses_and_owner() {
         let timer = ka.timer.expect("keepalive socket has a timer");
         assert_eq!(timer.kind, TimerKind::Keepalive);
         assert!((590_000..=600_000).contains(&timer.expires_ms), "{timer:?}");
-        assert_eq!(ka.keepalive_armed(), Some(true));
+        assert_eq!(ka.keepalive_known(), Some(true));
+        assert!(ka.keepalive_armed);
+        assert!(ka.last_ack_recv_ms.is_some_and(|ms| ms < 5_000));
         let est_ms = ka.keepalive_idle_estimate_ms().unwrap();
         assert!((598_000..=602_000).contains(&est_ms), "estimate {est_ms}");
         assert!(ka.info.is_some());
 
         let plain = find(&est, without.local_addr().unwrap(), a4);
         assert_eq!(plain.timer, None);
-        assert_eq!(plain.keepalive_armed(), Some(false));
+        assert_eq!(plain.keepalive_known(), Some(false));
+        assert!(!plain.keepalive_armed);
         assert_eq!(plain.keepalive_idle_estimate_ms(), None);
         // The server side of the keepalive connection did not set it.
         let server_side = find(&est, a4, with_ka.local_addr().unwrap());
-        assert_eq!(server_side.keepalive_armed(), Some(false));
+        assert_eq!(server_side.keepalive_known(), Some(false));
 
         let v6 = find(&est, v6_ka.local_addr().unwrap(), b4);
         assert!(v6.local.is_ipv6());
@@ -129,7 +132,7 @@ fn time_wait_sockets_show_their_timer() {
         assert_eq!(sock.state.name(), "TIME_WAIT");
         assert_eq!(sock.timer.map(|t| t.kind), Some(TimerKind::TimeWait));
         assert_eq!(sock.info, None);
-        assert_eq!(sock.keepalive_armed(), None);
+        assert_eq!(sock.keepalive_known(), None);
     })
     .unwrap();
 }
@@ -179,7 +182,7 @@ fn decodes_inet_diag_msg_fixture() {
     assert_eq!(s.info.unwrap().since_last_receive_ms(), 5_000);
     // Probes are out: the timer runs at KEEPINTVL, no idle estimate.
     assert_eq!(s.keepalive_idle_estimate_ms(), None);
-    assert_eq!(s.keepalive_armed(), Some(true));
+    assert_eq!(s.keepalive_known(), Some(true));
 }
 
 #[test]
