@@ -51,7 +51,9 @@ fn skip_decision(test_name: &str, can_run: bool, require: bool) -> Result<bool, 
     if can_run {
         return Ok(true);
     }
-    let msg = format!("PRIVILEGED TEST SKIPPED: {test_name}: needs CAP_NET_ADMIN/CAP_SYS_ADMIN (run as root)");
+    let msg = format!(
+        "PRIVILEGED TEST SKIPPED: {test_name}: needs CAP_NET_ADMIN/CAP_SYS_ADMIN (run as root)"
+    );
     if require {
         return Err(format!("{msg} (IDLERESET_REQUIRE_PRIVILEGED=1)"));
     }
@@ -68,6 +70,9 @@ mod tests {
         assert_eq!(skip_decision("t", true, true), Ok(true));
         assert_eq!(skip_decision("t", false, false), Ok(false));
         let err = skip_decision("my test", false, true).expect_err("required privileges must fail");
-        assert!(err.starts_with("PRIVILEGED TEST SKIPPED: my test: needs CAP_NET_ADMIN/CAP_SYS_ADMIN"), "{err}");
+        assert!(
+            err.starts_with("PRIVILEGED TEST SKIPPED: my test: needs CAP_NET_ADMIN/CAP_SYS_ADMIN"),
+            "{err}"
+        );
     }
 }
