@@ -107,10 +107,11 @@ impl NlSocket {
         let mut summary = DumpSummary::default();
         let mut stream_offset = 0u64;
         loop {
-            let n = self
-                .sock
-                .recv(&mut &mut self.buf[..], libc::MSG_TRUNC)
-                .map_err(|e| LinuxError::socket(op, self.what, e))?;
+            let n = match self.sock.recv(&mut &mut self.buf[..], libc::MSG_TRUNC) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(LinuxError::socket(op, self.what, e)),
+            };
             if n > self.buf.len() {
                 return Err(LinuxError::Netlink {
                     op,
