@@ -6,15 +6,21 @@
 //! shells out to `ip`, `nft`, `tc`, `ss` or `conntrack`.
 
 pub mod capture;
+pub mod conntrack;
 pub mod error;
 pub mod listen;
 pub mod netns;
 pub mod nft;
+mod nldump;
 pub mod privilege;
 pub mod probe;
+pub mod procfs;
 pub mod rtnl;
+pub mod sockdiag;
 pub mod sysctl;
 pub mod tcpinfo;
+#[cfg(test)]
+mod testns;
 
 pub use error::{LinuxError, Result};
 pub use netns::NetNs;

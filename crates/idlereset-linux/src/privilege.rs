@@ -39,20 +39,44 @@ pub fn can_run_lab() -> bool {
     missing_lab_caps().is_empty()
 }
 
-/// For privileged tests: true when the test can run. When it cannot, print a loud
-/// `PRIVILEGED TEST SKIPPED` line (CI greps for it) or, with `IDLERESET_REQUIRE_PRIVILEGED=1`,
-/// panic so the run fails.
-pub fn require_or_skip(test: &str) -> bool {
-    if can_run_lab() {
-        return true;
+/// Gate for tests that need the real kernel with lab privileges. Returns true when the test can
+/// go ahead. Otherwise prints `PRIVILEGED TEST SKIPPED: <name>: ...` to stderr and returns false,
+/// or panics when `IDLERESET_REQUIRE_PRIVILEGED=1` (CI that must not skip silently).
+pub fn require_or_skip(test_name: &str) -> bool {
+    let require = std::env::var("IDLERESET_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1");
+    match skip_decision(test_name, can_run_lab(), require) {
+        Ok(go) => go,
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
+/// `Ok(true)` go ahead, `Ok(false)` skipped (message printed), `Err` must not skip.
+fn skip_decision(test_name: &str, can_run: bool, require: bool) -> Result<bool, String> {
+    if can_run {
+        return Ok(true);
     }
     let msg = format!(
-        "PRIVILEGED TEST SKIPPED: {test}: needs {} (run as root)",
-        missing_lab_caps().join("/")
+        "PRIVILEGED TEST SKIPPED: {test_name}: needs CAP_NET_ADMIN/CAP_SYS_ADMIN (run as root)"
     );
-    if std::env::var("IDLERESET_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1") {
-        panic!("{msg}");
+    if require {
+        return Err(format!("{msg} (IDLERESET_REQUIRE_PRIVILEGED=1)"));
     }
     eprintln!("{msg}");
-    false
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_or_fail_without_privileges() {
+        assert_eq!(skip_decision("t", true, true), Ok(true));
+        assert_eq!(skip_decision("t", false, false), Ok(false));
+        let err = skip_decision("my test", false, true).expect_err("required privileges must fail");
+        assert!(
+            err.starts_with("PRIVILEGED TEST SKIPPED: my test: needs CAP_NET_ADMIN/CAP_SYS_ADMIN"),
+            "{err}"
+        );
+    }
 }

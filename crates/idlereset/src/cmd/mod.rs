@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod completions;
+pub mod conntrack;
 pub mod demo;
 pub mod lab;
 pub mod listen;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Logs(args) => logs::run(args),
         Command::Pcap(args) => pcap::run(args),
         Command::Catalog(args) => catalog::run(args),
+        Command::Conntrack(args) => conntrack::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Probe(args) => probe::run(args),
         Command::Listen(args) => listen::run(args),
