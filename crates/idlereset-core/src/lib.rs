@@ -8,5 +8,7 @@
 
 pub mod catalog;
 pub mod duration;
+pub mod inventory;
 pub mod pcap;
+pub mod plan;
 pub mod scale;
