@@ -26,7 +26,9 @@ use std::str::FromStr;
 
 /// Why a `matches` entry did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid match {text:?}: {why} (examples: 198.18.2.0/24:5432, [2001:db8:2::]/64:5432, 2001:db8:2::/64, *:5432)")]
+#[error(
+    "invalid match {text:?}: {why} (examples: 198.18.2.0/24:5432, [2001:db8:2::]/64:5432, 2001:db8:2::/64, *:5432)"
+)]
 pub struct MatchError {
     pub text: String,
     pub why: String,
@@ -68,48 +70,60 @@ impl FromStr for Match {
     type Err = MatchError;
 
     fn from_str(text: &str) -> Result<Match, MatchError> {
-        let err = |why: &str| MatchError { text: text.to_string(), why: why.to_string() };
+        let err = |why: &str| MatchError {
+            text: text.to_string(),
+            why: why.to_string(),
+        };
         let t = text.trim();
         if t.is_empty() {
             return Err(err("empty"));
         }
         // Split into (address part, prefix part, port part).
-        let (addr, prefix, port): (&str, Option<&str>, Option<&str>) = if let Some(rest) = t.strip_prefix('[') {
-            let close = rest.find(']').ok_or_else(|| err("'[' without a closing ']'"))?;
-            let addr = &rest[..close];
-            let after = &rest[close + 1..];
-            let (prefix, tail) = match after.strip_prefix('/') {
-                Some(p) => match p.find(':') {
-                    Some(i) => (Some(&p[..i]), &p[i..]),
-                    None => (Some(p), ""),
-                },
-                None => (None, after),
+        let (addr, prefix, port): (&str, Option<&str>, Option<&str>) =
+            if let Some(rest) = t.strip_prefix('[') {
+                let close = rest
+                    .find(']')
+                    .ok_or_else(|| err("'[' without a closing ']'"))?;
+                let addr = &rest[..close];
+                let after = &rest[close + 1..];
+                let (prefix, tail) = match after.strip_prefix('/') {
+                    Some(p) => match p.find(':') {
+                        Some(i) => (Some(&p[..i]), &p[i..]),
+                        None => (Some(p), ""),
+                    },
+                    None => (None, after),
+                };
+                let port = match tail {
+                    "" => None,
+                    t => Some(
+                        t.strip_prefix(':')
+                            .ok_or_else(|| err("expected ':PORT' after ']'"))?,
+                    ),
+                };
+                (addr, prefix, port)
+            } else if t.matches(':').count() > 1 {
+                // Bare IPv6: no port possible.
+                match t.split_once('/') {
+                    Some((a, p)) => (a, Some(p), None),
+                    None => (t, None, None),
+                }
+            } else {
+                let (net, port) = match t.split_once(':') {
+                    Some((n, p)) => (n, Some(p)),
+                    None => (t, None),
+                };
+                match net.split_once('/') {
+                    Some((a, p)) => (a, Some(p), port),
+                    None => (net, None, port),
+                }
             };
-            let port = match tail {
-                "" => None,
-                t => Some(t.strip_prefix(':').ok_or_else(|| err("expected ':PORT' after ']'"))?),
-            };
-            (addr, prefix, port)
-        } else if t.matches(':').count() > 1 {
-            // Bare IPv6: no port possible.
-            match t.split_once('/') {
-                Some((a, p)) => (a, Some(p), None),
-                None => (t, None, None),
-            }
-        } else {
-            let (net, port) = match t.split_once(':') {
-                Some((n, p)) => (n, Some(p)),
-                None => (t, None),
-            };
-            match net.split_once('/') {
-                Some((a, p)) => (a, Some(p), port),
-                None => (net, None, port),
-            }
-        };
         let port = port
             .map(|p| match p {
                 "*" => Ok(None),
-                p => p.parse::<u16>().map(Some).map_err(|_| err("port must be a number 0-65535")),
+                p => p
+                    .parse::<u16>()
+                    .map(Some)
+                    .map_err(|_| err("port must be a number 0-65535")),
             })
             .transpose()?
             .flatten();
@@ -119,7 +133,9 @@ impl FromStr for Match {
             }
             return Ok(Match { net: None, port });
         }
-        let ip: IpAddr = addr.parse().map_err(|_| err("not an IPv4 or IPv6 address"))?;
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| err("not an IPv4 or IPv6 address"))?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -137,7 +153,10 @@ impl FromStr for Match {
                 n
             }
         };
-        Ok(Match { net: Some((ip, prefix)), port })
+        Ok(Match {
+            net: Some((ip, prefix)),
+            port,
+        })
     }
 }
 
@@ -228,7 +247,16 @@ mod tests {
 
     #[test]
     fn errors_name_the_text() {
-        for bad in ["", "198.18.2.0/33", "198.18.2.0/24:99999", "[2001:db8::", "nonsense", "2001:db8::/64:5432", "*/8", "1.2.3.4/x"] {
+        for bad in [
+            "",
+            "198.18.2.0/33",
+            "198.18.2.0/24:99999",
+            "[2001:db8::",
+            "nonsense",
+            "2001:db8::/64:5432",
+            "*/8",
+            "1.2.3.4/x",
+        ] {
             let e = bad.parse::<Match>().unwrap_err();
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }

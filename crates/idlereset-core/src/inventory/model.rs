@@ -121,7 +121,10 @@ impl Library {
     ];
 
     pub fn as_str(self) -> &'static str {
-        Library::ALL.iter().find(|(_, l)| *l == self).map_or("raw", |(s, _)| s)
+        Library::ALL
+            .iter()
+            .find(|(_, l)| *l == self)
+            .map_or("raw", |(s, _)| s)
     }
 }
 
@@ -152,7 +155,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { probes: 5, ip_version: IpVersion::V4 }
+        Options {
+            probes: 5,
+            ip_version: IpVersion::V4,
+        }
     }
 }
 
@@ -221,12 +227,22 @@ mod tests {
     }
 
     fn inv(hops: Vec<Hop>) -> Inventory {
-        Inventory { name: None, server: None, hops, clients: vec![], options: Options::default() }
+        Inventory {
+            name: None,
+            server: None,
+            hops,
+            clients: vec![],
+            options: Options::default(),
+        }
     }
 
     #[test]
     fn path_timeout_is_the_smallest_hop() {
-        let i = inv(vec![hop("a", 3600.0, &[], true), hop("b", 350.0, &[], true), hop("c", 900.0, &[], true)]);
+        let i = inv(vec![
+            hop("a", 3600.0, &[], true),
+            hop("b", 350.0, &[], true),
+            hop("c", 900.0, &[], true),
+        ]);
         let (t, h) = i.path_timeout().unwrap();
         assert_eq!((t, h.name.as_str()), (350.0, "b"));
         assert!(inv(vec![]).path_timeout().is_none());
@@ -236,26 +252,50 @@ mod tests {
     fn path_timeout_for_picks_hops_by_remote() {
         let i = inv(vec![
             hop("edge", 3600.0, &[], true),
-            hop("db-fw", 900.0, &["198.18.2.0/24:5432", "[2001:db8:2::]/64:5432"], true),
+            hop(
+                "db-fw",
+                900.0,
+                &["198.18.2.0/24:5432", "[2001:db8:2::]/64:5432"],
+                true,
+            ),
             hop("api-nat", 350.0, &["198.18.3.0/24"], true),
         ]);
-        let db = i.path_timeout_for("198.18.2.10:5432".parse().unwrap()).unwrap();
+        let db = i
+            .path_timeout_for("198.18.2.10:5432".parse().unwrap())
+            .unwrap();
         assert_eq!((db.0, db.1.name.as_str()), (900.0, "db-fw"));
-        let db6 = i.path_timeout_for("[2001:db8:2::10]:5432".parse().unwrap()).unwrap();
+        let db6 = i
+            .path_timeout_for("[2001:db8:2::10]:5432".parse().unwrap())
+            .unwrap();
         assert_eq!(db6.1.name, "db-fw");
-        let api = i.path_timeout_for("198.18.3.7:443".parse().unwrap()).unwrap();
+        let api = i
+            .path_timeout_for("198.18.3.7:443".parse().unwrap())
+            .unwrap();
         assert_eq!((api.0, api.1.name.as_str()), (350.0, "api-nat"));
-        let other = i.path_timeout_for("198.18.9.9:22".parse().unwrap()).unwrap();
+        let other = i
+            .path_timeout_for("198.18.9.9:22".parse().unwrap())
+            .unwrap();
         assert_eq!(other.1.name, "edge");
         let only_matched = inv(vec![hop("db-fw", 900.0, &["198.18.2.0/24"], true)]);
-        assert!(only_matched.path_timeout_for("198.18.9.9:22".parse().unwrap()).is_none());
+        assert!(
+            only_matched
+                .path_timeout_for("198.18.9.9:22".parse().unwrap())
+                .is_none()
+        );
     }
 
     #[test]
     fn keepalive_blind_hops() {
-        let i = inv(vec![hop("nat", 350.0, &[], true), hop("alb", 60.0, &[], false)]);
+        let i = inv(vec![
+            hop("nat", 350.0, &[], true),
+            hop("alb", 60.0, &[], false),
+        ]);
         assert_eq!(i.keepalive_blind_timeout().unwrap().1.name, "alb");
-        assert!(inv(vec![hop("nat", 350.0, &[], true)]).keepalive_blind_timeout().is_none());
+        assert!(
+            inv(vec![hop("nat", 350.0, &[], true)])
+                .keepalive_blind_timeout()
+                .is_none()
+        );
     }
 
     #[test]

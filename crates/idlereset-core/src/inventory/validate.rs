@@ -14,7 +14,9 @@ use toml::Spanned;
 
 use crate::catalog::{Catalog, Failure};
 use crate::inventory::matches::Match;
-use crate::inventory::model::{Client, Current, Hop, HopKind, Inventory, IpVersion, Library, Options};
+use crate::inventory::model::{
+    Client, Current, Hop, HopKind, Inventory, IpVersion, Library, Options,
+};
 
 /// Shortest idle timeout a hop may have: keepalive options are whole seconds >= 1, and a plan
 /// needs room for a probe below the timeout.
@@ -48,9 +50,18 @@ pub struct InventoryError {
 impl fmt::Display for InventoryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.diagnostics.len();
-        write!(f, "invalid inventory {} ({n} problem{})", self.file, if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "invalid inventory {} ({n} problem{})",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
         for d in &self.diagnostics {
-            write!(f, "\n  {}:{}:{}: {}", self.file, d.line, d.column, d.message)?;
+            write!(
+                f,
+                "\n  {}:{}:{}: {}",
+                self.file, d.line, d.column, d.message
+            )?;
             if let Some(h) = &d.hint {
                 write!(f, " ({h})")?;
             }
@@ -122,7 +133,13 @@ impl Checker<'_> {
     fn at(&mut self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) {
         let offset = span.start.min(self.text.len());
         let (line, column) = line_col(self.text, offset);
-        self.diags.push(Diagnostic { line, column, offset, message: message.into(), hint });
+        self.diags.push(Diagnostic {
+            line,
+            column,
+            offset,
+            message: message.into(),
+            hint,
+        });
     }
 
     fn positive(&mut self, v: &Option<Spanned<f64>>, what: &str) -> Option<f64> {
@@ -131,7 +148,11 @@ impl Checker<'_> {
         if x.is_finite() && x > 0.0 {
             Some(x)
         } else {
-            self.at(s.span(), format!("{what} must be a positive number of seconds, got {x}"), None);
+            self.at(
+                s.span(),
+                format!("{what} must be a positive number of seconds, got {x}"),
+                None,
+            );
             None
         }
     }
@@ -159,42 +180,69 @@ pub fn did_you_mean<'a>(input: &str, known: impl IntoIterator<Item = &'a str>) -
         .map(|(_, k)| format!("did you mean {k:?}?"))
 }
 
-fn one_of<T: Copy>(c: &mut Checker<'_>, v: &Spanned<String>, what: &str, table: &[(&str, T)]) -> Option<T> {
+fn one_of<T: Copy>(
+    c: &mut Checker<'_>,
+    v: &Spanned<String>,
+    what: &str,
+    table: &[(&str, T)],
+) -> Option<T> {
     let s = v.get_ref().as_str();
     if let Some((_, t)) = table.iter().find(|(n, _)| *n == s) {
         return Some(*t);
     }
     let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
-    let hint = did_you_mean(s, names.iter().copied()).or_else(|| Some(format!("expected one of: {}", names.join(", "))));
+    let hint = did_you_mean(s, names.iter().copied())
+        .or_else(|| Some(format!("expected one of: {}", names.join(", "))));
     c.at(v.span(), format!("unknown {what} {s:?}"), hint);
     None
 }
 
-const FAILURES: [(&str, Failure); 4] =
-    [("reset", Failure::Reset), ("drop", Failure::Drop), ("fin", Failure::Fin), ("unknown", Failure::Unknown)];
+const FAILURES: [(&str, Failure); 4] = [
+    ("reset", Failure::Reset),
+    ("drop", Failure::Drop),
+    ("fin", Failure::Fin),
+    ("unknown", Failure::Unknown),
+];
 
 impl Inventory {
     /// Parse and validate an inventory. `file` names the source in error messages; `catalog`
     /// resolves `catalog = "..."` hops.
     pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Inventory, InventoryError> {
-        let mut c = Checker { text, diags: Vec::new() };
+        let mut c = Checker {
+            text,
+            diags: Vec::new(),
+        };
         let raw: RawFile = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
                 c.at(span, e.message().trim().to_string(), None);
-                return Err(InventoryError { file: file.to_string(), diagnostics: c.diags });
+                return Err(InventoryError {
+                    file: file.to_string(),
+                    diagnostics: c.diags,
+                });
             }
         };
         if raw.hop.is_empty() {
-            c.at(0..0, "the inventory has no [[hop]]: a path needs at least one middlebox", Some(example_hop()));
+            c.at(
+                0..0,
+                "the inventory has no [[hop]]: a path needs at least one middlebox",
+                Some(example_hop()),
+            );
         }
         let mut hops = Vec::new();
         for h in &raw.hop {
             if let Some(hop) = check_hop(&mut c, h, catalog) {
                 if let Some(prev) = hops.iter().find(|p: &&Hop| p.name == hop.name) {
                     let span = h.get_ref().name.as_ref().map_or(h.span(), |n| n.span());
-                    c.at(span, format!("hop name {:?} is already used on line {}", hop.name, prev.line), None);
+                    c.at(
+                        span,
+                        format!(
+                            "hop name {:?} is already used on line {}",
+                            hop.name, prev.line
+                        ),
+                        None,
+                    );
                 }
                 hops.push(hop);
             }
@@ -204,7 +252,11 @@ impl Inventory {
             if let Some(client) = check_client(&mut c, cl) {
                 if clients.iter().any(|p| p.name == client.name) {
                     let span = cl.get_ref().name.as_ref().map_or(cl.span(), |n| n.span());
-                    c.at(span, format!("client name {:?} is used twice", client.name), None);
+                    c.at(
+                        span,
+                        format!("client name {:?} is used twice", client.name),
+                        None,
+                    );
                 }
                 clients.push(client);
             }
@@ -212,9 +264,18 @@ impl Inventory {
         let options = check_plan(&mut c, raw.plan.unwrap_or_default());
         if !c.diags.is_empty() {
             c.diags.sort_by_key(|d| d.offset);
-            return Err(InventoryError { file: file.to_string(), diagnostics: c.diags });
+            return Err(InventoryError {
+                file: file.to_string(),
+                diagnostics: c.diags,
+            });
         }
-        Ok(Inventory { name: raw.name, server: raw.server, hops, clients, options })
+        Ok(Inventory {
+            name: raw.name,
+            server: raw.server,
+            hops,
+            clients,
+            options,
+        })
     }
 }
 
@@ -230,13 +291,27 @@ fn check_hop(c: &mut Checker<'_>, h: &Spanned<RawHop>, catalog: &Catalog) -> Opt
         let found = catalog.get(id.get_ref());
         match found {
             None => {
-                let hint = did_you_mean(id.get_ref(), catalog.entries().iter().map(|e| e.id.as_str()))
-                    .or_else(|| Some("`idlereset catalog` lists the ids".into()));
-                c.at(id.span(), format!("unknown catalog id {:?}", id.get_ref()), hint);
+                let hint = did_you_mean(
+                    id.get_ref(),
+                    catalog.entries().iter().map(|e| e.id.as_str()),
+                )
+                .or_else(|| Some("`idlereset catalog` lists the ids".into()));
+                c.at(
+                    id.span(),
+                    format!("unknown catalog id {:?}", id.get_ref()),
+                    hint,
+                );
                 None
             }
             Some(e) if e.kind == "os" || e.kind == "client" => {
-                c.at(id.span(), format!("catalog entry {:?} is a {} default, not a middlebox on a path", e.id, e.kind), None);
+                c.at(
+                    id.span(),
+                    format!(
+                        "catalog entry {:?} is a {} default, not a middlebox on a path",
+                        e.id, e.kind
+                    ),
+                    None,
+                );
                 None
             }
             Some(e) => Some(e),
@@ -259,7 +334,11 @@ fn check_hop(c: &mut Checker<'_>, h: &Spanned<RawHop>, catalog: &Catalog) -> Opt
         (None, Some(e)) => Some(HopKind::from_catalog_kind(&e.kind)),
         (None, None) if raw.catalog.is_some() => None, // the unknown id was reported
         (None, None) => {
-            c.at(h.span(), "hop has neither `kind` nor `catalog`", Some(example_hop()));
+            c.at(
+                h.span(),
+                "hop has neither `kind` nor `catalog`",
+                Some(example_hop()),
+            );
             None
         }
     };
@@ -273,7 +352,9 @@ fn check_hop(c: &mut Checker<'_>, h: &Spanned<RawHop>, catalog: &Catalog) -> Opt
                     None,
                 );
                 None
-            } else if let Some(e) = e.filter(|e| e.min_s.is_some_and(|m| x < m) || e.max_s.is_some_and(|m| x > m)) {
+            } else if let Some(e) =
+                e.filter(|e| e.min_s.is_some_and(|m| x < m) || e.max_s.is_some_and(|m| x > m))
+            {
                 c.at(
                     t.span(),
                     format!(
@@ -292,7 +373,11 @@ fn check_hop(c: &mut Checker<'_>, h: &Spanned<RawHop>, catalog: &Catalog) -> Opt
         (None, Some(e)) => Some(e.idle_timeout_s),
         (None, None) if raw.catalog.is_some() => None,
         (None, None) => {
-            c.at(h.span(), "hop has neither `idle_timeout_s` nor `catalog`", Some(example_hop()));
+            c.at(
+                h.span(),
+                "hop has neither `idle_timeout_s` nor `catalog`",
+                Some(example_hop()),
+            );
             None
         }
     };
@@ -307,7 +392,11 @@ fn check_hop(c: &mut Checker<'_>, h: &Spanned<RawHop>, catalog: &Catalog) -> Opt
         .filter_map(|m| match m.get_ref().parse::<Match>() {
             Ok(x) => Some(x),
             Err(e) => {
-                c.at(m.span(), e.why.clone(), Some("e.g. 198.18.2.0/24:5432, [2001:db8:2::]/64:5432, 2001:db8:2::/64".into()));
+                c.at(
+                    m.span(),
+                    e.why.clone(),
+                    Some("e.g. 198.18.2.0/24:5432, [2001:db8:2::]/64:5432, 2001:db8:2::/64".into()),
+                );
                 None
             }
         })
@@ -316,8 +405,10 @@ fn check_hop(c: &mut Checker<'_>, h: &Spanned<RawHop>, catalog: &Catalog) -> Opt
         return None;
     }
     let kind = kind?;
-    let honours_keepalive =
-        raw.honours_keepalive.or(entry.map(|e| e.honours_keepalive)).unwrap_or(kind != HopKind::Proxy);
+    let honours_keepalive = raw
+        .honours_keepalive
+        .or(entry.map(|e| e.honours_keepalive))
+        .unwrap_or(kind != HopKind::Proxy);
     Some(Hop {
         name: name?,
         kind,
@@ -348,7 +439,11 @@ fn check_client(c: &mut Checker<'_>, cl: &Spanned<RawClient>) -> Option<Client> 
         Some(l) => one_of(c, l, "client library", &Library::ALL),
         None => {
             let names: Vec<&str> = Library::ALL.iter().map(|(n, _)| *n).collect();
-            c.at(cl.span(), "client has no `library`", Some(format!("one of: {}", names.join(", "))));
+            c.at(
+                cl.span(),
+                "client has no `library`",
+                Some(format!("one of: {}", names.join(", "))),
+            );
             None
         }
     };
@@ -356,7 +451,11 @@ fn check_client(c: &mut Checker<'_>, cl: &Spanned<RawClient>) -> Option<Client> 
         None => 1,
         Some(n) if *n.get_ref() >= 1 => n.get_ref().unsigned_abs(),
         Some(n) => {
-            c.at(n.span(), format!("connections must be at least 1, got {}", n.get_ref()), None);
+            c.at(
+                n.span(),
+                format!("connections must be at least 1, got {}", n.get_ref()),
+                None,
+            );
             0
         }
     };
@@ -376,7 +475,12 @@ fn check_client(c: &mut Checker<'_>, cl: &Spanned<RawClient>) -> Option<Client> 
     if c.diags.len() > before {
         return None;
     }
-    Some(Client { name: name?, library: library?, connections, current })
+    Some(Client {
+        name: name?,
+        library: library?,
+        connections,
+        current,
+    })
 }
 
 fn probes(c: &mut Checker<'_>, p: &Spanned<i64>) -> Option<u32> {
@@ -384,7 +488,11 @@ fn probes(c: &mut Checker<'_>, p: &Spanned<i64>) -> Option<u32> {
     if (1..=MAX_PROBES).contains(&n) {
         u32::try_from(n).ok()
     } else {
-        c.at(p.span(), format!("probe count must be 1-{MAX_PROBES} (Linux TCP_KEEPCNT), got {n}"), None);
+        c.at(
+            p.span(),
+            format!("probe count must be 1-{MAX_PROBES} (Linux TCP_KEEPCNT), got {n}"),
+            None,
+        );
         None
     }
 }
@@ -398,7 +506,11 @@ fn check_plan(c: &mut Checker<'_>, raw: RawPlan) -> Options {
         match *v.get_ref() {
             4 => o.ip_version = IpVersion::V4,
             6 => o.ip_version = IpVersion::V6,
-            n => c.at(v.span(), format!("ip_version must be 4 or 6, got {n}"), None),
+            n => c.at(
+                v.span(),
+                format!("ip_version must be 4 or 6, got {n}"),
+                None,
+            ),
         }
     }
     o
@@ -416,7 +528,10 @@ mod tests {
     /// The (line, column) of the first occurrence of `needle` in `text`, computed independently.
     fn pos(text: &str, needle: &str) -> (usize, usize) {
         let before = &text[..text.find(needle).unwrap()];
-        (before.split('\n').count(), before.split('\n').last().unwrap().chars().count() + 1)
+        (
+            before.split('\n').count(),
+            before.split('\n').next_back().unwrap().chars().count() + 1,
+        )
     }
 
     fn first(e: &InventoryError) -> (usize, usize, &str) {
@@ -452,13 +567,23 @@ current = { keepalive = false, pool_idle_timeout_s = 3600 }
         let inv = parse(GOOD).unwrap();
         assert_eq!(inv.hops.len(), 3);
         let fw = &inv.hops[0];
-        assert_eq!((fw.kind, fw.idle_timeout_s, fw.failure, fw.honours_keepalive), (HopKind::Firewall, 900.0, Failure::Reset, true));
+        assert_eq!(
+            (fw.kind, fw.idle_timeout_s, fw.failure, fw.honours_keepalive),
+            (HopKind::Firewall, 900.0, Failure::Reset, true)
+        );
         assert_eq!(fw.line, 2);
         let nat = &inv.hops[1];
-        assert_eq!((nat.name.as_str(), nat.kind, nat.idle_timeout_s), ("aws-nat-gateway", HopKind::Nat, 350.0));
+        assert_eq!(
+            (nat.name.as_str(), nat.kind, nat.idle_timeout_s),
+            ("aws-nat-gateway", HopKind::Nat, 350.0)
+        );
         assert_eq!(nat.catalog.as_deref(), Some("aws-nat-gateway"));
         let alb = &inv.hops[2];
-        assert_eq!((alb.idle_timeout_s, alb.honours_keepalive), (120.0, false), "override within 1-4000, L7 from catalog");
+        assert_eq!(
+            (alb.idle_timeout_s, alb.honours_keepalive),
+            (120.0, false),
+            "override within 1-4000, L7 from catalog"
+        );
         assert_eq!(inv.clients[0].library, Library::Hikaricp);
         assert_eq!(inv.clients[0].current.pool_idle_timeout_s, Some(3600.0));
         assert_eq!(inv.options, Options::default());
@@ -468,7 +593,9 @@ current = { keepalive = false, pool_idle_timeout_s = 3600 }
     fn proxy_defaults_to_ignoring_keepalive() {
         let inv = parse("[[hop]]\nname='p'\nkind='proxy'\nidle_timeout_s=60\n").unwrap();
         assert!(!inv.hops[0].honours_keepalive);
-        let inv = parse("[[hop]]\nname='p'\nkind='proxy'\nidle_timeout_s=60\nhonours_keepalive=true\n").unwrap();
+        let inv =
+            parse("[[hop]]\nname='p'\nkind='proxy'\nidle_timeout_s=60\nhonours_keepalive=true\n")
+                .unwrap();
         assert!(inv.hops[0].honours_keepalive);
     }
 
@@ -479,8 +606,14 @@ current = { keepalive = false, pool_idle_timeout_s = 3600 }
         let (l, c, m) = first(&e);
         assert_eq!((l, c), pos(text, "\"aws-nat-gatway\""));
         assert!(m.contains("aws-nat-gatway"), "{m}");
-        assert_eq!(e.diagnostics[0].hint.as_deref(), Some("did you mean \"aws-nat-gateway\"?"));
-        assert!(e.to_string().contains("inv.toml:3:11: unknown catalog id"), "{e}");
+        assert_eq!(
+            e.diagnostics[0].hint.as_deref(),
+            Some("did you mean \"aws-nat-gateway\"?")
+        );
+        assert!(
+            e.to_string().contains("inv.toml:3:11: unknown catalog id"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -488,10 +621,22 @@ current = { keepalive = false, pool_idle_timeout_s = 3600 }
         let text = "[[hop]]\nname='x'\nkind = 'firewal'\nidle_timeout_s = 900\n[[client]]\nname='c'\nlibrary = 'hikari'\n";
         let e = parse(text).unwrap_err();
         assert_eq!(e.diagnostics.len(), 2, "{e}");
-        assert_eq!((e.diagnostics[0].line, e.diagnostics[0].column), pos(text, "'firewal'"));
-        assert_eq!(e.diagnostics[0].hint.as_deref(), Some("did you mean \"firewall\"?"));
-        assert_eq!((e.diagnostics[1].line, e.diagnostics[1].column), pos(text, "'hikari'"));
-        assert_eq!(e.diagnostics[1].hint.as_deref(), Some("did you mean \"hikaricp\"?"));
+        assert_eq!(
+            (e.diagnostics[0].line, e.diagnostics[0].column),
+            pos(text, "'firewal'")
+        );
+        assert_eq!(
+            e.diagnostics[0].hint.as_deref(),
+            Some("did you mean \"firewall\"?")
+        );
+        assert_eq!(
+            (e.diagnostics[1].line, e.diagnostics[1].column),
+            pos(text, "'hikari'")
+        );
+        assert_eq!(
+            e.diagnostics[1].hint.as_deref(),
+            Some("did you mean \"hikaricp\"?")
+        );
     }
 
     #[test]
@@ -529,10 +674,19 @@ connections = 0
 ";
         let e = parse(text).unwrap_err();
         let got: Vec<(usize, usize)> = e.diagnostics.iter().map(|d| (d.line, d.column)).collect();
-        assert_eq!(got, vec![pos(text, "0.5"), pos(text, "'198.18.2.0/33"), pos(text, "7000"), {
-            let (l, c) = pos(text, "connections = 0");
-            (l, c + "connections = ".len())
-        }], "{e}");
+        assert_eq!(
+            got,
+            vec![
+                pos(text, "0.5"),
+                pos(text, "'198.18.2.0/33"),
+                pos(text, "7000"),
+                {
+                    let (l, c) = pos(text, "connections = 0");
+                    (l, c + "connections = ".len())
+                }
+            ],
+            "{e}"
+        );
         assert!(e.diagnostics[2].message.contains("60-6000"), "{e}");
     }
 
@@ -540,16 +694,30 @@ connections = 0
     fn missing_fields_and_duplicates() {
         let e = parse("name = 'p'\n").unwrap_err();
         assert!(e.diagnostics[0].message.contains("no [[hop]]"));
-        let text = "[[hop]]\nname = 'x'\n\n[[hop]]\nname = 'x'\nkind = 'nat'\nidle_timeout_s = 300\n";
+        let text =
+            "[[hop]]\nname = 'x'\n\n[[hop]]\nname = 'x'\nkind = 'nat'\nidle_timeout_s = 300\n";
         let e = parse(text).unwrap_err();
         assert_eq!(e.diagnostics.len(), 2, "{e}");
-        assert!(e.diagnostics[0].message.contains("neither `kind` nor `catalog`"), "{e}");
-        assert!(e.diagnostics[1].message.contains("neither `idle_timeout_s` nor `catalog`"), "{e}");
+        assert!(
+            e.diagnostics[0]
+                .message
+                .contains("neither `kind` nor `catalog`"),
+            "{e}"
+        );
+        assert!(
+            e.diagnostics[1]
+                .message
+                .contains("neither `idle_timeout_s` nor `catalog`"),
+            "{e}"
+        );
         assert!(e.diagnostics.iter().all(|d| d.line == 1), "{e}");
         let text = "[[hop]]\nname = 'x'\nkind = 'nat'\nidle_timeout_s = 300\n[[hop]]\nname = 'x'\nkind = 'nat'\nidle_timeout_s = 300\n";
         let e = parse(text).unwrap_err();
         assert_eq!(e.diagnostics[0].line, 6, "{e}");
-        assert!(e.diagnostics[0].message.contains("already used on line 1"), "{e}");
+        assert!(
+            e.diagnostics[0].message.contains("already used on line 1"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -561,8 +729,15 @@ connections = 0
     #[test]
     fn plan_options() {
         let inv = parse("[[hop]]\nname='x'\nkind='nat'\nidle_timeout_s=300\n[plan]\nprobes = 3\nip_version = 6\n").unwrap();
-        assert_eq!(inv.options, Options { probes: 3, ip_version: IpVersion::V6 });
-        let e = parse("[[hop]]\nname='x'\nkind='nat'\nidle_timeout_s=300\n[plan]\nprobes = 300\n").unwrap_err();
+        assert_eq!(
+            inv.options,
+            Options {
+                probes: 3,
+                ip_version: IpVersion::V6
+            }
+        );
+        let e = parse("[[hop]]\nname='x'\nkind='nat'\nidle_timeout_s=300\n[plan]\nprobes = 300\n")
+            .unwrap_err();
         assert_eq!((e.diagnostics[0].line, e.diagnostics[0].column), (6, 10));
     }
 

@@ -147,18 +147,41 @@ struct Defaults {
 }
 
 fn defaults(lib: Library) -> Defaults {
-    let os = |on: bool| Defaults { keepalive: on, time_s: Some(7200.0), intvl_s: 75.0, pool_idle_s: None, heartbeat_s: None };
+    let os = |on: bool| Defaults {
+        keepalive: on,
+        time_s: Some(7200.0),
+        intvl_s: 75.0,
+        pool_idle_s: None,
+        heartbeat_s: None,
+    };
     match lib {
         // libpq: keepalives=1 by default, idle from the OS (7200 s).
         Library::Libpq => os(true),
         // net.Dialer: KeepAlive 15 s for idle and interval.
-        Library::Go => Defaults { keepalive: true, time_s: Some(15.0), intvl_s: 15.0, pool_idle_s: None, heartbeat_s: None },
+        Library::Go => Defaults {
+            keepalive: true,
+            time_s: Some(15.0),
+            intvl_s: 15.0,
+            pool_idle_s: None,
+            heartbeat_s: None,
+        },
         // HikariCP: idleTimeout 10 min. Its keepaliveTime (an isValid() ping of idle
         // connections) defaults to 2 min only in recent versions, so it is not assumed.
-        Library::Hikaricp => Defaults { pool_idle_s: Some(600.0), ..os(false) },
+        Library::Hikaricp => Defaults {
+            pool_idle_s: Some(600.0),
+            ..os(false)
+        },
         // node-postgres: keepAlive false, pool idleTimeoutMillis 10 s.
-        Library::NodePg => Defaults { pool_idle_s: Some(10.0), ..os(false) },
-        Library::Pgjdbc | Library::Java | Library::Python | Library::Grpc | Library::Redis | Library::Raw => os(false),
+        Library::NodePg => Defaults {
+            pool_idle_s: Some(10.0),
+            ..os(false)
+        },
+        Library::Pgjdbc
+        | Library::Java
+        | Library::Python
+        | Library::Grpc
+        | Library::Redis
+        | Library::Raw => os(false),
     }
 }
 
@@ -178,7 +201,10 @@ pub fn plan_client(c: &Client, ctx: &Ctx<'_>, ip: IpVersion) -> ClientPlan {
     };
     let d = defaults(c.library);
     // Only ever shorten a pool's idle timeout / lifetime: a shorter current value is kept.
-    let idle = shorter(ctx.pool.idle_timeout_s, c.current.pool_idle_timeout_s.or(d.pool_idle_s));
+    let idle = shorter(
+        ctx.pool.idle_timeout_s,
+        c.current.pool_idle_timeout_s.or(d.pool_idle_s),
+    );
     let life = shorter(ctx.pool.max_lifetime_s, c.current.max_lifetime_s);
     let write = match c.library {
         Library::Libpq => libpq,
@@ -215,24 +241,42 @@ fn problems(c: &Client, ctx: &Ctx<'_>) -> (Vec<Problem>, Option<f64>) {
     let hop = ctx.limiting_hop;
     let cur = &c.current;
     let mut out = Vec::new();
-    let mut add = |kind: &str, detail: String| out.push(Problem { kind: kind.into(), detail });
+    let mut add = |kind: &str, detail: String| {
+        out.push(Problem {
+            kind: kind.into(),
+            detail,
+        })
+    };
     let on = cur.keepalive.unwrap_or(d.keepalive);
     let time = cur.keepalive_time_s.or(d.time_s).unwrap_or(7200.0);
     let intvl = cur.keepalive_intvl_s.unwrap_or(d.intvl_s);
     if !on {
         add(
             "no-keepalive",
-            format!("sockets do not set SO_KEEPALIVE, so no OS keepalive setting applies; {hop:?} forgets an idle connection after {t} s"),
+            format!(
+                "sockets do not set SO_KEEPALIVE, so no OS keepalive setting applies; {hop:?} forgets an idle connection after {t} s"
+            ),
         );
     } else if time >= t {
-        add("keepalive-too-late", format!("first keepalive probe after {time} s idle, but {hop:?} forgets the flow after {t} s"));
+        add(
+            "keepalive-too-late",
+            format!(
+                "first keepalive probe after {time} s idle, but {hop:?} forgets the flow after {t} s"
+            ),
+        );
     } else if intvl >= t {
-        add("keepalive-too-late", format!("keepalive interval {intvl} s is not below {hop:?}'s {t} s"));
+        add(
+            "keepalive-too-late",
+            format!("keepalive interval {intvl} s is not below {hop:?}'s {t} s"),
+        );
     }
     let ka_holds = on && time < t && intvl < t;
     let pool_idle = cur.pool_idle_timeout_s.or(d.pool_idle_s);
     if let Some(idle) = pool_idle.filter(|&i| i >= t && !ka_holds) {
-        add("pool-idle-too-long", format!("the pool keeps idle connections {idle} s, longer than {hop:?}'s {t} s"));
+        add(
+            "pool-idle-too-long",
+            format!("the pool keeps idle connections {idle} s, longer than {hop:?}'s {t} s"),
+        );
     }
     let heartbeat = cur.heartbeat_s.or(d.heartbeat_s);
     if let Some(h) = ctx.heartbeat {
@@ -242,12 +286,18 @@ fn problems(c: &Client, ctx: &Ctx<'_>) -> (Vec<Problem>, Option<f64>) {
         if !covered {
             add(
                 "no-heartbeat",
-                format!("{:?} ignores TCP keepalives and cuts connections idle for {} s; nothing in this client sends traffic sooner", h.hop, h.hop_timeout_s),
+                format!(
+                    "{:?} ignores TCP keepalives and cuts connections idle for {} s; nothing in this client sends traffic sooner",
+                    h.hop, h.hop_timeout_s
+                ),
             );
         }
     }
     let bounds = [on.then_some(time), heartbeat, pool_idle];
-    let bound = bounds.into_iter().flatten().fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))));
+    let bound = bounds
+        .into_iter()
+        .flatten()
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))));
     (out, bound)
 }
 
@@ -338,7 +388,10 @@ fn java(p: &mut ClientPlan, ctx: &Ctx<'_>, _idle: u64, _life: u64) {
         "socket.setKeepAlive(true); // the opt-in: Java sockets leave SO_KEEPALIVE off\nsocket.setOption(jdk.net.ExtendedSocketOptions.TCP_KEEPIDLE, {});     // Java 11+, Linux\nsocket.setOption(jdk.net.ExtendedSocketOptions.TCP_KEEPINTERVAL, {});\nsocket.setOption(jdk.net.ExtendedSocketOptions.TCP_KEEPCOUNT, {});",
         k.time_s, k.intvl_s, k.probes
     );
-    p.notes.push("before Java 11 only setKeepAlive(true) exists: the host sysctls then decide the timing".into());
+    p.notes.push(
+        "before Java 11 only setKeepAlive(true) exists: the host sysctls then decide the timing"
+            .into(),
+    );
 }
 
 fn python(p: &mut ClientPlan, ctx: &Ctx<'_>, _idle: u64, _life: u64) {
@@ -378,7 +431,10 @@ fn grpc(p: &mut ClientPlan, ctx: &Ctx<'_>, _idle: u64, _life: u64) {
     s.set("grpc.keepalive_timeout_ms", 20_000u64);
     s.set("grpc.keepalive_permit_without_calls", 1u64);
     s.set("grpc.http2.max_pings_without_data", 0u64);
-    s.set("server:grpc.http2.min_ping_interval_without_data_ms", secs_ms(ping));
+    s.set(
+        "server:grpc.http2.min_ping_interval_without_data_ms",
+        secs_ms(ping),
+    );
     s.set("server:grpc.keepalive_permit_without_calls", 1u64);
     p.snippet = format!(
         "# client channel arguments (C-core / Python / C++)\ngrpc.keepalive_time_ms={ms}\ngrpc.keepalive_timeout_ms=20000\ngrpc.keepalive_permit_without_calls=1\ngrpc.http2.max_pings_without_data=0\n# grpc-go: keepalive.ClientParameters{{Time: {ping} * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}}\n# grpc-java: ManagedChannelBuilder.keepAliveTime({ping}, SECONDS).keepAliveWithoutCalls(true)\n# SERVER side, or it answers these pings with GOAWAY too_many_pings:\n# C-core: grpc.http2.min_ping_interval_without_data_ms={ms}, grpc.keepalive_permit_without_calls=1\n# grpc-go: keepalive.EnforcementPolicy{{MinTime: {ping} * time.Second, PermitWithoutStream: true}}\n# grpc-java: NettyServerBuilder.permitKeepAliveTime({ping}, SECONDS).permitKeepAliveWithoutCalls(true)",
@@ -398,9 +454,15 @@ fn redis(p: &mut ClientPlan, ctx: &Ctx<'_>, idle: u64, life: u64) {
     s.set("socket_keepalive", true);
     s.set(
         "socket_keepalive_options",
-        format!("{{TCP_KEEPIDLE: {}, TCP_KEEPINTVL: {}, TCP_KEEPCNT: {}}}", k.time_s, k.intvl_s, k.probes),
+        format!(
+            "{{TCP_KEEPIDLE: {}, TCP_KEEPINTVL: {}, TCP_KEEPCNT: {}}}",
+            k.time_s, k.intvl_s, k.probes
+        ),
     );
-    s.set("health_check_interval", keepalive::heartbeat(ctx.path_timeout_s));
+    s.set(
+        "health_check_interval",
+        keepalive::heartbeat(ctx.path_timeout_s),
+    );
     s.set("go-redis:ConnMaxIdleTime", format!("{idle}s"));
     s.set("go-redis:ConnMaxLifetime", format!("{life}s"));
     s.set("server:tcp-keepalive", k.time_s);

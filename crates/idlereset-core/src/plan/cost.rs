@@ -53,12 +53,18 @@ pub struct KeepaliveCost {
 pub fn keepalive_cost(k: &Keepalive, connections: u64, ip: IpVersion) -> KeepaliveCost {
     let frame = frame_bytes(ip);
     let per = |period: u64| 2.0 * connections as f64 / period.max(1) as f64;
-    let packets = Bounds { worst: per(k.intvl_s), best: per(k.time_s) };
+    let packets = Bounds {
+        worst: per(k.intvl_s),
+        best: per(k.time_s),
+    };
     KeepaliveCost {
         connections,
         frame_bytes: frame,
         packets_per_s: packets,
-        bytes_per_s: Bounds { worst: packets.worst * frame as f64, best: packets.best * frame as f64 },
+        bytes_per_s: Bounds {
+            worst: packets.worst * frame as f64,
+            best: packets.best * frame as f64,
+        },
     }
 }
 
@@ -88,8 +94,14 @@ pub fn conntrack_cost(entries: u64, from_timeout_s: f64, to_timeout_s: u64) -> C
         bytes: entries * CONNTRACK_ENTRY_BYTES,
         from_timeout_s,
         to_timeout_s,
-        orphan_entries_per_flow_per_s: Bounds { worst: to_timeout_s as f64, best: from_timeout_s },
-        orphan_bytes_per_flow_per_s: Bounds { worst: to_timeout_s as f64 * b, best: from_timeout_s * b },
+        orphan_entries_per_flow_per_s: Bounds {
+            worst: to_timeout_s as f64,
+            best: from_timeout_s,
+        },
+        orphan_bytes_per_flow_per_s: Bounds {
+            worst: to_timeout_s as f64 * b,
+            best: from_timeout_s * b,
+        },
     }
 }
 

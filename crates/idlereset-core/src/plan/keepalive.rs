@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 
 /// Values a human would type; every rule rounds onto this ladder.
 pub const LADDER: [u64; 34] = [
-    1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90, 120, 150, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200,
-    10800, 14400, 21600, 43200, 86400, 172_800, 259_200, 432_000, 604_800,
+    1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90, 120, 150, 180, 240, 300, 420, 600, 900, 1200, 1800,
+    2700, 3600, 5400, 7200, 10800, 14400, 21600, 43200, 86400, 172_800, 259_200, 432_000, 604_800,
 ];
 
 /// Linux `tcp_keepalive_time` default: the cap for the planned first probe, and the idle the
@@ -48,15 +48,28 @@ pub const FIREWALL_HEADROOM: f64 = 1.25;
 
 /// Largest ladder value `<= x` (at least 1).
 pub fn nice_floor(x: f64) -> u64 {
-    LADDER.iter().copied().take_while(|&v| (v as f64) <= x).last().unwrap_or(1)
+    LADDER
+        .iter()
+        .copied()
+        .take_while(|&v| (v as f64) <= x)
+        .last()
+        .unwrap_or(1)
 }
 
 /// Smallest ladder value `>= x`; above the ladder, `x` rounded up to a whole day.
 pub fn nice_ceil(x: f64) -> u64 {
-    LADDER.iter().copied().find(|&v| (v as f64) >= x).unwrap_or_else(|| {
-        let days = (x / 86400.0).ceil();
-        if days.is_finite() && days > 0.0 { days as u64 * 86400 } else { 86400 }
-    })
+    LADDER
+        .iter()
+        .copied()
+        .find(|&v| (v as f64) >= x)
+        .unwrap_or_else(|| {
+            let days = (x / 86400.0).ceil();
+            if days.is_finite() && days > 0.0 {
+                days as u64 * 86400
+            } else {
+                86400
+            }
+        })
 }
 
 /// Planned TCP keepalive for every socket on the path.
@@ -104,9 +117,17 @@ pub fn pool(t: f64) -> Pool {
     let mut idle_timeout_s = nice_floor(t / 2.0).min(MAX_POOL_IDLE_S);
     if idle_timeout_s >= max_lifetime_s {
         // A pool retires by age first otherwise (HikariCP even disables idleTimeout then).
-        idle_timeout_s = LADDER.iter().copied().take_while(|&v| v < max_lifetime_s).last().unwrap_or(1);
+        idle_timeout_s = LADDER
+            .iter()
+            .copied()
+            .take_while(|&v| v < max_lifetime_s)
+            .last()
+            .unwrap_or(1);
     }
-    Pool { idle_timeout_s, max_lifetime_s }
+    Pool {
+        idle_timeout_s,
+        max_lifetime_s,
+    }
 }
 
 /// Application heartbeat period for a hop that ignores TCP keepalives, timeout `b`.
@@ -141,16 +162,41 @@ mod tests {
     #[test]
     fn documented_table() {
         let k = keepalive(900.0, 5);
-        assert_eq!((k.time_s, k.intvl_s, k.detect_dead_peer_s, k.margin_s), (420, 30, 570, 480.0));
+        assert_eq!(
+            (k.time_s, k.intvl_s, k.detect_dead_peer_s, k.margin_s),
+            (420, 30, 570, 480.0)
+        );
         assert_eq!(k.tcp_user_timeout_ms, 570_000);
         let k = keepalive(350.0, 5);
         assert_eq!((k.time_s, k.intvl_s), (150, 20));
         let k = keepalive(3600.0, 5);
-        assert_eq!((k.time_s, k.intvl_s, k.detect_dead_peer_s), (1800, 30, 1950), "the runbook's values");
+        assert_eq!(
+            (k.time_s, k.intvl_s, k.detect_dead_peer_s),
+            (1800, 30, 1950),
+            "the runbook's values"
+        );
         assert_eq!(keepalive(43200.0, 5).time_s, 7200);
-        assert_eq!(pool(900.0), Pool { idle_timeout_s: 420, max_lifetime_s: 600 });
-        assert_eq!(pool(350.0), Pool { idle_timeout_s: 150, max_lifetime_s: 240 });
-        assert_eq!(pool(43200.0), Pool { idle_timeout_s: 600, max_lifetime_s: 1800 });
+        assert_eq!(
+            pool(900.0),
+            Pool {
+                idle_timeout_s: 420,
+                max_lifetime_s: 600
+            }
+        );
+        assert_eq!(
+            pool(350.0),
+            Pool {
+                idle_timeout_s: 150,
+                max_lifetime_s: 240
+            }
+        );
+        assert_eq!(
+            pool(43200.0),
+            Pool {
+                idle_timeout_s: 600,
+                max_lifetime_s: 1800
+            }
+        );
         assert_eq!(firewall_timeout(3600.0), 10800);
         assert_eq!(firewall_timeout(43200.0), 86400);
     }

@@ -92,12 +92,25 @@ pub fn plan(inv: &Inventory) -> Plan {
         hop: h.name.clone(),
         hop_timeout_s: b,
     });
-    let ctx = clients::Ctx { path_timeout_s: t, limiting_hop: &limiting, keepalive: k, pool, heartbeat: heartbeat.as_ref() };
-    let clients: Vec<ClientPlan> = inv.clients.iter().map(|c| clients::plan_client(c, &ctx, inv.options.ip_version)).collect();
+    let ctx = clients::Ctx {
+        path_timeout_s: t,
+        limiting_hop: &limiting,
+        keepalive: k,
+        pool,
+        heartbeat: heartbeat.as_ref(),
+    };
+    let clients: Vec<ClientPlan> = inv
+        .clients
+        .iter()
+        .map(|c| clients::plan_client(c, &ctx, inv.options.ip_version))
+        .collect();
     let sysctl = BTreeMap::from([
         ("net.ipv4.tcp_keepalive_time".to_string(), k.time_s),
         ("net.ipv4.tcp_keepalive_intvl".to_string(), k.intvl_s),
-        ("net.ipv4.tcp_keepalive_probes".to_string(), u64::from(k.probes)),
+        (
+            "net.ipv4.tcp_keepalive_probes".to_string(),
+            u64::from(k.probes),
+        ),
     ]);
     let mut warnings = Vec::new();
     if t < 60.0 {
@@ -132,11 +145,15 @@ pub fn plan(inv: &Inventory) -> Plan {
 }
 
 fn firewall_plan(inv: &Inventory, clients: &[ClientPlan], t: f64) -> FirewallPlan {
-    let unbounded: Vec<String> =
-        clients.iter().filter(|c| c.current_idle_bound_s.is_none()).map(|c| c.name.clone()).collect();
-    let longest = clients.iter().filter_map(|c| c.current_idle_bound_s).fold(None, |m: Option<f64>, x| {
-        Some(m.map_or(x, |m| m.max(x)))
-    });
+    let unbounded: Vec<String> = clients
+        .iter()
+        .filter(|c| c.current_idle_bound_s.is_none())
+        .map(|c| c.name.clone())
+        .collect();
+    let longest = clients
+        .iter()
+        .filter_map(|c| c.current_idle_bound_s)
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
     let target = keepalive::firewall_timeout(longest.unwrap_or(0.0));
     let hops = inv
         .hops
@@ -154,22 +171,61 @@ fn firewall_plan(inv: &Inventory, clients: &[ClientPlan], t: f64) -> FirewallPla
 }
 
 fn firewall_hop(h: &Hop, target: u64) -> FirewallHop {
-    let catalog = h.catalog.as_deref().and_then(|id| crate::catalog::Catalog::builtin().ok()?.get(id).cloned());
+    let catalog = h
+        .catalog
+        .as_deref()
+        .and_then(|id| crate::catalog::Catalog::builtin().ok()?.get(id).cloned());
     let (possible, note) = match (&catalog, h.kind) {
-        (Some(e), _) if e.max_s.is_some_and(|m| m >= target as f64) => {
-            (true, format!("{} is configurable up to {} s ({})", e.name, e.max_s.unwrap_or(0.0), e.source))
+        (Some(e), _) if e.max_s.is_some_and(|m| m >= target as f64) => (
+            true,
+            format!(
+                "{} is configurable up to {} s ({})",
+                e.name,
+                e.max_s.unwrap_or(0.0),
+                e.source
+            ),
+        ),
+        (Some(e), _) if e.max_s.is_some() => (
+            false,
+            format!(
+                "{} allows at most {} s ({})",
+                e.name,
+                e.max_s.unwrap_or(0.0),
+                e.source
+            ),
+        ),
+        (Some(e), _)
+            if e.note
+                .as_deref()
+                .is_some_and(|n| n.to_lowercase().contains("fixed")) =>
+        {
+            (
+                false,
+                format!("{} has a fixed timeout ({})", e.name, e.source),
+            )
         }
-        (Some(e), _) if e.max_s.is_some() => {
-            (false, format!("{} allows at most {} s ({})", e.name, e.max_s.unwrap_or(0.0), e.source))
-        }
-        (Some(e), _) if e.note.as_deref().is_some_and(|n| n.to_lowercase().contains("fixed")) => {
-            (false, format!("{} has a fixed timeout ({})", e.name, e.source))
-        }
-        (_, HopKind::Proxy) => (false, "a proxy's idle timeout is an application setting; keepalives do not reach it".into()),
-        (Some(e), _) => (true, format!("raise the {} timeout in its configuration ({})", e.name, e.source)),
-        (None, _) => (true, "Linux conntrack: the sysctl or the nftables ct timeout policy below".into()),
+        (_, HopKind::Proxy) => (
+            false,
+            "a proxy's idle timeout is an application setting; keepalives do not reach it".into(),
+        ),
+        (Some(e), _) => (
+            true,
+            format!(
+                "raise the {} timeout in its configuration ({})",
+                e.name, e.source
+            ),
+        ),
+        (None, _) => (
+            true,
+            "Linux conntrack: the sysctl or the nftables ct timeout policy below".into(),
+        ),
     };
-    FirewallHop { hop: h.name.clone(), from_s: h.idle_timeout_s, possible, note }
+    FirewallHop {
+        hop: h.name.clone(),
+        from_s: h.idle_timeout_s,
+        possible,
+        note,
+    }
 }
 
 #[cfg(test)]

@@ -91,9 +91,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 fn read(path: &PathBuf) -> anyhow::Result<(String, String)> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading the inventory from standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the inventory from standard input")?;
         return Ok(("<stdin>".into(), text));
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading inventory {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading inventory {}", path.display()))?;
     Ok((path.display().to_string(), text))
 }
