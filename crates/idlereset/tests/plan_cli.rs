@@ -105,3 +105,31 @@ fn reads_stdin() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("net.ipv4.tcp_keepalive_time = 1800"));
 }
+
+#[test]
+fn remote_selects_the_hops_on_its_path() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/inventories/firewall-900.toml");
+    let out = bin()
+        .arg("plan")
+        .arg(&path)
+        .args(["--json", "--remote", "[2001:db8:2::10]:5432"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["limiting_hop"], "dc-firewall");
+    let out = bin()
+        .arg("plan")
+        .arg(&path)
+        .args(["--remote", "203.0.113.9:443"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no hop"));
+}

@@ -188,6 +188,21 @@ impl Inventory {
         smallest(self.hops.iter().filter(|h| h.applies_to(remote)))
     }
 
+    /// The same inventory restricted to the hops on the way to `remote`; `None` when no hop
+    /// applies. Lets `plan --remote` plan one path of a host that talks to several.
+    pub fn for_remote(&self, remote: SocketAddr) -> Option<Inventory> {
+        let hops: Vec<Hop> = self
+            .hops
+            .iter()
+            .filter(|h| h.applies_to(remote))
+            .cloned()
+            .collect();
+        (!hops.is_empty()).then(|| Inventory {
+            hops,
+            ..self.clone()
+        })
+    }
+
     /// The smallest idle timeout over hops that ignore TCP keepalives (need app heartbeats).
     pub fn keepalive_blind_timeout(&self) -> Option<(f64, &Hop)> {
         smallest(self.hops.iter().filter(|h| !h.honours_keepalive))
@@ -282,6 +297,21 @@ mod tests {
                 .path_timeout_for("198.18.9.9:22".parse().unwrap())
                 .is_none()
         );
+    }
+
+    #[test]
+    fn for_remote_keeps_only_the_hops_on_that_path() {
+        let i = inv(vec![
+            hop("edge", 3600.0, &[], true),
+            hop("db-fw", 900.0, &["198.18.2.0/24:5432"], true),
+            hop("api-nat", 350.0, &["198.18.3.0/24"], true),
+        ]);
+        let db = i.for_remote("198.18.2.10:5432".parse().unwrap()).unwrap();
+        let names: Vec<&str> = db.hops.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["edge", "db-fw"]);
+        assert_eq!(db.path_timeout().unwrap().0, 900.0);
+        let only = inv(vec![hop("db-fw", 900.0, &["198.18.2.0/24"], true)]);
+        assert!(only.for_remote("10.0.0.1:1".parse().unwrap()).is_none());
     }
 
     #[test]

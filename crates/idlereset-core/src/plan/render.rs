@@ -106,6 +106,10 @@ pub fn text(p: &Plan) -> String {
     );
     w!(
         o,
+        "  one side's probes and the peer's ACKs refresh every hop; enable it on the server too, so it drops dead clients"
+    );
+    w!(
+        o,
         "Pool: idle timeout {} s, max lifetime {} s (both below the path timeout)",
         p.pool.idle_timeout_s,
         p.pool.max_lifetime_s

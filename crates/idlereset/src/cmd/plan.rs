@@ -5,6 +5,7 @@
 //! JSON, the `/etc/sysctl.d/` file, the nftables ct timeout policy, or a Mermaid / DOT diagram.
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -21,6 +22,7 @@ Examples:
   idlereset plan inventory.toml --format sysctl | sudo tee /etc/sysctl.d/90-idlereset-keepalive.conf
   idlereset plan inventory.toml --format nft > path-timeout.nft     # firewall-side alternative
   idlereset plan inventory.toml --format mermaid                     # the path with each hop's expiry
+  idlereset plan host.toml --remote 198.18.2.10:5432                 # only the hops on the way to it
   idlereset plan inventory.toml --format dot | dot -Tsvg > path.svg
 
 Inventory (TOML):
@@ -65,12 +67,20 @@ pub struct Args {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Plan only the hops whose `matches` cover this remote (ADDR:PORT, IPv6 as [ADDR]:PORT)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub remote: Option<SocketAddr>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let (name, text) = read(&args.inventory)?;
     let catalog = Catalog::builtin()?;
-    let inventory = Inventory::parse(&text, &name, &catalog)?;
+    let mut inventory = Inventory::parse(&text, &name, &catalog)?;
+    if let Some(remote) = args.remote {
+        inventory = inventory.for_remote(remote).with_context(|| {
+            format!("no hop in {name} applies to {remote}: check the hops' `matches`")
+        })?;
+    }
     let plan = plan::plan(&inventory);
     // Rendered to a string first so that a closed stdout surfaces as an io::Error (exit 0 for
     // `| head`), not wrapped in a serde_json::Error.
