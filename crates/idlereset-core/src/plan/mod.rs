@@ -154,7 +154,8 @@ fn firewall_plan(inv: &Inventory, clients: &[ClientPlan], t: f64) -> FirewallPla
         .iter()
         .filter_map(|c| c.current_idle_bound_s)
         .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-    let target = keepalive::firewall_timeout(longest.unwrap_or(0.0));
+    // Never plan a firewall timeout shorter than what the path already has.
+    let target = keepalive::firewall_timeout(longest.unwrap_or(0.0)).max(keepalive::nice_ceil(t));
     let hops = inv
         .hops
         .iter()

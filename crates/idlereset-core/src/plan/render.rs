@@ -176,6 +176,12 @@ pub fn text(p: &Plan) -> String {
         ),
         (None, true) => w!(o, "  outlasts the Linux default keepalive (7200 s)"),
     }
+    if f.hops.is_empty() {
+        w!(
+            o,
+            "  no hop needs a change: every hop already keeps idle flows at least that long"
+        );
+    }
     for h in &f.hops {
         w!(
             o,

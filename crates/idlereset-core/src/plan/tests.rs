@@ -67,6 +67,8 @@ fn assert_safe(inv: &Inventory, p: &Plan) {
         (None, None) => {}
         other => panic!("heartbeat mismatch: {other:?}"),
     }
+    assert!(p.firewall.established_timeout_s as f64 >= t, "the firewall alternative never shortens");
+    assert!(p.firewall.hops.iter().all(|h| h.from_s < p.firewall.established_timeout_s as f64));
     assert_eq!(p.sysctl["net.ipv4.tcp_keepalive_time"], k.time_s);
     assert_eq!(p.sysctl["net.ipv4.tcp_keepalive_intvl"], k.intvl_s);
     assert_eq!(p.clients.len(), inv.clients.len());
@@ -230,6 +232,19 @@ fn several_hops_with_one_ignoring_keepalives() {
             .any(|h| h.hop == "partner-fw" && h.possible)
     );
     assert_eq!(p.keepalive.probes, 4, "[plan] probes");
+}
+
+#[test]
+fn firewall_alternative_never_shortens_a_hop() {
+    let inv = example("nat-43200.toml");
+    let p = plan(&inv);
+    assert!(p.firewall.established_timeout_s as f64 >= p.path_timeout_s);
+    assert!(p.firewall.hops.is_empty());
+    assert_eq!(
+        p.firewall.unbounded_clients,
+        ["event-processor"],
+        "gRPC keepalive is off by default"
+    );
 }
 
 #[test]
