@@ -67,8 +67,16 @@ fn assert_safe(inv: &Inventory, p: &Plan) {
         (None, None) => {}
         other => panic!("heartbeat mismatch: {other:?}"),
     }
-    assert!(p.firewall.established_timeout_s as f64 >= t, "the firewall alternative never shortens");
-    assert!(p.firewall.hops.iter().all(|h| h.from_s < p.firewall.established_timeout_s as f64));
+    assert!(
+        p.firewall.established_timeout_s as f64 >= t,
+        "the firewall alternative never shortens"
+    );
+    assert!(
+        p.firewall
+            .hops
+            .iter()
+            .all(|h| h.from_s < p.firewall.established_timeout_s as f64)
+    );
     assert_eq!(p.sysctl["net.ipv4.tcp_keepalive_time"], k.time_s);
     assert_eq!(p.sysctl["net.ipv4.tcp_keepalive_intvl"], k.intvl_s);
     assert_eq!(p.clients.len(), inv.clients.len());
