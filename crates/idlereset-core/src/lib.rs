@@ -8,6 +8,8 @@
 
 pub mod catalog;
 pub mod duration;
+pub mod inventory;
 pub mod pcap;
+pub mod plan;
 pub mod probe;
 pub mod scale;

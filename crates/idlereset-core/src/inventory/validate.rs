@@ -1,0 +1,759 @@
+//! TOML inventory -> validated [`Inventory`], with errors that point at a line and column.
+//!
+//! The file is first deserialized into "raw" structs whose fields are [`toml::Spanned`], so every
+//! value keeps the byte range it came from; the semantic checks (unknown catalog id, bad CIDR,
+//! missing `kind`, duplicate names, out-of-range numbers) then report `file:line:column` with a
+//! "did you mean" hint where a close name exists. All problems are reported at once, so a user
+//! fixes an inventory in one round trip.
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::catalog::{Catalog, Failure};
+use crate::inventory::matches::Match;
+use crate::inventory::model::{
+    Client, Current, Hop, HopKind, Inventory, IpVersion, Library, Options,
+};
+
+/// Shortest idle timeout a hop may have: keepalive options are whole seconds >= 1, and a plan
+/// needs room for a probe below the timeout.
+pub const MIN_IDLE_TIMEOUT_S: f64 = 2.0;
+/// Longest accepted idle timeout (30 days); anything longer is almost certainly a unit mistake.
+pub const MAX_IDLE_TIMEOUT_S: f64 = 30.0 * 86400.0;
+/// Linux caps TCP_KEEPCNT at 127.
+pub const MAX_PROBES: i64 = 127;
+
+/// One problem in an inventory, at a position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// Byte offset into the file.
+    pub offset: usize,
+    pub message: String,
+    /// "did you mean ..." or an example of the expected form.
+    pub hint: Option<String>,
+}
+
+/// An inventory that did not validate: every problem found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct InventoryError {
+    pub file: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for InventoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.diagnostics.len();
+        write!(
+            f,
+            "invalid inventory {} ({n} problem{})",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for d in &self.diagnostics {
+            write!(
+                f,
+                "\n  {}:{}:{}: {}",
+                self.file, d.line, d.column, d.message
+            )?;
+            if let Some(h) = &d.hint {
+                write!(f, " ({h})")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    name: Option<String>,
+    server: Option<String>,
+    #[serde(default)]
+    hop: Vec<Spanned<RawHop>>,
+    #[serde(default)]
+    client: Vec<Spanned<RawClient>>,
+    plan: Option<RawPlan>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHop {
+    name: Option<Spanned<String>>,
+    kind: Option<Spanned<String>>,
+    idle_timeout_s: Option<Spanned<f64>>,
+    catalog: Option<Spanned<String>>,
+    honours_keepalive: Option<bool>,
+    failure: Option<Spanned<String>>,
+    #[serde(default)]
+    matches: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    name: Option<Spanned<String>>,
+    library: Option<Spanned<String>>,
+    connections: Option<Spanned<i64>>,
+    current: Option<RawCurrent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCurrent {
+    keepalive: Option<bool>,
+    keepalive_time_s: Option<Spanned<f64>>,
+    keepalive_intvl_s: Option<Spanned<f64>>,
+    keepalive_probes: Option<Spanned<i64>>,
+    pool_idle_timeout_s: Option<Spanned<f64>>,
+    max_lifetime_s: Option<Spanned<f64>>,
+    heartbeat_s: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    probes: Option<Spanned<i64>>,
+    ip_version: Option<Spanned<i64>>,
+}
+
+/// Collects diagnostics against one source text.
+struct Checker<'a> {
+    text: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) {
+        let offset = span.start.min(self.text.len());
+        let (line, column) = line_col(self.text, offset);
+        self.diags.push(Diagnostic {
+            line,
+            column,
+            offset,
+            message: message.into(),
+            hint,
+        });
+    }
+
+    fn positive(&mut self, v: &Option<Spanned<f64>>, what: &str) -> Option<f64> {
+        let s = v.as_ref()?;
+        let x = *s.get_ref();
+        if x.is_finite() && x > 0.0 {
+            Some(x)
+        } else {
+            self.at(
+                s.span(),
+                format!("{what} must be a positive number of seconds, got {x}"),
+                None,
+            );
+            None
+        }
+    }
+}
+
+/// 1-based line and character column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// "did you mean X?" for the closest known name, if it is close enough to be a typo.
+pub fn did_you_mean<'a>(input: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    known
+        .into_iter()
+        .map(|k| (strsim::jaro_winkler(input, k), k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| format!("did you mean {k:?}?"))
+}
+
+fn one_of<T: Copy>(
+    c: &mut Checker<'_>,
+    v: &Spanned<String>,
+    what: &str,
+    table: &[(&str, T)],
+) -> Option<T> {
+    let s = v.get_ref().as_str();
+    if let Some((_, t)) = table.iter().find(|(n, _)| *n == s) {
+        return Some(*t);
+    }
+    let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+    let hint = did_you_mean(s, names.iter().copied())
+        .or_else(|| Some(format!("expected one of: {}", names.join(", "))));
+    c.at(v.span(), format!("unknown {what} {s:?}"), hint);
+    None
+}
+
+const FAILURES: [(&str, Failure); 4] = [
+    ("reset", Failure::Reset),
+    ("drop", Failure::Drop),
+    ("fin", Failure::Fin),
+    ("unknown", Failure::Unknown),
+];
+
+impl Inventory {
+    /// Parse and validate an inventory. `file` names the source in error messages; `catalog`
+    /// resolves `catalog = "..."` hops.
+    pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Inventory, InventoryError> {
+        let mut c = Checker {
+            text,
+            diags: Vec::new(),
+        };
+        let raw: RawFile = match toml::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                c.at(span, e.message().trim().to_string(), None);
+                return Err(InventoryError {
+                    file: file.to_string(),
+                    diagnostics: c.diags,
+                });
+            }
+        };
+        if raw.hop.is_empty() {
+            c.at(
+                0..0,
+                "the inventory has no [[hop]]: a path needs at least one middlebox",
+                Some(example_hop()),
+            );
+        }
+        let mut hops = Vec::new();
+        for h in &raw.hop {
+            if let Some(hop) = check_hop(&mut c, h, catalog) {
+                if let Some(prev) = hops.iter().find(|p: &&Hop| p.name == hop.name) {
+                    let span = h.get_ref().name.as_ref().map_or(h.span(), |n| n.span());
+                    c.at(
+                        span,
+                        format!(
+                            "hop name {:?} is already used on line {}",
+                            hop.name, prev.line
+                        ),
+                        None,
+                    );
+                }
+                hops.push(hop);
+            }
+        }
+        let mut clients: Vec<Client> = Vec::new();
+        for cl in &raw.client {
+            if let Some(client) = check_client(&mut c, cl) {
+                if clients.iter().any(|p| p.name == client.name) {
+                    let span = cl.get_ref().name.as_ref().map_or(cl.span(), |n| n.span());
+                    c.at(
+                        span,
+                        format!("client name {:?} is used twice", client.name),
+                        None,
+                    );
+                }
+                clients.push(client);
+            }
+        }
+        let options = check_plan(&mut c, raw.plan.unwrap_or_default());
+        if !c.diags.is_empty() {
+            c.diags.sort_by_key(|d| d.offset);
+            return Err(InventoryError {
+                file: file.to_string(),
+                diagnostics: c.diags,
+            });
+        }
+        Ok(Inventory {
+            name: raw.name,
+            server: raw.server,
+            hops,
+            clients,
+            options,
+        })
+    }
+}
+
+fn example_hop() -> String {
+    "e.g. [[hop]] name = \"fw\", kind = \"firewall\", idle_timeout_s = 900, failure = \"reset\"; or catalog = \"aws-nat-gateway\"".into()
+}
+
+fn check_hop(c: &mut Checker<'_>, h: &Spanned<RawHop>, catalog: &Catalog) -> Option<Hop> {
+    let raw = h.get_ref();
+    let line = line_col(c.text, h.span().start).0;
+    let before = c.diags.len();
+    let entry = raw.catalog.as_ref().and_then(|id| {
+        let found = catalog.get(id.get_ref());
+        match found {
+            None => {
+                let hint = did_you_mean(
+                    id.get_ref(),
+                    catalog.entries().iter().map(|e| e.id.as_str()),
+                )
+                .or_else(|| Some("`idlereset catalog` lists the ids".into()));
+                c.at(
+                    id.span(),
+                    format!("unknown catalog id {:?}", id.get_ref()),
+                    hint,
+                );
+                None
+            }
+            Some(e) if e.kind == "os" || e.kind == "client" => {
+                c.at(
+                    id.span(),
+                    format!(
+                        "catalog entry {:?} is a {} default, not a middlebox on a path",
+                        e.id, e.kind
+                    ),
+                    None,
+                );
+                None
+            }
+            Some(e) => Some(e),
+        }
+    });
+    let name = match (&raw.name, &raw.catalog) {
+        (Some(n), _) if n.get_ref().trim().is_empty() => {
+            c.at(n.span(), "hop name is empty", None);
+            None
+        }
+        (Some(n), _) => Some(n.get_ref().clone()),
+        (None, Some(id)) => Some(id.get_ref().clone()),
+        (None, None) => {
+            c.at(h.span(), "hop has no `name`", Some(example_hop()));
+            None
+        }
+    };
+    let kind = match (&raw.kind, entry) {
+        (Some(k), _) => one_of(c, k, "hop kind", &HopKind::ALL),
+        (None, Some(e)) => Some(HopKind::from_catalog_kind(&e.kind)),
+        (None, None) if raw.catalog.is_some() => None, // the unknown id was reported
+        (None, None) => {
+            c.at(
+                h.span(),
+                "hop has neither `kind` nor `catalog`",
+                Some(example_hop()),
+            );
+            None
+        }
+    };
+    let idle = match (&raw.idle_timeout_s, entry) {
+        (Some(t), e) => {
+            let x = *t.get_ref();
+            if !(x.is_finite() && (MIN_IDLE_TIMEOUT_S..=MAX_IDLE_TIMEOUT_S).contains(&x)) {
+                c.at(
+                    t.span(),
+                    format!("idle_timeout_s must be between {MIN_IDLE_TIMEOUT_S} and {MAX_IDLE_TIMEOUT_S} seconds, got {x}"),
+                    None,
+                );
+                None
+            } else if let Some(e) =
+                e.filter(|e| e.min_s.is_some_and(|m| x < m) || e.max_s.is_some_and(|m| x > m))
+            {
+                c.at(
+                    t.span(),
+                    format!(
+                        "{} allows idle timeouts of {}-{} s, not {x}",
+                        e.name,
+                        e.min_s.unwrap_or(0.0),
+                        e.max_s.unwrap_or(f64::INFINITY)
+                    ),
+                    Some(format!("source: {}", e.source)),
+                );
+                None
+            } else {
+                Some(x)
+            }
+        }
+        (None, Some(e)) => Some(e.idle_timeout_s),
+        (None, None) if raw.catalog.is_some() => None,
+        (None, None) => {
+            c.at(
+                h.span(),
+                "hop has neither `idle_timeout_s` nor `catalog`",
+                Some(example_hop()),
+            );
+            None
+        }
+    };
+    let failure = match (&raw.failure, entry) {
+        (Some(f), _) => one_of(c, f, "failure", &FAILURES),
+        (None, Some(e)) => Some(e.failure),
+        (None, None) => Some(Failure::Unknown),
+    };
+    let matches: Vec<Match> = raw
+        .matches
+        .iter()
+        .filter_map(|m| match m.get_ref().parse::<Match>() {
+            Ok(x) => Some(x),
+            Err(e) => {
+                c.at(
+                    m.span(),
+                    e.why.clone(),
+                    Some("e.g. 198.18.2.0/24:5432, [2001:db8:2::]/64:5432, 2001:db8:2::/64".into()),
+                );
+                None
+            }
+        })
+        .collect();
+    if c.diags.len() > before {
+        return None;
+    }
+    let kind = kind?;
+    let honours_keepalive = raw
+        .honours_keepalive
+        .or(entry.map(|e| e.honours_keepalive))
+        .unwrap_or(kind != HopKind::Proxy);
+    Some(Hop {
+        name: name?,
+        kind,
+        idle_timeout_s: idle?,
+        failure: failure?,
+        honours_keepalive,
+        catalog: entry.map(|e| e.id.clone()),
+        matches,
+        line,
+    })
+}
+
+fn check_client(c: &mut Checker<'_>, cl: &Spanned<RawClient>) -> Option<Client> {
+    let raw = cl.get_ref();
+    let before = c.diags.len();
+    let name = match &raw.name {
+        Some(n) if !n.get_ref().trim().is_empty() => Some(n.get_ref().clone()),
+        Some(n) => {
+            c.at(n.span(), "client name is empty", None);
+            None
+        }
+        None => {
+            c.at(cl.span(), "client has no `name`", None);
+            None
+        }
+    };
+    let library = match &raw.library {
+        Some(l) => one_of(c, l, "client library", &Library::ALL),
+        None => {
+            let names: Vec<&str> = Library::ALL.iter().map(|(n, _)| *n).collect();
+            c.at(
+                cl.span(),
+                "client has no `library`",
+                Some(format!("one of: {}", names.join(", "))),
+            );
+            None
+        }
+    };
+    let connections = match &raw.connections {
+        None => 1,
+        Some(n) if *n.get_ref() >= 1 => n.get_ref().unsigned_abs(),
+        Some(n) => {
+            c.at(
+                n.span(),
+                format!("connections must be at least 1, got {}", n.get_ref()),
+                None,
+            );
+            0
+        }
+    };
+    let cur = raw.current.as_ref();
+    let current = match cur {
+        None => Current::default(),
+        Some(r) => Current {
+            keepalive: r.keepalive,
+            keepalive_time_s: c.positive(&r.keepalive_time_s, "keepalive_time_s"),
+            keepalive_intvl_s: c.positive(&r.keepalive_intvl_s, "keepalive_intvl_s"),
+            keepalive_probes: r.keepalive_probes.as_ref().and_then(|p| probes(c, p)),
+            pool_idle_timeout_s: c.positive(&r.pool_idle_timeout_s, "pool_idle_timeout_s"),
+            max_lifetime_s: c.positive(&r.max_lifetime_s, "max_lifetime_s"),
+            heartbeat_s: c.positive(&r.heartbeat_s, "heartbeat_s"),
+        },
+    };
+    if c.diags.len() > before {
+        return None;
+    }
+    Some(Client {
+        name: name?,
+        library: library?,
+        connections,
+        current,
+    })
+}
+
+fn probes(c: &mut Checker<'_>, p: &Spanned<i64>) -> Option<u32> {
+    let n = *p.get_ref();
+    if (1..=MAX_PROBES).contains(&n) {
+        u32::try_from(n).ok()
+    } else {
+        c.at(
+            p.span(),
+            format!("probe count must be 1-{MAX_PROBES} (Linux TCP_KEEPCNT), got {n}"),
+            None,
+        );
+        None
+    }
+}
+
+fn check_plan(c: &mut Checker<'_>, raw: RawPlan) -> Options {
+    let mut o = Options::default();
+    if let Some(p) = raw.probes.as_ref().and_then(|p| probes(c, p)) {
+        o.probes = p;
+    }
+    if let Some(v) = raw.ip_version {
+        match *v.get_ref() {
+            4 => o.ip_version = IpVersion::V4,
+            6 => o.ip_version = IpVersion::V6,
+            n => c.at(
+                v.span(),
+                format!("ip_version must be 4 or 6, got {n}"),
+                None,
+            ),
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(text: &str) -> Result<Inventory, InventoryError> {
+        Inventory::parse(text, "inv.toml", &Catalog::builtin().unwrap())
+    }
+
+    /// The (line, column) of the first occurrence of `needle` in `text`, computed independently.
+    fn pos(text: &str, needle: &str) -> (usize, usize) {
+        let before = &text[..text.find(needle).unwrap()];
+        (
+            before.split('\n').count(),
+            before.split('\n').next_back().unwrap().chars().count() + 1,
+        )
+    }
+
+    fn first(e: &InventoryError) -> (usize, usize, &str) {
+        let d = &e.diagnostics[0];
+        (d.line, d.column, d.message.as_str())
+    }
+
+    const GOOD: &str = r#"name = "app to db"
+[[hop]]
+name = "fw"
+kind = "firewall"
+idle_timeout_s = 900
+failure = "reset"
+matches = ["198.18.2.0/24:5432"]
+
+[[hop]]
+catalog = "aws-nat-gateway"
+
+[[hop]]
+name = "alb"
+catalog = "aws-alb"
+idle_timeout_s = 120
+
+[[client]]
+name = "orders"
+library = "hikaricp"
+connections = 40
+current = { keepalive = false, pool_idle_timeout_s = 3600 }
+"#;
+
+    #[test]
+    fn valid_inventory_resolves_catalog_and_defaults() {
+        let inv = parse(GOOD).unwrap();
+        assert_eq!(inv.hops.len(), 3);
+        let fw = &inv.hops[0];
+        assert_eq!(
+            (fw.kind, fw.idle_timeout_s, fw.failure, fw.honours_keepalive),
+            (HopKind::Firewall, 900.0, Failure::Reset, true)
+        );
+        assert_eq!(fw.line, 2);
+        let nat = &inv.hops[1];
+        assert_eq!(
+            (nat.name.as_str(), nat.kind, nat.idle_timeout_s),
+            ("aws-nat-gateway", HopKind::Nat, 350.0)
+        );
+        assert_eq!(nat.catalog.as_deref(), Some("aws-nat-gateway"));
+        let alb = &inv.hops[2];
+        assert_eq!(
+            (alb.idle_timeout_s, alb.honours_keepalive),
+            (120.0, false),
+            "override within 1-4000, L7 from catalog"
+        );
+        assert_eq!(inv.clients[0].library, Library::Hikaricp);
+        assert_eq!(inv.clients[0].current.pool_idle_timeout_s, Some(3600.0));
+        assert_eq!(inv.options, Options::default());
+    }
+
+    #[test]
+    fn proxy_defaults_to_ignoring_keepalive() {
+        let inv = parse("[[hop]]\nname='p'\nkind='proxy'\nidle_timeout_s=60\n").unwrap();
+        assert!(!inv.hops[0].honours_keepalive);
+        let inv =
+            parse("[[hop]]\nname='p'\nkind='proxy'\nidle_timeout_s=60\nhonours_keepalive=true\n")
+                .unwrap();
+        assert!(inv.hops[0].honours_keepalive);
+    }
+
+    #[test]
+    fn unknown_catalog_id_points_at_the_value_with_a_hint() {
+        let text = "[[hop]]\nname = \"nat\"\ncatalog = \"aws-nat-gatway\"\n";
+        let e = parse(text).unwrap_err();
+        let (l, c, m) = first(&e);
+        assert_eq!((l, c), pos(text, "\"aws-nat-gatway\""));
+        assert!(m.contains("aws-nat-gatway"), "{m}");
+        assert_eq!(
+            e.diagnostics[0].hint.as_deref(),
+            Some("did you mean \"aws-nat-gateway\"?")
+        );
+        assert!(
+            e.to_string().contains("inv.toml:3:11: unknown catalog id"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_kind_and_library_suggest() {
+        let text = "[[hop]]\nname='x'\nkind = 'firewal'\nidle_timeout_s = 900\n[[client]]\nname='c'\nlibrary = 'hikari'\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.diagnostics.len(), 2, "{e}");
+        assert_eq!(
+            (e.diagnostics[0].line, e.diagnostics[0].column),
+            pos(text, "'firewal'")
+        );
+        assert_eq!(
+            e.diagnostics[0].hint.as_deref(),
+            Some("did you mean \"firewall\"?")
+        );
+        assert_eq!(
+            (e.diagnostics[1].line, e.diagnostics[1].column),
+            pos(text, "'hikari'")
+        );
+        assert_eq!(
+            e.diagnostics[1].hint.as_deref(),
+            Some("did you mean \"hikaricp\"?")
+        );
+    }
+
+    #[test]
+    fn syntax_and_type_errors_have_positions() {
+        let text = "[[hop]]\nname = 'x'\nkind = 'nat'\nidle_timeout_s = 'soon'\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(first(&e).0, 4, "{e}");
+        let text = "[[hop]]\nname = 'x'\nkind = 'nat'\nidle_timout_s = 900\n";
+        let e = parse(text).unwrap_err();
+        let (l, _, m) = first(&e);
+        assert_eq!(l, 4, "{e}");
+        assert!(m.contains("idle_timout_s"), "{m}");
+        let text = "[[hop]]\nname = 'x\n";
+        assert_eq!(first(&parse(text).unwrap_err()).0, 2);
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported_in_order() {
+        let text = "\
+[[hop]]
+name = 'fw'
+kind = 'firewall'
+idle_timeout_s = 0.5
+matches = ['198.18.2.0/33:5432']
+
+[[hop]]
+name = 'nlb'
+catalog = 'aws-nlb'
+idle_timeout_s = 7000
+
+[[client]]
+name = 'c'
+library = 'go'
+connections = 0
+";
+        let e = parse(text).unwrap_err();
+        let got: Vec<(usize, usize)> = e.diagnostics.iter().map(|d| (d.line, d.column)).collect();
+        assert_eq!(
+            got,
+            vec![
+                pos(text, "0.5"),
+                pos(text, "'198.18.2.0/33"),
+                pos(text, "7000"),
+                {
+                    let (l, c) = pos(text, "connections = 0");
+                    (l, c + "connections = ".len())
+                }
+            ],
+            "{e}"
+        );
+        assert!(e.diagnostics[2].message.contains("60-6000"), "{e}");
+    }
+
+    #[test]
+    fn missing_fields_and_duplicates() {
+        let e = parse("name = 'p'\n").unwrap_err();
+        assert!(e.diagnostics[0].message.contains("no [[hop]]"));
+        let text =
+            "[[hop]]\nname = 'x'\n\n[[hop]]\nname = 'x'\nkind = 'nat'\nidle_timeout_s = 300\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.diagnostics.len(), 2, "{e}");
+        assert!(
+            e.diagnostics[0]
+                .message
+                .contains("neither `kind` nor `catalog`"),
+            "{e}"
+        );
+        assert!(
+            e.diagnostics[1]
+                .message
+                .contains("neither `idle_timeout_s` nor `catalog`"),
+            "{e}"
+        );
+        assert!(e.diagnostics.iter().all(|d| d.line == 1), "{e}");
+        let text = "[[hop]]\nname = 'x'\nkind = 'nat'\nidle_timeout_s = 300\n[[hop]]\nname = 'x'\nkind = 'nat'\nidle_timeout_s = 300\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.diagnostics[0].line, 6, "{e}");
+        assert!(
+            e.diagnostics[0].message.contains("already used on line 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn os_defaults_are_not_hops() {
+        let e = parse("[[hop]]\ncatalog = 'linux-tcp-keepalive-time'\n").unwrap_err();
+        assert!(e.diagnostics[0].message.contains("not a middlebox"), "{e}");
+    }
+
+    #[test]
+    fn plan_options() {
+        let inv = parse("[[hop]]\nname='x'\nkind='nat'\nidle_timeout_s=300\n[plan]\nprobes = 3\nip_version = 6\n").unwrap();
+        assert_eq!(
+            inv.options,
+            Options {
+                probes: 3,
+                ip_version: IpVersion::V6
+            }
+        );
+        let e = parse("[[hop]]\nname='x'\nkind='nat'\nidle_timeout_s=300\n[plan]\nprobes = 300\n")
+            .unwrap_err();
+        assert_eq!((e.diagnostics[0].line, e.diagnostics[0].column), (6, 10));
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é\nx", 3), (2, 1));
+        assert_eq!(line_col("éx", 2), (1, 2));
+        assert_eq!(line_col("ab", 99), (1, 3));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in "(\\[\\[hop\\]\\]|name|kind|=|'x'|900|\n| |catalog|\"aws\"|\\[|\\]){0,30}") {
+            let _ = parse(&s);
+        }
+    }
+}
