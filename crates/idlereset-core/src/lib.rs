@@ -9,4 +9,5 @@
 pub mod catalog;
 pub mod duration;
 pub mod pcap;
+pub mod replay;
 pub mod scale;
