@@ -129,9 +129,9 @@ mod tests {
     #[test]
     fn report_lists_path_minutes_total_and_checklist() {
         let s = builtin::get("firewall-900").unwrap();
-        let t = play_scripted(&s, &['A', 'B', 'B', 'B']).unwrap();
+        let t = play_scripted(&s, &['A', 'C', 'B', 'C']).unwrap();
         let md = markdown(&s, &t);
-        assert!(md.contains("- Path taken: A,B,B,B"), "{md}");
+        assert!(md.contains("- Path taken: A,C,B,C"), "{md}");
         assert!(
             md.contains(&format!("- Total downtime: {} min", t.total_minutes)),
             "{md}"
