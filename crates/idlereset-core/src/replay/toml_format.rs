@@ -47,7 +47,7 @@ use toml::Spanned;
 
 use super::error::{LoadError, line_col};
 use super::model::{self, Action, ChecklistItem, Choice, Round, RoundKind, Scenario};
-use super::scoring::Costs;
+use super::scoring::{Costs, ScoringError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,8 +175,29 @@ pub fn parse(text: &str, file: &str, default_id: &str) -> Result<Scenario, LoadE
     let span_of = |v: &Option<Spanned<u32>>| v.as_ref().map_or(0, |v| v.span().start);
     if explicit {
         // derive what the file leaves out from the explicit minutes
-        let costs =
-            Costs::compute(&scenario).map_err(|e| LoadError::at(file, 0, 0, e.to_string()))?;
+        let costs = Costs::compute(&scenario).map_err(|e| match &e {
+            // point at the choice that lacks (or has) minutes
+            ScoringError::PartialMinutes { round, letter, .. } => {
+                let offset = raw
+                    .round
+                    .get((*round as usize).saturating_sub(1))
+                    .and_then(|r| {
+                        let rr = r.get_ref();
+                        scenario
+                            .rounds
+                            .get((*round as usize).saturating_sub(1))
+                            .and_then(|m| {
+                                m.choices()
+                                    .iter()
+                                    .position(|c| c.letter == *letter)
+                                    .and_then(|j| rr.choice.get(j))
+                            })
+                    })
+                    .map_or(0, |c| c.span().start);
+                at(offset, e.to_string())
+            }
+            _ => LoadError::at(file, 0, 0, e.to_string()),
+        })?;
         if raw.optimal_minutes.is_none() {
             scenario.optimal_minutes = costs.optimal_total(&scenario);
         }
@@ -351,10 +372,33 @@ actions = ["check", "document"]
         let e = err(&wrong);
         assert!(e.to_string().contains("worst time is 30 min"), "{e}");
         assert_eq!(e.line(), Some(3), "{e}");
+        // minutes on some choices only: the error points at the first choice without them
+        let partial = explicit.replacen("minutes = 2\n", "", 1);
+        let e = err(&partial);
+        assert_eq!(e.line(), Some(21), "{e}");
+        assert!(e.to_string().contains("round 2 choice A has none"), "{e}");
         // stated times may be left out and are derived
         let derived = explicit.replace("optimal_minutes = 6\nworst_minutes = 30\n", "");
         let s = parse(&derived, "x.toml", "x").unwrap();
         assert_eq!((s.optimal_minutes, s.worst_minutes), (6, 30));
+    }
+
+    #[test]
+    fn readme_example_is_a_valid_scenario() {
+        let readme = include_str!("../../../../README.md");
+        let section = readme
+            .split("**TOML format.**")
+            .nth(1)
+            .expect("README has the TOML format section");
+        let block = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap();
+        let s = parse(block, "README.md", "readme").unwrap();
+        assert_eq!(s.id, "my-incident");
+        assert_eq!(play_scripted(&s, &['B']).unwrap().total_minutes, 12);
+        assert_eq!(play_scripted(&s, &['A']).unwrap().total_minutes, 60);
     }
 
     mod props {

@@ -28,9 +28,9 @@ Examples:
   idlereset replay --list                                 built-in scenarios
   idlereset replay firewall-900                           play in the terminal UI
   idlereset replay seed.txt --answers B,B,D               the seed's markdown, scripted
-  idlereset replay keepalive-7200 --answers B,B,B,B --json
+  idlereset replay keepalive-7200 --answers B,D,A,B --json
   idlereset replay my-incident.toml --report after-action.md
-  echo -e 'B\\nB\\nD' | idlereset replay seed.txt         line mode (stdin is not a terminal)
+  printf 'B\\nB\\nD\\n' | idlereset replay seed.txt     line mode (stdin is not a terminal)
 
 Scenario files: .toml (the documented TOML format) or .md / .txt (the seed's markdown format).
 Scoring: the all-recommended path totals the scenario's optimal time, every all-wrong path its

@@ -148,8 +148,8 @@ pub fn play(session: &mut Session<'_>) -> anyhow::Result<()> {
                 let key = match k.code {
                     KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => Key::Quit,
                     KeyCode::Esc | KeyCode::Char('q') => Key::Quit,
-                    KeyCode::Up | KeyCode::Char('k') => Key::Up,
-                    KeyCode::Down | KeyCode::Char('j') => Key::Down,
+                    KeyCode::Up => Key::Up,
+                    KeyCode::Down => Key::Down,
                     KeyCode::Enter => Key::Enter,
                     KeyCode::Char(c) => Key::Char(c),
                     _ => continue,
