@@ -298,4 +298,49 @@ mod tests {
         let s = scenario(vec![round(1, "AB", 'A', None)], 30, 10);
         assert!(Costs::compute(&s).is_err());
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// For any stated times and round shapes: all-recommended = O, any all-wrong path
+            /// = W, and every path lies in [O, W], growing with each wrong round.
+            #[test]
+            fn stated_times_come_out_exactly(
+                o in 0u32..500,
+                extra in 0u32..5000,
+                shapes in proptest::collection::vec((2usize..6, 0usize..6, 0usize..6), 1..8),
+            ) {
+                let letters = "ABCDEF";
+                let rounds: Vec<Round> = shapes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, rec, _))| {
+                        let ls = &letters[..*n];
+                        let rec = ls.chars().nth(rec % n).unwrap();
+                        round(u32::try_from(i + 1).unwrap(), ls, rec, None)
+                    })
+                    .collect();
+                let s = scenario(rounds, o, o + extra);
+                let c = Costs::compute(&s).unwrap();
+                prop_assert_eq!(c.optimal_total(&s), o);
+                prop_assert_eq!(c.worst_total(), o + extra);
+                let mut total = 0;
+                let mut wrong = 0;
+                for (i, (r, (_, _, pick))) in s.rounds.iter().zip(&shapes).enumerate() {
+                    let j = pick % r.choices().len();
+                    total += c.minutes(i, j);
+                    wrong += usize::from(!r.choices()[j].recommended);
+                }
+                prop_assert!((o..=o + extra).contains(&total));
+                if wrong == s.rounds.len() {
+                    prop_assert_eq!(total, o + extra);
+                }
+                if wrong == 0 {
+                    prop_assert_eq!(total, o);
+                }
+            }
+        }
+    }
 }
