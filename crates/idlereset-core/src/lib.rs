@@ -12,4 +12,5 @@ pub mod inventory;
 pub mod pcap;
 pub mod plan;
 pub mod probe;
+pub mod replay;
 pub mod scale;
