@@ -22,9 +22,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if t.is_empty() {
         return Err(DurationError::Empty);
     }
-    let invalid = |why| DurationError::Invalid { text: text.to_string(), why };
+    let invalid = |why| DurationError::Invalid {
+        text: text.to_string(),
+        why,
+    };
     if let Ok(secs) = t.parse::<f64>() {
-        return secs_to_duration(secs).ok_or_else(|| invalid("must be a finite, non-negative number"));
+        return secs_to_duration(secs)
+            .ok_or_else(|| invalid("must be a finite, non-negative number"));
     }
     let mut total = 0f64;
     let mut rest = t;
@@ -37,7 +41,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         }
         let value: f64 = rest[..num_len].parse().map_err(|_| invalid("bad number"))?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let factor = match unit.trim() {

@@ -8,5 +8,6 @@
 
 pub mod catalog;
 pub mod duration;
+pub mod logs;
 pub mod pcap;
 pub mod scale;

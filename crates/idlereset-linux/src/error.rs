@@ -22,7 +22,11 @@ pub enum LinuxError {
         source: std::io::Error,
     },
     #[error("netlink {op} on {object}: {message}")]
-    Netlink { op: &'static str, object: String, message: String },
+    Netlink {
+        op: &'static str,
+        object: String,
+        message: String,
+    },
     #[error("netlink {op} on {object}: kernel said {errno}")]
     NetlinkErrno {
         op: &'static str,
@@ -43,11 +47,23 @@ pub enum LinuxError {
 
 impl LinuxError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        LinuxError::Io { op, path: path.into(), source }
+        LinuxError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
-    pub(crate) fn socket(op: &'static str, object: impl Into<String>, source: std::io::Error) -> Self {
-        LinuxError::Socket { op, object: object.into(), source }
+    pub(crate) fn socket(
+        op: &'static str,
+        object: impl Into<String>,
+        source: std::io::Error,
+    ) -> Self {
+        LinuxError::Socket {
+            op,
+            object: object.into(),
+            source,
+        }
     }
 
     /// True when the failure is a missing privilege (EPERM / EACCES).

@@ -54,11 +54,17 @@ impl NetNs {
                 MsFlags::MS_BIND,
                 None::<&str>,
             )
-            .map_err(|source| LinuxError::Netns { name: name_owned, op: "bind-mount", source })
+            .map_err(|source| LinuxError::Netns {
+                name: name_owned,
+                op: "bind-mount",
+                source,
+            })
         })
         .join()
         .unwrap_or_else(|_| {
-            Err(LinuxError::Unsupported(format!("namespace {name}: creator thread panicked")))
+            Err(LinuxError::Unsupported(format!(
+                "namespace {name}: creator thread panicked"
+            )))
         });
         if let Err(e) = pinned {
             let _ = fs::remove_file(&path);
@@ -72,7 +78,10 @@ impl NetNs {
         validate_name(name)?;
         let path = Path::new(NETNS_RUN_DIR).join(name);
         let file = File::open(&path).map_err(|e| LinuxError::io("open namespace", &path, e))?;
-        Ok(NetNs { name: name.to_string(), file })
+        Ok(NetNs {
+            name: name.to_string(),
+            file,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -94,7 +103,11 @@ impl NetNs {
             scope
                 .spawn(|| {
                     setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|source| {
-                        LinuxError::Netns { name: self.name.clone(), op: "setns", source }
+                        LinuxError::Netns {
+                            name: self.name.clone(),
+                            op: "setns",
+                            source,
+                        }
                     })?;
                     Ok(f())
                 })
@@ -109,7 +122,13 @@ impl NetNs {
         let path = Path::new(NETNS_RUN_DIR).join(name);
         match umount2(&path, MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-            Err(source) => return Err(LinuxError::Netns { name: name.to_string(), op: "umount", source }),
+            Err(source) => {
+                return Err(LinuxError::Netns {
+                    name: name.to_string(),
+                    op: "umount",
+                    source,
+                });
+            }
         }
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -144,12 +163,16 @@ impl NetNs {
 fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         && !name.starts_with('.');
     if ok {
         Ok(())
     } else {
-        Err(LinuxError::Unsupported(format!("invalid namespace name {name:?}")))
+        Err(LinuxError::Unsupported(format!(
+            "invalid namespace name {name:?}"
+        )))
     }
 }
 

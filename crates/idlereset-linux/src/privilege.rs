@@ -23,11 +23,15 @@ pub fn effective_caps() -> u64 {
 /// The capabilities the lab needs that this process lacks, by name.
 pub fn missing_lab_caps() -> Vec<&'static str> {
     let caps = effective_caps();
-    [(CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"), (CAP_NET_RAW, "CAP_NET_RAW")]
-        .into_iter()
-        .filter(|(bit, _)| caps & (1u64 << bit) == 0)
-        .map(|(_, name)| name)
-        .collect()
+    [
+        (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+        (CAP_NET_RAW, "CAP_NET_RAW"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| caps & (1u64 << bit) == 0)
+    .map(|(_, name)| name)
+    .collect()
 }
 
 /// True when the lab can run (network namespaces, netlink configuration, raw capture).

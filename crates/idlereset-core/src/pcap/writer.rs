@@ -34,14 +34,22 @@ impl<W: Write> PcapWriter<W> {
         h[16..20].copy_from_slice(&snaplen.to_le_bytes());
         h[20..24].copy_from_slice(&linktype.to_le_bytes());
         out.write_all(&h)?;
-        Ok(PcapWriter { out, nanos, snaplen })
+        Ok(PcapWriter {
+            out,
+            nanos,
+            snaplen,
+        })
     }
 
     /// Write one packet captured at `ts` (since the Unix epoch) whose original length was
     /// `orig_len`; `data` is truncated to the snap length.
     pub fn write_packet(&mut self, ts: Duration, data: &[u8], orig_len: u32) -> io::Result<()> {
         let incl = data.len().min(self.snaplen as usize);
-        let frac = if self.nanos { ts.subsec_nanos() } else { ts.subsec_micros() };
+        let frac = if self.nanos {
+            ts.subsec_nanos()
+        } else {
+            ts.subsec_micros()
+        };
         let secs = u32::try_from(ts.as_secs()).unwrap_or(u32::MAX);
         let mut h = [0u8; 16];
         h[0..4].copy_from_slice(&secs.to_le_bytes());
@@ -54,7 +62,9 @@ impl<W: Write> PcapWriter<W> {
 
     /// Write a packet stamped with the current wall-clock time.
     pub fn write_now(&mut self, data: &[u8]) -> io::Result<()> {
-        let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         self.write_packet(ts, data, data.len() as u32)
     }
 
@@ -74,10 +84,14 @@ mod tests {
     #[test]
     fn header_and_record_layout() {
         let mut w = PcapWriter::new(Vec::new(), LINKTYPE_ETHERNET, 65535, false).unwrap();
-        w.write_packet(Duration::new(10, 5_000), &[1, 2, 3], 3).unwrap();
+        w.write_packet(Duration::new(10, 5_000), &[1, 2, 3], 3)
+            .unwrap();
         let b = w.into_inner();
         assert_eq!(&b[0..4], &MAGIC_MICRO.to_le_bytes());
-        assert_eq!(u32::from_le_bytes(b[20..24].try_into().unwrap()), LINKTYPE_ETHERNET);
+        assert_eq!(
+            u32::from_le_bytes(b[20..24].try_into().unwrap()),
+            LINKTYPE_ETHERNET
+        );
         assert_eq!(u32::from_le_bytes(b[24..28].try_into().unwrap()), 10);
         assert_eq!(u32::from_le_bytes(b[28..32].try_into().unwrap()), 5);
         assert_eq!(u32::from_le_bytes(b[32..36].try_into().unwrap()), 3);
@@ -87,7 +101,8 @@ mod tests {
     #[test]
     fn truncates_to_snaplen() {
         let mut w = PcapWriter::new(Vec::new(), LINKTYPE_RAW, 2, true).unwrap();
-        w.write_packet(Duration::new(1, 7), &[9, 8, 7, 6], 4).unwrap();
+        w.write_packet(Duration::new(1, 7), &[9, 8, 7, 6], 4)
+            .unwrap();
         let b = w.into_inner();
         assert_eq!(&b[0..4], &MAGIC_NANO.to_le_bytes());
         assert_eq!(u32::from_le_bytes(b[28..32].try_into().unwrap()), 7);

@@ -8,7 +8,9 @@ use idlereset_core::duration::Human;
 use crate::app::Outcome;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  idlereset catalog\n  idlereset catalog --json | jq '.entries[] | select(.kind==\"nat\")'")]
+#[command(
+    after_help = "Examples:\n  idlereset catalog\n  idlereset catalog --json | jq '.entries[] | select(.kind==\"nat\")'"
+)]
 pub struct Args {
     /// Print one JSON object (`entries: [...]`) instead of a table
     #[arg(long)]
@@ -23,7 +25,14 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let mut out = std::io::stdout().lock();
     for e in catalog.entries() {
-        writeln!(out, "{:<32} {:<13} {:<22} {}", e.id, e.kind, Human(e.idle_timeout_s).to_string(), e.name)?;
+        writeln!(
+            out,
+            "{:<32} {:<13} {:<22} {}",
+            e.id,
+            e.kind,
+            Human(e.idle_timeout_s).to_string(),
+            e.name
+        )?;
         writeln!(out, "{:<32} source: {}", "", e.source)?;
     }
     Ok(Outcome::Clean)

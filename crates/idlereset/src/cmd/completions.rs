@@ -7,7 +7,9 @@ use crate::app::Outcome;
 use crate::cli::Cli;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  idlereset completions bash > /etc/bash_completion.d/idlereset\n  idlereset completions zsh > \"${fpath[1]}/_idlereset\"")]
+#[command(
+    after_help = "Examples:\n  idlereset completions bash > /etc/bash_completion.d/idlereset\n  idlereset completions zsh > \"${fpath[1]}/_idlereset\""
+)]
 pub struct Args {
     /// Shell to generate completions for
     pub shell: clap_complete::Shell,
