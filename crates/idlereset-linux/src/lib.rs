@@ -6,6 +6,7 @@
 //! shells out to `ip`, `nft`, `tc`, `ss` or `conntrack`.
 
 pub mod error;
+pub mod mapped_file;
 pub mod netns;
 pub mod privilege;
 pub mod sysctl;
