@@ -13,9 +13,18 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+/// Literal text present in every line whose key [`keyed`] finds, per kind of key: a second
+/// pass only needs to look at lines containing the markers the failures used.
+pub const MARKERS: [&[u8]; 5] = [b"conn=", b"conn_id=", b"connection_id=", b"->", b"onnection "];
+
 /// Extract a connection key from a line.
 pub fn connection_key(line: &[u8]) -> Option<&[u8]> {
-    for key in [&b"conn="[..], b"conn_id=", b"connection_id="] {
+    keyed(line).map(|(_, k)| k)
+}
+
+/// Extract a connection key and the index in [`MARKERS`] of the form it was found in.
+pub fn keyed(line: &[u8]) -> Option<(usize, &[u8])> {
+    for (i, key) in MARKERS[..3].iter().enumerate() {
         if let Some(pos) = find_word(line, key) {
             let v = &line[pos + key.len()..];
             let v = v.strip_prefix(b"\"").unwrap_or(v);
@@ -24,12 +33,12 @@ pub fn connection_key(line: &[u8]) -> Option<&[u8]> {
                 .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'))
                 .count();
             if n > 0 {
-                return Some(&v[..n]);
+                return Some((i, &v[..n]));
             }
         }
     }
     if let Some(t) = four_tuple(line) {
-        return Some(t);
+        return Some((3, t));
     }
     let mut from = 0;
     while let Some(p) = memchr::memmem::find(&line[from..], b"onnection ") {
@@ -42,7 +51,7 @@ pub fn connection_key(line: &[u8]) -> Option<&[u8]> {
         let v = v.strip_prefix(b"#").unwrap_or(v);
         let n = v.iter().take_while(|c| c.is_ascii_digit()).count();
         if first_ok && n > 0 && !v.get(n).is_some_and(|c| c.is_ascii_alphanumeric()) {
-            return Some(&v[..n]);
+            return Some((4, &v[..n]));
         }
         from = start;
     }

@@ -77,17 +77,18 @@ fn seconds(t: Timestamp) -> f64 {
 pub fn scan(data: &[u8], opts: &ScanOptions) -> FileScan {
     let mut out = FileScan::default();
     let mut syslog = SyslogYear::default();
+    let mut markers = [false; idle::MARKERS.len()];
     let mut pos = 0;
     while let Some(m) = opts.signatures.find(data, pos) {
         let (ls, le) = line_bounds(data, m.start, m.end);
         let line = &data[ls..le];
         match timestamp::find_timestamp(line, &opts.time, &mut syslog) {
             Some(p) => {
-                let conn = if opts.connections {
-                    idle::connection_key(line).map(|k| String::from_utf8_lossy(k).into_owned())
-                } else {
-                    None
-                };
+                let keyed = if opts.connections { idle::keyed(line) } else { None };
+                if let Some((marker, _)) = keyed {
+                    markers[marker] = true;
+                }
+                let conn = keyed.map(|(_, k)| String::from_utf8_lossy(k).into_owned());
                 if let Some(k) = &conn {
                     out.conn_lines.push(ConnLine {
                         t: seconds(p.time),
@@ -112,25 +113,38 @@ pub fn scan(data: &[u8], opts: &ScanOptions) -> FileScan {
         pos = le + 1;
     }
     if opts.connections && !out.conn_lines.is_empty() {
-        activity(data, opts, &mut out);
+        let used: Vec<&[u8]> =
+            idle::MARKERS.iter().zip(markers).filter(|(_, u)| *u).map(|(m, _)| *m).collect();
+        activity(data, opts, &used, &mut out);
     }
     out
 }
 
-/// Second pass: every non-event line tied to a connection is activity that survived.
-fn activity(data: &[u8], opts: &ScanOptions, out: &mut FileScan) {
+/// Second pass: every non-event line tied to a connection is activity that survived. Only lines
+/// with the kinds of connection key the failures carried are read (one SIMD substring search
+/// in the common case of a single kind).
+fn activity(data: &[u8], opts: &ScanOptions, markers: &[&[u8]], out: &mut FileScan) {
     let event_lines: HashSet<usize> = out.events.iter().map(|e| e.offset).collect();
-    let markers = ["conn=", "conn_id=", "connection_id=", "->", "onnection "];
-    let Ok(ac): Result<AhoCorasick, _> = AhoCorasickBuilder::new().build(markers) else {
-        return;
+    let single = match markers {
+        [one] => Some(memchr::memmem::Finder::new(one)),
+        _ => None,
+    };
+    let multi: Option<AhoCorasick> = match single {
+        Some(_) => None,
+        None => AhoCorasickBuilder::new().build(markers).ok(),
     };
     let mut syslog = SyslogYear::default();
     let mut pos = 0;
     while pos < data.len() {
-        let Some(m) = ac.find(aho_corasick::Input::new(data).span(pos..data.len())) else {
-            break;
+        let found = match (&single, &multi) {
+            (Some(f), _) => f.find(&data[pos..]).map(|i| (pos + i, pos + i + f.needle().len())),
+            (None, Some(ac)) => ac
+                .find(aho_corasick::Input::new(data).span(pos..data.len()))
+                .map(|m| (m.start(), m.end())),
+            (None, None) => None,
         };
-        let (ls, le) = line_bounds(data, m.start(), m.end());
+        let Some((start, end)) = found else { break };
+        let (ls, le) = line_bounds(data, start, end);
         pos = le + 1;
         if event_lines.contains(&ls) {
             continue;
