@@ -43,6 +43,8 @@ use super::idle::Bracket;
 pub const DEFAULT_MERGE_WINDOW_S: f64 = 2.0;
 /// Fewest incidents for a periodic pattern.
 pub const MIN_INCIDENTS: usize = 3;
+/// Longest gap, in periods, still read as missed events rather than as no period at all.
+pub const MAX_MISSED_PERIODS: f64 = 10_000.0;
 /// Largest jitter, relative to the period, for events to count as regular.
 pub const MAX_REL_JITTER: f64 = 0.05;
 
@@ -158,8 +160,12 @@ pub fn fit_period(incidents: &[f64]) -> Option<Periodicity> {
     }
     let mut index = vec![0u64];
     for d in &intervals {
-        let m = (d / p0).round().max(1.0) as u64;
-        index.push(index.last().copied().unwrap_or(0) + m);
+        let m = (d / p0).round().max(1.0);
+        // A gap of thousands of periods is not a missed event: no period to fit.
+        if m > MAX_MISSED_PERIODS {
+            return None;
+        }
+        index.push(index.last().copied().unwrap_or(0).saturating_add(m as u64));
     }
     let t0 = incidents[0];
     let xs: Vec<f64> = index.iter().map(|&k| k as f64).collect();
@@ -413,6 +419,15 @@ mod tests {
         assert_eq!(a.pattern, Pattern::Irregular, "{}", a.reason);
         assert_eq!(run(&[T0, T0 + 60.0], 1.0).pattern, Pattern::Irregular);
         assert_eq!(run(&[], 1.0).pattern, Pattern::Irregular);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn analysis_never_panics(mut times in proptest::collection::vec(-1e12f64..1e12, 0..40), merge in 0f64..10.0) {
+            times.sort_by(f64::total_cmp);
+            let a = analyse(incidents(&times, merge), 0.0, None, &TimeZone::UTC);
+            proptest::prop_assert!(a.incidents.len() <= times.len());
+        }
     }
 
     #[test]

@@ -15,7 +15,13 @@ use serde::Serialize;
 
 /// Literal text present in every line whose key [`keyed`] finds, per kind of key: a second
 /// pass only needs to look at lines containing the markers the failures used.
-pub const MARKERS: [&[u8]; 5] = [b"conn=", b"conn_id=", b"connection_id=", b"->", b"onnection "];
+pub const MARKERS: [&[u8]; 5] = [
+    b"conn=",
+    b"conn_id=",
+    b"connection_id=",
+    b"->",
+    b"onnection ",
+];
 
 /// Extract a connection key from a line.
 pub fn connection_key(line: &[u8]) -> Option<&[u8]> {

@@ -84,7 +84,11 @@ pub fn scan(data: &[u8], opts: &ScanOptions) -> FileScan {
         let line = &data[ls..le];
         match timestamp::find_timestamp(line, &opts.time, &mut syslog) {
             Some(p) => {
-                let keyed = if opts.connections { idle::keyed(line) } else { None };
+                let keyed = if opts.connections {
+                    idle::keyed(line)
+                } else {
+                    None
+                };
                 if let Some((marker, _)) = keyed {
                     markers[marker] = true;
                 }
@@ -113,8 +117,12 @@ pub fn scan(data: &[u8], opts: &ScanOptions) -> FileScan {
         pos = le + 1;
     }
     if opts.connections && !out.conn_lines.is_empty() {
-        let used: Vec<&[u8]> =
-            idle::MARKERS.iter().zip(markers).filter(|(_, u)| *u).map(|(m, _)| *m).collect();
+        let used: Vec<&[u8]> = idle::MARKERS
+            .iter()
+            .zip(markers)
+            .filter(|(_, u)| *u)
+            .map(|(m, _)| *m)
+            .collect();
         activity(data, opts, &used, &mut out);
     }
     out
@@ -137,7 +145,9 @@ fn activity(data: &[u8], opts: &ScanOptions, markers: &[&[u8]], out: &mut FileSc
     let mut pos = 0;
     while pos < data.len() {
         let found = match (&single, &multi) {
-            (Some(f), _) => f.find(&data[pos..]).map(|i| (pos + i, pos + i + f.needle().len())),
+            (Some(f), _) => f
+                .find(&data[pos..])
+                .map(|i| (pos + i, pos + i + f.needle().len())),
             (None, Some(ac)) => ac
                 .find(aho_corasick::Input::new(data).span(pos..data.len()))
                 .map(|m| (m.start(), m.end())),

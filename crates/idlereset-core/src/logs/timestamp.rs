@@ -90,7 +90,10 @@ pub fn find_timestamp(line: &[u8], ctx: &TimeContext, syslog: &mut SyslogYear) -
 fn digits(b: &[u8], n: usize) -> Option<i64> {
     let d = b.get(..n)?;
     d.iter().try_fold(0i64, |acc, &c| {
-        c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(i64::from(c - b'0'))
     })
 }
 
@@ -282,6 +285,9 @@ fn epoch(b: &[u8], before: &[u8]) -> Option<Parsed> {
     if b.get(n).is_some_and(|c| c.is_ascii_alphanumeric()) {
         return None;
     }
+    if n != 10 && n != 13 {
+        return None;
+    }
     let value = digits(b, n)?;
     let (time, frac_digits) = match n {
         10 => {
@@ -414,6 +420,12 @@ mod tests {
         assert_eq!(parse("id 1715310862 is not a time"), None);
         assert_eq!(parse("12345 short number"), None);
         assert_eq!(parse("Mayday 10 03:14:22"), None);
+        // Found by cargo fuzz: a long digit run at the line start overflowed the epoch parser.
+        assert_eq!(
+            parse("99999999999999999999999999999 connection reset"),
+            None
+        );
+        assert_eq!(digits(b"99999999999999999999", 20), None);
     }
 
     #[test]
