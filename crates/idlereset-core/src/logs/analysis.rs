@@ -116,6 +116,29 @@ pub struct Analysis {
     pub reason: String,
 }
 
+/// Group time-sorted events into incidents, keeping connections apart: an event tied to a
+/// connection merges only with earlier events of the same connection, an event without one
+/// with any earlier event. Returns the first time of each incident.
+pub fn incidents_keyed(sorted: &[(f64, Option<&str>)], merge_window_s: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut last_any = f64::NEG_INFINITY;
+    let mut last_by_key: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
+    for &(t, key) in sorted {
+        let last = match key {
+            Some(k) => last_by_key.get(k).copied().unwrap_or(f64::NEG_INFINITY),
+            None => last_any,
+        };
+        if t - last > merge_window_s {
+            out.push(t);
+        }
+        last_any = t;
+        if let Some(k) = key {
+            last_by_key.insert(k, t);
+        }
+    }
+    out
+}
+
 /// Group sorted event times into incidents (first time of each burst).
 pub fn incidents(sorted: &[f64], merge_window_s: f64) -> Vec<f64> {
     let mut out: Vec<f64> = Vec::new();
@@ -403,6 +426,21 @@ mod tests {
         assert!((p.period_s - 3630.0).abs() < 1e-6);
         assert_eq!(p.index, vec![0, 1, 3, 4, 5]);
         assert_eq!(a.pattern, Pattern::ConnectionAgeTimer);
+    }
+
+    #[test]
+    fn incidents_keep_connections_apart() {
+        let ev = [
+            (0.0, Some("a")),
+            (0.5, Some("b")),
+            (1.0, Some("a")),
+            (1.2, None),
+            (9.0, None),
+            (9.5, Some("a")),
+        ];
+        assert_eq!(incidents_keyed(&ev, 2.0), vec![0.0, 0.5, 9.0, 9.5]);
+        let plain: Vec<f64> = ev.iter().map(|e| e.0).collect();
+        assert_eq!(incidents(&plain, 2.0), vec![0.0, 9.0]);
     }
 
     #[test]

@@ -149,34 +149,62 @@ impl Bracket {
     }
 }
 
-/// Compute the bracket. `lines` may come in any order; ties in time keep their order.
-pub fn bracket(lines: &[ConnLine]) -> Bracket {
+/// One idle period: how long a connection was idle before a line, and whether it survived.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct IdleSample {
+    /// Time of the line, seconds since the epoch.
+    pub t: f64,
+    pub idle_s: f64,
+    pub failed: bool,
+}
+
+/// The idle before every line whose idle is known (explicit field, or a previous line of the
+/// same live connection), sorted by time. `lines` may come in any order.
+pub fn samples(lines: &[ConnLine]) -> Vec<IdleSample> {
     let mut by_conn: HashMap<&str, Vec<&ConnLine>> = HashMap::new();
     for l in lines {
         by_conn.entry(&l.key).or_default().push(l);
     }
+    let mut out = Vec::new();
+    for list in by_conn.values_mut() {
+        list.sort_by(|a, b| a.t.total_cmp(&b.t));
+        let mut prev: Option<f64> = None;
+        for l in list.iter() {
+            if let Some(g) = l.idle_s.or_else(|| prev.map(|p| (l.t - p).max(0.0))) {
+                out.push(IdleSample {
+                    t: l.t,
+                    idle_s: g,
+                    failed: l.failed,
+                });
+            }
+            prev = (!l.failed).then_some(l.t);
+        }
+    }
+    out.sort_by(|a, b| a.t.total_cmp(&b.t));
+    out
+}
+
+/// Compute the bracket. `lines` may come in any order.
+pub fn bracket(lines: &[ConnLine]) -> Bracket {
+    let connections = lines
+        .iter()
+        .map(|l| l.key.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     let mut b = Bracket {
         low: None,
         high: None,
         survived: 0,
         failed: 0,
-        connections: by_conn.len(),
+        connections,
     };
-    for list in by_conn.values_mut() {
-        list.sort_by(|a, b| a.t.total_cmp(&b.t));
-        let mut prev: Option<f64> = None;
-        for l in list.iter() {
-            let idle = l.idle_s.or_else(|| prev.map(|p| (l.t - p).max(0.0)));
-            if let Some(g) = idle {
-                if l.failed {
-                    b.failed += 1;
-                    b.high = Some(b.high.map_or(g, |h| h.min(g)));
-                } else {
-                    b.survived += 1;
-                    b.low = Some(b.low.map_or(g, |lo| lo.max(g)));
-                }
-            }
-            prev = (!l.failed).then_some(l.t);
+    for s in samples(lines) {
+        if s.failed {
+            b.failed += 1;
+            b.high = Some(b.high.map_or(s.idle_s, |h| h.min(s.idle_s)));
+        } else {
+            b.survived += 1;
+            b.low = Some(b.low.map_or(s.idle_s, |lo| lo.max(s.idle_s)));
         }
     }
     b

@@ -239,7 +239,10 @@ pub fn report(
 ) -> (Report, Analysis) {
     let mut events: Vec<&Event> = scans.iter().flat_map(|s| &s.events).collect();
     events.sort_by_key(|e| e.time);
-    let times: Vec<f64> = events.iter().map(|e| seconds(e.time)).collect();
+    let times: Vec<(f64, Option<&str>)> = events
+        .iter()
+        .map(|e| (seconds(e.time), e.conn.as_deref()))
+        .collect();
     let coarsest = events.iter().map(|e| e.frac_digits).min().unwrap_or(0);
     let tick = 10f64.powi(-i32::from(coarsest));
     let conn_lines: Vec<ConnLine> = scans
@@ -248,7 +251,7 @@ pub fn report(
         .collect();
     let bracket = (!conn_lines.is_empty()).then(|| idle::bracket(&conn_lines));
     let analysis = analysis::analyse(
-        analysis::incidents(&times, merge_window_s),
+        analysis::incidents_keyed(&times, merge_window_s),
         tick,
         bracket,
         tz,

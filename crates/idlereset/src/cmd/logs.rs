@@ -14,6 +14,7 @@ use anyhow::Context;
 use idlereset_core::catalog::Catalog;
 use idlereset_core::duration::{Human, parse_duration};
 use idlereset_core::logs::analysis::{self, Analysis, Pattern};
+use idlereset_core::logs::idle;
 use idlereset_core::logs::signatures::SignatureSet;
 use idlereset_core::logs::timestamp::TimeContext;
 use idlereset_core::logs::{self as core_logs, FileScan, Report, ScanOptions};
@@ -133,7 +134,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let (report, analysis) = core_logs::report(&scans, &opts.signatures, &catalog, &tz, merge);
 
     if let Some(out) = &args.plot {
-        plot::draw(out, &analysis, &report)
+        let lines: Vec<_> = scans
+            .iter()
+            .flat_map(|s| s.conn_lines.iter().cloned())
+            .collect();
+        let samples = idle::samples(&lines);
+        plot::draw(out, &analysis, &report, &samples)
             .with_context(|| format!("writing plot {}", out.display()))?;
     }
     if args.json {
