@@ -91,6 +91,8 @@ pub struct Periodicity {
     /// How far the time of day moved over the observation, seconds.
     pub phase_wander_s: f64,
     pub regular: bool,
+    /// The incident times fitted, seconds since the epoch.
+    pub times: Vec<f64>,
     /// Period index of each incident (0 for the first).
     pub index: Vec<u64>,
     /// Each incident's offset from the nominal schedule started at the first one, seconds.
@@ -114,29 +116,21 @@ pub struct Analysis {
     pub first_time_of_day: Option<String>,
     /// One sentence saying why this pattern.
     pub reason: String,
+    /// Set when the pattern comes from the connections' own series (see [`per_connection`]).
+    pub per_connection: Option<PerConnection>,
 }
 
-/// Group time-sorted events into incidents, keeping connections apart: an event tied to a
-/// connection merges only with earlier events of the same connection, an event without one
-/// with any earlier event. Returns the first time of each incident.
-pub fn incidents_keyed(sorted: &[(f64, Option<&str>)], merge_window_s: f64) -> Vec<f64> {
-    let mut out = Vec::new();
-    let mut last_any = f64::NEG_INFINITY;
-    let mut last_by_key: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
-    for &(t, key) in sorted {
-        let last = match key {
-            Some(k) => last_by_key.get(k).copied().unwrap_or(f64::NEG_INFINITY),
-            None => last_any,
-        };
-        if t - last > merge_window_s {
-            out.push(t);
-        }
-        last_any = t;
-        if let Some(k) = key {
-            last_by_key.insert(k, t);
-        }
-    }
-    out
+/// The connections' own reset series, for pools whose connections each run a timer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PerConnection {
+    /// Connections with at least [`MIN_INCIDENTS`] incidents.
+    pub fitted: usize,
+    /// Of those, how many reset regularly with the same nominal period.
+    pub regular: usize,
+    /// Median fitted period of the regular ones, seconds.
+    pub period_s: f64,
+    /// Median drift of the regular ones, seconds per day.
+    pub drift_s_per_day: f64,
 }
 
 /// Group sorted event times into incidents (first time of each burst).
@@ -219,6 +213,7 @@ pub fn fit_period(incidents: &[f64]) -> Option<Periodicity> {
         phase_wander_s: (slope - p_nom) * periods,
         regular: slope > 0.0 && jitter <= MAX_REL_JITTER * slope,
         deviation_s: xs.iter().zip(&ys).map(|(x, y)| y - x * p_nom).collect(),
+        times: incidents.to_vec(),
         index,
         fit_intercept_s: intercept,
         fit_slope_s: slope - p_nom,
@@ -289,6 +284,91 @@ pub fn analyse(
         bracket,
         first_time_of_day,
         reason,
+        per_connection: None,
+    }
+}
+
+/// A pool interleaves its connections' resets, so the pooled series can look irregular while
+/// each connection (slot id such as `conn=3`, reused across reconnects) resets like clockwork.
+/// When the pooled analysis is `irregular` and at least two connections, and at least half of
+/// those with [`MIN_INCIDENTS`] incidents, are regular with nominal periods within 2 % of their
+/// median, the pattern is the majority verdict of those connections (ties go to
+/// `wall-clock-schedule`, the weaker claim), and the plot uses the longest series.
+pub fn per_connection(pooled: Analysis, by_connection: &[Vec<f64>], tick: f64) -> Analysis {
+    if pooled.pattern != Pattern::Irregular {
+        return pooled;
+    }
+    let tick = tick.max(0.001);
+    let fits: Vec<Periodicity> = by_connection.iter().filter_map(|t| fit_period(t)).collect();
+    let regular: Vec<&Periodicity> = fits.iter().filter(|p| p.regular).collect();
+    if regular.len() < 2 || regular.len() * 2 < fits.len() {
+        return pooled;
+    }
+    let nominal = median(
+        &regular
+            .iter()
+            .map(|p| p.nominal_period_s)
+            .collect::<Vec<_>>(),
+    );
+    if regular
+        .iter()
+        .any(|p| (p.nominal_period_s - nominal).abs() > 0.02 * nominal)
+    {
+        return pooled;
+    }
+    let verdicts: Vec<(Pattern, String)> = regular
+        .iter()
+        .map(|p| {
+            let intervals: Vec<f64> = p.times.windows(2).map(|w| w[1] - w[0]).collect();
+            classify_regular(p, &intervals, tick)
+        })
+        .collect();
+    let age = verdicts
+        .iter()
+        .filter(|v| v.0 == Pattern::ConnectionAgeTimer)
+        .count();
+    let pattern = if age * 2 > verdicts.len() {
+        Pattern::ConnectionAgeTimer
+    } else {
+        Pattern::WallClockSchedule
+    };
+    let Some((best, why)) = regular
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, v)| v.0 == pattern)
+        .max_by_key(|(p, _)| p.times.len())
+    else {
+        return pooled;
+    };
+    let intervals: usize = regular
+        .iter()
+        .map(|p| p.times.len().saturating_sub(1))
+        .sum();
+    let per = PerConnection {
+        fitted: fits.len(),
+        regular: regular.len(),
+        period_s: median(&regular.iter().map(|p| p.period_s).collect::<Vec<_>>()),
+        drift_s_per_day: median(
+            &regular
+                .iter()
+                .map(|p| p.drift_s_per_day)
+                .collect::<Vec<_>>(),
+        ),
+    };
+    Analysis {
+        pattern,
+        confidence: match intervals {
+            0..=2 => Confidence::Low,
+            3..=5 => Confidence::Medium,
+            _ => Confidence::High,
+        },
+        periodicity: Some((*best).clone()),
+        reason: format!(
+            "pooled resets interleave, but {} of {} connections each reset on their own schedule; longest series: {}",
+            per.regular, per.fitted, why.1
+        ),
+        per_connection: Some(per),
+        ..pooled
     }
 }
 
@@ -429,18 +509,42 @@ mod tests {
     }
 
     #[test]
-    fn incidents_keep_connections_apart() {
-        let ev = [
-            (0.0, Some("a")),
-            (0.5, Some("b")),
-            (1.0, Some("a")),
-            (1.2, None),
-            (9.0, None),
-            (9.5, Some("a")),
-        ];
-        assert_eq!(incidents_keyed(&ev, 2.0), vec![0.0, 0.5, 9.0, 9.5]);
-        let plain: Vec<f64> = ev.iter().map(|e| e.0).collect();
-        assert_eq!(incidents(&plain, 2.0), vec![0.0, 9.0]);
+    fn pool_of_age_timers_is_found_per_connection() {
+        // Four pool slots, each cut 3600 s after it (re)connected, reconnecting in 2 s; slots
+        // started at unrelated times, so the pooled series is irregular.
+        let starts = [0.0, 1234.0, 2011.0, 2950.0];
+        let series: Vec<Vec<f64>> = starts
+            .iter()
+            .map(|s| (0..6).map(|k| T0 + s + f64::from(k) * 3602.0).collect())
+            .collect();
+        let mut all: Vec<f64> = series.iter().flatten().copied().collect();
+        all.sort_by(f64::total_cmp);
+        let pooled = analyse(
+            incidents(&all, DEFAULT_MERGE_WINDOW_S),
+            0.001,
+            None,
+            &TimeZone::UTC,
+        );
+        assert_eq!(pooled.pattern, Pattern::Irregular);
+        let a = per_connection(pooled, &series, 0.001);
+        assert_eq!(a.pattern, Pattern::ConnectionAgeTimer, "{}", a.reason);
+        let per = a.per_connection.unwrap();
+        assert_eq!((per.fitted, per.regular), (4, 4));
+        assert!((per.period_s - 3602.0).abs() < 1e-6);
+        assert_eq!(a.periodicity.unwrap().nominal_period_s, 3600.0);
+        assert_eq!(a.incidents.len(), 24, "the pooled incidents are kept");
+        // Random per-connection series stay irregular.
+        let noise: Vec<Vec<f64>> = vec![vec![T0, T0 + 10.0, T0 + 900.0, T0 + 950.0]; 3];
+        let pooled = analyse(
+            incidents(&all, DEFAULT_MERGE_WINDOW_S),
+            0.001,
+            None,
+            &TimeZone::UTC,
+        );
+        assert_eq!(
+            per_connection(pooled, &noise, 0.001).pattern,
+            Pattern::Irregular
+        );
     }
 
     #[test]

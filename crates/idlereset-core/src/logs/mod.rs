@@ -224,6 +224,9 @@ pub struct Report {
     pub signatures: BTreeMap<String, usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_bracket: Option<Bracket>,
+    /// Set when the pattern comes from each connection's own resets (connection pools).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_connection: Option<analysis::PerConnection>,
 }
 
 /// Relative tolerance when matching a period against the catalog.
@@ -239,10 +242,7 @@ pub fn report(
 ) -> (Report, Analysis) {
     let mut events: Vec<&Event> = scans.iter().flat_map(|s| &s.events).collect();
     events.sort_by_key(|e| e.time);
-    let times: Vec<(f64, Option<&str>)> = events
-        .iter()
-        .map(|e| (seconds(e.time), e.conn.as_deref()))
-        .collect();
+    let times: Vec<f64> = events.iter().map(|e| seconds(e.time)).collect();
     let coarsest = events.iter().map(|e| e.frac_digits).min().unwrap_or(0);
     let tick = 10f64.powi(-i32::from(coarsest));
     let conn_lines: Vec<ConnLine> = scans
@@ -250,12 +250,23 @@ pub fn report(
         .flat_map(|s| s.conn_lines.iter().cloned())
         .collect();
     let bracket = (!conn_lines.is_empty()).then(|| idle::bracket(&conn_lines));
-    let analysis = analysis::analyse(
-        analysis::incidents_keyed(&times, merge_window_s),
+    let pooled = analysis::analyse(
+        analysis::incidents(&times, merge_window_s),
         tick,
         bracket,
         tz,
     );
+    let mut by_conn: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for e in &events {
+        if let Some(k) = &e.conn {
+            by_conn.entry(k).or_default().push(seconds(e.time));
+        }
+    }
+    let per_conn: Vec<Vec<f64>> = by_conn
+        .values()
+        .map(|t| analysis::incidents(t, merge_window_s))
+        .collect();
+    let analysis = analysis::per_connection(pooled, &per_conn, tick);
 
     let periodic = analysis.periodicity.as_ref().filter(|p| p.regular);
     let to_out = |c: crate::catalog::Candidate<'_>| CandidateOut {
@@ -293,8 +304,14 @@ pub fn report(
     let report = Report {
         events: events.len(),
         pattern: analysis.pattern,
-        period_s: periodic.map(|p| p.period_s),
-        drift_s_per_day: periodic.map(|p| p.drift_s_per_day),
+        period_s: match analysis.per_connection {
+            Some(per) => Some(per.period_s),
+            None => periodic.map(|p| p.period_s),
+        },
+        drift_s_per_day: match analysis.per_connection {
+            Some(per) => Some(per.drift_s_per_day),
+            None => periodic.map(|p| p.drift_s_per_day),
+        },
         idle_timeout_s: bracket.map(|b| IdleTimeout {
             low: b.low,
             high: b.high,
@@ -311,6 +328,7 @@ pub fn report(
         lines_without_timestamp: scans.iter().map(|s| s.no_timestamp).sum(),
         signatures: by_sig,
         idle_bracket: bracket,
+        per_connection: analysis.per_connection,
     };
     (report, analysis)
 }

@@ -237,6 +237,48 @@ fn connections_can_be_ignored() {
 }
 
 #[test]
+fn pool_slots_with_their_own_age_timers() {
+    // Three pool slots (`conn=N` reused across reconnects), each cut 3600 s after it connected,
+    // reconnecting in 1.5 s, with busy traffic in between (so no idle bracket explains it).
+    let mut lines: Vec<(f64, String)> = Vec::new();
+    for (slot, start) in [(0, 0.0), (1, 1500.0), (2, 2600.0)] {
+        let mut born = T0 + start;
+        for _ in 0..6 {
+            let mut t = born;
+            while t + 60.0 < born + 3600.0 {
+                t += 60.0;
+                lines.push((t, format!("conn={slot} event=query ok idle_s=60.0")));
+            }
+            let cut = born + 3600.0;
+            let idle = cut - t;
+            lines.push((cut, format!("conn={slot} event=error error=\"Connection reset by peer (os error 104)\" idle_s={idle:.1}")));
+            born = cut + 1.5;
+        }
+    }
+    lines.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut log = String::new();
+    for (t, l) in &lines {
+        writeln!(log, "{} {l}", ts(*t)).unwrap();
+    }
+    let r = run(&log);
+    assert_eq!(r.events, 18);
+    assert_eq!(r.pattern, Pattern::ConnectionAgeTimer, "{}", r.reason);
+    assert!(
+        (r.period_s.unwrap() - 3601.5).abs() < 0.01,
+        "{:?}",
+        r.period_s
+    );
+    assert!((r.drift_s_per_day.unwrap() - 1.5 * 86400.0 / 3601.5).abs() < 0.1);
+    let per = r.per_connection.unwrap();
+    assert_eq!((per.fitted, per.regular), (3, 3));
+    // Idle bracket computed but inconsistent (survived 60 s, failed after less).
+    let b = r.idle_timeout_s.unwrap();
+    assert!(b.low.unwrap() >= b.high.unwrap());
+    let ids: Vec<_> = r.candidates.iter().map(|c| c.id.as_str()).collect();
+    assert!(ids.contains(&"cisco-asa-conn"), "{ids:?}");
+}
+
+#[test]
 fn irregular_events() {
     let mut log = String::new();
     let mut rng = Lcg(5);

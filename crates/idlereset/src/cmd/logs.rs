@@ -255,17 +255,20 @@ fn print_summary(
             p.jitter_s,
             p.drift_s_per_day
         )?;
-        let tods: Vec<String> = analysis
-            .incidents
+        if let Some(per) = &analysis.per_connection {
+            writeln!(
+                out,
+                "  per connection: {} of {} connections reset regularly, median period {:.1} s, median drift {:+.2} s/day; below: the longest series",
+                per.regular, per.fitted, per.period_s, per.drift_s_per_day
+            )?;
+        }
+        let tods: Vec<String> = p
+            .times
             .iter()
             .take(6)
             .filter_map(|&t| analysis::time_of_day(t, tz))
             .collect();
-        let more = if analysis.incidents.len() > 6 {
-            ", ..."
-        } else {
-            ""
-        };
+        let more = if p.times.len() > 6 { ", ..." } else { "" };
         writeln!(out, "  time of day: {}{more}", tods.join(", "))?;
         writeln!(
             out,

@@ -85,8 +85,8 @@ fn series(analysis: &Analysis, report: &Report, samples: &[IdleSample], t0: f64)
                 "offset from a fixed {} schedule (s)",
                 Human(p.nominal_period_s)
             ),
-            points: analysis
-                .incidents
+            points: p
+                .times
                 .iter()
                 .zip(&p.deviation_s)
                 .map(|(t, y)| (t - t0, *y, true))
@@ -94,7 +94,7 @@ fn series(analysis: &Analysis, report: &Report, samples: &[IdleSample], t0: f64)
             line: Some((
                 p.index
                     .iter()
-                    .zip(&analysis.incidents)
+                    .zip(&p.times)
                     .map(|(&k, t)| (t - t0, p.fit_intercept_s + p.fit_slope_s * k as f64))
                     .collect(),
                 format!("fitted: {:+.2} s/day", p.drift_s_per_day),
