@@ -158,3 +158,18 @@ fn zone_less_logs_follow_tz() {
     assert_eq!(v["first_event"], "2024-05-10T07:14:22.123Z");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn bench_script_counts_every_builtin_signature() {
+    // bench/logs.sh compares with `rg -c` on the same signatures: keep its list in sync.
+    let script =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/logs.sh"))
+            .unwrap();
+    for b in idlereset_core::logs::signatures::BUILTINS {
+        assert!(
+            script.contains(&format!("-e \"{}\"", b.literal)),
+            "bench/logs.sh lacks {:?}",
+            b.literal
+        );
+    }
+}

@@ -3,8 +3,9 @@
 //!
 //! The built-ins are plain literals matched ASCII-case-insensitively by one Aho-Corasick
 //! automaton, which uses a SIMD prefilter; this is what lets `idlereset logs` scan a gigabyte
-//! at grep speed. User patterns are regular expressions and run through the `regex` crate; the
-//! two searchers are merged by position so every line is reported once.
+//! at grep speed. User patterns are regular expressions and run through the `regex` crate in
+//! multi-line mode (`^` and `$` match at line boundaries, as in grep); the two searchers are
+//! merged by position so every line is reported once.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::bytes::{Regex, RegexSet};
@@ -146,31 +147,33 @@ impl SignatureSet {
             None
         };
         let builtin_count = names.len();
-        let user = if user_patterns.is_empty() {
-            None
-        } else {
-            for p in user_patterns {
-                Regex::new(p).map_err(|e| SignatureError::Regex {
-                    pattern: p.clone(),
+        let user =
+            if user_patterns.is_empty() {
+                None
+            } else {
+                for p in user_patterns {
+                    Regex::new(p).map_err(|e| SignatureError::Regex {
+                        pattern: p.clone(),
+                        source: Box::new(e),
+                    })?;
+                    names.push(format!("match:{p}"));
+                }
+                let joined = user_patterns
+                    .iter()
+                    .map(|p| format!("(?m:{p})"))
+                    .collect::<Vec<_>>()
+                    .join("|");
+                let regex = Regex::new(&joined).map_err(|e| SignatureError::Regex {
+                    pattern: joined.clone(),
                     source: Box::new(e),
                 })?;
-                names.push(format!("match:{p}"));
-            }
-            let joined = user_patterns
-                .iter()
-                .map(|p| format!("(?:{p})"))
-                .collect::<Vec<_>>()
-                .join("|");
-            let regex = Regex::new(&joined).map_err(|e| SignatureError::Regex {
-                pattern: joined.clone(),
-                source: Box::new(e),
-            })?;
-            let set = RegexSet::new(user_patterns).map_err(|e| SignatureError::Regex {
-                pattern: joined,
-                source: Box::new(e),
-            })?;
-            Some((regex, set))
-        };
+                let set = RegexSet::new(user_patterns.iter().map(|p| format!("(?m:{p})")))
+                    .map_err(|e| SignatureError::Regex {
+                        pattern: joined,
+                        source: Box::new(e),
+                    })?;
+                Some((regex, set))
+            };
         if builtin.is_none() && user.is_none() {
             return Err(SignatureError::Empty);
         }
@@ -277,6 +280,19 @@ mod tests {
         let m2 = s.find(hay, m.end).unwrap();
         assert_eq!(s.names()[m2.signature], "connection-reset");
         assert!(s.find(hay, m2.end).is_none());
+    }
+
+    #[test]
+    fn user_anchors_match_at_line_starts() {
+        let s = SignatureSet::new(false, &["^ERR".to_string(), "GOAWAY$".to_string()]).unwrap();
+        let hay = b"ok line\nERR one\nx GOAWAY\n";
+        let m = s.find(hay, 0).unwrap();
+        assert_eq!(
+            (m.start, s.names()[m.signature].as_str()),
+            (8, "match:^ERR")
+        );
+        let m = s.find(hay, m.end).unwrap();
+        assert_eq!(s.names()[m.signature], "match:GOAWAY$");
     }
 
     #[test]
