@@ -94,10 +94,31 @@ impl Catalog {
         out.sort_by(|a, b| a.distance.total_cmp(&b.distance));
         out
     }
+
+    /// Middlebox / proxy entries whose default timeout lies in the bracket `(low, high]` widened
+    /// by `tolerance` (relative) on both sides: what an observed "survived `low`, failed after
+    /// `high`" allows. `distance` is relative to the bracket's middle; closest first.
+    pub fn within(&self, low: f64, high: f64, tolerance: f64) -> Vec<Candidate<'_>> {
+        let (lo, hi) = (low * (1.0 - tolerance), high * (1.0 + tolerance));
+        let mid = ((low + high) / 2.0).max(1.0);
+        let mut out: Vec<Candidate<'_>> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind != "os" && e.kind != "client")
+            .filter(|e| e.idle_timeout_s > lo && e.idle_timeout_s <= hi)
+            .map(|e| Candidate {
+                entry: e,
+                distance: (e.idle_timeout_s - mid).abs() / mid,
+            })
+            .collect();
+        out.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+        out
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -134,5 +155,21 @@ mod tests {
         assert!(!near.is_empty());
         assert!(near.iter().all(|cand| cand.entry.idle_timeout_s == 350.0));
         assert!(c.near(12345.0, 0.01).is_empty());
+    }
+
+    #[test]
+    fn within_uses_the_bracket() {
+        let c = Catalog::builtin().unwrap();
+        let ids: Vec<_> = c
+            .within(880.0, 905.0, 0.0)
+            .iter()
+            .map(|x| x.entry.id.clone())
+            .collect();
+        assert_eq!(ids, vec!["docker-swarm-ipvs".to_string()]);
+        // Survived 900 s: a 900 s timeout is ruled out unless the tolerance allows it.
+        assert!(c.within(900.0, 1000.0, 0.0).is_empty());
+        assert!(!c.within(900.0, 1000.0, 0.02).is_empty());
+        // Clients and OS defaults are never middlebox candidates.
+        assert!(c.within(1700.0, 1900.0, 0.0).is_empty());
     }
 }

@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod duration;
 pub mod inventory;
+pub mod logs;
 pub mod pcap;
 pub mod plan;
 pub mod probe;

@@ -9,6 +9,7 @@ pub mod capture;
 pub mod conntrack;
 pub mod error;
 pub mod listen;
+pub mod mapped_file;
 pub mod netns;
 pub mod nft;
 mod nldump;

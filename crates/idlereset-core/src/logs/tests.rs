@@ -1,0 +1,369 @@
+//! End-to-end tests on synthetic logs (one per pattern) and property tests: the scanner and its
+//! parsers never panic on arbitrary bytes.
+#![allow(clippy::unwrap_used)]
+
+use std::fmt::Write as _;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use proptest::prelude::*;
+
+use super::*;
+
+fn opts() -> ScanOptions {
+    ScanOptions {
+        signatures: SignatureSet::builtin(),
+        time: TimeContext::default(),
+        connections: true,
+    }
+}
+
+fn run(log: &str) -> Report {
+    run_with(log, &opts())
+}
+
+fn run_with(log: &str, o: &ScanOptions) -> Report {
+    let scan = scan(log.as_bytes(), o);
+    let catalog = Catalog::builtin().unwrap();
+    report(
+        &[scan],
+        &o.signatures,
+        &catalog,
+        &TimeZone::UTC,
+        analysis::DEFAULT_MERGE_WINDOW_S,
+    )
+    .0
+}
+
+fn ts(secs: f64) -> String {
+    let t = Timestamp::new(secs.floor() as i64, ((secs - secs.floor()) * 1e9) as i32).unwrap();
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Deterministic pseudo-random numbers in [0, 1).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+const T0: f64 = 1_715_310_862.0; // 2024-05-10T03:14:22Z
+
+#[test]
+fn field_report_log() {
+    let log = "2024-05-10T03:14:22Z INFO reconnecting upstream: unexpected EOF\n\
+               2024-05-10T15:14:23Z INFO reconnecting upstream: unexpected EOF\n\
+               2024-05-11T03:14:23Z INFO reconnecting upstream: unexpected EOF\n";
+    let r = run(log);
+    assert_eq!(r.events, 3);
+    assert_eq!(r.pattern, Pattern::ConnectionAgeTimer, "{}", r.reason);
+    assert!((r.period_s.unwrap() - 43200.5).abs() < 1e-6);
+    assert!((r.drift_s_per_day.unwrap() - 1.0).abs() < 0.01);
+    assert_eq!(r.nominal_period_s, Some(43200.0));
+    // No catalog entry documents a 12 h default: no invented candidate.
+    assert!(r.candidates.is_empty(), "{:?}", r.candidates);
+    assert!(r.idle_timeout_s.is_none());
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["pattern"], "connection-age-timer");
+    assert_eq!(json["events"], 3);
+    assert!(json["candidates"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn connection_age_timer_among_noise_and_stack_traces() {
+    // A 24 h kube-proxy-like timer plus 3 s reconnect, Java stack traces, chatter.
+    let mut log = String::new();
+    let mut rng = Lcg(7);
+    let mut reset = T0;
+    for day in 0..8 {
+        for k in 0..50 {
+            let t = T0 + f64::from(day) * 86400.0 + f64::from(k) * 1700.0 + rng.next();
+            writeln!(log, "{} INFO handled request id={k}", ts(t)).unwrap();
+        }
+        writeln!(
+            log,
+            "{} ERROR stream failed: java.net.SocketException: Connection reset",
+            ts(reset)
+        )
+        .unwrap();
+        writeln!(
+            log,
+            "\tat java.base/sun.nio.ch.NioSocketImpl.implRead(NioSocketImpl.java:1)"
+        )
+        .unwrap();
+        writeln!(log, "Caused by: java.net.SocketException: Connection reset").unwrap();
+        writeln!(
+            log,
+            "{} WARN reconnecting after Connection reset",
+            ts(reset + 0.5)
+        )
+        .unwrap();
+        reset += 86403.0 + (rng.next() - 0.5) * 0.4;
+    }
+    let r = run(&log);
+    assert_eq!(r.events, 16);
+    assert_eq!(r.incidents, 8);
+    assert_eq!(r.lines_without_timestamp, 8);
+    assert_eq!(r.pattern, Pattern::ConnectionAgeTimer, "{}", r.reason);
+    assert!(
+        (r.drift_s_per_day.unwrap() - 3.0).abs() < 0.3,
+        "{:?}",
+        r.drift_s_per_day
+    );
+    assert_eq!(r.confidence, Confidence::High);
+    let ids: Vec<_> = r.candidates.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["kube-proxy-conntrack"]);
+    assert!(r.candidates[0].source.starts_with("https://"));
+}
+
+#[test]
+fn wall_clock_schedule_in_syslog() {
+    // A backup job at 02:30 every day resets the DB connections; syslog, whole seconds.
+    let mut log = String::new();
+    let mut rng = Lcg(3);
+    for day in 1..=9 {
+        let sec = (rng.next() * 4.0) as u32;
+        writeln!(
+            log,
+            "May {day:>2} 02:29:58 db1 cron[77]: (root) CMD (/usr/local/bin/backup)"
+        )
+        .unwrap();
+        writeln!(log, "May {day:>2} 02:30:{sec:02} app1 api[4242]: FATAL: server closed the connection unexpectedly").unwrap();
+        writeln!(log, "May {day:>2} 09:00:00 app1 api[4242]: healthy").unwrap();
+    }
+    let r = run(&log);
+    assert_eq!(r.events, 9);
+    assert_eq!(r.pattern, Pattern::WallClockSchedule, "{}", r.reason);
+    assert!(r.drift_s_per_day.unwrap().abs() < 1.0);
+    assert_eq!(r.nominal_period_s, Some(86400.0));
+    assert!(r.candidates.is_empty());
+    assert_eq!(
+        r.first_event.as_deref(),
+        Some(&*format!(
+            "2024-05-01T02:30:{:02}Z",
+            (Lcg(3).next() * 4.0) as u32
+        ))
+    );
+}
+
+/// The lab workload's format, with a 900 s idle timeout on the path.
+fn lab_log(timeout: f64, seed: u64) -> String {
+    let mut log = String::new();
+    let mut rng = Lcg(seed);
+    let mut lines: Vec<(f64, String)> = Vec::new();
+    for conn in 0..4 {
+        let mut t = T0 + f64::from(conn);
+        for _ in 0..12 {
+            let idle = rng.next() * 1500.0;
+            t += idle;
+            if idle > timeout {
+                lines.push((t, format!("conn={conn} event=error error=\"Connection reset by peer (os error 104)\" idle_s={idle:.1}")));
+                t += 0.05;
+                lines.push((t, format!("conn={conn} event=connect ok idle_s=0.0")));
+            } else {
+                lines.push((t, format!("conn={conn} event=query ok idle_s={idle:.1}")));
+            }
+        }
+    }
+    lines.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (t, l) in lines {
+        writeln!(log, "{} {l}", ts(t)).unwrap();
+    }
+    log
+}
+
+#[test]
+fn idle_timeout_from_connection_ids() {
+    let r = run(&lab_log(900.0, 11));
+    assert_eq!(r.pattern, Pattern::IdleTimeout, "{}", r.reason);
+    let b = r.idle_timeout_s.unwrap();
+    let (low, high) = (b.low.unwrap(), b.high.unwrap());
+    assert!(low < 900.0 && high > 900.0, "{low}..{high}");
+    assert!(high - low < 200.0, "{low}..{high}");
+    assert!(
+        r.candidates.iter().any(|c| c.id == "docker-swarm-ipvs"),
+        "{:?}",
+        r.candidates
+    );
+    assert!(
+        r.candidates
+            .iter()
+            .all(|c| c.timeout_s > low * 0.98 && c.timeout_s <= high * 1.02)
+    );
+}
+
+#[test]
+fn idle_timeout_from_four_tuples_and_gaps() {
+    // No idle_s field: idle is the gap between lines of the same 4-tuple.
+    let mut log = String::new();
+    let a = "198.18.1.10:40000->198.18.2.10:5432";
+    let b = "198.18.1.10:40001->198.18.2.10:5432";
+    for (t, tuple, text) in [
+        (0.0, a, "query ok"),
+        (100.0, a, "query ok"),
+        (300.0, a, "query ok"),
+        (5.0, b, "query ok"),
+        (345.0, b, "query ok"),
+        (700.0, a, "read: connection reset by peer"),
+        (1000.0, b, "read: connection reset by peer"),
+    ] {
+        writeln!(log, "{} {tuple} {text}", ts(T0 + t)).unwrap();
+    }
+    let r = run(&log);
+    assert_eq!(r.pattern, Pattern::IdleTimeout, "{}", r.reason);
+    let b = r.idle_timeout_s.unwrap();
+    assert_eq!((b.low, b.high), (Some(340.0), Some(400.0)));
+    let ids: Vec<_> = r.candidates.iter().map(|c| c.id.as_str()).collect();
+    assert!(
+        ids.contains(&"aws-nat-gateway") && ids.contains(&"aws-nlb"),
+        "{ids:?}"
+    );
+}
+
+#[test]
+fn connections_can_be_ignored() {
+    let o = ScanOptions {
+        connections: false,
+        ..opts()
+    };
+    let r = run_with(&lab_log(900.0, 11), &o);
+    assert!(r.idle_timeout_s.is_none());
+    assert_ne!(r.pattern, Pattern::IdleTimeout);
+}
+
+#[test]
+fn pool_slots_with_their_own_age_timers() {
+    // Three pool slots (`conn=N` reused across reconnects), each cut 3600 s after it connected,
+    // reconnecting in 1.5 s, with busy traffic in between (so no idle bracket explains it).
+    let mut lines: Vec<(f64, String)> = Vec::new();
+    for (slot, start) in [(0, 0.0), (1, 1500.0), (2, 2600.0)] {
+        let mut born = T0 + start;
+        for _ in 0..6 {
+            let mut t = born;
+            while t + 60.0 < born + 3600.0 {
+                t += 60.0;
+                lines.push((t, format!("conn={slot} event=query ok idle_s=60.0")));
+            }
+            let cut = born + 3600.0;
+            let idle = cut - t;
+            lines.push((cut, format!("conn={slot} event=error error=\"Connection reset by peer (os error 104)\" idle_s={idle:.1}")));
+            born = cut + 1.5;
+        }
+    }
+    lines.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut log = String::new();
+    for (t, l) in &lines {
+        writeln!(log, "{} {l}", ts(*t)).unwrap();
+    }
+    let r = run(&log);
+    assert_eq!(r.events, 18);
+    assert_eq!(r.pattern, Pattern::ConnectionAgeTimer, "{}", r.reason);
+    assert!(
+        (r.period_s.unwrap() - 3601.5).abs() < 0.01,
+        "{:?}",
+        r.period_s
+    );
+    assert!((r.drift_s_per_day.unwrap() - 1.5 * 86400.0 / 3601.5).abs() < 0.1);
+    let per = r.per_connection.unwrap();
+    assert_eq!((per.fitted, per.regular), (3, 3));
+    // Idle bracket computed but inconsistent (survived 60 s, failed after less).
+    let b = r.idle_timeout_s.unwrap();
+    assert!(b.low.unwrap() >= b.high.unwrap());
+    let ids: Vec<_> = r.candidates.iter().map(|c| c.id.as_str()).collect();
+    assert!(ids.contains(&"cisco-asa-conn"), "{ids:?}");
+}
+
+#[test]
+fn irregular_events() {
+    let mut log = String::new();
+    let mut rng = Lcg(5);
+    let mut t = T0;
+    for _ in 0..20 {
+        t += rng.next() * 20000.0 + 10.0;
+        writeln!(log, "{} WARN write: broken pipe", ts(t)).unwrap();
+    }
+    let r = run(&log);
+    assert_eq!(r.events, 20);
+    assert_eq!(r.pattern, Pattern::Irregular, "{}", r.reason);
+    assert_eq!(r.period_s, None);
+    assert_eq!(r.drift_s_per_day, None);
+}
+
+#[test]
+fn user_patterns_and_go_format() {
+    let mut log = String::new();
+    for k in 0..5 {
+        let t = Timestamp::new((T0 + f64::from(k) * 3600.0) as i64, 0).unwrap();
+        writeln!(
+            log,
+            "{} upstream sent GOAWAY",
+            t.strftime("%Y/%m/%d %H:%M:%S")
+        )
+        .unwrap();
+    }
+    assert_eq!(run(&log).events, 0);
+    let o = ScanOptions {
+        signatures: SignatureSet::new(true, &["GOAWAY".into()]).unwrap(),
+        ..opts()
+    };
+    let r = run_with(&log, &o);
+    assert_eq!(r.events, 5);
+    assert_eq!(r.signatures.get("match:GOAWAY"), Some(&5));
+    assert_eq!(r.period_s, Some(3600.0));
+    assert_eq!(r.pattern, Pattern::WallClockSchedule, "{}", r.reason);
+}
+
+#[test]
+fn line_numbers_and_no_trailing_newline() {
+    let data = b"a\nb\n2024-05-10T03:14:22Z broken pipe";
+    let s = scan(data, &opts());
+    assert_eq!(s.events.len(), 1);
+    assert_eq!(line_number(data, s.events[0].offset), 3);
+    let s = scan(b"broken pipe without a time\nbroken pipe", &opts());
+    assert_eq!(
+        (s.events.len(), s.no_timestamp, s.first_no_timestamp),
+        (0, 2, Some(0))
+    );
+}
+
+proptest! {
+    #[test]
+    fn scan_never_panics(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = scan(&data, &opts());
+    }
+
+    #[test]
+    fn scan_never_panics_on_log_like_text(
+        lines in proptest::collection::vec(
+            "(20[0-9]{2}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}([.,][0-9]{0,12})?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?|[A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8}|[0-9]{9,14}(\\.[0-9]*)?|\\[[0-9]{2}/[A-Za-z]{3}/[0-9]{4}:[0-9:]{8} [+-][0-9]{4}\\]|20[0-9]{2}/[0-9/]{5} [0-9:]{8}) (conn=[0-9a-z]{0,3}|[0-9.:]{0,20}->[0-9.:]{0,20}|connection #?[0-9]{0,4})? (connection reset|broken pipe|ETIMEDOUT|ok) ?(idle_s=[0-9.]{0,6})?",
+            0..40,
+        )
+    ) {
+        let text = lines.join("\n");
+        let s = scan(text.as_bytes(), &opts());
+        let catalog = Catalog::builtin().unwrap();
+        let (r, _) = report(&[s], &SignatureSet::builtin(), &catalog, &TimeZone::UTC, 2.0);
+        prop_assert!(r.events <= lines.len());
+    }
+
+    #[test]
+    fn timestamp_parser_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = timestamp::find_timestamp(&data, &TimeContext::default(), &mut SyslogYear::default());
+        let _ = idle::connection_key(&data);
+        let _ = idle::idle_field(&data);
+    }
+
+    #[test]
+    fn rfc3339_round_trips(secs in 978_307_200i64..4_102_444_800, millis in 0i32..1000, off_min in -720i32..=840) {
+        let t = Timestamp::new(secs, millis * 1_000_000).unwrap();
+        let off = jiff::tz::Offset::from_seconds(off_min * 60).unwrap();
+        let text = format!("{} connection reset", t.to_zoned(TimeZone::fixed(off)).strftime("%Y-%m-%dT%H:%M:%S%.3f%:z"));
+        let p = timestamp::find_timestamp(text.as_bytes(), &TimeContext::default(), &mut SyslogYear::default());
+        prop_assert_eq!(p.map(|p| p.time), Some(t));
+    }
+}
