@@ -1,49 +1,49 @@
-//! Find the conntrack entry of one flow in the current namespace.
+//! Find the conntrack entry of one flow in the current namespace, over ctnetlink.
 
 use std::net::SocketAddr;
+
+use idlereset_linux::conntrack::{self, Family};
 
 /// What the lab needs to know of a flow's conntrack entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowEntry {
     pub state: String,
     pub timeout_s: u64,
+    /// Packets in both directions (with accounting on).
+    pub packets: Option<u64>,
 }
 
 /// The entry whose original tuple starts at `client` towards `server_port`, if any.
-pub fn lookup_flow(client: SocketAddr, server_port: u16) -> std::io::Result<Option<FlowEntry>> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/nf_conntrack")?;
-    let sport = format!("sport={}", client.port());
-    let dport = format!("dport={server_port}");
-    for line in text.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 7 || f[2] != "tcp" {
-            continue;
-        }
-        // ipv4 2 tcp 6 TIMEOUT STATE src=.. dst=.. sport=.. dport=.. (first tuple = original)
-        let first_src = f.iter().position(|x| x.starts_with("src="));
-        let Some(i) = first_src else { continue };
-        let src_ip = f[i]
-            .strip_prefix("src=")
-            .and_then(|a| a.parse::<std::net::IpAddr>().ok());
-        if src_ip == Some(client.ip())
-            && f.get(i + 2) == Some(&sport.as_str())
-            && f.get(i + 3) == Some(&dport.as_str())
+pub fn lookup_flow(
+    client: SocketAddr,
+    server_port: u16,
+) -> idlereset_linux::Result<Option<FlowEntry>> {
+    let family = if client.is_ipv6() {
+        Family::V6
+    } else {
+        Family::V4
+    };
+    let mut found = None;
+    conntrack::dump(family, |e| {
+        if e.proto == 6
+            && e.orig.src == client.ip()
+            && e.orig.sport == Some(client.port())
+            && e.orig.dport == Some(server_port)
         {
-            let timeout_s = f[4].parse().unwrap_or(0);
-            return Ok(Some(FlowEntry {
-                state: f[5].to_string(),
-                timeout_s,
-            }));
+            found = Some(FlowEntry {
+                state: e
+                    .tcp_state
+                    .map(|s| s.name().to_string())
+                    .unwrap_or_default(),
+                timeout_s: u64::from(e.timeout_s),
+                packets: e.packets(),
+            });
         }
-    }
-    Ok(None)
+    })?;
+    Ok(found)
 }
 
 /// Number of conntrack entries in the current namespace.
-pub fn count_entries() -> std::io::Result<usize> {
-    Ok(
-        std::fs::read_to_string("/proc/thread-self/net/nf_conntrack")?
-            .lines()
-            .count(),
-    )
+pub fn count_entries() -> idlereset_linux::Result<usize> {
+    Ok(conntrack::count()?.entries as usize)
 }

@@ -47,6 +47,9 @@ pub struct Event {
 pub struct Evidence {
     /// The database server never saw the connection end (it still holds it).
     pub db_still_open: bool,
+    /// TCP state of the database's side of the connection after the failure, read over
+    /// sock_diag inside the `db` namespace (e.g. `ESTABLISHED`).
+    pub db_socket_state: Option<String>,
     /// Errors the database saw on its connections (a reset reaching it would count here).
     pub db_errors: u64,
     /// Last conntrack state seen for the flow before the final query, and when the entry vanished.
@@ -253,6 +256,7 @@ pub async fn run_in(
     stop.store(true, Ordering::Relaxed);
     let samples = sampler.join().unwrap_or_default();
     let packets = capture.finish();
+    let db_socket_state = lab.ns("db")?.run(|| db_side_state(sc.port)).ok().flatten();
     let db_open = server.stats.open.load(Ordering::Relaxed);
     let db_errors = server.stats.errors.load(Ordering::Relaxed);
     drop(server);
@@ -291,6 +295,7 @@ pub async fn run_in(
         scale.factor(),
     );
     evidence.db_still_open = db_open > 0 && outcome == Outcome::Reset;
+    evidence.db_socket_state = db_socket_state;
     evidence.db_errors = db_errors;
     evidence.pool_retired = pool_retired;
     timeline.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
@@ -312,6 +317,18 @@ pub async fn run_in(
         elapsed_s: t0.elapsed().as_secs_f64(),
         packets,
     })
+}
+
+/// State of the database's connection socket (local port `port`, not the listener), if any.
+fn db_side_state(port: u16) -> Option<String> {
+    use idlereset_linux::sockdiag::{TcpFilter, dump_tcp};
+    let mut state = None;
+    let _ = dump_tcp(TcpFilter::all(), |s| {
+        if s.local.port() == port && s.remote.port() != 0 {
+            state = Some(s.state.name().to_string());
+        }
+    });
+    state
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -479,10 +496,10 @@ fn verdict(sc: &Scenario, outcome: Outcome, ev: &Evidence) -> String {
         Outcome::Survived if ev.pool_retired => format!(
             "SURVIVED only because the pool retired the idle connection first (pool idle timeout below the {fw:.0} s firewall timeout)"
         ),
-        Outcome::Survived if ev.ct_refreshes > 0 => format!(
-            "SURVIVED {:.0} s of idle: traffic during the gap (keepalive or heartbeat) refreshed the firewall's conntrack entry \
-             {} times before its {fw:.0} s timeout",
-            sc.idle_s, ev.ct_refreshes
+        Outcome::Survived if ev.packets_during_idle > 0 && sc.idle_s > fw => format!(
+            "SURVIVED {:.0} s of idle through a {fw:.0} s firewall: {} packets crossed during the gap (keepalive probes or \
+             heartbeats and their answers) and kept the firewall's conntrack entry alive; it never expired",
+            sc.idle_s, ev.packets_during_idle
         ),
         Outcome::Survived => format!(
             "SURVIVED {:.0} s of idle (firewall timeout {fw:.0} s)",

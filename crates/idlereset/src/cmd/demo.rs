@@ -113,10 +113,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 fn explain(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     let e = &r.evidence;
     writeln!(out, "\nWhy, from the evidence the lab collected:")?;
-    if e.db_still_open {
+    if let Some(state) = e.db_socket_state.as_deref().filter(|_| e.db_still_open) {
         writeln!(
             out,
-            "  - The database never saw the connection end: it still holds it as ESTABLISHED ({} errors on its side).",
+            "  - The database never saw the connection end: sock_diag in its namespace shows its socket {state} ({} errors on its side).",
             e.db_errors
         )?;
     }

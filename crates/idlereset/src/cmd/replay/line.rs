@@ -5,13 +5,16 @@ use std::io::{self, BufRead, Write};
 
 use idlereset_core::replay::session::{Current, Session, Step};
 
+use super::live::{Live, action_of};
+
 /// Play from `input` lines (a letter per decision round; `q` stops). Input that ends early
 /// leaves the session unfinished (the transcript says `complete: false`).
 pub fn play(
     session: &mut Session<'_>,
     mut input: impl BufRead,
     out: &mut dyn Write,
-) -> io::Result<()> {
+    mut live: Option<&mut Live>,
+) -> anyhow::Result<()> {
     intro(session, out)?;
     loop {
         match session.current() {
@@ -55,6 +58,7 @@ pub fn play(
                     match session.answer(letter) {
                         Ok(step) => {
                             outcome(session, &step, out)?;
+                            live_step(session, &step, live.as_deref_mut(), out)?;
                             break;
                         }
                         Err(e) => writeln!(out, "{e}")?,
@@ -70,6 +74,7 @@ pub fn play_scripted(
     session: &mut Session<'_>,
     letters: &[char],
     out: &mut dyn Write,
+    mut live: Option<&mut Live>,
 ) -> anyhow::Result<()> {
     intro(session, out)?;
     let mut letters = letters.iter();
@@ -90,9 +95,25 @@ pub fn play_scripted(
                     .map_err(|e| anyhow::anyhow!("--answers: {e}"))?;
                 writeln!(out, "Your choice: {}", step.letter)?;
                 outcome(session, &step, out)?;
+                live_step(session, &step, live.as_deref_mut(), out)?;
             }
         }
     }
+}
+
+/// In live mode, apply the choice's system change to the lab and record the lab's verdict.
+fn live_step(
+    session: &mut Session<'_>,
+    step: &Step,
+    live: Option<&mut Live>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let Some(live) = live else { return Ok(()) };
+    let action = action_of(&step.action, &step.result);
+    if let Some(verdict) = live.apply_and_verify(&action, out)? {
+        session.verify_last(verdict);
+    }
+    Ok(())
 }
 
 fn acknowledge(session: &mut Session<'_>) {

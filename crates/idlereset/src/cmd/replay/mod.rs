@@ -11,6 +11,7 @@
 //! not load, a bad answer list) exit 2.
 
 mod line;
+mod live;
 mod text;
 mod tui;
 
@@ -57,6 +58,13 @@ pub struct Args {
     /// Use the plain line mode even on a terminal
     #[arg(long)]
     pub plain: bool,
+    /// Back the exercise with the real lab: the incident is reproduced, every choice that changes
+    /// the system is applied and verified with real traffic (needs root; line mode)
+    #[arg(long)]
+    pub live: bool,
+    /// Time scale of the live lab
+    #[arg(long, default_value_t = 300.0, requires = "live")]
+    pub time_scale: f64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -70,6 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let scenario = load(name)?;
     let mut session = Session::new(&scenario)?;
+    let mut live_summary: Option<live::LiveSummary> = None;
     if let Some(answers) = &args.answers {
         let letters = parse_answers(answers).map_err(|e| anyhow::anyhow!("--answers: {e}"))?;
         let needed = scenario.decision_rounds().count();
@@ -85,8 +94,17 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         } else {
             Box::new(std::io::stdout().lock())
         };
-        line::play_scripted(&mut session, &letters, &mut sink)?;
+        let mut live = match args.live {
+            true => Some(live::Live::start(&scenario, args.time_scale, &mut sink)?),
+            false => None,
+        };
+        line::play_scripted(&mut session, &letters, &mut sink, live.as_mut())?;
+        if let Some(l) = live.as_mut() {
+            l.finish(&mut sink)?;
+        }
+        live_summary = live.map(|l| l.summary);
     } else if !args.plain
+        && !args.live
         && !args.json
         && std::io::stdin().is_terminal()
         && std::io::stdout().is_terminal()
@@ -100,7 +118,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         } else {
             Box::new(std::io::stdout().lock())
         };
-        line::play(&mut session, stdin, &mut out)?;
+        let mut live = match args.live {
+            true => Some(live::Live::start(&scenario, args.time_scale, &mut out)?),
+            false => None,
+        };
+        line::play(&mut session, stdin, &mut out, live.as_mut())?;
+        if let Some(l) = live.as_mut() {
+            l.finish(&mut out)?;
+        }
+        live_summary = live.map(|l| l.summary);
     }
     let transcript = session.transcript();
     if let Some(path) = &args.report {
@@ -108,10 +134,27 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             .with_context(|| format!("writing the after-action report to {}", path.display()))?;
     }
     if args.json {
-        super::print_json(&transcript)?;
+        let mut v = serde_json::to_value(&transcript)?;
+        if let (Some(obj), Some(l)) = (v.as_object_mut(), &live_summary) {
+            obj.insert("live".into(), serde_json::to_value(l)?);
+        }
+        super::print_json(&v)?;
     } else {
         let mut out = std::io::stdout().lock();
         text::damage_report(&mut out, &scenario, &transcript)?;
+        if let Some(l) = &live_summary {
+            writeln!(
+                out,
+                "Live lab: incident {:?}; applied: {}; final verification: {:?}",
+                l.incident,
+                if l.applied.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    l.applied.join("; ")
+                },
+                l.final_outcome
+            )?;
+        }
         if let Some(path) = &args.report {
             writeln!(out, "After-action report written to {}", path.display())?;
         }

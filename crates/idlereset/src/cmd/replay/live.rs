@@ -1,0 +1,223 @@
+//! `replay --live`: the exercise backed by the real lab.
+//!
+//! The replay's system runs in a lab at scaled time (the built-in scenarios map to lab presets;
+//! other replays default to `firewall-900`). Before the first round the incident is reproduced
+//! for real and the cue shows what the lab saw: the application's log lines, the pool, the
+//! firewall's conntrack entry, the RST. Every choice that changes the system (keepalive on the
+//! socket, the OS keepalive sysctl, the firewall timeout, conntrack loose, an application
+//! heartbeat) is applied to that lab and verified with real traffic idling past the firewall
+//! timeout. Nothing is canned: the verdicts are what the kernel did. Markdown replays carry no
+//! machine-readable actions, so a result that spells out a command the lab understands
+//! (`sysctl -w net.ipv4.tcp_keepalive_time=300`) is applied as written.
+
+use std::io::Write;
+
+use idlereset_core::replay::{Action, Scenario as Replay};
+use idlereset_lab::registry::Ownership;
+use idlereset_lab::reproduce::{self, Options, Outcome, Report};
+use idlereset_lab::scenario::Scenario;
+use idlereset_lab::{Lab, LabSpec};
+use serde::Serialize;
+
+/// What live mode did, for the JSON transcript and the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveSummary {
+    pub lab_preset: String,
+    pub time_scale: f64,
+    pub incident: Outcome,
+    pub applied: Vec<String>,
+    pub final_outcome: Option<Outcome>,
+    pub final_verdict: Option<String>,
+}
+
+pub struct Live {
+    rt: tokio::runtime::Runtime,
+    lab: Option<Lab>,
+    sc: Scenario,
+    pub summary: LiveSummary,
+}
+
+/// The lab preset that runs a replay's system.
+pub fn preset_for(replay: &Replay) -> &'static str {
+    match replay.id.as_str() {
+        "keepalive-7200" => "firewall-3600",
+        _ => "firewall-900",
+    }
+}
+
+/// Machine-readable action of a choice, or one read from a command spelled out in its result.
+pub fn action_of(action: &Action, result: &str) -> Action {
+    if action.changes_system() {
+        return action.clone();
+    }
+    let find = |key: &str| -> Option<u32> {
+        let i = result.find(key)? + key.len();
+        let digits: String = result[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        digits.parse().ok()
+    };
+    if let Some(t) = find("tcp_keepalive_time=") {
+        return Action::SysctlKeepalive {
+            time_s: t,
+            intvl_s: find("tcp_keepalive_intvl="),
+            probes: find("tcp_keepalive_probes="),
+        };
+    }
+    if let Some(t) = find("nf_conntrack_tcp_timeout_established=") {
+        return Action::FirewallTimeout { timeout_s: t };
+    }
+    Action::None
+}
+
+impl Live {
+    /// Build the lab for `replay` and reproduce the incident once.
+    pub fn start(replay: &Replay, time_scale: f64, out: &mut dyn Write) -> anyhow::Result<Live> {
+        idlereset_lab::error::require_privileges()?;
+        let preset = preset_for(replay);
+        let mut sc = Scenario::preset(preset)?;
+        sc.time_scale = time_scale;
+        sc.validate()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let spec: LabSpec = sc.lab_spec()?;
+        let lab = rt.block_on(Lab::create(spec, None, Ownership::Foreground))?;
+        writeln!(
+            out,
+            "\n[live] lab {} runs preset {preset} at time scale {time_scale}; reproducing the incident...",
+            lab.name()
+        )?;
+        let report = rt.block_on(reproduce::run_in(&lab, &sc, &Options::default(), &|_| {}))?;
+        show(&report, out)?;
+        let summary = LiveSummary {
+            lab_preset: preset.to_string(),
+            time_scale,
+            incident: report.outcome,
+            applied: Vec::new(),
+            final_outcome: None,
+            final_verdict: None,
+        };
+        Ok(Live {
+            rt,
+            lab: Some(lab),
+            sc,
+            summary,
+        })
+    }
+
+    /// Apply a choice's action to the lab and verify it; returns the verdict for the transcript.
+    pub fn apply_and_verify(
+        &mut self,
+        action: &Action,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<Option<String>> {
+        match action {
+            Action::None => return Ok(None),
+            Action::KeepaliveOnSocket {
+                idle_s,
+                intvl_s,
+                probes,
+            } => {
+                self.sc.so_keepalive = true;
+                self.sc.keepalive_time_s = Some(f64::from(*idle_s));
+                self.sc.keepalive_intvl_s = intvl_s.map(f64::from);
+                self.sc.keepalive_probes = *probes;
+            }
+            Action::SysctlKeepalive {
+                time_s,
+                intvl_s,
+                probes,
+            } => {
+                self.sc.os_keepalive_time_s = Some(f64::from(*time_s));
+                if let Some(i) = intvl_s {
+                    self.sc.os_keepalive_intvl_s = Some(f64::from(*i));
+                }
+                if probes.is_some() {
+                    self.sc.os_keepalive_probes = *probes;
+                }
+            }
+            Action::FirewallTimeout { timeout_s } => self.sc.fw_timeout_s = f64::from(*timeout_s),
+            Action::ConntrackLoose { enabled } => self.sc.loose = *enabled,
+            Action::Heartbeat { interval_s } => self.sc.heartbeat_s = Some(f64::from(*interval_s)),
+        }
+        let what = action.describe();
+        self.summary.applied.push(what.clone());
+        writeln!(
+            out,
+            "[live] applying to the lab: {what}; verifying with {:.0} s of idle...",
+            self.sc.idle_s
+        )?;
+        let report = self.verify()?;
+        show(&report, out)?;
+        Ok(Some(format!(
+            "{what}: verified in the lab: {:?} after {:.0} s idle{}",
+            report.outcome,
+            report.idle_s,
+            report.error.map(|e| format!(" ({e})")).unwrap_or_default()
+        )))
+    }
+
+    fn verify(&mut self) -> anyhow::Result<Report> {
+        let lab = self
+            .lab
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("the live lab is gone"))?;
+        let spec = self.sc.lab_spec()?;
+        lab.set_firewall(spec.firewall)?;
+        lab.set_app_sysctls(&spec.app_sysctls)?;
+        let lab = self
+            .lab
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the live lab is gone"))?;
+        Ok(self.rt.block_on(reproduce::run_in(
+            lab,
+            &self.sc,
+            &Options::default(),
+            &|_| {},
+        ))?)
+    }
+
+    /// Verify the system as the trainee left it, then remove the lab.
+    pub fn finish(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
+        writeln!(
+            out,
+            "\n[live] final verification of the system as you left it..."
+        )?;
+        let report = self.verify()?;
+        show(&report, out)?;
+        self.summary.final_outcome = Some(report.outcome);
+        self.summary.final_verdict = Some(report.verdict.clone());
+        if let Some(lab) = self.lab.take() {
+            lab.destroy()?;
+        }
+        Ok(())
+    }
+}
+
+fn show(r: &Report, out: &mut dyn Write) -> std::io::Result<()> {
+    for l in r.app_log.iter().rev().take(2).rev() {
+        writeln!(out, "[live]   app log | {l}")?;
+    }
+    if let Some(t) = r.evidence.ct_gone_at_s {
+        writeln!(
+            out,
+            "[live]   fw conntrack: entry for the flow expired at lab t={t:.1} s"
+        )?;
+    } else if r.evidence.ct_refreshes > 0 {
+        writeln!(
+            out,
+            "[live]   fw conntrack: entry refreshed {} times during the idle gap",
+            r.evidence.ct_refreshes
+        )?;
+    }
+    if let (Some(rst), Some(db)) = (r.evidence.rst_at_app.first(), r.evidence.db_ttl_at_app) {
+        writeln!(
+            out,
+            "[live]   RST at the app with TTL {rst} (the database's packets arrive with TTL {db})"
+        )?;
+    }
+    writeln!(out, "[live]   outcome: {:?} — {}", r.outcome, r.verdict)
+}
