@@ -201,7 +201,7 @@ mod tests {
         let mut session = Session::new(&s).unwrap();
         let input = "\nZ\nbb\nb\nC\nb\nC\n";
         let mut out = Vec::new();
-        play(&mut session, input.as_bytes(), &mut out).unwrap();
+        play(&mut session, input.as_bytes(), &mut out, None).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(session.is_finished(), "{text}");
         assert_eq!(session.transcript().total_minutes, s.optimal_minutes);
@@ -215,7 +215,7 @@ mod tests {
         let s = builtin::get("firewall-900").unwrap();
         let mut session = Session::new(&s).unwrap();
         let mut out = Vec::new();
-        play(&mut session, "A\n".as_bytes(), &mut out).unwrap();
+        play(&mut session, "A\n".as_bytes(), &mut out, None).unwrap();
         let t = session.transcript();
         assert!(!t.complete);
         assert_eq!(t.path, "A");
