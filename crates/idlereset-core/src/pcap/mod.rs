@@ -21,6 +21,7 @@ mod testkit;
 use serde::Serialize;
 
 use self::flow::{Analysis, Config, Tracker};
+use self::packet::TcpSegment;
 use self::reader::{ReadError, Record, Records};
 
 /// What one capture file contained and showed.
@@ -50,9 +51,15 @@ impl Analyzer {
 
     /// Account one record.
     pub fn record(&mut self, rec: &Record<'_>) {
+        self.account(rec.ts_ns, tcp_segment(rec).as_ref());
+    }
+
+    /// Account one record already decoded by [`tcp_segment`] (possibly on another thread):
+    /// `None` for a record that is not TCP.
+    pub fn account(&mut self, ts_ns: u64, seg: Option<&TcpSegment>) {
         self.packets += 1;
-        match link::ip_payload(rec.linktype, rec.data).and_then(packet::parse_tcp) {
-            Some(seg) => self.tracker.packet(rec.ts_ns, &seg),
+        match seg {
+            Some(seg) => self.tracker.packet(ts_ns, seg),
             None => self.other += 1,
         }
     }
@@ -66,6 +73,12 @@ impl Analyzer {
     pub fn finish(self, format: &'static str) -> FileAnalysis {
         FileAnalysis { format, packets: self.packets, other_packets: self.other, analysis: self.tracker.finish() }
     }
+}
+
+/// The TCP segment in a record, if it carries one. Stateless, so decoding can run on one
+/// thread while another tracks flows.
+pub fn tcp_segment(rec: &Record<'_>) -> Option<TcpSegment> {
+    link::ip_payload(rec.linktype, rec.data).and_then(packet::parse_tcp)
 }
 
 /// Analyse a capture held in memory. Returns what was readable and, if the file is damaged,

