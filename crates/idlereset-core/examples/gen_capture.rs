@@ -67,9 +67,20 @@ struct Gen {
 
 impl Gen {
     /// Write one Ethernet/IPv4/TCP packet; `from_client` picks addresses, TTL and IP ID.
-    fn packet(&mut self, f: &mut Flow, from_client: bool, flags: u8, len: u16, seq_override: Option<u32>, ttl_override: Option<u8>) {
-        let (src, dst, sport, dport) =
-            if from_client { (f.client, f.server, f.cport, 5432) } else { (f.server, f.client, 5432, f.cport) };
+    fn packet(
+        &mut self,
+        f: &mut Flow,
+        from_client: bool,
+        flags: u8,
+        len: u16,
+        seq_override: Option<u32>,
+        ttl_override: Option<u8>,
+    ) {
+        let (src, dst, sport, dport) = if from_client {
+            (f.client, f.server, f.cport, 5432)
+        } else {
+            (f.server, f.client, 5432, f.cport)
+        };
         let (seq, ack, ttl, id) = if from_client {
             (f.cseq, f.sseq, 64u8, f.cid)
         } else {
@@ -104,7 +115,13 @@ impl Gen {
                 f.sseq = f.sseq.wrapping_add(used);
             }
         }
-        self.w.write_packet(Duration::from_nanos(self.t_ns), &self.buf, self.buf.len() as u32).expect("write capture");
+        self.w
+            .write_packet(
+                Duration::from_nanos(self.t_ns),
+                &self.buf,
+                self.buf.len() as u32,
+            )
+            .expect("write capture");
         self.bytes += 16 + self.buf.len() as u64;
         self.t_ns += 200_000;
     }
@@ -137,10 +154,24 @@ fn main() {
         std::process::exit(2);
     }
     let target = args[2].parse::<u64>().expect("SIZE_MB is a number") * 1024 * 1024;
-    let seed = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(0x1d1e_5e7u64);
+    let seed = args
+        .get(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x01d1_e5e7_u64);
     let file = File::create(&args[1]).expect("create output");
-    let w = PcapWriter::new(BufWriter::with_capacity(8 << 20, file), LINKTYPE_ETHERNET, 65535, false).expect("header");
-    let mut g = Gen { w, t_ns: 1_700_000_000 * 1_000_000_000, bytes: 24, buf: Vec::with_capacity(2048) };
+    let w = PcapWriter::new(
+        BufWriter::with_capacity(8 << 20, file),
+        LINKTYPE_ETHERNET,
+        65535,
+        false,
+    )
+    .expect("header");
+    let mut g = Gen {
+        w,
+        t_ns: 1_700_000_000 * 1_000_000_000,
+        bytes: 24,
+        buf: Vec::with_capacity(2048),
+    };
     let mut rng = Rng(seed | 1);
     let mut serial = 0u64;
     let mut active: Vec<Flow> = (0..1000)
@@ -154,7 +185,9 @@ fn main() {
     while g.bytes < target {
         if let Some(&(wake, _)) = idle.front() {
             if wake <= g.t_ns {
-                let Some((_, mut f)) = idle.pop_front() else { break };
+                let Some((_, mut f)) = idle.pop_front() else {
+                    break;
+                };
                 g.packet(&mut f, true, ACK | PSH, 120, None, None);
                 match f.fate {
                     Fate::Reset => {
@@ -182,8 +215,22 @@ fn main() {
             1 => g.packet(&mut f, false, SYN | ACK, 0, None, None),
             2 => g.packet(&mut f, true, ACK, 0, None, None),
             s if s < last => match (s - 3) % 3 {
-                0 => g.packet(&mut f, true, ACK | PSH, 40 + rng.below(200) as u16, None, None),
-                1 => g.packet(&mut f, false, ACK | PSH, 40 + rng.below(560) as u16, None, None),
+                0 => g.packet(
+                    &mut f,
+                    true,
+                    ACK | PSH,
+                    40 + rng.below(200) as u16,
+                    None,
+                    None,
+                ),
+                1 => g.packet(
+                    &mut f,
+                    false,
+                    ACK | PSH,
+                    40 + rng.below(560) as u16,
+                    None,
+                    None,
+                ),
                 _ => g.packet(&mut f, true, ACK, 0, None, None),
             },
             s if s == last => {

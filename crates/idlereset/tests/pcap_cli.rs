@@ -11,9 +11,20 @@ const CLIENT: [u8; 4] = [198, 18, 0, 10];
 const SERVER: [u8; 4] = [198, 19, 0, 20];
 
 /// A raw IPv4/TCP packet (checksums left zero: the analyser does not verify them).
-fn packet(from_client: bool, ttl: u8, id: u16, flags: u8, seq: u32, ack: u32, payload: u16) -> Vec<u8> {
-    let (src, dst, sport, dport) =
-        if from_client { (CLIENT, SERVER, 41000u16, 5432u16) } else { (SERVER, CLIENT, 5432, 41000) };
+fn packet(
+    from_client: bool,
+    ttl: u8,
+    id: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: u16,
+) -> Vec<u8> {
+    let (src, dst, sport, dport) = if from_client {
+        (CLIENT, SERVER, 41000u16, 5432u16)
+    } else {
+        (SERVER, CLIENT, 5432, 41000)
+    };
     let mut b = vec![0x45, 0];
     b.extend_from_slice(&(40 + payload).to_be_bytes());
     b.extend_from_slice(&id.to_be_bytes());
@@ -48,11 +59,19 @@ fn capture(path: &Path, idle: f64, forged: bool) {
     if forged {
         pkts.push((0.06 + idle, packet(false, 64, 0, RST | ACK, 1101, 141, 0)));
     } else {
-        pkts.push((0.06 + idle, packet(false, 62, 52, ACK | PSH, 1101, 141, 100)));
+        pkts.push((
+            0.06 + idle,
+            packet(false, 62, 52, ACK | PSH, 1101, 141, 100),
+        ));
     }
     let mut w = PcapWriter::new(Vec::new(), LINKTYPE_RAW, 65535, false).unwrap();
     for (t, p) in pkts {
-        w.write_packet(Duration::from_secs_f64(1_700_000_000.0 + t), &p, p.len() as u32).unwrap();
+        w.write_packet(
+            Duration::from_secs_f64(1_700_000_000.0 + t),
+            &p,
+            p.len() as u32,
+        )
+        .unwrap();
     }
     std::fs::write(path, w.into_inner()).unwrap();
 }
@@ -64,7 +83,10 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_idlereset")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_idlereset"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -72,7 +94,12 @@ fn firewall_reset_json_and_exit_1() {
     let p = tmp("reset.pcap");
     capture(&p, 950.0, true);
     let out = run(&["pcap", p.to_str().unwrap(), "--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["flows"], 1);
     let e = &v["events"][0];
@@ -82,12 +109,18 @@ fn firewall_reset_json_and_exit_1() {
     assert_eq!(e["server"], "198.19.0.20:5432");
     assert!((e["idle_before_s"].as_f64().unwrap() - 950.0).abs() < 0.1);
     assert!(e["time"].as_str().unwrap().starts_with("2023-11-14T"));
-    assert_eq!(v["idle_timeout_s"]["high"].as_f64().map(f64::round), Some(950.0));
+    assert_eq!(
+        v["idle_timeout_s"]["high"].as_f64().map(f64::round),
+        Some(950.0)
+    );
     assert!(v["candidates"].as_array().is_some_and(|c| !c.is_empty()));
 
     let text = run(&["pcap", p.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&text.stdout);
-    assert!(stdout.contains("RESET") && stdout.contains("middlebox") && stdout.contains("Verdict:"), "{stdout}");
+    assert!(
+        stdout.contains("RESET") && stdout.contains("middlebox") && stdout.contains("Verdict:"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -113,7 +146,10 @@ fn truncated_file_reports_what_was_readable_then_exits_2() {
     assert_eq!(v["flows"], 1);
     assert_eq!(v["files"][0]["packets"], 7);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cut.pcap") && stderr.contains("byte offset"), "{stderr}");
+    assert!(
+        stderr.contains("cut.pcap") && stderr.contains("byte offset"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -194,25 +194,42 @@ impl IpIdHistory {
 }
 
 /// Decide whether a RST / FIN carrying an endpoint's address came from that endpoint.
-pub fn classify_origin(ttls: &TtlHistory, ids: &IpIdHistory, ttl: u8, ip_id: Option<u16>) -> (Origin, Evidence) {
+pub fn classify_origin(
+    ttls: &TtlHistory,
+    ids: &IpIdHistory,
+    ttl: u8,
+    ip_id: Option<u16>,
+) -> (Origin, Evidence) {
     let expected_ttl = ttls.values();
     let pattern = match ip_id {
         None => "ipv6",
         Some(_) => ids.pattern().name(),
     };
-    let mut ev = Evidence { ttl, expected_ttl, ip_id, ip_id_pattern: pattern, reason: String::new() };
+    let mut ev = Evidence {
+        ttl,
+        expected_ttl,
+        ip_id,
+        ip_id_pattern: pattern,
+        reason: String::new(),
+    };
     if ttls.is_empty() {
         ev.reason = "no packet from that endpoint to compare against".into();
         return (Origin::Unknown, ev);
     }
     if !ttls.contains(ttl) {
-        ev.reason = format!("TTL {ttl} differs from the endpoint's own packets ({})", join(&ev.expected_ttl));
+        ev.reason = format!(
+            "TTL {ttl} differs from the endpoint's own packets ({})",
+            join(&ev.expected_ttl)
+        );
         return (Origin::Middlebox, ev);
     }
     if let Some(id) = ip_id.filter(|&id| id != 0) {
         match ids.pattern() {
             IdPattern::Incrementing if !ids.in_sequence(id) => {
-                ev.reason = format!("IP ID {id} is outside the endpoint's incrementing sequence (last {})", ids.last);
+                ev.reason = format!(
+                    "IP ID {id} is outside the endpoint's incrementing sequence (last {})",
+                    ids.last
+                );
                 return (Origin::Middlebox, ev);
             }
             IdPattern::Zero => {
@@ -258,28 +275,49 @@ mod tests {
     fn matching_ttl_and_id_zero_is_the_endpoint() {
         // Linux answers a segment for an unknown connection with ID 0: neutral evidence.
         let ids = id_hist(&[10, 11, 12, 13]);
-        assert_eq!(classify_origin(&ttl_hist(&[57]), &ids, 57, Some(0)).0, Origin::Endpoint);
-        assert_eq!(classify_origin(&ttl_hist(&[57]), &ids, 57, Some(14)).0, Origin::Endpoint);
+        assert_eq!(
+            classify_origin(&ttl_hist(&[57]), &ids, 57, Some(0)).0,
+            Origin::Endpoint
+        );
+        assert_eq!(
+            classify_origin(&ttl_hist(&[57]), &ids, 57, Some(14)).0,
+            Origin::Endpoint
+        );
     }
 
     #[test]
     fn id_out_of_sequence_is_a_middlebox() {
         let ids = id_hist(&[10, 11, 12, 13]);
         assert_eq!(ids.pattern(), IdPattern::Incrementing);
-        assert_eq!(classify_origin(&ttl_hist(&[57]), &ids, 57, Some(40000)).0, Origin::Middlebox);
+        assert_eq!(
+            classify_origin(&ttl_hist(&[57]), &ids, 57, Some(40000)).0,
+            Origin::Middlebox
+        );
         let zeros = id_hist(&[0, 0, 0]);
-        assert_eq!(classify_origin(&ttl_hist(&[57]), &zeros, 57, Some(77)).0, Origin::Middlebox);
+        assert_eq!(
+            classify_origin(&ttl_hist(&[57]), &zeros, 57, Some(77)).0,
+            Origin::Middlebox
+        );
         let random = id_hist(&[10, 30000, 5, 60000]);
         assert_eq!(random.pattern(), IdPattern::Random);
-        assert_eq!(classify_origin(&ttl_hist(&[57]), &random, 57, Some(40000)).0, Origin::Endpoint);
+        assert_eq!(
+            classify_origin(&ttl_hist(&[57]), &random, 57, Some(40000)).0,
+            Origin::Endpoint
+        );
     }
 
     #[test]
     fn no_history_is_unknown_and_route_changes_are_remembered() {
-        assert_eq!(classify_origin(&ttl_hist(&[]), &id_hist(&[]), 64, None).0, Origin::Unknown);
+        assert_eq!(
+            classify_origin(&ttl_hist(&[]), &id_hist(&[]), 64, None).0,
+            Origin::Unknown
+        );
         let h = ttl_hist(&[60, 60, 59, 60]);
         assert_eq!(h.values(), vec![60, 59]);
-        assert_eq!(classify_origin(&h, &id_hist(&[]), 59, None).0, Origin::Endpoint);
+        assert_eq!(
+            classify_origin(&h, &id_hist(&[]), 59, None).0,
+            Origin::Endpoint
+        );
     }
 
     #[test]

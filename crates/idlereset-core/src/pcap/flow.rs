@@ -32,7 +32,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::Serialize;
 
-use super::events::{Event, Evidence, IpIdHistory, Kind, Origin, Role, TtlHistory, classify_origin};
+use super::events::{
+    Event, Evidence, IpIdHistory, Kind, Origin, Role, TtlHistory, classify_origin,
+};
 use super::packet::{ACK, FIN, RST, SYN, TcpSegment};
 
 const NS: u64 = 1_000_000_000;
@@ -54,7 +56,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { min_idle_ns: 5 * NS, max_flows: 100_000, linger_ns: 10 * NS, max_listed_flows: 200 }
+        Config {
+            min_idle_ns: 5 * NS,
+            max_flows: 100_000,
+            linger_ns: 10 * NS,
+            max_listed_flows: 200,
+        }
     }
 }
 
@@ -150,17 +157,29 @@ struct Endpoint {
 impl Endpoint {
     fn new(ip: IpAddr, port: u16) -> Endpoint {
         match ip {
-            IpAddr::V4(a) => Endpoint { hi: 0, lo: u64::from(a.to_bits()), port, v6: false },
+            IpAddr::V4(a) => Endpoint {
+                hi: 0,
+                lo: u64::from(a.to_bits()),
+                port,
+                v6: false,
+            },
             IpAddr::V6(a) => {
                 let bits = a.to_bits();
-                Endpoint { hi: (bits >> 64) as u64, lo: bits as u64, port, v6: true }
+                Endpoint {
+                    hi: (bits >> 64) as u64,
+                    lo: bits as u64,
+                    port,
+                    v6: true,
+                }
             }
         }
     }
 
     fn ip(&self) -> IpAddr {
         if self.v6 {
-            IpAddr::V6(Ipv6Addr::from_bits(u128::from(self.hi) << 64 | u128::from(self.lo)))
+            IpAddr::V6(Ipv6Addr::from_bits(
+                u128::from(self.hi) << 64 | u128::from(self.lo),
+            ))
         } else {
             IpAddr::V4(Ipv4Addr::from_bits(self.lo as u32))
         }
@@ -190,7 +209,11 @@ impl Key {
     fn of(seg: &TcpSegment) -> (Key, usize) {
         let a = Endpoint::new(seg.src, seg.sport);
         let b = Endpoint::new(seg.dst, seg.dport);
-        if a <= b { (Key { ends: [a, b] }, 0) } else { (Key { ends: [b, a] }, 1) }
+        if a <= b {
+            (Key { ends: [a, b] }, 0)
+        } else {
+            (Key { ends: [b, a] }, 1)
+        }
     }
 
     fn addr(&self, side: usize) -> String {
@@ -287,7 +310,11 @@ impl Flow {
 
     fn on_packet(&mut self, ts: u64, s: usize, seg: &TcpSegment, cfg: &Config) -> Option<Raw> {
         let r = 1 - s;
-        let gap = if self.packets == 0 { 0 } else { ts.saturating_sub(self.last_ns) };
+        let gap = if self.packets == 0 {
+            0
+        } else {
+            ts.saturating_sub(self.last_ns)
+        };
         self.packets += 1;
         self.max_gap_ns = self.max_gap_ns.max(gap);
         self.last_ns = self.last_ns.max(ts);
@@ -296,7 +323,10 @@ impl Flow {
         }
         let (is_rst, is_fin, is_syn) = (seg.has(RST), seg.has(FIN), seg.has(SYN));
         let side = self.sides[s];
-        let seq_end = seg.seq.wrapping_add(seg.payload_len).wrapping_add(u32::from(is_syn) + u32::from(is_fin));
+        let seq_end = seg
+            .seq
+            .wrapping_add(seg.payload_len)
+            .wrapping_add(u32::from(is_syn) + u32::from(is_fin));
         let probe = !is_rst
             && !is_syn
             && !is_fin
@@ -304,17 +334,29 @@ impl Flow {
             && side.have_seq
             && seg.seq == side.snd_nxt.wrapping_sub(1)
             && (seg.payload_len == 0 || (seg.payload_len == 1 && gap >= EPISODE_MIN_NS));
-        let retrans = !probe && !is_rst && seg.payload_len > 0 && side.have_seq && !seq_gt(seq_end, side.snd_nxt);
+        let retrans = !probe
+            && !is_rst
+            && seg.payload_len > 0
+            && side.have_seq
+            && !seq_gt(seq_end, side.snd_nxt);
 
         let mut created = false;
         if self.episode.is_none() && gap >= EPISODE_MIN_NS.min(cfg.min_idle_ns).max(1) {
-            self.episode = Some(Episode { gap_ns: gap, start_ns: ts, starter: s, retrans: 0, probes: 0 });
+            self.episode = Some(Episode {
+                gap_ns: gap,
+                start_ns: ts,
+                starter: s,
+                retrans: 0,
+                probes: 0,
+            });
             created = true;
         }
         let mut out = None;
         if let Some(ep) = self.episode.as_mut() {
             let reportable = ep.gap_ns >= cfg.min_idle_ns;
-            let classify = |sides: &[Side; 2]| classify_origin(&sides[s].ttl, &sides[s].ids, seg.ttl, seg.ip_id);
+            let classify = |sides: &[Side; 2]| {
+                classify_origin(&sides[s].ttl, &sides[s].ids, seg.ttl, seg.ip_id)
+            };
             if is_rst {
                 let gave_up = s == ep.starter && !created && (ep.retrans > 0 || ep.probes >= 2);
                 if reportable {
@@ -421,7 +463,9 @@ fn secs(ns: u64) -> f64 {
 
 /// RFC 3339 UTC text for a capture timestamp.
 pub fn rfc3339(ts_ns: u64) -> String {
-    jiff::Timestamp::from_nanosecond(i128::from(ts_ns)).map(|t| t.to_string()).unwrap_or_else(|_| ts_ns.to_string())
+    jiff::Timestamp::from_nanosecond(i128::from(ts_ns))
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ts_ns.to_string())
 }
 
 /// Tracks every TCP flow of one capture.
@@ -458,7 +502,12 @@ impl Tracker {
         self.expire_finished();
         let (key, sender) = Key::of(seg);
         let new_syn = seg.has(SYN) && !seg.has(ACK);
-        if new_syn && self.flows.get(&key).is_some_and(|f| f.finished_ns.is_some()) {
+        if new_syn
+            && self
+                .flows
+                .get(&key)
+                .is_some_and(|f| f.finished_ns.is_some())
+        {
             if let Some(old) = self.flows.remove(&key) {
                 self.close(key, old);
             }
@@ -489,7 +538,13 @@ impl Tracker {
     }
 
     fn emit(&mut self, key: &Key, client: usize, raw: Raw) {
-        let role = |side: usize| if side == client { Role::Client } else { Role::Server };
+        let role = |side: usize| {
+            if side == client {
+                Role::Client
+            } else {
+                Role::Server
+            }
+        };
         self.out.events.push(Event {
             kind: raw.kind,
             client: key.addr(client),
@@ -511,7 +566,11 @@ impl Tracker {
                 break;
             }
             self.finished.pop_front();
-            if self.flows.get(&key).is_some_and(|f| f.finished_ns == Some(t)) {
+            if self
+                .flows
+                .get(&key)
+                .is_some_and(|f| f.finished_ns == Some(t))
+            {
                 if let Some(f) = self.flows.remove(&key) {
                     self.close(key, f);
                 }
@@ -552,7 +611,9 @@ impl Tracker {
         if let Some(s) = f.survived_ns {
             self.survived_ns = Some(self.survived_ns.unwrap_or(0).max(s));
         }
-        if (idle || probes > 0 || f.events > 0) && self.out.notable_flows.len() < self.cfg.max_listed_flows {
+        if (idle || probes > 0 || f.events > 0)
+            && self.out.notable_flows.len() < self.cfg.max_listed_flows
+        {
             self.out.notable_flows.push(FlowSummary {
                 client: key.addr(f.client),
                 server: key.addr(1 - f.client),

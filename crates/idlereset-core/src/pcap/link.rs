@@ -46,7 +46,9 @@ pub fn ip_payload(linktype: u32, frame: &[u8]) -> Option<&[u8]> {
             let proto = be16(frame, 0)?;
             after_ethertype(proto, frame.get(20..)?)
         }
-        LINKTYPE_RAW | LINKTYPE_RAW_ALT | LINKTYPE_RAW_ALT2 | LINKTYPE_IPV4 | LINKTYPE_IPV6 => by_version(frame),
+        LINKTYPE_RAW | LINKTYPE_RAW_ALT | LINKTYPE_RAW_ALT2 | LINKTYPE_IPV4 | LINKTYPE_IPV6 => {
+            by_version(frame)
+        }
         LINKTYPE_NULL | LINKTYPE_LOOP => by_version(frame.get(4..)?),
         _ => None,
     }
@@ -93,7 +95,10 @@ mod tests {
         let mut tagged = vec![0u8; 12];
         tagged.extend_from_slice(&[0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 20, 0x86, 0xdd]);
         tagged.extend_from_slice(&[0x60, 0, 0, 0]);
-        assert_eq!(ip_payload(LINKTYPE_ETHERNET, &tagged), Some(&[0x60, 0, 0, 0][..]));
+        assert_eq!(
+            ip_payload(LINKTYPE_ETHERNET, &tagged),
+            Some(&[0x60, 0, 0, 0][..])
+        );
 
         let mut arp = vec![0u8; 12];
         arp.extend_from_slice(&[0x08, 0x06, 0, 1]);

@@ -46,7 +46,11 @@ pub struct Analyzer {
 
 impl Analyzer {
     pub fn new(cfg: Config) -> Analyzer {
-        Analyzer { tracker: Tracker::new(cfg), packets: 0, other: 0 }
+        Analyzer {
+            tracker: Tracker::new(cfg),
+            packets: 0,
+            other: 0,
+        }
     }
 
     /// Account one record.
@@ -71,7 +75,12 @@ impl Analyzer {
 
     /// Summarise all flows.
     pub fn finish(self, format: &'static str) -> FileAnalysis {
-        FileAnalysis { format, packets: self.packets, other_packets: self.other, analysis: self.tracker.finish() }
+        FileAnalysis {
+            format,
+            packets: self.packets,
+            other_packets: self.other,
+            analysis: self.tracker.finish(),
+        }
     }
 }
 

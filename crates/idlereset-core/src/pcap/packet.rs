@@ -113,7 +113,13 @@ fn parse_v6(ip: &[u8]) -> Option<TcpSegment> {
     None
 }
 
-fn parse_tcp_header(tcp: &[u8], l4_len: usize, src: IpAddr, dst: IpAddr, ttl: u8) -> Option<TcpSegment> {
+fn parse_tcp_header(
+    tcp: &[u8],
+    l4_len: usize,
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+) -> Option<TcpSegment> {
     let h = tcp.get(..14)?;
     let doff = usize::from(h[12] >> 4) * 4;
     if doff < 20 {
@@ -142,18 +148,43 @@ mod tests {
 
     #[test]
     fn ipv4_fields_match_etherparse_output() {
-        let bytes = Pkt::new(V4_A, 40000, V4_B, 5432).ttl(61).id(777).seq(1000).ack(5).flags(ACK | PSH).payload(13).ip();
+        let bytes = Pkt::new(V4_A, 40000, V4_B, 5432)
+            .ttl(61)
+            .id(777)
+            .seq(1000)
+            .ack(5)
+            .flags(ACK | PSH)
+            .payload(13)
+            .ip();
         let s = parse_tcp(&bytes).unwrap();
         assert_eq!((s.src, s.dst, s.sport, s.dport), (V4_A, V4_B, 40000, 5432));
-        assert_eq!((s.seq, s.ack, s.flags, s.payload_len, s.ttl), (1000, 5, ACK | PSH, 13, 61));
+        assert_eq!(
+            (s.seq, s.ack, s.flags, s.payload_len, s.ttl),
+            (1000, 5, ACK | PSH, 13, 61)
+        );
         assert_eq!((s.ip_id, s.df), (Some(777), true));
     }
 
     #[test]
     fn ipv6_fields_match_etherparse_output() {
-        let bytes = Pkt::new(V6_A, 40000, V6_B, 443).ttl(57).seq(9).flags(RST).ip();
+        let bytes = Pkt::new(V6_A, 40000, V6_B, 443)
+            .ttl(57)
+            .seq(9)
+            .flags(RST)
+            .ip();
         let s = parse_tcp(&bytes).unwrap();
-        assert_eq!((s.src, s.dst, s.dport, s.flags, s.ttl, s.ip_id, s.payload_len), (V6_A, V6_B, 443, RST, 57, None, 0));
+        assert_eq!(
+            (
+                s.src,
+                s.dst,
+                s.dport,
+                s.flags,
+                s.ttl,
+                s.ip_id,
+                s.payload_len
+            ),
+            (V6_A, V6_B, 443, RST, 57, None, 0)
+        );
     }
 
     #[test]

@@ -37,9 +37,18 @@ pub enum ReadError {
     #[error("byte offset {offset}: not a pcap or pcapng file (magic {magic:#010x})")]
     BadMagic { offset: u64, magic: u32 },
     #[error("byte offset {offset}: file ends inside {what} ({have} of {need} bytes present)")]
-    Truncated { offset: u64, what: &'static str, need: u64, have: u64 },
+    Truncated {
+        offset: u64,
+        what: &'static str,
+        need: u64,
+        have: u64,
+    },
     #[error("byte offset {offset}: corrupt {what}: {why}")]
-    Corrupt { offset: u64, what: &'static str, why: String },
+    Corrupt {
+        offset: u64,
+        what: &'static str,
+        why: String,
+    },
 }
 
 impl ReadError {
@@ -123,7 +132,7 @@ impl Resolution {
             Resolution::Pow10(p) if p <= 9 => units.saturating_mul(10u64.pow(u32::from(9 - p))),
             Resolution::Pow10(p) => units / 10u64.pow(u32::from(p.min(28) - 9).min(19)),
             Resolution::Pow2(p) => {
-                let ns = u128::from(units) * 1_000_000_000 >> u32::from(p.min(127));
+                let ns = (u128::from(units) * 1_000_000_000) >> u32::from(p.min(127));
                 u64::try_from(ns).unwrap_or(u64::MAX)
             }
         }
@@ -133,8 +142,15 @@ impl Resolution {
 #[derive(Debug, Clone)]
 enum State {
     Start,
-    Pcap { endian: Endian, nanos: bool, linktype: u32 },
-    PcapNg { endian: Endian, interfaces: Vec<Interface> },
+    Pcap {
+        endian: Endian,
+        nanos: bool,
+        linktype: u32,
+    },
+    PcapNg {
+        endian: Endian,
+        interfaces: Vec<Interface>,
+    },
 }
 
 /// A resumable pcap / pcapng decoder. Feed it the bytes that follow what it consumed so far.
@@ -151,7 +167,9 @@ impl Default for Decoder {
 
 impl Decoder {
     pub fn new() -> Decoder {
-        Decoder { state: State::Start }
+        Decoder {
+            state: State::Start,
+        }
     }
 
     /// `"pcap"`, `"pcapng"`, or `"unknown"` before the file header was read.
@@ -167,7 +185,11 @@ impl Decoder {
     pub fn decode<'a>(&mut self, buf: &'a [u8], base: u64) -> Result<Step<'a>, ReadError> {
         match &self.state {
             State::Start => self.decode_file_header(buf, base),
-            State::Pcap { endian, nanos, linktype } => decode_pcap_record(buf, base, *endian, *nanos, *linktype),
+            State::Pcap {
+                endian,
+                nanos,
+                linktype,
+            } => decode_pcap_record(buf, base, *endian, *nanos, *linktype),
             State::PcapNg { .. } => self.decode_block(buf, base),
         }
     }
@@ -186,18 +208,31 @@ impl Decoder {
             (PCAP_NANO, _) => (Endian::Little, true),
             (_, PCAP_MICRO) => (Endian::Big, false),
             (_, PCAP_NANO) => (Endian::Big, true),
-            _ => return Err(ReadError::BadMagic { offset: base, magic: be }),
+            _ => {
+                return Err(ReadError::BadMagic {
+                    offset: base,
+                    magic: be,
+                });
+            }
         };
         if buf.len() < 24 {
             return Ok(Step::NeedMore { need: 24 });
         }
         let major = endian.u16(buf, 4);
         if major != 2 {
-            return Err(corrupt(base, "pcap file header", format!("version {major} (expected 2)")));
+            return Err(corrupt(
+                base,
+                "pcap file header",
+                format!("version {major} (expected 2)"),
+            ));
         }
         // The upper bits of the link-type field carry FCS information (pcap spec, LinkType).
         let linktype = endian.u32(buf, 20) & 0xffff;
-        self.state = State::Pcap { endian, nanos, linktype };
+        self.state = State::Pcap {
+            endian,
+            nanos,
+            linktype,
+        };
         Ok(Step::Skip { used: 24 })
     }
 
@@ -213,18 +248,28 @@ impl Decoder {
                 (PCAPNG_BOM, _) => Endian::Little,
                 (_, PCAPNG_BOM) => Endian::Big,
                 (_, other) => {
-                    return Err(corrupt(base, "pcapng section header", format!("byte-order magic {other:#010x}")));
+                    return Err(corrupt(
+                        base,
+                        "pcapng section header",
+                        format!("byte-order magic {other:#010x}"),
+                    ));
                 }
             };
             let len = block_len(buf, base, endian)?;
             if buf.len() < len {
                 return Ok(Step::NeedMore { need: len });
             }
-            self.state = State::PcapNg { endian, interfaces: Vec::new() };
+            self.state = State::PcapNg {
+                endian,
+                interfaces: Vec::new(),
+            };
             return Ok(Step::Skip { used: len });
         }
         let State::PcapNg { endian, interfaces } = &mut self.state else {
-            return Err(ReadError::BadMagic { offset: base, magic: raw_type });
+            return Err(ReadError::BadMagic {
+                offset: base,
+                magic: raw_type,
+            });
         };
         let endian = *endian;
         let btype = endian.u32(buf, 0);
@@ -241,10 +286,17 @@ impl Decoder {
             }
             BLOCK_EPB | BLOCK_OPB => {
                 if body.len() < 20 {
-                    return Err(corrupt(base, "pcapng packet block", format!("body of {} bytes", body.len())));
+                    return Err(corrupt(
+                        base,
+                        "pcapng packet block",
+                        format!("body of {} bytes", body.len()),
+                    ));
                 }
-                let iface_id =
-                    if btype == BLOCK_EPB { endian.u32(body, 0) } else { u32::from(endian.u16(body, 0)) };
+                let iface_id = if btype == BLOCK_EPB {
+                    endian.u32(body, 0)
+                } else {
+                    u32::from(endian.u16(body, 0))
+                };
                 let iface = interface(interfaces, iface_id, base)?;
                 let units = (u64::from(endian.u32(body, 4)) << 32) | u64::from(endian.u32(body, 8));
                 let caplen = endian.u32(body, 12) as usize;
@@ -253,17 +305,29 @@ impl Decoder {
                     return Err(corrupt(
                         base,
                         "pcapng packet block",
-                        format!("captured length {caplen} exceeds the block ({} bytes of data)", body.len() - 20),
+                        format!(
+                            "captured length {caplen} exceeds the block ({} bytes of data)",
+                            body.len() - 20
+                        ),
                     ));
                 }
                 let ts_ns = apply_offset(iface.resol.to_ns(units), iface.offset_s);
-                let record =
-                    Record { ts_ns, linktype: iface.linktype, data: &body[20..20 + caplen], orig_len, offset: base };
+                let record = Record {
+                    ts_ns,
+                    linktype: iface.linktype,
+                    data: &body[20..20 + caplen],
+                    orig_len,
+                    offset: base,
+                };
                 Ok(Step::Record { record, used: len })
             }
             BLOCK_SPB => {
                 if body.len() < 4 {
-                    return Err(corrupt(base, "pcapng simple packet block", "body shorter than 4 bytes".into()));
+                    return Err(corrupt(
+                        base,
+                        "pcapng simple packet block",
+                        "body shorter than 4 bytes".into(),
+                    ));
                 }
                 let iface = interface(interfaces, 0, base)?;
                 let orig_len = endian.u32(body, 0);
@@ -272,7 +336,13 @@ impl Decoder {
                     caplen = caplen.min(iface.snaplen as usize);
                 }
                 // Simple packet blocks carry no timestamp.
-                let record = Record { ts_ns: 0, linktype: iface.linktype, data: &body[4..4 + caplen], orig_len, offset: base };
+                let record = Record {
+                    ts_ns: 0,
+                    linktype: iface.linktype,
+                    data: &body[4..4 + caplen],
+                    orig_len,
+                    offset: base,
+                };
                 Ok(Step::Record { record, used: len })
             }
             _ => Ok(Step::Skip { used: len }),
@@ -294,18 +364,33 @@ fn block_len(buf: &[u8], base: u64, endian: Endian) -> Result<usize, ReadError> 
 
 fn interface(interfaces: &[Interface], id: u32, base: u64) -> Result<Interface, ReadError> {
     interfaces.get(id as usize).copied().ok_or_else(|| {
-        corrupt(base, "pcapng packet block", format!("interface {id} was never described ({} known)", interfaces.len()))
+        corrupt(
+            base,
+            "pcapng packet block",
+            format!(
+                "interface {id} was never described ({} known)",
+                interfaces.len()
+            ),
+        )
     })
 }
 
 fn apply_offset(ns: u64, offset_s: i64) -> u64 {
     let off = offset_s.unsigned_abs().saturating_mul(1_000_000_000);
-    if offset_s >= 0 { ns.saturating_add(off) } else { ns.saturating_sub(off) }
+    if offset_s >= 0 {
+        ns.saturating_add(off)
+    } else {
+        ns.saturating_sub(off)
+    }
 }
 
 fn parse_idb(body: &[u8], base: u64, endian: Endian) -> Result<Interface, ReadError> {
     if body.len() < 8 {
-        return Err(corrupt(base, "pcapng interface description", format!("body of {} bytes", body.len())));
+        return Err(corrupt(
+            base,
+            "pcapng interface description",
+            format!("body of {} bytes", body.len()),
+        ));
     }
     let mut iface = Interface {
         linktype: u32::from(endian.u16(body, 0)),
@@ -325,7 +410,11 @@ fn parse_idb(body: &[u8], base: u64, endian: Endian) -> Result<Interface, ReadEr
         match (code, olen) {
             (9, 1) => {
                 let v = val[0];
-                iface.resol = if v & 0x80 == 0 { Resolution::Pow10(v) } else { Resolution::Pow2(v & 0x7f) };
+                iface.resol = if v & 0x80 == 0 {
+                    Resolution::Pow10(v)
+                } else {
+                    Resolution::Pow2(v & 0x7f)
+                };
             }
             (14, 8) => {
                 let hi = u64::from(endian.u32(val, 0));
@@ -343,7 +432,13 @@ fn parse_idb(body: &[u8], base: u64, endian: Endian) -> Result<Interface, ReadEr
     Ok(iface)
 }
 
-fn decode_pcap_record(buf: &[u8], base: u64, endian: Endian, nanos: bool, linktype: u32) -> Result<Step<'_>, ReadError> {
+fn decode_pcap_record(
+    buf: &[u8],
+    base: u64,
+    endian: Endian,
+    nanos: bool,
+    linktype: u32,
+) -> Result<Step<'_>, ReadError> {
     if buf.len() < 16 {
         return Ok(Step::NeedMore { need: 16 });
     }
@@ -352,17 +447,38 @@ fn decode_pcap_record(buf: &[u8], base: u64, endian: Endian, nanos: bool, linkty
     let incl = endian.u32(buf, 8) as usize;
     let orig_len = endian.u32(buf, 12);
     if incl > MAX_RECORD_LEN {
-        return Err(corrupt(base, "pcap record header", format!("captured length {incl}")));
+        return Err(corrupt(
+            base,
+            "pcap record header",
+            format!("captured length {incl}"),
+        ));
     }
-    let frac_ns = if nanos { frac } else { frac.saturating_mul(1000) };
+    let frac_ns = if nanos {
+        frac
+    } else {
+        frac.saturating_mul(1000)
+    };
     if frac_ns >= 1_000_000_000 {
-        return Err(corrupt(base, "pcap record header", format!("sub-second timestamp {frac}")));
+        return Err(corrupt(
+            base,
+            "pcap record header",
+            format!("sub-second timestamp {frac}"),
+        ));
     }
     if buf.len() < 16 + incl {
         return Ok(Step::NeedMore { need: 16 + incl });
     }
-    let record = Record { ts_ns: secs * 1_000_000_000 + frac_ns, linktype, data: &buf[16..16 + incl], orig_len, offset: base };
-    Ok(Step::Record { record, used: 16 + incl })
+    let record = Record {
+        ts_ns: secs * 1_000_000_000 + frac_ns,
+        linktype,
+        data: &buf[16..16 + incl],
+        orig_len,
+        offset: base,
+    };
+    Ok(Step::Record {
+        record,
+        used: 16 + incl,
+    })
 }
 
 /// Iterates the packets of a capture held in memory. Stops after the first error.
@@ -375,7 +491,12 @@ pub struct Records<'a> {
 
 impl<'a> Records<'a> {
     pub fn new(data: &'a [u8]) -> Records<'a> {
-        Records { data, pos: 0, decoder: Decoder::new(), done: false }
+        Records {
+            data,
+            pos: 0,
+            decoder: Decoder::new(),
+            done: false,
+        }
     }
 
     /// `"pcap"` or `"pcapng"` once the header was read.
@@ -403,8 +524,17 @@ impl<'a> Iterator for Records<'a> {
                 Ok(Step::Skip { used }) => self.pos += used,
                 Ok(Step::NeedMore { need }) => {
                     self.done = true;
-                    let what = if self.decoder.format() == "unknown" { "file header" } else { "record" };
-                    return Some(Err(ReadError::Truncated { offset: base, what, need: need as u64, have: rest.len() as u64 }));
+                    let what = if self.decoder.format() == "unknown" {
+                        "file header"
+                    } else {
+                        "record"
+                    };
+                    return Some(Err(ReadError::Truncated {
+                        offset: base,
+                        what,
+                        need: need as u64,
+                        have: rest.len() as u64,
+                    }));
                 }
                 Err(e) => {
                     self.done = true;

@@ -59,16 +59,26 @@ pub fn summarise(analyses: &[&Analysis], catalog: &Catalog) -> Summary {
     let resets = count(Kind::Reset);
     let blackholes = count(Kind::Blackhole);
     let idle_closes = count(Kind::IdleClose);
-    let middlebox_resets =
-        events.clone().filter(|e| e.kind == Kind::Reset && e.origin == Origin::Middlebox).count();
-    let high = events.clone().map(|e| e.idle_before_s).min_by(f64::total_cmp);
-    let low = analyses.iter().filter_map(|a| a.longest_survived_idle_s).max_by(f64::total_cmp);
+    let middlebox_resets = events
+        .clone()
+        .filter(|e| e.kind == Kind::Reset && e.origin == Origin::Middlebox)
+        .count();
+    let high = events
+        .clone()
+        .map(|e| e.idle_before_s)
+        .min_by(f64::total_cmp);
+    let low = analyses
+        .iter()
+        .filter_map(|a| a.longest_survived_idle_s)
+        .max_by(f64::total_cmp);
     let flows = analyses.iter().map(|a| a.stats.flows).sum();
     let consistent = match (low, high) {
         (Some(l), Some(h)) => l < h,
         _ => true,
     };
-    let candidates = high.map(|h| candidates(catalog, low.filter(|_| consistent), h)).unwrap_or_default();
+    let candidates = high
+        .map(|h| candidates(catalog, low.filter(|_| consistent), h))
+        .unwrap_or_default();
     let idle_failures = resets + blackholes + idle_closes;
     let mut s = Summary {
         flows,
@@ -96,9 +106,17 @@ fn candidates(catalog: &Catalog, low: Option<f64>, high: f64) -> Vec<CandidateOu
         .filter(|e| e.kind != "os" && e.kind != "client")
         .filter(|e| e.idle_timeout_s > lo && e.idle_timeout_s <= high * 1.02)
         .collect();
-    fit.sort_by(|a, b| (high - a.idle_timeout_s).abs().total_cmp(&(high - b.idle_timeout_s).abs()));
+    fit.sort_by(|a, b| {
+        (high - a.idle_timeout_s)
+            .abs()
+            .total_cmp(&(high - b.idle_timeout_s).abs())
+    });
     if fit.is_empty() {
-        fit = catalog.near(high, 0.1).into_iter().map(|c| c.entry).collect();
+        fit = catalog
+            .near(high, 0.1)
+            .into_iter()
+            .map(|c| c.entry)
+            .collect();
     }
     fit.into_iter()
         .take(MAX_CANDIDATES)
@@ -114,20 +132,43 @@ fn candidates(catalog: &Catalog, low: Option<f64>, high: f64) -> Vec<CandidateOu
 
 fn verdict(s: &Summary) -> String {
     if s.idle_failures == 0 {
-        let survived = s.idle_timeout_s.low.map(|l| format!(" (longest idle that survived: {})", Human(l))).unwrap_or_default();
+        let survived = s
+            .idle_timeout_s
+            .low
+            .map(|l| format!(" (longest idle that survived: {})", Human(l)))
+            .unwrap_or_default();
         return format!("No idle failures in {} flows{survived}.", s.flows);
     }
     let mut parts = Vec::new();
     if s.resets > 0 {
-        parts.push(format!("{} reset{} ({} from a middlebox)", s.resets, plural(s.resets), s.middlebox_resets));
+        parts.push(format!(
+            "{} reset{} ({} from a middlebox)",
+            s.resets,
+            plural(s.resets),
+            s.middlebox_resets
+        ));
     }
     if s.blackholes > 0 {
-        parts.push(format!("{} silent drop{}", s.blackholes, plural(s.blackholes)));
+        parts.push(format!(
+            "{} silent drop{}",
+            s.blackholes,
+            plural(s.blackholes)
+        ));
     }
     if s.idle_closes > 0 {
-        parts.push(format!("{} idle close{}", s.idle_closes, plural(s.idle_closes)));
+        parts.push(format!(
+            "{} idle close{}",
+            s.idle_closes,
+            plural(s.idle_closes)
+        ));
     }
-    let mut v = format!("{} idle failure{} in {} flows: {}.", s.idle_failures, plural(s.idle_failures), s.flows, parts.join(", "));
+    let mut v = format!(
+        "{} idle failure{} in {} flows: {}.",
+        s.idle_failures,
+        plural(s.idle_failures),
+        s.flows,
+        parts.join(", ")
+    );
     match (s.idle_timeout_s.low, s.idle_timeout_s.high) {
         (Some(l), Some(h)) if s.consistent => {
             v.push_str(&format!(" Idle timeout between {} (survived) and {} (failed).", Human(l), Human(h)));
@@ -141,7 +182,11 @@ fn verdict(s: &Summary) -> String {
         _ => {}
     }
     if !s.candidates.is_empty() {
-        let names: Vec<String> = s.candidates.iter().map(|c| format!("{} ({})", c.id, Human(c.timeout_s))).collect();
+        let names: Vec<String> = s
+            .candidates
+            .iter()
+            .map(|c| format!("{} ({})", c.id, Human(c.timeout_s)))
+            .collect();
         v.push_str(&format!(" Matching catalog entries: {}.", names.join(", ")));
     }
     v
@@ -174,7 +219,11 @@ mod tests {
     }
 
     fn analysis(events: Vec<Event>, survived: Option<f64>, flows: u64) -> Analysis {
-        let mut a = Analysis { events, longest_survived_idle_s: survived, ..Analysis::default() };
+        let mut a = Analysis {
+            events,
+            longest_survived_idle_s: survived,
+            ..Analysis::default()
+        };
         a.stats.flows = flows;
         a
     }
@@ -182,14 +231,34 @@ mod tests {
     #[test]
     fn bracket_and_candidates_from_two_files() {
         let cat = Catalog::builtin().unwrap();
-        let a = analysis(vec![event(Kind::Reset, Origin::Middlebox, 352.0)], Some(300.0), 3);
-        let b = analysis(vec![event(Kind::Reset, Origin::Endpoint, 400.0)], Some(120.0), 2);
+        let a = analysis(
+            vec![event(Kind::Reset, Origin::Middlebox, 352.0)],
+            Some(300.0),
+            3,
+        );
+        let b = analysis(
+            vec![event(Kind::Reset, Origin::Endpoint, 400.0)],
+            Some(120.0),
+            2,
+        );
         let s = summarise(&[&a, &b], &cat);
         assert_eq!((s.flows, s.resets, s.middlebox_resets), (5, 2, 1));
-        assert_eq!(s.idle_timeout_s, Bracket { low: Some(300.0), high: Some(352.0) });
+        assert_eq!(
+            s.idle_timeout_s,
+            Bracket {
+                low: Some(300.0),
+                high: Some(352.0)
+            }
+        );
         assert!(s.consistent);
         assert!(!s.candidates.is_empty());
-        assert!(s.candidates.iter().all(|c| c.timeout_s > 300.0 && c.timeout_s <= 352.0 * 1.02), "{:?}", s.candidates);
+        assert!(
+            s.candidates
+                .iter()
+                .all(|c| c.timeout_s > 300.0 && c.timeout_s <= 352.0 * 1.02),
+            "{:?}",
+            s.candidates
+        );
         assert!(s.candidates.iter().any(|c| c.id == "aws-nat-gateway"));
         assert!(s.verdict.contains("between"), "{}", s.verdict);
     }
@@ -197,7 +266,11 @@ mod tests {
     #[test]
     fn inconsistent_bracket_is_said() {
         let cat = Catalog::builtin().unwrap();
-        let a = analysis(vec![event(Kind::Blackhole, Origin::Unknown, 100.0)], Some(500.0), 1);
+        let a = analysis(
+            vec![event(Kind::Blackhole, Origin::Unknown, 100.0)],
+            Some(500.0),
+            1,
+        );
         let s = summarise(&[&a], &cat);
         assert!(!s.consistent);
         assert_eq!(s.blackholes, 1);
@@ -211,6 +284,10 @@ mod tests {
         let s = summarise(&[&a], &cat);
         assert_eq!(s.idle_failures, 0);
         assert!(s.candidates.is_empty());
-        assert!(s.verdict.starts_with("No idle failures in 4 flows"), "{}", s.verdict);
+        assert!(
+            s.verdict.starts_with("No idle failures in 4 flows"),
+            "{}",
+            s.verdict
+        );
     }
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use etherparse::{IpHeaders, IpNumber, Ipv4Header, Ipv6Header, PacketBuilder};
 
 use super::packet::{ACK, FIN, PSH, RST, SYN};
-use super::writer::{LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW, PcapWriter};
+use super::writer::{
+    LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW, PcapWriter,
+};
 
 pub const V4_A: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10));
 pub const V4_B: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 19, 0, 20));
@@ -35,7 +37,18 @@ pub struct Pkt {
 
 impl Pkt {
     pub fn new(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Pkt {
-        Pkt { src, sport, dst, dport, ttl: 64, id: 0, seq: 0, ack: 0, flags: ACK, payload: 0 }
+        Pkt {
+            src,
+            sport,
+            dst,
+            dport,
+            ttl: 64,
+            id: 0,
+            seq: 0,
+            ack: 0,
+            flags: ACK,
+            payload: 0,
+        }
     }
     pub fn ttl(mut self, ttl: u8) -> Pkt {
         self.ttl = ttl;
@@ -66,7 +79,8 @@ impl Pkt {
     pub fn ip(&self) -> Vec<u8> {
         let ip = match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                let mut h = Ipv4Header::new(0, self.ttl, IpNumber::TCP, s.octets(), d.octets()).unwrap();
+                let mut h =
+                    Ipv4Header::new(0, self.ttl, IpNumber::TCP, s.octets(), d.octets()).unwrap();
                 h.identification = self.id;
                 IpHeaders::Ipv4(h, Default::default())
             }
@@ -132,8 +146,20 @@ impl Conv {
     /// router between the server and the capture point). Starts at t = 1_700_000_000 s.
     pub fn new(c: IpAddr, s: IpAddr) -> Conv {
         Conv {
-            c: End { addr: c, port: 41000, seq: 1_000, ttl: 64, id: 100 },
-            s: End { addr: s, port: 5432, seq: 900_000, ttl: 63, id: 5_000 },
+            c: End {
+                addr: c,
+                port: 41000,
+                seq: 1_000,
+                ttl: 64,
+                id: 100,
+            },
+            s: End {
+                addr: s,
+                port: 5432,
+                seq: 900_000,
+                ttl: 63,
+                id: 5_000,
+            },
             t: 1_700_000_000.0,
             pkts: Vec::new(),
         }
@@ -150,8 +176,18 @@ impl Conv {
         self
     }
 
-    fn send(&mut self, from_client: bool, flags: u8, len: u32, seq_override: Option<u32>) -> &mut Self {
-        let (me, peer) = if from_client { (self.c, self.s) } else { (self.s, self.c) };
+    fn send(
+        &mut self,
+        from_client: bool,
+        flags: u8,
+        len: u32,
+        seq_override: Option<u32>,
+    ) -> &mut Self {
+        let (me, peer) = if from_client {
+            (self.c, self.s)
+        } else {
+            (self.s, self.c)
+        };
         let seq = seq_override.unwrap_or(me.seq);
         let p = Pkt::new(me.addr, me.port, peer.addr, peer.port)
             .ttl(me.ttl)
@@ -161,7 +197,11 @@ impl Conv {
             .flags(flags)
             .payload(len as usize);
         let used = len + u32::from(flags & (SYN | FIN) != 0);
-        let me_mut = if from_client { &mut self.c } else { &mut self.s };
+        let me_mut = if from_client {
+            &mut self.c
+        } else {
+            &mut self.s
+        };
         me_mut.id = me_mut.id.wrapping_add(1);
         if seq_override.is_none() {
             me_mut.seq = me_mut.seq.wrapping_add(used);
@@ -230,7 +270,8 @@ impl Conv {
         let mut w = PcapWriter::new(Vec::new(), linktype, 65535, nanos).unwrap();
         for (t, ip) in &self.pkts {
             let frame = frame(linktype, ip);
-            w.write_packet(Duration::from_secs_f64(*t), &frame, frame.len() as u32).unwrap();
+            w.write_packet(Duration::from_secs_f64(*t), &frame, frame.len() as u32)
+                .unwrap();
         }
         w.into_inner()
     }
@@ -285,7 +326,11 @@ fn push_block(out: &mut Vec<u8>, btype: u32, body: &[u8]) {
 
 /// Wrap an IP packet in a link-layer header.
 pub fn frame(linktype: u32, ip: &[u8]) -> Vec<u8> {
-    let ethertype: [u8; 2] = if ip[0] >> 4 == 6 { [0x86, 0xdd] } else { [0x08, 0x00] };
+    let ethertype: [u8; 2] = if ip[0] >> 4 == 6 {
+        [0x86, 0xdd]
+    } else {
+        [0x08, 0x00]
+    };
     let mut f = Vec::with_capacity(ip.len() + 24);
     match linktype {
         LINKTYPE_ETHERNET => {

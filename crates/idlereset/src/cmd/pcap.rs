@@ -16,9 +16,9 @@ use idlereset_core::catalog::Catalog;
 use idlereset_core::duration::{Human, parse_duration};
 use idlereset_core::pcap::events::{Event, Kind, Origin, Role};
 use idlereset_core::pcap::flow::Config;
+use idlereset_core::pcap::packet::TcpSegment;
 use idlereset_core::pcap::reader::{Decoder, ReadError, Step};
 use idlereset_core::pcap::summary::{Summary, summarise};
-use idlereset_core::pcap::packet::TcpSegment;
 use idlereset_core::pcap::{Analyzer, FileAnalysis, tcp_segment};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -77,7 +77,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Ok((a, e)) => (a, e.map(|e| e.to_string())),
             Err(e) => (Analyzer::new(cfg).finish("unknown"), Some(format!("{e:#}"))),
         };
-        results.push(FileResult { path: path.clone(), analysis, error });
+        results.push(FileResult {
+            path: path.clone(),
+            analysis,
+            error,
+        });
     }
     let analyses: Vec<_> = results.iter().map(|r| &r.analysis.analysis).collect();
     let summary = summarise(&analyses, &catalog);
@@ -86,12 +90,22 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     } else {
         print_text(&results, &summary)?;
     }
-    let errors: Vec<String> =
-        results.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.path.display()))).collect();
+    let errors: Vec<String> = results
+        .iter()
+        .filter_map(|r| {
+            r.error
+                .as_ref()
+                .map(|e| format!("{}: {e}", r.path.display()))
+        })
+        .collect();
     if !errors.is_empty() {
         anyhow::bail!("{}", errors.join("; "));
     }
-    Ok(if summary.idle_failures > 0 { Outcome::Findings } else { Outcome::Clean })
+    Ok(if summary.idle_failures > 0 {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
 }
 
 /// Read and analyse one file. I/O errors are `Err`; a damaged capture is `Ok` with what was
@@ -101,12 +115,18 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 /// tracks flows; batches of parsed segments go between them through a bounded channel and
 /// come back empty for reuse. On a 1 GB capture this hides the read and parse cost behind
 /// the flow tracking (measured: 0.47 s single-threaded vs 0.3 s; see bench/pcap/run.sh).
-fn analyse_file(path: &Path, cfg: Config, progress: bool) -> anyhow::Result<(FileAnalysis, Option<ReadError>)> {
+fn analyse_file(
+    path: &Path,
+    cfg: Config,
+    progress: bool,
+) -> anyhow::Result<(FileAnalysis, Option<ReadError>)> {
     let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = (progress && size >= PROGRESS_MIN_BYTES).then(|| {
         let bar = ProgressBar::new(size);
-        if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_message(path.display().to_string());
@@ -134,7 +154,8 @@ fn analyse_file(path: &Path, cfg: Config, progress: bool) -> anyhow::Result<(Fil
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let analyzer = analyzer.map_err(|_| anyhow::anyhow!("flow tracking thread panicked on {}", path.display()))?;
+    let analyzer = analyzer
+        .map_err(|_| anyhow::anyhow!("flow tracking thread panicked on {}", path.display()))?;
     let (format, error) = read?;
     Ok((analyzer.finish(format), error))
 }
@@ -164,8 +185,11 @@ fn read_records(
                 batch.push((record.ts_ns, tcp_segment(&record)));
                 start += used;
                 if batch.len() == BATCH {
-                    let next = back.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
-                    tx.send(std::mem::replace(&mut batch, next)).context("flow tracking thread stopped")?;
+                    let next = back
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                    tx.send(std::mem::replace(&mut batch, next))
+                        .context("flow tracking thread stopped")?;
                     if let Some(bar) = bar {
                         bar.set_position(base + start as u64);
                     }
@@ -175,7 +199,11 @@ fn read_records(
             Ok(Step::NeedMore { need }) => {
                 if eof {
                     if start < end || decoder.format() == "unknown" {
-                        let what = if decoder.format() == "unknown" { "file header" } else { "record" };
+                        let what = if decoder.format() == "unknown" {
+                            "file header"
+                        } else {
+                            "record"
+                        };
                         error = Some(ReadError::Truncated {
                             offset: base + start as u64,
                             what,
@@ -192,7 +220,9 @@ fn read_records(
                 if need > buf.len() {
                     buf.resize(need, 0);
                 }
-                let n = file.read(&mut buf[end..]).with_context(|| format!("cannot read {}", path.display()))?;
+                let n = file
+                    .read(&mut buf[end..])
+                    .with_context(|| format!("cannot read {}", path.display()))?;
                 if n == 0 {
                     eof = true;
                 }
@@ -265,7 +295,10 @@ fn print_text(results: &[FileResult], summary: &Summary) -> anyhow::Result<()> {
             writeln!(out, "  {}", describe(e))?;
         }
         if let Some(err) = &r.error {
-            writeln!(out, "  error: {err} (analysis above covers the readable part)")?;
+            writeln!(
+                out,
+                "  error: {err} (analysis above covers the readable part)"
+            )?;
         }
     }
     writeln!(out)?;
@@ -273,7 +306,13 @@ fn print_text(results: &[FileResult], summary: &Summary) -> anyhow::Result<()> {
     if !summary.candidates.is_empty() {
         writeln!(out, "Catalog candidates:")?;
         for c in &summary.candidates {
-            writeln!(out, "  {:<30} {:<20} {}", c.id, Human(c.timeout_s).to_string(), c.name)?;
+            writeln!(
+                out,
+                "  {:<30} {:<20} {}",
+                c.id,
+                Human(c.timeout_s).to_string(),
+                c.name
+            )?;
             writeln!(out, "  {:<30} source: {}", "", c.source)?;
         }
     }
@@ -285,13 +324,23 @@ fn describe(e: &Event) -> String {
         Role::Client => "client",
         Role::Server => "server",
     };
-    let head = format!("{} {} -> {} after {} idle", e.time, e.client, e.server, Human(e.idle_before_s));
+    let head = format!(
+        "{} {} -> {} after {} idle",
+        e.time,
+        e.client,
+        e.server,
+        Human(e.idle_before_s)
+    );
     let origin = match e.origin {
         Origin::Middlebox => "a middlebox",
         Origin::Endpoint => "the endpoint",
         Origin::Unknown => "unknown",
     };
-    let why = e.evidence.as_ref().map(|ev| format!(": {}", ev.reason)).unwrap_or_default();
+    let why = e
+        .evidence
+        .as_ref()
+        .map(|ev| format!(": {}", ev.reason))
+        .unwrap_or_default();
     match e.kind {
         Kind::Reset => format!(
             "RESET      {head}: the {} spoke first, a RST with the {}'s address came from {origin}{why}",

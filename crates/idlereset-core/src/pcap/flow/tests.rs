@@ -2,9 +2,11 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::pcap::{analyse_bytes, packet};
 use crate::pcap::testkit::{Conv, Pkt, V4_A, V4_B, V6_A, V6_B};
-use crate::pcap::writer::{LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW};
+use crate::pcap::writer::{
+    LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW,
+};
+use crate::pcap::{analyse_bytes, packet};
 
 fn run(bytes: &[u8]) -> Analysis {
     let (fa, err) = analyse_bytes(bytes, Config::default());
@@ -18,7 +20,11 @@ fn run(bytes: &[u8]) -> Analysis {
 /// with TTL 63.
 fn firewall_reset(c: IpAddr, s: IpAddr) -> Conv {
     let mut conv = Conv::new(c, s);
-    conv.handshake().exchange().wait(950.0).c_data(80).forged_rst_from_server(64, 0);
+    conv.handshake()
+        .exchange()
+        .wait(950.0)
+        .c_data(80)
+        .forged_rst_from_server(64, 0);
     conv
 }
 
@@ -33,10 +39,17 @@ fn firewall_reset_ipv4() {
     let e = only_event(&a);
     assert_eq!(e.kind, Kind::Reset);
     assert_eq!(e.origin, Origin::Middlebox);
-    assert_eq!((e.client.as_str(), e.server.as_str()), ("198.18.0.10:41000", "198.19.0.20:5432"));
+    assert_eq!(
+        (e.client.as_str(), e.server.as_str()),
+        ("198.18.0.10:41000", "198.19.0.20:5432")
+    );
     assert_eq!(e.carries, Some(Role::Server));
     assert_eq!(e.trigger, Role::Client);
-    assert!((e.idle_before_s - 950.0).abs() < 0.01, "{}", e.idle_before_s);
+    assert!(
+        (e.idle_before_s - 950.0).abs() < 0.01,
+        "{}",
+        e.idle_before_s
+    );
     let ev = e.evidence.as_ref().unwrap();
     assert_eq!((ev.ttl, ev.expected_ttl.clone()), (64, vec![63]));
     assert!(e.time.starts_with("2023-11-14T22:"), "{}", e.time);
@@ -68,8 +81,16 @@ fn every_link_type_and_format_gives_the_same_verdict() {
         let a = run(&bytes);
         assert_eq!(a.events.len(), 1, "{name}");
         let e = &a.events[0];
-        assert_eq!((e.kind, e.origin), (Kind::Reset, Origin::Middlebox), "{name}");
-        assert!((e.idle_before_s - 950.0).abs() < 0.01, "{name}: {}", e.idle_before_s);
+        assert_eq!(
+            (e.kind, e.origin),
+            (Kind::Reset, Origin::Middlebox),
+            "{name}"
+        );
+        assert!(
+            (e.idle_before_s - 950.0).abs() < 0.01,
+            "{name}: {}",
+            e.idle_before_s
+        );
     }
 }
 
@@ -87,7 +108,11 @@ fn router_hop_server_reset_is_the_endpoint_not_a_guess_of_64() {
     let mut conv = Conv::new(V4_A, V4_B);
     conv.c.ttl = 63;
     conv.s.ttl = 62;
-    conv.handshake().exchange().wait(700.0).c_data(10).forged_rst_from_server(63, 0);
+    conv.handshake()
+        .exchange()
+        .wait(700.0)
+        .c_data(10)
+        .forged_rst_from_server(63, 0);
     let e = only_event(&run(&conv.pcap(LINKTYPE_ETHERNET, false))).clone();
     assert_eq!(e.origin, Origin::Middlebox);
     assert_eq!(e.evidence.unwrap().expected_ttl, vec![62]);
@@ -96,7 +121,12 @@ fn router_hop_server_reset_is_the_endpoint_not_a_guess_of_64() {
 #[test]
 fn rst_with_matching_ttl_but_foreign_ip_id_is_a_middlebox() {
     let mut conv = Conv::new(V4_A, V4_B);
-    conv.handshake().exchange().exchange().wait(1000.0).c_data(10).forged_rst_from_server(63, 40_000);
+    conv.handshake()
+        .exchange()
+        .exchange()
+        .wait(1000.0)
+        .c_data(10)
+        .forged_rst_from_server(63, 40_000);
     let e = only_event(&run(&conv.pcap(LINKTYPE_RAW, false))).clone();
     assert_eq!(e.origin, Origin::Middlebox);
     let ev = e.evidence.unwrap();
@@ -115,7 +145,10 @@ fn silent_drop_is_a_blackhole() {
     }
     let a = run(&conv.pcap(LINKTYPE_ETHERNET, false));
     let e = only_event(&a);
-    assert_eq!((e.kind, e.origin, e.carries), (Kind::Blackhole, Origin::Unknown, None));
+    assert_eq!(
+        (e.kind, e.origin, e.carries),
+        (Kind::Blackhole, Origin::Unknown, None)
+    );
     assert_eq!(e.retransmissions, 6);
     assert!((e.idle_before_s - 400.0).abs() < 0.01);
     assert_eq!(a.stats.retransmissions, 6);
@@ -137,16 +170,27 @@ fn unanswered_keepalive_probes_are_a_blackhole() {
     let e = only_event(&a);
     assert_eq!(e.kind, Kind::Blackhole);
     assert!((e.idle_before_s - 7200.0).abs() < 0.01);
-    assert_eq!((a.stats.keepalive_probes, a.stats.keepalive_answered), (9, 0));
+    assert_eq!(
+        (a.stats.keepalive_probes, a.stats.keepalive_answered),
+        (9, 0)
+    );
 }
 
 #[test]
 fn server_idle_close_is_reported() {
     let mut conv = Conv::new(V4_A, V4_B);
-    conv.handshake().exchange().wait(600.0).s_fin().c_fin().s_ack();
+    conv.handshake()
+        .exchange()
+        .wait(600.0)
+        .s_fin()
+        .c_fin()
+        .s_ack();
     let a = run(&conv.pcap(LINKTYPE_LINUX_SLL2, false));
     let e = only_event(&a);
-    assert_eq!((e.kind, e.origin, e.carries), (Kind::IdleClose, Origin::Endpoint, Some(Role::Server)));
+    assert_eq!(
+        (e.kind, e.origin, e.carries),
+        (Kind::IdleClose, Origin::Endpoint, Some(Role::Server))
+    );
     assert!((e.idle_before_s - 600.0).abs() < 0.01);
 }
 
@@ -160,7 +204,10 @@ fn answered_keepalives_keep_the_flow_alive() {
     conv.wait(1.0).exchange().c_fin().s_fin().c_ack();
     let a = run(&conv.pcap(LINKTYPE_ETHERNET, false));
     assert!(a.events.is_empty(), "{:#?}", a.events);
-    assert_eq!((a.stats.keepalive_probes, a.stats.keepalive_answered), (20, 20));
+    assert_eq!(
+        (a.stats.keepalive_probes, a.stats.keepalive_answered),
+        (20, 20)
+    );
     assert_eq!(a.stats.retransmissions, 0);
     let survived = a.longest_survived_idle_s.unwrap();
     assert!((survived - 60.0).abs() < 0.1, "{survived}");
@@ -171,10 +218,19 @@ fn answered_keepalives_keep_the_flow_alive() {
 #[test]
 fn normal_closes_and_busy_resets_are_not_idle_events() {
     let mut conv = Conv::new(V4_A, V4_B);
-    conv.handshake().exchange().wait(0.5).exchange().c_fin().s_fin().c_ack();
+    conv.handshake()
+        .exchange()
+        .wait(0.5)
+        .exchange()
+        .c_fin()
+        .s_fin()
+        .c_ack();
     // A refused connection on another port: SYN answered by RST.
     let refused = Pkt::new(V4_A, 41001, V4_B, 9999).flags(packet::SYN).seq(5);
-    let rst = Pkt::new(V4_B, 9999, V4_A, 41001).flags(packet::RST | ACK).ack(6).ttl(63);
+    let rst = Pkt::new(V4_B, 9999, V4_A, 41001)
+        .flags(packet::RST | ACK)
+        .ack(6)
+        .ttl(63);
     conv.raw(&refused).raw(&rst);
     // A busy flow aborted by the client after 2 s.
     let mut busy = Conv::new(V4_A, V4_B);
@@ -192,10 +248,16 @@ fn client_is_found_without_a_syn() {
     // Capture started mid-connection: the server speaks first after the idle.
     let mut conv = Conv::new(V4_A, V4_B);
     conv.exchange().wait(900.0).s_data(20);
-    let rst = Pkt::new(V4_A, 41000, V4_B, 5432).flags(packet::RST).ttl(60).seq(conv.c.seq);
+    let rst = Pkt::new(V4_A, 41000, V4_B, 5432)
+        .flags(packet::RST)
+        .ttl(60)
+        .seq(conv.c.seq);
     conv.raw(&rst);
     let e = only_event(&run(&conv.pcap(LINKTYPE_RAW, false))).clone();
-    assert_eq!((e.client.as_str(), e.trigger, e.carries), ("198.18.0.10:41000", Role::Server, Some(Role::Client)));
+    assert_eq!(
+        (e.client.as_str(), e.trigger, e.carries),
+        ("198.18.0.10:41000", Role::Server, Some(Role::Client))
+    );
     assert_eq!(e.origin, Origin::Middlebox);
 }
 
@@ -207,7 +269,11 @@ fn bracket_inputs_survived_and_failed() {
     bad.c.port = 41001;
     bad.pkts.clear();
     bad.t = ok.t;
-    bad.handshake().exchange().wait(400.0).c_data(5).forged_rst_from_server(64, 0);
+    bad.handshake()
+        .exchange()
+        .wait(400.0)
+        .c_data(5)
+        .forged_rst_from_server(64, 0);
     ok.pkts.extend(bad.pkts);
     ok.pkts.sort_by(|a, b| a.0.total_cmp(&b.0));
     let a = run(&ok.pcap(LINKTYPE_RAW, false));
@@ -217,7 +283,11 @@ fn bracket_inputs_survived_and_failed() {
 
 #[test]
 fn memory_stays_bounded_and_every_flow_is_counted() {
-    let cfg = Config { max_flows: 100, linger_ns: NS, ..Config::default() };
+    let cfg = Config {
+        max_flows: 100,
+        linger_ns: NS,
+        ..Config::default()
+    };
     let mut tracker = Tracker::new(cfg);
     let mut peak = 0;
     // 1000 short connections closed normally, one every 10 ms ...
@@ -254,8 +324,14 @@ fn truncated_capture_is_analysed_up_to_the_damage() {
     let cut = &bytes[..bytes.len() - 10];
     let (fa, err) = analyse_bytes(cut, Config::default());
     let err = err.unwrap();
-    assert!(err.offset() > 24 && err.offset() < cut.len() as u64, "{err}");
-    assert!(err.to_string().contains(&format!("byte offset {}", err.offset())));
+    assert!(
+        err.offset() > 24 && err.offset() < cut.len() as u64,
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("byte offset {}", err.offset()))
+    );
     // Everything but the RST was read: the flow is there, the data after idle too.
     assert_eq!(fa.packets, 7);
     assert_eq!(fa.analysis.stats.flows, 1);

@@ -23,8 +23,10 @@ fn all(data: &[u8]) -> (Vec<Record<'_>>, Option<ReadError>) {
 
 fn pcap_micro() -> Vec<u8> {
     let mut w = PcapWriter::new(Vec::new(), LINKTYPE_RAW, 65535, false).unwrap();
-    w.write_packet(Duration::new(10, 5_000), &[0x45, 1, 2], 3).unwrap();
-    w.write_packet(Duration::new(11, 0), &[0x60; 5], 60).unwrap();
+    w.write_packet(Duration::new(10, 5_000), &[0x45, 1, 2], 3)
+        .unwrap();
+    w.write_packet(Duration::new(11, 0), &[0x60; 5], 60)
+        .unwrap();
     w.into_inner()
 }
 
@@ -56,7 +58,10 @@ fn classic_pcap_micro_nano_and_big_endian() {
     assert!(err.is_none());
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[0].ts_ns, 10_000_005_000);
-    assert_eq!((recs[0].linktype, recs[0].data, recs[0].offset), (LINKTYPE_RAW, &[0x45, 1, 2][..], 24));
+    assert_eq!(
+        (recs[0].linktype, recs[0].data, recs[0].offset),
+        (LINKTYPE_RAW, &[0x45, 1, 2][..], 24)
+    );
     assert_eq!((recs[1].orig_len, recs[1].offset), (60, 24 + 16 + 3));
 
     let be = to_big_endian(&le);
@@ -66,7 +71,8 @@ fn classic_pcap_micro_nano_and_big_endian() {
     assert_eq!(recs_be, recs);
 
     let mut w = PcapWriter::new(Vec::new(), LINKTYPE_ETHERNET, 65535, true).unwrap();
-    w.write_packet(Duration::new(3, 123_456_789), &[1], 1).unwrap();
+    w.write_packet(Duration::new(3, 123_456_789), &[1], 1)
+        .unwrap();
     let nano = w.into_inner();
     let (recs, _) = all(&nano);
     assert_eq!(recs[0].ts_ns, 3_123_456_789);
@@ -90,7 +96,13 @@ fn pcapng_little_and_big_endian_sections_agree() {
     let be = pcapng_to_big_endian(&le);
     let (recs_be, err) = all(&be);
     assert!(err.is_none(), "{err:?}");
-    assert_eq!(recs_be.iter().map(|r| (r.ts_ns, r.data)).collect::<Vec<_>>(), recs.iter().map(|r| (r.ts_ns, r.data)).collect::<Vec<_>>());
+    assert_eq!(
+        recs_be
+            .iter()
+            .map(|r| (r.ts_ns, r.data))
+            .collect::<Vec<_>>(),
+        recs.iter().map(|r| (r.ts_ns, r.data)).collect::<Vec<_>>()
+    );
 }
 
 /// Convert the testkit's pcapng (SHB, custom block, IDB with one option, EPBs) to big endian.
@@ -191,12 +203,25 @@ fn errors_carry_the_offset() {
     assert_eq!(recs.len(), 1);
     let err = err.unwrap();
     assert_eq!(err.offset(), 24 + 16 + 3);
-    assert!(matches!(err, ReadError::Truncated { need: 21, have: 19, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ReadError::Truncated {
+                need: 21,
+                have: 19,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 
     let mut huge = pcap_micro();
     huge[24 + 8..24 + 12].copy_from_slice(&u32::MAX.to_le_bytes());
     let err = all(&huge).1.unwrap();
-    assert!(matches!(err, ReadError::Corrupt { offset: 24, .. }), "{err}");
+    assert!(
+        matches!(err, ReadError::Corrupt { offset: 24, .. }),
+        "{err}"
+    );
 
     // A packet block for an interface that was never described.
     let mut f = shb();
@@ -213,7 +238,10 @@ fn errors_carry_the_offset() {
     f.extend_from_slice(&[0; 9]);
     assert!(matches!(all(&f).1, Some(ReadError::Corrupt { .. })));
 
-    assert!(matches!(all(&[0xd4, 0xc3]).1, Some(ReadError::Truncated { offset: 0, .. })));
+    assert!(matches!(
+        all(&[0xd4, 0xc3]).1,
+        Some(ReadError::Truncated { offset: 0, .. })
+    ));
     assert!(all(&[]).1.is_some());
 }
 
@@ -245,8 +273,15 @@ fn decode_in_chunks(data: &[u8], chunk: usize) -> Vec<(u64, Vec<u8>)> {
 fn decoder_resumes_across_chunk_boundaries() {
     let mut conv = Conv::new(V4_A, V4_B);
     conv.handshake().exchange().exchange();
-    for bytes in [conv.pcap(LINKTYPE_ETHERNET, false), conv.pcapng(LINKTYPE_ETHERNET)] {
-        let whole: Vec<(u64, Vec<u8>)> = all(&bytes).0.iter().map(|r| (r.ts_ns, r.data.to_vec())).collect();
+    for bytes in [
+        conv.pcap(LINKTYPE_ETHERNET, false),
+        conv.pcapng(LINKTYPE_ETHERNET),
+    ] {
+        let whole: Vec<(u64, Vec<u8>)> = all(&bytes)
+            .0
+            .iter()
+            .map(|r| (r.ts_ns, r.data.to_vec()))
+            .collect();
         assert_eq!(whole.len(), 9);
         for chunk in [1, 7, 16, 50, 4096] {
             assert_eq!(decode_in_chunks(&bytes, chunk), whole, "chunk {chunk}");
