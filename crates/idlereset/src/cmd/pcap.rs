@@ -35,6 +35,7 @@ Examples:
   idlereset pcap client.pcap                      who reset the connections, after how much idle
   idlereset pcap any.pcapng server.pcap --json    several captures (tcpdump -i any works too)
   idlereset pcap lab.pcap --min-idle 1s           scaled lab captures with short idle gaps
+  idlereset pcap db.pcap --flows                  also list idle / probed / failed flows
   tcpdump -i any -s 128 -w idle.pcap 'tcp port 5432'   a capture that is enough for this
 
 Exit status: 0 no idle failures, 1 idle failures found, 2 unreadable or damaged capture
@@ -55,7 +56,14 @@ pub struct Args {
     /// Most flows held in memory at once; the longest-idle ones are summarised beyond that
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(16..))]
     pub max_flows: u64,
+    /// Also list the flows that were idle, sent keepalive probes or failed (text output;
+    /// JSON always has them under `files[].notable_flows`)
+    #[arg(long)]
+    pub flows: bool,
 }
+
+/// Events printed per file in text output; `--json` has them all.
+const TEXT_EVENTS: usize = 50;
 
 struct FileResult {
     path: PathBuf,
@@ -88,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.json {
         super::print_json(&to_json(&results, &summary))?;
     } else {
-        print_text(&results, &summary)?;
+        print_text(&results, &summary, args.flows)?;
     }
     let errors: Vec<String> = results
         .iter()
@@ -273,7 +281,7 @@ fn to_json(results: &[FileResult], summary: &Summary) -> Value {
     })
 }
 
-fn print_text(results: &[FileResult], summary: &Summary) -> anyhow::Result<()> {
+fn print_text(results: &[FileResult], summary: &Summary, flows: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for r in results {
         let a = &r.analysis;
@@ -291,8 +299,36 @@ fn print_text(results: &[FileResult], summary: &Summary) -> anyhow::Result<()> {
             st.keepalive_answered,
             st.retransmissions
         )?;
-        for e in &a.analysis.events {
+        for e in a.analysis.events.iter().take(TEXT_EVENTS) {
             writeln!(out, "  {}", describe(e))?;
+        }
+        if a.analysis.events.len() > TEXT_EVENTS {
+            writeln!(
+                out,
+                "  ... and {} more events (--json lists them all)",
+                a.analysis.events.len() - TEXT_EVENTS
+            )?;
+        }
+        if flows {
+            for f in &a.analysis.notable_flows {
+                let survived = f
+                    .longest_survived_idle_s
+                    .map(|s| Human(s).to_string())
+                    .unwrap_or_else(|| "-".into());
+                writeln!(
+                    out,
+                    "  flow {} -> {}: {} packets over {}, longest idle {}, longest survived idle {survived}, keepalive probes {} ({} answered), {} retransmissions, {} events",
+                    f.client,
+                    f.server,
+                    f.packets,
+                    Human(f.duration_s),
+                    Human(f.max_idle_s),
+                    f.keepalive_probes,
+                    f.keepalive_answered,
+                    f.retransmissions,
+                    f.events
+                )?;
+            }
         }
         if let Some(err) = &r.error {
             writeln!(
