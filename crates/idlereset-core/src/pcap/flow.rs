@@ -10,7 +10,8 @@
 //! - the *other* side answers with anything but a RST: the idle gap survived;
 //! - a RST arrives: `reset` (or `blackhole` when it is the sender giving up after
 //!   unanswered retransmissions or keepalive probes);
-//! - the first packet after the gap is a FIN: `idle-close`;
+//! - the first packet after the gap is a FIN with the server's address: `idle-close` (a
+//!   client's own FIN after idle is a pool retiring the connection, not a failure);
 //! - the flow ends (capture end, eviction) after retransmitted, never answered data or
 //!   probes: `blackhole`.
 //!
@@ -379,7 +380,9 @@ impl Flow {
                 self.episode = None;
             } else if s == ep.starter {
                 if created && is_fin {
-                    if reportable {
+                    // Only a FIN with the server's address is an idle timeout cutting the
+                    // client; a client closing its own idle connection is a pool retiring it.
+                    if reportable && s != self.client {
                         let (origin, evidence) = classify(&self.sides);
                         out = Some(Raw {
                             kind: Kind::IdleClose,

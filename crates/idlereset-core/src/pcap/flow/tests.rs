@@ -195,6 +195,15 @@ fn server_idle_close_is_reported() {
 }
 
 #[test]
+fn client_retiring_an_idle_connection_is_not_a_failure() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange().wait(600.0).c_fin().s_fin().c_ack();
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    assert!(a.events.is_empty(), "{:#?}", a.events);
+    assert_eq!(a.stats.idle_flows, 1);
+}
+
+#[test]
 fn answered_keepalives_keep_the_flow_alive() {
     let mut conv = Conv::new(V4_A, V4_B);
     conv.handshake().exchange();
