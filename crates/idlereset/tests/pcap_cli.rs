@@ -132,11 +132,19 @@ fn survived_idle_exits_0() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["events"].as_array().map(Vec::len), Some(0));
     assert!((v["idle_timeout_s"]["low"].as_f64().unwrap() - 950.0).abs() < 0.1);
-    assert_eq!(v["files"][0]["notable_flows"][0]["longest_survived_idle_s"].as_f64().map(f64::round), Some(950.0));
+    assert_eq!(
+        v["files"][0]["notable_flows"][0]["longest_survived_idle_s"]
+            .as_f64()
+            .map(f64::round),
+        Some(950.0)
+    );
 
     let text = run(&["pcap", p.to_str().unwrap(), "--flows"]);
     let stdout = String::from_utf8_lossy(&text.stdout);
-    assert!(stdout.contains("flow 198.18.0.10:41000 -> 198.19.0.20:5432: 8 packets"), "{stdout}");
+    assert!(
+        stdout.contains("flow 198.18.0.10:41000 -> 198.19.0.20:5432: 8 packets"),
+        "{stdout}"
+    );
     assert!(stdout.contains("No idle failures in 1 flows"), "{stdout}");
 }
 

@@ -9,7 +9,8 @@
 //! episode ends when:
 //! - the *other* side answers with anything but a RST: the idle gap survived;
 //! - a RST arrives: `reset` (or `blackhole` when it is the sender giving up after
-//!   unanswered retransmissions or keepalive probes);
+//!   unanswered retransmissions or keepalive probes; nothing when it is the client's own
+//!   stack aborting its idle connection as the first packet after the gap);
 //! - the first packet after the gap is a FIN with the server's address: `idle-close` (a
 //!   client's own FIN after idle is a pool retiring the connection, not a failure);
 //! - the flow ends (capture end, eviction) after retransmitted, never answered data or
@@ -360,21 +361,22 @@ impl Flow {
             };
             if is_rst {
                 let gave_up = s == ep.starter && !created && (ep.retrans > 0 || ep.probes >= 2);
-                if reportable {
-                    out = Some(if gave_up {
-                        blackhole(ep)
-                    } else {
-                        let (origin, evidence) = classify(&self.sides);
-                        Raw {
-                            kind: Kind::Reset,
-                            ts_ns: ts,
-                            gap_ns: ep.gap_ns,
-                            carries: Some(s),
-                            trigger: ep.starter,
-                            retrans: ep.retrans,
-                            origin,
-                            evidence: Some(evidence),
-                        }
+                if reportable && gave_up {
+                    out = Some(blackhole(ep));
+                } else if reportable {
+                    let (origin, evidence) = classify(&self.sides);
+                    // The client's own stack aborting its idle connection (SO_LINGER 0, a pool
+                    // discarding it) as the first packet after the gap is not a failure.
+                    let client_abort = created && s == self.client && origin == Origin::Endpoint;
+                    out = (!client_abort).then_some(Raw {
+                        kind: Kind::Reset,
+                        ts_ns: ts,
+                        gap_ns: ep.gap_ns,
+                        carries: Some(s),
+                        trigger: ep.starter,
+                        retrans: ep.retrans,
+                        origin,
+                        evidence: Some(evidence),
                     });
                 }
                 self.episode = None;

@@ -197,10 +197,35 @@ fn server_idle_close_is_reported() {
 #[test]
 fn client_retiring_an_idle_connection_is_not_a_failure() {
     let mut conv = Conv::new(V4_A, V4_B);
-    conv.handshake().exchange().wait(600.0).c_fin().s_fin().c_ack();
+    conv.handshake()
+        .exchange()
+        .wait(600.0)
+        .c_fin()
+        .s_fin()
+        .c_ack();
     let a = run(&conv.pcap(LINKTYPE_RAW, false));
     assert!(a.events.is_empty(), "{:#?}", a.events);
     assert_eq!(a.stats.idle_flows, 1);
+}
+
+#[test]
+fn client_abort_after_idle_is_not_a_failure_but_a_server_abort_is() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange().wait(600.0).c_rst();
+    assert!(run(&conv.pcap(LINKTYPE_RAW, false)).events.is_empty());
+
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange().wait(600.0).s_rst();
+    let e = only_event(&run(&conv.pcap(LINKTYPE_RAW, false))).clone();
+    assert_eq!(
+        (e.kind, e.origin, e.carries, e.trigger),
+        (
+            Kind::Reset,
+            Origin::Endpoint,
+            Some(Role::Server),
+            Role::Server
+        )
+    );
 }
 
 #[test]
