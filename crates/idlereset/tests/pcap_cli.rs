@@ -43,6 +43,23 @@ fn packet(
 /// Handshake, one exchange, `idle` seconds of silence, a query, then (if `forged`) a RST with
 /// the server's address but TTL 64 where the server's packets have 62.
 fn capture(path: &Path, idle: f64, forged: bool) {
+    write_pcap(path, &packets(idle, forged));
+}
+
+fn write_pcap(path: &Path, pkts: &[(f64, Vec<u8>)]) {
+    let mut w = PcapWriter::new(Vec::new(), LINKTYPE_RAW, 65535, false).unwrap();
+    for (t, p) in pkts {
+        w.write_packet(
+            Duration::from_secs_f64(1_700_000_000.0 + t),
+            p,
+            p.len() as u32,
+        )
+        .unwrap();
+    }
+    std::fs::write(path, w.into_inner()).unwrap();
+}
+
+fn packets(idle: f64, forged: bool) -> Vec<(f64, Vec<u8>)> {
     const SYN: u8 = 0x02;
     const ACK: u8 = 0x10;
     const PSH: u8 = 0x08;
@@ -64,16 +81,7 @@ fn capture(path: &Path, idle: f64, forged: bool) {
             packet(false, 62, 52, ACK | PSH, 1101, 141, 100),
         ));
     }
-    let mut w = PcapWriter::new(Vec::new(), LINKTYPE_RAW, 65535, false).unwrap();
-    for (t, p) in pkts {
-        w.write_packet(
-            Duration::from_secs_f64(1_700_000_000.0 + t),
-            &p,
-            p.len() as u32,
-        )
-        .unwrap();
-    }
-    std::fs::write(path, w.into_inner()).unwrap();
+    pkts
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -173,4 +181,30 @@ fn missing_file_and_help() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.pcap"));
     let help = run(&["pcap", "--help"]);
     assert!(String::from_utf8_lossy(&help.stdout).contains("Examples:"));
+}
+
+#[test]
+fn merge_sees_idle_gaps_across_rotated_files() {
+    let pkts = packets(950.0, true);
+    let (a, b) = (tmp("rot-1.pcap"), tmp("rot-2.pcap"));
+    write_pcap(&a, &pkts[..6]);
+    write_pcap(&b, &pkts[6..]);
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+
+    let separate = run(&["pcap", a, b, "--json"]);
+    assert_eq!(separate.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&separate.stdout).unwrap();
+    assert_eq!(v["flows"], 2);
+
+    let merged = run(&["pcap", "--merge", a, b, "--json"]);
+    assert_eq!(
+        merged.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
+    assert_eq!(v["flows"], 1);
+    assert_eq!(v["events"][0]["origin"], "middlebox");
+    assert_eq!(v["files"][0]["packets"], 8);
 }

@@ -36,6 +36,7 @@ Examples:
   idlereset pcap any.pcapng server.pcap --json    several captures (tcpdump -i any works too)
   idlereset pcap lab.pcap --min-idle 1s           scaled lab captures with short idle gaps
   idlereset pcap db.pcap --flows                  also list idle / probed / failed flows
+  idlereset pcap --merge cap-*.pcap               rotated files (tcpdump -G 3600) as one capture
   tcpdump -i any -s 128 -w idle.pcap 'tcp port 5432'   a capture that is enough for this
 
 Exit status: 0 no idle failures, 1 idle failures found, 2 unreadable or damaged capture
@@ -60,13 +61,18 @@ pub struct Args {
     /// JSON always has them under `files[].notable_flows`)
     #[arg(long)]
     pub flows: bool,
+    /// Treat the files as one capture cut into pieces (tcpdump -C / -G rotation), in the
+    /// order given, so idle gaps across file boundaries are seen
+    #[arg(long)]
+    pub merge: bool,
 }
 
 /// Events printed per file in text output; `--json` has them all.
 const TEXT_EVENTS: usize = 50;
 
 struct FileResult {
-    path: PathBuf,
+    /// The file name, or all names joined with ` + ` under `--merge`.
+    label: String,
     analysis: FileAnalysis,
     error: Option<String>,
 }
@@ -80,16 +86,51 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let catalog = Catalog::builtin()?;
     let show_progress = std::io::stdout().is_terminal();
     let mut results = Vec::new();
-    for path in &args.files {
-        let (analysis, error) = match analyse_file(path, cfg, show_progress) {
-            Ok((a, e)) => (a, e.map(|e| e.to_string())),
-            Err(e) => (Analyzer::new(cfg).finish("unknown"), Some(format!("{e:#}"))),
-        };
+    if args.merge {
+        // One continuous capture cut into files (tcpdump -C / -G): flows and idle gaps span
+        // the file boundaries.
+        let mut analyzer = Analyzer::new(cfg);
+        let mut format = "unknown";
+        let mut errors = Vec::new();
+        for path in &args.files {
+            let (a, read) = analyse_file(path, analyzer, cfg, show_progress);
+            analyzer = a;
+            match read {
+                Ok((f, err)) => {
+                    format = if format == "unknown" || format == f {
+                        f
+                    } else {
+                        "mixed"
+                    };
+                    errors.extend(err.map(|e| format!("{}: {e}", path.display())));
+                }
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        let label = args
+            .files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ");
         results.push(FileResult {
-            path: path.clone(),
-            analysis,
-            error,
+            label,
+            analysis: analyzer.finish(format),
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
         });
+    } else {
+        for path in &args.files {
+            let (analyzer, read) = analyse_file(path, Analyzer::new(cfg), cfg, show_progress);
+            let (format, error) = match read {
+                Ok((f, e)) => (f, e.map(|e| format!("{}: {e}", path.display()))),
+                Err(e) => ("unknown", Some(format!("{e:#}"))),
+            };
+            results.push(FileResult {
+                label: path.display().to_string(),
+                analysis: analyzer.finish(format),
+                error,
+            });
+        }
     }
     let analyses: Vec<_> = results.iter().map(|r| &r.analysis.analysis).collect();
     let summary = summarise(&analyses, &catalog);
@@ -100,11 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let errors: Vec<String> = results
         .iter()
-        .filter_map(|r| {
-            r.error
-                .as_ref()
-                .map(|e| format!("{}: {e}", r.path.display()))
-        })
+        .filter_map(|r| r.error.as_ref().cloned())
         .collect();
     if !errors.is_empty() {
         anyhow::bail!("{}", errors.join("; "));
@@ -116,19 +153,28 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     })
 }
 
-/// Read and analyse one file. I/O errors are `Err`; a damaged capture is `Ok` with what was
-/// readable and the decoder's error.
+/// Feed one file to `analyzer` and hand it back, whatever happened. The result is the capture
+/// format and the decoder error that stopped reading (a damaged capture), or an I/O error.
 ///
 /// Two threads: this one reads, decodes records and parses headers (stateless), the other
 /// tracks flows; batches of parsed segments go between them through a bounded channel and
 /// come back empty for reuse. On a 1 GB capture this hides the read and parse cost behind
-/// the flow tracking (measured: 0.47 s single-threaded vs 0.3 s; see bench/pcap/run.sh).
+/// the flow tracking when a second core is free (see bench/pcap/run.sh).
 fn analyse_file(
     path: &Path,
+    analyzer: Analyzer,
     cfg: Config,
     progress: bool,
-) -> anyhow::Result<(FileAnalysis, Option<ReadError>)> {
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+) -> (Analyzer, anyhow::Result<(&'static str, Option<ReadError>)>) {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            return (
+                analyzer,
+                Err(anyhow::Error::new(e).context(format!("cannot open {}", path.display()))),
+            );
+        }
+    };
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = (progress && size >= PROGRESS_MIN_BYTES).then(|| {
         let bar = ProgressBar::new(size);
@@ -144,7 +190,7 @@ fn analyse_file(
     let (back_tx, back_rx) = mpsc::channel::<Batch>();
     let (analyzer, read) = std::thread::scope(|scope| {
         let tracker = scope.spawn(move || {
-            let mut analyzer = Analyzer::new(cfg);
+            let mut analyzer = analyzer;
             for mut batch in rx {
                 for (ts, seg) in &batch {
                     analyzer.account(*ts, seg.as_ref());
@@ -162,10 +208,16 @@ fn analyse_file(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let analyzer = analyzer
-        .map_err(|_| anyhow::anyhow!("flow tracking thread panicked on {}", path.display()))?;
-    let (format, error) = read?;
-    Ok((analyzer.finish(format), error))
+    match analyzer {
+        Ok(a) => (a, read),
+        Err(_) => (
+            Analyzer::new(cfg),
+            Err(anyhow::anyhow!(
+                "flow tracking thread panicked on {}",
+                path.display()
+            )),
+        ),
+    }
 }
 
 type Batch = Vec<(u64, Option<TcpSegment>)>;
@@ -254,7 +306,7 @@ fn to_json(results: &[FileResult], summary: &Summary) -> Value {
         for e in &r.analysis.analysis.events {
             let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
             if let Value::Object(map) = &mut v {
-                map.insert("file".into(), json!(r.path.display().to_string()));
+                map.insert("file".into(), json!(r.label));
             }
             events.push(v);
         }
@@ -265,7 +317,7 @@ fn to_json(results: &[FileResult], summary: &Summary) -> Value {
             let mut v = serde_json::to_value(&r.analysis).unwrap_or(Value::Null);
             if let Value::Object(map) = &mut v {
                 map.remove("events");
-                map.insert("file".into(), json!(r.path.display().to_string()));
+                map.insert("file".into(), json!(r.label));
                 map.insert("error".into(), json!(r.error));
             }
             v
@@ -289,7 +341,7 @@ fn print_text(results: &[FileResult], summary: &Summary, flows: bool) -> anyhow:
         writeln!(
             out,
             "{}: {}, {} packets ({} not TCP), {} flows, longest idle {}, {} keepalive probes ({} answered), {} retransmissions",
-            r.path.display(),
+            r.label,
             a.format,
             a.packets,
             a.other_packets,
