@@ -317,3 +317,20 @@ proptest! {
         prop_assert!(fa.analysis.events.len() <= 2);
     }
 }
+
+#[test]
+fn concatenated_pcapng_sections_of_both_byte_orders() {
+    let mut c = Conv::new(V4_A, V4_B);
+    c.handshake();
+    let le = c.pcapng(LINKTYPE_ETHERNET);
+    let mut both = le.clone();
+    both.extend(pcapng_to_big_endian(&c.pcapng(LINKTYPE_RAW)));
+    let (recs, err) = all(&both);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(recs.len(), 6);
+    // The second section describes its own interface: link type raw, not Ethernet.
+    assert_eq!(recs[2].linktype, LINKTYPE_ETHERNET);
+    assert_eq!(recs[3].linktype, LINKTYPE_RAW);
+    assert_eq!(recs[3].data, &c.pkts[0].1[..]);
+    assert!(recs[3].offset >= le.len() as u64);
+}
