@@ -13,6 +13,7 @@ pub mod link;
 pub mod packet;
 pub mod reader;
 pub mod summary;
+pub mod table;
 pub mod writer;
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use crate::app::Outcome;
 
 /// Read size; records larger than this grow the buffer (up to the decoder's limit).
-const CHUNK: usize = 8 * 1024 * 1024;
+const CHUNK: usize = 4 * 1024 * 1024;
 /// Files above this size get a progress bar (when stdout is a terminal).
 const PROGRESS_MIN_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -54,8 +54,9 @@ pub struct Args {
     /// Ignore idle gaps shorter than this (RSTs and FINs in busy flows are not idle failures)
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub min_idle: std::time::Duration,
-    /// Most flows held in memory at once; the longest-idle ones are summarised beyond that
-    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(16..))]
+    /// Most flows held in memory at once (about 1 KB each at peak); beyond that the flows idle
+    /// the longest are summarised and dropped
+    #[arg(long, value_name = "N", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(16..))]
     pub max_flows: u64,
     /// Also list the flows that were idle, sent keepalive probes or failed (text output;
     /// JSON always has them under `files[].notable_flows`)
@@ -221,8 +222,8 @@ fn analyse_file(
 }
 
 type Batch = Vec<(u64, Option<TcpSegment>)>;
-const BATCH: usize = 16 * 1024;
-const QUEUED_BATCHES: usize = 4;
+const BATCH: usize = 4 * 1024;
+const QUEUED_BATCHES: usize = 8;
 
 /// Decode `file` and send its parsed segments in batches. Returns the capture format and the
 /// decoder error that stopped reading, if any.
