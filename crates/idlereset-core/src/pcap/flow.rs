@@ -550,7 +550,7 @@ impl Tracker {
         // Find the last-packet time of the tenth idle the longest, then evict up to that many
         // flows at or before it. Only timestamps are collected for the selection (8 bytes per
         // flow instead of 56): this runs when the table is at its largest.
-        let mut times: Vec<u64> = self.flows.iter().map(|(_, f)| f.last_ns).collect();
+        let mut times: Vec<u64> = self.flows.values().map(|f| f.last_ns).collect();
         let n = (times.len() / 10).max(1);
         let cut = if n < times.len() {
             *times.select_nth_unstable(n - 1).1

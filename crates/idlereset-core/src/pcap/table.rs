@@ -1,4 +1,4 @@
-//! The flow table's storage: a `HashMap` with an Fx-style hasher, sized up front.
+//! The flow table's storage: a `HashMap` with an Fx-style hasher.
 //!
 //! The hasher: keys come from a file, not from an attacker racing us, and hashing is on the
 //! per-packet path, so one rotate-xor-multiply per word (as in rustc) instead of SipHash.
@@ -10,6 +10,7 @@
 //!   extra memory access per packet, +12 % CPU;
 //! - reserving the table for the flow cap up front: the few live flows are scattered over a
 //!   table sized for 50,000 and every lookup misses the cache, +25 % CPU.
+//!
 //! Memory is bounded by the flow cap instead (`--max-flows`, default 50,000: about 64 MB
 //! resident for the whole process at the cap, measured on a capture of a million SYNs; 117 MB
 //! at 100,000).
