@@ -6,7 +6,11 @@ use std::process::Command;
 #[test]
 fn refused_target_is_a_clear_error() {
     // Bind and drop a listener to find a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let out = Command::new(env!("CARGO_BIN_EXE_idlereset"))
         .args(["probe", &format!("127.0.0.1:{port}"), "--max", "5s"])
         .output()
@@ -18,7 +22,10 @@ fn refused_target_is_a_clear_error() {
 
 #[test]
 fn bad_target_and_precision_are_usage_errors() {
-    let out = Command::new(env!("CARGO_BIN_EXE_idlereset")).args(["probe", "no-port-here"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_idlereset"))
+        .args(["probe", "no-port-here"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HOST:PORT"));
     let out = Command::new(env!("CARGO_BIN_EXE_idlereset"))

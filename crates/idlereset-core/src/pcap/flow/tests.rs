@@ -1,0 +1,373 @@
+//! Scenario tests: whole synthetic captures through reader, link, packet and flow tracker.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::pcap::testkit::{Conv, Pkt, V4_A, V4_B, V6_A, V6_B};
+use crate::pcap::writer::{
+    LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW,
+};
+use crate::pcap::{analyse_bytes, packet};
+
+fn run(bytes: &[u8]) -> Analysis {
+    let (fa, err) = analyse_bytes(bytes, Config::default());
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(fa.other_packets, 0);
+    fa.analysis
+}
+
+/// Client idles 950 s, sends a query; the firewall (directly attached to the capture point,
+/// TTL 64) answers with a RST carrying the server's address. The server's own packets arrive
+/// with TTL 63.
+fn firewall_reset(c: IpAddr, s: IpAddr) -> Conv {
+    let mut conv = Conv::new(c, s);
+    conv.handshake()
+        .exchange()
+        .wait(950.0)
+        .c_data(80)
+        .forged_rst_from_server(64, 0);
+    conv
+}
+
+fn only_event(a: &Analysis) -> &Event {
+    assert_eq!(a.events.len(), 1, "{:#?}", a.events);
+    &a.events[0]
+}
+
+#[test]
+fn firewall_reset_ipv4() {
+    let a = run(&firewall_reset(V4_A, V4_B).pcap(LINKTYPE_ETHERNET, false));
+    let e = only_event(&a);
+    assert_eq!(e.kind, Kind::Reset);
+    assert_eq!(e.origin, Origin::Middlebox);
+    assert_eq!(
+        (e.client.as_str(), e.server.as_str()),
+        ("198.18.0.10:41000", "198.19.0.20:5432")
+    );
+    assert_eq!(e.carries, Some(Role::Server));
+    assert_eq!(e.trigger, Role::Client);
+    assert!(
+        (e.idle_before_s - 950.0).abs() < 0.01,
+        "{}",
+        e.idle_before_s
+    );
+    let ev = e.evidence.as_ref().unwrap();
+    assert_eq!((ev.ttl, ev.expected_ttl.clone()), (64, vec![63]));
+    assert!(e.time.starts_with("2023-11-14T22:"), "{}", e.time);
+    assert_eq!(a.stats.flows, 1);
+}
+
+#[test]
+fn firewall_reset_ipv6_prints_bracketed_addresses() {
+    let a = run(&firewall_reset(V6_A, V6_B).pcap(LINKTYPE_RAW, true));
+    let e = only_event(&a);
+    assert_eq!((e.kind, e.origin), (Kind::Reset, Origin::Middlebox));
+    assert_eq!(e.server, "[2001:db8:0:2::14]:5432");
+    assert_eq!(e.client, "[2001:db8:0:1::a]:41000");
+    assert_eq!(e.evidence.as_ref().unwrap().ip_id_pattern, "ipv6");
+}
+
+#[test]
+fn every_link_type_and_format_gives_the_same_verdict() {
+    let conv = firewall_reset(V4_A, V4_B);
+    let captures = [
+        ("ethernet+vlan", conv.pcap(LINKTYPE_ETHERNET, false)),
+        ("sll", conv.pcap(LINKTYPE_LINUX_SLL, false)),
+        ("sll2", conv.pcap(LINKTYPE_LINUX_SLL2, true)),
+        ("raw", conv.pcap(LINKTYPE_RAW, false)),
+        ("pcapng sll2", conv.pcapng(LINKTYPE_LINUX_SLL2)),
+        ("pcapng ethernet", conv.pcapng(LINKTYPE_ETHERNET)),
+    ];
+    for (name, bytes) in captures {
+        let a = run(&bytes);
+        assert_eq!(a.events.len(), 1, "{name}");
+        let e = &a.events[0];
+        assert_eq!(
+            (e.kind, e.origin),
+            (Kind::Reset, Origin::Middlebox),
+            "{name}"
+        );
+        assert!(
+            (e.idle_before_s - 950.0).abs() < 0.01,
+            "{name}: {}",
+            e.idle_before_s
+        );
+    }
+}
+
+#[test]
+fn router_hop_server_reset_is_the_endpoint_not_a_guess_of_64() {
+    // Everything crosses one more router: client 63, server 62 at the capture point.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.c.ttl = 63;
+    conv.s.ttl = 62;
+    conv.handshake().exchange().wait(700.0).c_data(10).s_rst();
+    let e = only_event(&run(&conv.pcap(LINKTYPE_ETHERNET, false))).clone();
+    assert_eq!((e.kind, e.origin), (Kind::Reset, Origin::Endpoint));
+
+    // The same path with a firewall one hop closer than the server forging the RST.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.c.ttl = 63;
+    conv.s.ttl = 62;
+    conv.handshake()
+        .exchange()
+        .wait(700.0)
+        .c_data(10)
+        .forged_rst_from_server(63, 0);
+    let e = only_event(&run(&conv.pcap(LINKTYPE_ETHERNET, false))).clone();
+    assert_eq!(e.origin, Origin::Middlebox);
+    assert_eq!(e.evidence.unwrap().expected_ttl, vec![62]);
+}
+
+#[test]
+fn rst_with_matching_ttl_but_foreign_ip_id_is_a_middlebox() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .exchange()
+        .wait(1000.0)
+        .c_data(10)
+        .forged_rst_from_server(63, 40_000);
+    let e = only_event(&run(&conv.pcap(LINKTYPE_RAW, false))).clone();
+    assert_eq!(e.origin, Origin::Middlebox);
+    let ev = e.evidence.unwrap();
+    assert_eq!(ev.ip_id_pattern, "incrementing");
+    assert!(ev.reason.contains("IP ID 40000"), "{}", ev.reason);
+}
+
+#[test]
+fn silent_drop_is_a_blackhole() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange().wait(400.0).c_data(100);
+    let mut backoff = 0.2;
+    for _ in 0..6 {
+        conv.wait(backoff).c_retransmit(100);
+        backoff *= 2.0;
+    }
+    let a = run(&conv.pcap(LINKTYPE_ETHERNET, false));
+    let e = only_event(&a);
+    assert_eq!(
+        (e.kind, e.origin, e.carries),
+        (Kind::Blackhole, Origin::Unknown, None)
+    );
+    assert_eq!(e.retransmissions, 6);
+    assert!((e.idle_before_s - 400.0).abs() < 0.01);
+    assert_eq!(a.stats.retransmissions, 6);
+
+    // The same drop ended by the client's own RST when it gives up: still a blackhole.
+    conv.wait(30.0).c_rst();
+    let e = only_event(&run(&conv.pcap(LINKTYPE_ETHERNET, false))).clone();
+    assert_eq!(e.kind, Kind::Blackhole);
+}
+
+#[test]
+fn unanswered_keepalive_probes_are_a_blackhole() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange().wait(7200.0).c_probe();
+    for _ in 0..8 {
+        conv.wait(75.0).c_probe();
+    }
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    let e = only_event(&a);
+    assert_eq!(e.kind, Kind::Blackhole);
+    assert!((e.idle_before_s - 7200.0).abs() < 0.01);
+    assert_eq!(
+        (a.stats.keepalive_probes, a.stats.keepalive_answered),
+        (9, 0)
+    );
+}
+
+#[test]
+fn server_idle_close_is_reported() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .wait(600.0)
+        .s_fin()
+        .c_fin()
+        .s_ack();
+    let a = run(&conv.pcap(LINKTYPE_LINUX_SLL2, false));
+    let e = only_event(&a);
+    assert_eq!(
+        (e.kind, e.origin, e.carries),
+        (Kind::IdleClose, Origin::Endpoint, Some(Role::Server))
+    );
+    assert!((e.idle_before_s - 600.0).abs() < 0.01);
+}
+
+#[test]
+fn client_retiring_an_idle_connection_is_not_a_failure() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .wait(600.0)
+        .c_fin()
+        .s_fin()
+        .c_ack();
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    assert!(a.events.is_empty(), "{:#?}", a.events);
+    assert_eq!(a.stats.idle_flows, 1);
+}
+
+#[test]
+fn client_abort_after_idle_is_not_a_failure_but_a_server_abort_is() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange().wait(600.0).c_rst();
+    assert!(run(&conv.pcap(LINKTYPE_RAW, false)).events.is_empty());
+
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange().wait(600.0).s_rst();
+    let e = only_event(&run(&conv.pcap(LINKTYPE_RAW, false))).clone();
+    assert_eq!(
+        (e.kind, e.origin, e.carries, e.trigger),
+        (
+            Kind::Reset,
+            Origin::Endpoint,
+            Some(Role::Server),
+            Role::Server
+        )
+    );
+}
+
+#[test]
+fn answered_keepalives_keep_the_flow_alive() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange();
+    for _ in 0..20 {
+        conv.wait(60.0).c_probe().s_ack();
+    }
+    conv.wait(1.0).exchange().c_fin().s_fin().c_ack();
+    let a = run(&conv.pcap(LINKTYPE_ETHERNET, false));
+    assert!(a.events.is_empty(), "{:#?}", a.events);
+    assert_eq!(
+        (a.stats.keepalive_probes, a.stats.keepalive_answered),
+        (20, 20)
+    );
+    assert_eq!(a.stats.retransmissions, 0);
+    let survived = a.longest_survived_idle_s.unwrap();
+    assert!((survived - 60.0).abs() < 0.1, "{survived}");
+    assert_eq!(a.notable_flows.len(), 1);
+    assert_eq!(a.notable_flows[0].keepalive_probes, 20);
+}
+
+#[test]
+fn normal_closes_and_busy_resets_are_not_idle_events() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .wait(0.5)
+        .exchange()
+        .c_fin()
+        .s_fin()
+        .c_ack();
+    // A refused connection on another port: SYN answered by RST.
+    let refused = Pkt::new(V4_A, 41001, V4_B, 9999).flags(packet::SYN).seq(5);
+    let rst = Pkt::new(V4_B, 9999, V4_A, 41001)
+        .flags(packet::RST | ACK)
+        .ack(6)
+        .ttl(63);
+    conv.raw(&refused).raw(&rst);
+    // A busy flow aborted by the client after 2 s.
+    let mut busy = Conv::new(V4_A, V4_B);
+    busy.c.port = 41002;
+    busy.t = conv.t;
+    busy.handshake().exchange().wait(2.0).c_rst();
+    conv.pkts.extend(busy.pkts);
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    assert!(a.events.is_empty(), "{:#?}", a.events);
+    assert_eq!(a.stats.flows, 3);
+}
+
+#[test]
+fn client_is_found_without_a_syn() {
+    // Capture started mid-connection: the server speaks first after the idle.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.exchange().wait(900.0).s_data(20);
+    let rst = Pkt::new(V4_A, 41000, V4_B, 5432)
+        .flags(packet::RST)
+        .ttl(60)
+        .seq(conv.c.seq);
+    conv.raw(&rst);
+    let e = only_event(&run(&conv.pcap(LINKTYPE_RAW, false))).clone();
+    assert_eq!(
+        (e.client.as_str(), e.trigger, e.carries),
+        ("198.18.0.10:41000", Role::Server, Some(Role::Client))
+    );
+    assert_eq!(e.origin, Origin::Middlebox);
+}
+
+#[test]
+fn bracket_inputs_survived_and_failed() {
+    let mut ok = Conv::new(V4_A, V4_B);
+    ok.handshake().exchange().wait(300.0).exchange();
+    let mut bad = firewall_reset(V4_A, V4_B);
+    bad.c.port = 41001;
+    bad.pkts.clear();
+    bad.t = ok.t;
+    bad.handshake()
+        .exchange()
+        .wait(400.0)
+        .c_data(5)
+        .forged_rst_from_server(64, 0);
+    ok.pkts.extend(bad.pkts);
+    ok.pkts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let a = run(&ok.pcap(LINKTYPE_RAW, false));
+    assert!((a.longest_survived_idle_s.unwrap() - 300.0).abs() < 0.01);
+    assert!((only_event(&a).idle_before_s - 400.0).abs() < 0.01);
+}
+
+#[test]
+fn memory_stays_bounded_and_every_flow_is_counted() {
+    let cfg = Config {
+        max_flows: 100,
+        linger_ns: NS,
+        ..Config::default()
+    };
+    let mut tracker = Tracker::new(cfg);
+    let mut peak = 0;
+    // 1000 short connections closed normally, one every 10 ms ...
+    for i in 0..1000u32 {
+        let mut conv = Conv::new(V4_A, V4_B);
+        conv.c.port = 20_000 + i as u16;
+        conv.t = 1000.0 + f64::from(i) * 0.01;
+        conv.handshake().exchange().c_fin().s_fin().c_ack();
+        for (t, ip) in &conv.pkts {
+            tracker.packet((t * 1e9) as u64, &packet::parse_tcp(ip).unwrap());
+            peak = peak.max(tracker.live_flows());
+        }
+    }
+    // ... and 500 that stay open, forcing evictions by the cap.
+    for i in 0..500u32 {
+        let mut conv = Conv::new(V4_A, V4_B);
+        conv.c.port = 40_000 + i as u16;
+        conv.t = 2000.0 + f64::from(i);
+        conv.handshake();
+        for (t, ip) in &conv.pkts {
+            tracker.packet((t * 1e9) as u64, &packet::parse_tcp(ip).unwrap());
+            peak = peak.max(tracker.live_flows());
+        }
+    }
+    assert!(peak <= 101, "peak {peak}");
+    let a = tracker.finish();
+    assert_eq!(a.stats.flows, 1500);
+    assert!(a.stats.evicted_by_cap > 0);
+}
+
+#[test]
+fn truncated_capture_is_analysed_up_to_the_damage() {
+    let bytes = firewall_reset(V4_A, V4_B).pcap(LINKTYPE_ETHERNET, false);
+    let cut = &bytes[..bytes.len() - 10];
+    let (fa, err) = analyse_bytes(cut, Config::default());
+    let err = err.unwrap();
+    assert!(
+        err.offset() > 24 && err.offset() < cut.len() as u64,
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("byte offset {}", err.offset()))
+    );
+    // Everything but the RST was read: the flow is there, the data after idle too.
+    assert_eq!(fa.packets, 7);
+    assert_eq!(fa.analysis.stats.flows, 1);
+    assert!(fa.analysis.events.is_empty());
+}

@@ -1,0 +1,47 @@
+//! The analyser on captures written by tcpdump and dumpcap (see tests/fixtures/README.md).
+
+use idlereset_core::pcap::analyse_bytes;
+use idlereset_core::pcap::flow::Config;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn tcpdump_any_sll2_and_dumpcap_pcapng_agree() {
+    for (name, format) in [
+        ("loopback-any-sll2-client-abort.pcap", "pcap"),
+        ("loopback-dumpcap-client-abort.pcapng", "pcapng"),
+    ] {
+        let (fa, err) = analyse_bytes(&fixture(name), Config::default());
+        assert!(err.is_none(), "{name}: {err:?}");
+        assert_eq!(fa.format, format);
+        assert_eq!((fa.packets, fa.other_packets), (8, 0), "{name}");
+        let a = fa.analysis;
+        assert_eq!(a.stats.flows, 1, "{name}");
+        assert!(
+            (a.stats.max_idle_s - 6.5).abs() < 0.1,
+            "{name}: {}",
+            a.stats.max_idle_s
+        );
+        // The client aborting its own idle connection is not an idle failure.
+        assert!(a.events.is_empty(), "{name}: {:?}", a.events);
+        let flow = &a.notable_flows[0];
+        assert_eq!(
+            (flow.client.as_str(), flow.server.as_str()),
+            ("127.0.0.1:39320", "127.0.0.1:45432")
+        );
+    }
+}
+
+#[test]
+fn with_a_lower_bar_the_abort_is_still_not_a_failure_but_the_idle_is_seen() {
+    let cfg = Config {
+        min_idle_ns: 1_000_000_000,
+        ..Config::default()
+    };
+    let (fa, _) = analyse_bytes(&fixture("loopback-any-sll2-client-abort.pcap"), cfg);
+    assert!(fa.analysis.events.is_empty());
+    assert_eq!(fa.analysis.stats.idle_flows, 1);
+}

@@ -1,0 +1,210 @@
+//! `idlereset pcap` end to end: exit codes, JSON contract, damaged files.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use idlereset_core::pcap::writer::{LINKTYPE_RAW, PcapWriter};
+
+const CLIENT: [u8; 4] = [198, 18, 0, 10];
+const SERVER: [u8; 4] = [198, 19, 0, 20];
+
+/// A raw IPv4/TCP packet (checksums left zero: the analyser does not verify them).
+fn packet(
+    from_client: bool,
+    ttl: u8,
+    id: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: u16,
+) -> Vec<u8> {
+    let (src, dst, sport, dport) = if from_client {
+        (CLIENT, SERVER, 41000u16, 5432u16)
+    } else {
+        (SERVER, CLIENT, 5432, 41000)
+    };
+    let mut b = vec![0x45, 0];
+    b.extend_from_slice(&(40 + payload).to_be_bytes());
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend_from_slice(&[0x40, 0, ttl, 6, 0, 0]);
+    b.extend_from_slice(&src);
+    b.extend_from_slice(&dst);
+    b.extend_from_slice(&sport.to_be_bytes());
+    b.extend_from_slice(&dport.to_be_bytes());
+    b.extend_from_slice(&seq.to_be_bytes());
+    b.extend_from_slice(&ack.to_be_bytes());
+    b.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    b.resize(b.len() + usize::from(payload), b'x');
+    b
+}
+
+/// Handshake, one exchange, `idle` seconds of silence, a query, then (if `forged`) a RST with
+/// the server's address but TTL 64 where the server's packets have 62.
+fn capture(path: &Path, idle: f64, forged: bool) {
+    write_pcap(path, &packets(idle, forged));
+}
+
+fn write_pcap(path: &Path, pkts: &[(f64, Vec<u8>)]) {
+    let mut w = PcapWriter::new(Vec::new(), LINKTYPE_RAW, 65535, false).unwrap();
+    for (t, p) in pkts {
+        w.write_packet(
+            Duration::from_secs_f64(1_700_000_000.0 + t),
+            p,
+            p.len() as u32,
+        )
+        .unwrap();
+    }
+    std::fs::write(path, w.into_inner()).unwrap();
+}
+
+fn packets(idle: f64, forged: bool) -> Vec<(f64, Vec<u8>)> {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    const PSH: u8 = 0x08;
+    const RST: u8 = 0x04;
+    let mut pkts = vec![
+        (0.0, packet(true, 64, 1, SYN, 100, 0, 0)),
+        (0.01, packet(false, 62, 50, SYN | ACK, 900, 101, 0)),
+        (0.02, packet(true, 64, 2, ACK, 101, 901, 0)),
+        (0.03, packet(true, 64, 3, ACK | PSH, 101, 901, 20)),
+        (0.04, packet(false, 62, 51, ACK | PSH, 901, 121, 200)),
+        (0.05, packet(true, 64, 4, ACK, 121, 1101, 0)),
+        (0.05 + idle, packet(true, 64, 5, ACK | PSH, 121, 1101, 20)),
+    ];
+    if forged {
+        pkts.push((0.06 + idle, packet(false, 64, 0, RST | ACK, 1101, 141, 0)));
+    } else {
+        pkts.push((
+            0.06 + idle,
+            packet(false, 62, 52, ACK | PSH, 1101, 141, 100),
+        ));
+    }
+    pkts
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("idlereset-pcap-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_idlereset"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn firewall_reset_json_and_exit_1() {
+    let p = tmp("reset.pcap");
+    capture(&p, 950.0, true);
+    let out = run(&["pcap", p.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["flows"], 1);
+    let e = &v["events"][0];
+    assert_eq!(e["kind"], "reset");
+    assert_eq!(e["origin"], "middlebox");
+    assert_eq!(e["client"], "198.18.0.10:41000");
+    assert_eq!(e["server"], "198.19.0.20:5432");
+    assert!((e["idle_before_s"].as_f64().unwrap() - 950.0).abs() < 0.1);
+    assert!(e["time"].as_str().unwrap().starts_with("2023-11-14T"));
+    assert_eq!(
+        v["idle_timeout_s"]["high"].as_f64().map(f64::round),
+        Some(950.0)
+    );
+    assert!(v["candidates"].as_array().is_some_and(|c| !c.is_empty()));
+
+    let text = run(&["pcap", p.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains("RESET") && stdout.contains("middlebox") && stdout.contains("Verdict:"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn survived_idle_exits_0() {
+    let p = tmp("ok.pcap");
+    capture(&p, 950.0, false);
+    let out = run(&["pcap", p.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["events"].as_array().map(Vec::len), Some(0));
+    assert!((v["idle_timeout_s"]["low"].as_f64().unwrap() - 950.0).abs() < 0.1);
+    assert_eq!(
+        v["files"][0]["notable_flows"][0]["longest_survived_idle_s"]
+            .as_f64()
+            .map(f64::round),
+        Some(950.0)
+    );
+
+    let text = run(&["pcap", p.to_str().unwrap(), "--flows"]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains("flow 198.18.0.10:41000 -> 198.19.0.20:5432: 8 packets"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("No idle failures in 1 flows"), "{stdout}");
+}
+
+#[test]
+fn truncated_file_reports_what_was_readable_then_exits_2() {
+    let p = tmp("cut.pcap");
+    capture(&p, 950.0, true);
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() - 7]).unwrap();
+    let out = run(&["pcap", p.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["flows"], 1);
+    assert_eq!(v["files"][0]["packets"], 7);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cut.pcap") && stderr.contains("byte offset"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn missing_file_and_help() {
+    let out = run(&["pcap", "/nonexistent/x.pcap"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.pcap"));
+    let help = run(&["pcap", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Examples:"));
+}
+
+#[test]
+fn merge_sees_idle_gaps_across_rotated_files() {
+    let pkts = packets(950.0, true);
+    let (a, b) = (tmp("rot-1.pcap"), tmp("rot-2.pcap"));
+    write_pcap(&a, &pkts[..6]);
+    write_pcap(&b, &pkts[6..]);
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+
+    let separate = run(&["pcap", a, b, "--json"]);
+    assert_eq!(separate.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&separate.stdout).unwrap();
+    assert_eq!(v["flows"], 2);
+
+    let merged = run(&["pcap", "--merge", a, b, "--json"]);
+    assert_eq!(
+        merged.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
+    assert_eq!(v["flows"], 1);
+    assert_eq!(v["events"][0]["origin"], "middlebox");
+    assert_eq!(v["files"][0]["packets"], 8);
+}
