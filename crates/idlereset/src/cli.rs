@@ -40,6 +40,8 @@ pub enum Command {
     Logs(cmd::logs::Args),
     /// Explain resets in packet captures: who sent the RST, after how much idle
     Pcap(cmd::pcap::Args),
+    /// Find the sockets, processes and settings on a host that an idle timeout will cut
+    Audit(cmd::audit::Args),
     /// Dump a namespace's conntrack table: states, timers left, NAT, counters, statistics
     Conntrack(cmd::conntrack::Args),
     /// List documented idle timeouts of middleboxes and client defaults, with sources
