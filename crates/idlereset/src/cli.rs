@@ -13,6 +13,7 @@ Examples:
   idlereset lab reproduce --preset firewall-900   replay the 900 s firewall incident, scaled
   idlereset lab up && idlereset lab status        a lab that stays up for your own experiments
   idlereset replay seed.md --answers B,B,D        play an incident-replay exercise
+  idlereset audit --path-timeout 350              sockets, processes, settings a 350 s timeout cuts
   idlereset catalog                               documented idle timeouts, with sources
   idlereset completions bash > /etc/bash_completion.d/idlereset";
 

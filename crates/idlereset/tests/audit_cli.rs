@@ -85,8 +85,8 @@ async fn keepalive_findings_sysctl_trap_and_conntrack() {
     let app_name = app.name().to_string();
     let fw_name = lab.ns("fw").unwrap().name().to_string();
 
-    let conns = [None, Some((2, 2)), Some((2, 75)), Some((7200, 75))]
-        .map(|ka| connect(app, target, ka));
+    let conns =
+        [None, Some((2, 2)), Some((2, 75)), Some((7200, 75))].map(|ka| connect(app, target, ka));
     let locals: Vec<String> = conns
         .iter()
         .map(|c| c.local_addr().unwrap().to_string())
@@ -169,7 +169,10 @@ async fn keepalive_findings_sysctl_trap_and_conntrack() {
         .unwrap();
     let ct = &v["conntrack"];
     assert!(ct["count"].as_u64().unwrap() >= 4, "{v}");
-    assert!(ct["invalid"].is_u64() && ct["invalid_delta"].is_u64(), "{v}");
+    assert!(
+        ct["invalid"].is_u64() && ct["invalid_delta"].is_u64(),
+        "{v}"
+    );
     assert!(
         v["sysctl"]["net.netfilter.nf_conntrack_tcp_timeout_established"].is_u64(),
         "{v}"

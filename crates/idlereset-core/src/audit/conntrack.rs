@@ -94,8 +94,14 @@ fn check_timeout(
         .map(|n| n.after_last_packet_s)
         .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
     let (keepalive_s, what) = match (observed, kernel.keepalive_time_s) {
-        (Some(v), _) => (v, "the longest keepalive spacing observed on this host's sockets"),
-        (None, Some(t)) => (t as f64, "net.ipv4.tcp_keepalive_time (assumed: no timer readable)"),
+        (Some(v), _) => (
+            v,
+            "the longest keepalive spacing observed on this host's sockets",
+        ),
+        (None, Some(t)) => (
+            t as f64,
+            "net.ipv4.tcp_keepalive_time (assumed: no timer readable)",
+        ),
         (None, None) => return,
     };
     if (est as f64) < keepalive_s {

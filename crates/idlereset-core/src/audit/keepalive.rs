@@ -27,8 +27,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 use super::model::{
-    DEFAULT_KEEPALIVE_INTVL_S, Finding, KernelSettings, PathTimeout, Report, Severity,
-    SocketFacts, round1, who,
+    DEFAULT_KEEPALIVE_INTVL_S, Finding, KernelSettings, PathTimeout, Report, Severity, SocketFacts,
+    round1, who,
 };
 use crate::plan::keepalive::{keepalive as plan_keepalive, pool as plan_pool};
 
@@ -118,7 +118,9 @@ pub fn check(
             *pools.entry((pid, r)).or_default() += 1;
         }
     }
-    let intvl_default = kernel.keepalive_intvl_s.unwrap_or(DEFAULT_KEEPALIVE_INTVL_S);
+    let intvl_default = kernel
+        .keepalive_intvl_s
+        .unwrap_or(DEFAULT_KEEPALIVE_INTVL_S);
     let (mut hidden, mut unverified, mut no_ka, mut off_path) = (0usize, 0usize, 0usize, 0usize);
     let mut unverified_min_path = f64::INFINITY;
     let mut no_ka_procs = BTreeSet::new();
@@ -144,7 +146,9 @@ pub fn check(
                 Some(np) if np.after_last_packet_s > path.seconds => {
                     report.findings.push(too_late(s, &path, np));
                 }
-                Some(np) if np.phase == Phase::FirstProbe && intvl_default as f64 > path.seconds => {
+                Some(np)
+                    if np.phase == Phase::FirstProbe && intvl_default as f64 > path.seconds =>
+                {
                     unverified += 1;
                     unverified_min_path = unverified_min_path.min(path.seconds);
                 }
@@ -154,7 +158,9 @@ pub fn check(
         }
     }
     if kernel.keepalive_lowered() && no_ka > 0 {
-        report.findings.push(sysctl_only(kernel, no_ka, &no_ka_procs));
+        report
+            .findings
+            .push(sysctl_only(kernel, no_ka, &no_ka_procs));
     }
     if unverified > 0 {
         report.notes.push(format!(
@@ -179,17 +185,26 @@ fn no_keepalive(s: &SocketFacts, path: &PathTimeout, pool: usize) -> Option<Find
     let (severity, why) = if idle >= t {
         (
             Severity::High,
-            format!("idle {:.1} s, already longer than the path's {t} s: the middlebox has probably forgotten it and the next request gets a reset or vanishes", round1(idle)),
+            format!(
+                "idle {:.1} s, already longer than the path's {t} s: the middlebox has probably forgotten it and the next request gets a reset or vanishes",
+                round1(idle)
+            ),
         )
     } else if idle > t / 2.0 {
         (
             Severity::Medium,
-            format!("idle {:.1} s, more than half the path's {t} s", round1(idle)),
+            format!(
+                "idle {:.1} s, more than half the path's {t} s",
+                round1(idle)
+            ),
         )
     } else if pool >= POOL_MIN {
         (
             Severity::Low,
-            format!("one of {pool} connections of this process to the same remote (a pool: some of them will sit idle), idle {:.1} s now", round1(idle)),
+            format!(
+                "one of {pool} connections of this process to the same remote (a pool: some of them will sit idle), idle {:.1} s now",
+                round1(idle)
+            ),
         )
     } else {
         return None;

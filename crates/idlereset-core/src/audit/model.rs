@@ -181,7 +181,12 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub(crate) fn host(kind: &'static str, severity: Severity, detail: String, fix: String) -> Self {
+    pub(crate) fn host(
+        kind: &'static str,
+        severity: Severity,
+        detail: String,
+        fix: String,
+    ) -> Self {
         Finding {
             kind,
             severity,

@@ -70,20 +70,38 @@ fn the_lab_four_sockets() {
     assert_eq!(
         got,
         vec![
-            ("keepalive-too-late", addr("198.18.0.10:3").map(|a| a.to_string())),
-            ("keepalive-too-late", addr("198.18.0.10:4").map(|a| a.to_string())),
+            (
+                "keepalive-too-late",
+                addr("198.18.0.10:3").map(|a| a.to_string())
+            ),
+            (
+                "keepalive-too-late",
+                addr("198.18.0.10:4").map(|a| a.to_string())
+            ),
             ("no-keepalive", addr("198.18.0.10:1").map(|a| a.to_string())),
         ]
     );
-    let f3 = r.findings.iter().find(|f| f.local.as_deref() == Some("198.18.0.10:3")).unwrap();
+    let f3 = r
+        .findings
+        .iter()
+        .find(|f| f.local.as_deref() == Some("198.18.0.10:3"))
+        .unwrap();
     assert_eq!(f3.keepalive_s, Some(75.0));
     assert!(f3.detail.contains("already answered"), "{}", f3.detail);
     assert_eq!(f3.pid, Some(10));
-    let f4 = r.findings.iter().find(|f| f.local.as_deref() == Some("198.18.0.10:4")).unwrap();
+    let f4 = r
+        .findings
+        .iter()
+        .find(|f| f.local.as_deref() == Some("198.18.0.10:4"))
+        .unwrap();
     assert_eq!(f4.keepalive_s, Some(7200.0));
     assert!(f4.detail.contains("TCP_KEEPIDLE ~7200"), "{}", f4.detail);
     assert!(f4.fix.contains("TCP_KEEPIDLE=2"), "{}", f4.fix);
-    let nk = r.findings.iter().find(|f| f.kind == "no-keepalive").unwrap();
+    let nk = r
+        .findings
+        .iter()
+        .find(|f| f.kind == "no-keepalive")
+        .unwrap();
     assert_eq!(nk.severity, Severity::Medium, "3 s idle of a 5 s path");
     assert_eq!(nk.idle_s, Some(3.0));
 }
@@ -133,7 +151,10 @@ fn no_keepalive_severity_and_pools() {
 #[test]
 fn sysctl_only_needs_lowered_settings_and_no_keepalive_sockets() {
     let mut map = BTreeMap::new();
-    map.insert("net.ipv4.tcp_keepalive_time".to_string(), "60\n".to_string());
+    map.insert(
+        "net.ipv4.tcp_keepalive_time".to_string(),
+        "60\n".to_string(),
+    );
     map.insert("net.ipv4.tcp_keepalive_intvl".to_string(), "75".to_string());
     let lowered = KernelSettings::from_sysctls(&map);
     assert_eq!(lowered.keepalive_time_s, Some(60));
@@ -143,8 +164,16 @@ fn sysctl_only_needs_lowered_settings_and_no_keepalive_sockets() {
     assert!(r.findings[0].detail.contains("app (pid 10)"));
     assert!(r.findings[0].detail.contains("tcp_keepalive_time=60"));
     // Defaults: no trap. Lowered but every socket opted in: no trap.
-    assert!(evaluate(&[sock(1, 10)], &KernelSettings::default(), None, &t).findings.is_empty());
-    assert!(evaluate(&[ka(1, 10, 50_000, 10)], &lowered, None, &t).findings.is_empty());
+    assert!(
+        evaluate(&[sock(1, 10)], &KernelSettings::default(), None, &t)
+            .findings
+            .is_empty()
+    );
+    assert!(
+        evaluate(&[ka(1, 10, 50_000, 10)], &lowered, None, &t)
+            .findings
+            .is_empty()
+    );
 }
 
 #[test]
@@ -161,7 +190,11 @@ fn interval_before_the_first_probe_is_a_note_not_a_finding() {
         keepalive_intvl_s: Some(3),
         ..KernelSettings::default()
     };
-    assert!(evaluate(&[ka(1, 500, 1500, 500)], &k2, None, &fixed(5.0)).notes.is_empty());
+    assert!(
+        evaluate(&[ka(1, 500, 1500, 500)], &k2, None, &fixed(5.0))
+            .notes
+            .is_empty()
+    );
 }
 
 #[test]
@@ -170,7 +203,7 @@ fn hidden_and_off_path_sockets_are_counted() {
         keepalive: None,
         ..sock(1, 100_000)
     };
-    let r = evaluate(&[hidden.clone()], &KernelSettings::default(), None, &fixed(5.0));
+    let r = evaluate(&[hidden], &KernelSettings::default(), None, &fixed(5.0));
     assert!(r.findings.is_empty());
     assert!(r.notes[0].starts_with("1 sockets have unacknowledged"));
     let none = |_: SocketAddr| None;
@@ -222,7 +255,11 @@ fn conntrack_findings() {
         ct_established_s: Some(432_000),
         ..KernelSettings::default()
     };
-    assert!(evaluate(&socks, &k_ok, Some(&ok), &fixed(1000.0)).findings.is_empty());
+    assert!(
+        evaluate(&socks, &k_ok, Some(&ok), &fixed(1000.0))
+            .findings
+            .is_empty()
+    );
 }
 
 #[test]
@@ -241,9 +278,16 @@ fn default_path_timeout_comes_from_the_catalog() {
 
 #[test]
 fn json_has_contract_fields() {
-    let r = evaluate(&[sock(1, 9000)], &KernelSettings::default(), None, &fixed(5.0));
+    let r = evaluate(
+        &[sock(1, 9000)],
+        &KernelSettings::default(),
+        None,
+        &fixed(5.0),
+    );
     let v = serde_json::to_value(&r.findings[0]).unwrap();
-    for k in ["kind", "local", "remote", "pid", "process", "idle_s", "detail", "severity", "fix"] {
+    for k in [
+        "kind", "local", "remote", "pid", "process", "idle_s", "detail", "severity", "fix",
+    ] {
         assert!(v.get(k).is_some(), "missing {k}: {v}");
     }
     assert_eq!(v["severity"], "high");

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use idlereset_core::audit::{ConntrackFacts, KernelSettings, SocketFacts};
-use idlereset_linux::conntrack::{Ctnetlink, CtStats};
+use idlereset_linux::conntrack::{CtStats, Ctnetlink};
 use idlereset_linux::sockdiag::{SocketInfo, TcpFilter, TimerKind, dump_tcp};
 use idlereset_linux::{LinuxError, sysctl};
 
@@ -71,7 +71,9 @@ pub fn gather(netns: Option<String>, sample: Duration) -> anyhow::Result<NsFacts
                 out.sysctl.insert(name.to_string(), v);
             }
             Err(e) if name.starts_with("net.netfilter.") && is_not_found(&e) => {}
-            Err(e) => out.could_not_see.push(format!("sysctl {name}: {}", why(&e))),
+            Err(e) => out
+                .could_not_see
+                .push(format!("sysctl {name}: {}", why(&e))),
         }
     }
     if !out.sysctl.contains_key("net.netfilter.nf_conntrack_count") {
@@ -108,7 +110,8 @@ pub fn gather(netns: Option<String>, sample: Duration) -> anyhow::Result<NsFacts
         let count = match c.count() {
             Ok(n) => Some(n),
             Err(e) => {
-                out.could_not_see.push(format!("conntrack count: {}", why(&e)));
+                out.could_not_see
+                    .push(format!("conntrack count: {}", why(&e)));
                 None
             }
         };

@@ -74,10 +74,17 @@ impl Paths {
     fn resolve(&self, remote: SocketAddr) -> Option<PathTimeout> {
         match self {
             Paths::Fixed(p) => Some(p.clone()),
-            Paths::Inventory(inv, file) => inv.path_timeout_for(remote).map(|(s, hop)| PathTimeout {
-                seconds: s,
-                source: format!("{file}: hop {} ({}, line {})", hop.name, hop.kind.as_str(), hop.line),
-            }),
+            Paths::Inventory(inv, file) => {
+                inv.path_timeout_for(remote).map(|(s, hop)| PathTimeout {
+                    seconds: s,
+                    source: format!(
+                        "{file}: hop {} ({}, line {})",
+                        hop.name,
+                        hop.kind.as_str(),
+                        hop.line
+                    ),
+                })
+            }
         }
     }
 }
@@ -130,7 +137,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let catalog = Catalog::builtin()?;
     let paths = paths(&args, &catalog)?;
-    let sample = parse_duration(&args.sample).with_context(|| format!("--sample {:?}", args.sample))?;
+    let sample =
+        parse_duration(&args.sample).with_context(|| format!("--sample {:?}", args.sample))?;
 
     let mut could_not_see = Vec::new();
     let mut gathered = Vec::new();
@@ -144,7 +152,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         gathered.push(gather(None, sample)?);
         if args.all_netns {
             for name in NetNs::list_with_prefix("")? {
-                let res = NetNs::open(&name).and_then(|ns| ns.run(|| gather(Some(name.clone()), sample)));
+                let res =
+                    NetNs::open(&name).and_then(|ns| ns.run(|| gather(Some(name.clone()), sample)));
                 match res {
                     Ok(Ok(f)) => gathered.push(f),
                     Ok(Err(e)) => could_not_see.push(format!("netns {name}: {e:#}")),
@@ -159,9 +168,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .flat_map(|f| f.inodes.iter().copied())
         .filter(|i| *i != 0)
         .collect();
-    let owners = SocketOwners::scan(Some(&wanted)).context("mapping sockets to processes via /proc")?;
+    let owners =
+        SocketOwners::scan(Some(&wanted)).context("mapping sockets to processes via /proc")?;
     if let Some(n) = owners.visibility_note() {
-        could_not_see.push(format!("{n} (their sockets show without pid; run as root to see them)"));
+        could_not_see.push(format!(
+            "{n} (their sockets show without pid; run as root to see them)"
+        ));
     }
     let mut comms: BTreeMap<u32, Arc<str>> = BTreeMap::new();
     let mut unowned = 0usize;
@@ -194,13 +206,20 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         could_not_see,
         elapsed: started.elapsed(),
     };
-    let any = result.namespaces.iter().any(|n| !n.report.findings.is_empty());
+    let any = result
+        .namespaces
+        .iter()
+        .any(|n| !n.report.findings.is_empty());
     if args.json {
         render::json(&result, args.all_netns)?;
     } else {
         render::text(&result)?;
     }
-    Ok(if any { Outcome::Findings } else { Outcome::Clean })
+    Ok(if any {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
 }
 
 fn is_loopback(a: SocketAddr) -> bool {

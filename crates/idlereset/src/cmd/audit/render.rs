@@ -133,7 +133,9 @@ pub fn json(result: &AuditResult, _all: bool) -> anyhow::Result<()> {
                 })
             })
             .collect(),
-        sysctl: first.map(|n| sysctl_json(&n.facts.sysctl)).unwrap_or_default(),
+        sysctl: first
+            .map(|n| sysctl_json(&n.facts.sysctl))
+            .unwrap_or_default(),
         conntrack: first.and_then(|n| n.facts.conntrack.as_ref()),
         notes: tagged(result, |n| &n.report.notes),
         could_not_see,
@@ -251,7 +253,11 @@ pub fn text(result: &AuditResult) -> anyhow::Result<()> {
             )?;
         }
     }
-    let total: usize = result.namespaces.iter().map(|n| n.report.findings.len()).sum();
+    let total: usize = result
+        .namespaces
+        .iter()
+        .map(|n| n.report.findings.len())
+        .sum();
     if total == 0 {
         writeln!(out, "findings: none")?;
     } else {
