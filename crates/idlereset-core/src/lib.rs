@@ -6,6 +6,7 @@
 //! the kernel.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod catalog;
 pub mod duration;
 pub mod inventory;

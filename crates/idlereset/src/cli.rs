@@ -13,6 +13,7 @@ Examples:
   idlereset lab reproduce --preset firewall-900   replay the 900 s firewall incident, scaled
   idlereset lab up && idlereset lab status        a lab that stays up for your own experiments
   idlereset replay seed.md --answers B,B,D        play an incident-replay exercise
+  idlereset audit --path-timeout 350              sockets, processes, settings a 350 s timeout cuts
   idlereset catalog                               documented idle timeouts, with sources
   idlereset completions bash > /etc/bash_completion.d/idlereset";
 
@@ -40,6 +41,8 @@ pub enum Command {
     Logs(cmd::logs::Args),
     /// Explain resets in packet captures: who sent the RST, after how much idle
     Pcap(cmd::pcap::Args),
+    /// Find the sockets, processes and settings on a host that an idle timeout will cut
+    Audit(cmd::audit::Args),
     /// Dump a namespace's conntrack table: states, timers left, NAT, counters, statistics
     Conntrack(cmd::conntrack::Args),
     /// List documented idle timeouts of middleboxes and client defaults, with sources

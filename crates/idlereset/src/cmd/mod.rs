@@ -1,6 +1,7 @@
 //! One module per subcommand: each parses nothing itself (clap did), validates its arguments
 //! into the libraries' typed configs, calls them and renders the result (human or `--json`).
 
+pub mod audit;
 pub mod catalog;
 pub mod completions;
 pub mod conntrack;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Logs(args) => logs::run(args),
         Command::Pcap(args) => pcap::run(args),
         Command::Catalog(args) => catalog::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Conntrack(args) => conntrack::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Probe(args) => probe::run(args),
