@@ -167,26 +167,19 @@ impl Scenario {
         })
     }
 
-    /// OS keepalive sysctls for `app`, scaled.
+    /// OS keepalive sysctls for `app`, scaled. Unset ones get Linux's defaults (7200 s, 75 s, 9)
+    /// scaled too, so a socket that sets only TCP_KEEPIDLE re-probes at the scaled default
+    /// interval, as it would in the incident, not at 75 real seconds.
     pub fn app_sysctls(&self) -> Result<Vec<(String, String)>> {
         let scale = self.scale()?;
-        let mut v = Vec::new();
-        if let Some(t) = self.os_keepalive_time_s {
-            v.push((
-                "net.ipv4.tcp_keepalive_time".to_string(),
-                scale.lab_whole_secs(t).to_string(),
-            ));
-        }
-        if let Some(t) = self.os_keepalive_intvl_s {
-            v.push((
-                "net.ipv4.tcp_keepalive_intvl".to_string(),
-                scale.lab_whole_secs(t).to_string(),
-            ));
-        }
-        if let Some(p) = self.os_keepalive_probes {
-            v.push(("net.ipv4.tcp_keepalive_probes".to_string(), p.to_string()));
-        }
-        Ok(v)
+        let time = self.os_keepalive_time_s.unwrap_or(7200.0);
+        let intvl = self.os_keepalive_intvl_s.unwrap_or(75.0);
+        let probes = self.os_keepalive_probes.unwrap_or(9);
+        Ok(vec![
+            ("net.ipv4.tcp_keepalive_time".to_string(), scale.lab_whole_secs(time).to_string()),
+            ("net.ipv4.tcp_keepalive_intvl".to_string(), scale.lab_whole_secs(intvl).to_string()),
+            ("net.ipv4.tcp_keepalive_probes".to_string(), probes.to_string()),
+        ])
     }
 
     pub fn client_options(&self) -> Result<ClientOptions> {
