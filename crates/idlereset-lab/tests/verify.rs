@@ -69,3 +69,116 @@ async fn runbook_plan_survives_and_sysctl_only_fails() {
     assert_ne!(find(&r, "billing", Which::Current).outcome, "survived");
     assert_ne!(find(&r, "ingest", Which::Current).outcome, "survived");
 }
+
+const LIBPQ_900: &str = r#"
+name = "libpq through the 900 s firewall"
+[[hop]]
+name = "dc-firewall"
+kind = "firewall"
+idle_timeout_s = 900
+failure = "reset"
+[[client]]
+name = "api"
+library = "libpq"
+connections = 4
+current = { keepalive_time_s = 7200 }
+[[client]]
+name = "other"
+library = "java"
+connections = 1
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libpq_keepalives_idle_survives_against_real_postgres() {
+    if !require_or_skip("libpq_keepalives_idle_survives_against_real_postgres") {
+        return;
+    }
+    assert!(
+        idlereset_lab::postgres::Binaries::find().is_some()
+            && idlereset_lab::postgres::find_psql().is_some(),
+        "PostgreSQL (initdb, postgres, psql) is needed: run .ci/install-deps"
+    );
+    let opts = Options {
+        client: Some("api".into()),
+        db: Db::Postgres,
+        ..Options::default()
+    };
+    let r = verify(LIBPQ_900, opts).await;
+    assert_eq!(r.db, "postgres");
+    assert_eq!(r.runs.len(), 2, "only the chosen client: {:?}", r.runs);
+    let planned = find(&r, "api", Which::Planned);
+    assert_eq!(planned.via, "psql");
+    // keepalives_idle below the path timeout, passed to libpq in the connection string.
+    let idle = planned.model.keepidle_s.unwrap();
+    assert!(idle < r.path_timeout_s, "{idle}");
+    let lab_idle = (idle / r.time_scale).round() as u64;
+    assert!(
+        planned
+            .detail
+            .contains(&format!("keepalives_idle={lab_idle} ")),
+        "{}",
+        planned.detail
+    );
+    assert_eq!(planned.outcome, "survived", "{planned:?}");
+    assert!(r.verified);
+    // The same psql with the OS default idle (7200 s) loses its session to the firewall's RST.
+    let current = find(&r, "api", Which::Current);
+    assert_eq!(current.via, "psql");
+    assert_eq!(current.outcome, "reset", "{current:?}");
+    assert!(
+        current
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("server closed the connection unexpectedly"),
+        "{current:?}"
+    );
+}
+
+const DROP_AND_PROXY: &str = r#"
+[[hop]]
+name = "fw"
+kind = "firewall"
+idle_timeout_s = 900
+failure = "drop"
+[[hop]]
+name = "proxy"
+kind = "proxy"
+idle_timeout_s = 1200
+failure = "fin"
+honours_keepalive = false
+[[client]]
+name = "bare"
+library = "raw"
+connections = 1
+[[client]]
+name = "ka"
+library = "python"
+connections = 1
+current = { keepalive = true, keepalive_time_s = 300, keepalive_intvl_s = 60 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_hop_blackholes_and_proxy_needs_traffic() {
+    if !require_or_skip("drop_hop_blackholes_and_proxy_needs_traffic") {
+        return;
+    }
+    let opts = Options {
+        db: Db::Builtin,
+        ..Options::default()
+    };
+    let r = verify(DROP_AND_PROXY, opts).await;
+    assert_eq!(r.db, "builtin");
+    // No keepalive through a dropping firewall: the query vanishes.
+    assert_eq!(find(&r, "bare", Which::Current).outcome, "blackhole");
+    // Keepalive holds the firewall but not the proxy, which closes the idle connection.
+    let ka = find(&r, "ka", Which::Current);
+    assert_eq!(ka.outcome, "closed", "{ka:?}");
+    // The plan adds application traffic below the proxy's timeout: both survive.
+    for c in ["bare", "ka"] {
+        let p = find(&r, c, Which::Planned);
+        assert_eq!(p.outcome, "survived", "{p:?}");
+        assert!(p.detail.contains("heartbeats"), "{p:?}");
+    }
+    assert!(r.verified);
+}

@@ -145,7 +145,12 @@ pub fn path(inv: &Inventory, scale: TimeScale) -> (LabSpec, Vec<HopReport>, Opti
     for (i, h) in ct.iter().enumerate() {
         let lab_s = scale.lab_whole_secs(h.idle_timeout_s);
         let p = profile(h);
-        fws.push(FirewallSettings::new(p, lab_s));
+        let mut fw = FirewallSettings::new(p, lab_s);
+        // A silently dropping middlebox drops everything of a flow it forgot, the far end's
+        // FIN and RST included; conntrack classifies those as INVALID (not NEW), so without
+        // this they would pass and tell the client what the middlebox never would.
+        fw.drop_invalid = p == Profile::Drop;
+        fws.push(fw);
         let host = if i + 1 == ct.len() {
             "fw".to_string()
         } else {
@@ -571,6 +576,8 @@ connections = 1
         assert_eq!(spec.router_firewalls[0].profile, Profile::Nat);
         assert_eq!(spec.router_firewalls[0].established_timeout_s, 4);
         assert_eq!(spec.firewall.profile, Profile::Drop);
+        assert!(spec.firewall.drop_invalid, "a dropping hop drops stale FIN/RST too");
+        assert!(!spec.router_firewalls[0].drop_invalid);
         assert_eq!(spec.firewall.established_timeout_s, 41);
         assert_eq!(proxy, Some(7));
         let hosts: Vec<&str> = hops.iter().map(|h| h.host.as_str()).collect();
