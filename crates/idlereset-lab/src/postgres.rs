@@ -85,6 +85,10 @@ pub struct PgOptions {
     /// `idle_session_timeout`: the server closes sessions idle this long. Keepalives do not
     /// count as activity, queries do: the lab's stand-in for a proxy that ignores keepalives.
     pub idle_session_timeout: Option<Duration>,
+    /// Where the cluster directory goes (default: the system temp dir). `lab up` puts it in
+    /// the lab's run directory, so `lab down --all` removes it even after a crash; a server
+    /// whose data directory vanished shuts itself down (PostgreSQL rechecks its lock file).
+    pub parent: Option<PathBuf>,
 }
 
 impl Default for PgOptions {
@@ -92,6 +96,7 @@ impl Default for PgOptions {
         PgOptions {
             port: 5432,
             idle_session_timeout: None,
+            parent: None,
         }
     }
 }
@@ -129,7 +134,11 @@ impl Postgres {
                 ),
             )
         })?;
-        let dir = std::env::temp_dir().join(format!("{lab}-pg-{}", opts.port));
+        let dir = opts
+            .parent
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join(format!("{lab}-pg-{}", opts.port));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| LabError::io("create", &dir, e))?;
         let mut pg = Postgres {
@@ -219,6 +228,14 @@ impl Postgres {
             lab,
             format!("postgres not ready after 20 s: {}", tail(log)),
         ))
+    }
+
+    /// A libpq connection string for this server at `host` (the db's lab address).
+    pub fn conninfo(&self, host: std::net::IpAddr) -> String {
+        format!(
+            "host={host} port={} user={} dbname=postgres sslmode=disable",
+            self.port, self.user
+        )
     }
 
     /// The cluster's directory (data, socket, `server.log`).

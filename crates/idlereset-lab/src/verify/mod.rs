@@ -41,6 +41,8 @@ use mapping::{Model, Which};
 
 /// Port of the built-in line-protocol server during `verify` (PostgreSQL keeps 5432).
 pub const BUILTIN_PORT: u16 = 5433;
+/// Port of PostgreSQL in the lab.
+pub const PG_PORT: u16 = 5432;
 /// The kernel's default established timeout, for a path with no conntrack hop.
 const KERNEL_DEFAULT_S: u32 = 432_000;
 
@@ -276,8 +278,9 @@ pub async fn run(
                 db_ns,
                 lab.name(),
                 &PgOptions {
-                    port: 5432,
+                    port: PG_PORT,
                     idle_session_timeout: idle_close,
+                    parent: None,
                 },
             )?;
             Some((pg, psql_path.clone()))
@@ -393,10 +396,8 @@ impl RunCtx<'_> {
     async fn psql(&self, r: &mut RunReport, pg: &Postgres, psql: &std::path::Path) -> Result<()> {
         let m = &r.model;
         let mut conninfo = format!(
-            "host={} port={} user={} dbname=postgres sslmode=disable connect_timeout=5 application_name=idlereset-verify keepalives={}",
-            self.target.ip(),
-            pg.port,
-            pg.user,
+            "{} connect_timeout=5 application_name=idlereset-verify keepalives={}",
+            pg.conninfo(self.target.ip()),
             u8::from(m.so_keepalive)
         );
         for (k, v) in [
