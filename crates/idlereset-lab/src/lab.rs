@@ -180,7 +180,12 @@ impl Lab {
                     self.spec.hops
                 ))
             })?;
-            let db_side = self.topo.ifaces(i).pop().map(|f| f.link).unwrap_or_default();
+            let db_side = self
+                .topo
+                .ifaces(i)
+                .pop()
+                .map(|f| f.link)
+                .unwrap_or_default();
             let table = settings.table(&table_name(&self.name), &db_side);
             self.ns(&host)?.run(|| {
                 nft::delete_table(&table.name)?;

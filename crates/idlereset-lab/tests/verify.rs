@@ -182,3 +182,42 @@ async fn drop_hop_blackholes_and_proxy_needs_traffic() {
     }
     assert!(r.verified);
 }
+
+const TWO_FIREWALLS: &str = r#"
+[[hop]]
+name = "near-fw"
+kind = "firewall"
+idle_timeout_s = 900
+failure = "reset"
+[[hop]]
+name = "far-fw"
+kind = "firewall"
+idle_timeout_s = 1800
+failure = "drop"
+[[client]]
+name = "svc"
+library = "raw"
+connections = 1
+current = { keepalive = true, keepalive_time_s = 1200, keepalive_intvl_s = 60 }
+"#;
+
+/// One firewall per hop: keepalive every 1200 s holds the far 1800 s firewall, but the near
+/// 900 s one (a router turned firewall) forgets the flow and resets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_hop_is_its_own_firewall() {
+    if !require_or_skip("each_hop_is_its_own_firewall") {
+        return;
+    }
+    let r = verify(TWO_FIREWALLS, Options::default()).await;
+    let hosts: Vec<(&str, &str)> = r
+        .hops
+        .iter()
+        .map(|h| (h.name.as_str(), h.host.as_str()))
+        .collect();
+    assert_eq!(hosts, [("near-fw", "r1"), ("far-fw", "fw")]);
+    assert_eq!(r.hops[0].lab_timeout_s * 2, r.hops[1].lab_timeout_s);
+    let cur = find(&r, "svc", Which::Current);
+    assert_eq!(cur.outcome, "reset", "the near firewall cuts it: {cur:?}");
+    assert_eq!(find(&r, "svc", Which::Planned).outcome, "survived");
+    assert!(r.verified);
+}

@@ -112,3 +112,41 @@ fn failing_plan_exits_1() {
     assert!(text.contains("NOT verified"), "{text}");
     assert!(text.contains("tiny-fw"), "{text}");
 }
+
+/// `lab up --db postgres`: a real server on db, reachable from app over both address families
+/// through the firewall, gone after `lab down`.
+#[test]
+fn lab_up_with_postgres() {
+    if !require_or_skip("lab_up_with_postgres") {
+        return;
+    }
+    let name = format!("idlereset-pgcli{:x}", std::process::id() & 0xffff);
+    let up = run(&["lab", "up", "--db", "postgres", "--name", &name]);
+    assert!(up.status.success());
+    let query = |host: &str| {
+        run(&[
+            "lab",
+            "exec",
+            "--lab",
+            &name,
+            "app",
+            "--",
+            "psql",
+            &format!("host={host} port=5432 user=postgres dbname=postgres"),
+            "-tAc",
+            "select inet_client_addr()",
+        ])
+    };
+    let v4 = query("198.18.2.10");
+    let v6 = query("2001:db8:2::10");
+    let down = run(&["lab", "down", &name]);
+    assert!(down.status.success());
+    assert_eq!(String::from_utf8_lossy(&v4.stdout).trim(), "198.18.1.10");
+    assert_eq!(String::from_utf8_lossy(&v6.stdout).trim(), "2001:db8:1::10");
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let left = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(&name) && l.contains("postgres"))
+        .count();
+    assert_eq!(left, 0, "postgres must stop with the lab");
+}

@@ -179,11 +179,7 @@ fn parse_redis_opts(p: &ClientPlan) -> (Option<f64>, Option<f64>, Option<u32>) {
     };
     let field = |name: &str| -> Option<f64> {
         let rest = t.split(&format!("{name}:")).nth(1)?;
-        rest.split([',', '}'])
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        rest.split([',', '}']).next()?.trim().parse().ok()
     };
     (
         field("TCP_KEEPIDLE"),
@@ -320,7 +316,11 @@ connections = 1
         let e = model(&plan, "e");
         assert_eq!(
             (e.keepidle_s, e.keepintvl_s, e.keepcnt),
-            (Some(k.time_s as f64), Some(k.intvl_s as f64), Some(k.probes))
+            (
+                Some(k.time_s as f64),
+                Some(k.intvl_s as f64),
+                Some(k.probes)
+            )
         );
         let f = model(&plan, "f");
         assert!(!f.so_keepalive);
@@ -345,7 +345,10 @@ connections = 1
         assert!(!by("b").so_keepalive);
         assert_eq!(by("c").pool_idle_s, Some(600.0));
         assert_eq!(by("d").keepidle_s, Some(15.0));
-        assert!(sysctl_only(&inv.clients[0]).is_none(), "libpq sets SO_KEEPALIVE");
+        assert!(
+            sysctl_only(&inv.clients[0]).is_none(),
+            "libpq sets SO_KEEPALIVE"
+        );
         let trap = sysctl_only(&inv.clients[1]).expect("pgjdbc does not");
         assert!(!trap.so_keepalive);
     }

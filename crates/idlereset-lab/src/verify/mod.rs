@@ -243,7 +243,10 @@ pub async fn run(
     if clients.is_empty() {
         let names: Vec<&str> = plan.clients.iter().map(|c| c.name.as_str()).collect();
         return Err(LabError::Config(match &opts.client {
-            Some(n) => format!("no client {n:?} in the inventory (clients: {})", names.join(", ")),
+            Some(n) => format!(
+                "no client {n:?} in the inventory (clients: {})",
+                names.join(", ")
+            ),
             None => "the inventory has no clients to verify".into(),
         }));
     }
@@ -301,8 +304,18 @@ pub async fn run(
         let Some(client) = inv.clients.iter().find(|c| c.name == cp.name) else {
             continue;
         };
-        jobs.push((cp.name.clone(), cp.library, Which::Planned, mapping::planned(plan, cp)));
-        jobs.push((cp.name.clone(), cp.library, Which::Current, mapping::current(client)));
+        jobs.push((
+            cp.name.clone(),
+            cp.library,
+            Which::Planned,
+            mapping::planned(plan, cp),
+        ));
+        jobs.push((
+            cp.name.clone(),
+            cp.library,
+            Which::Current,
+            mapping::current(client),
+        ));
         if let Some(m) = mapping::sysctl_only(client) {
             jobs.push((cp.name.clone(), cp.library, Which::SysctlOnly, m));
         }
@@ -319,7 +332,11 @@ pub async fn run(
             .map(|(name, lib, which, model)| ctx.one(name, lib, which, model)),
     )
     .await;
-    let db = if ctx.pg.is_some() { "postgres" } else { "builtin" };
+    let db = if ctx.pg.is_some() {
+        "postgres"
+    } else {
+        "builtin"
+    };
     drop(ctx);
     drop(server);
     drop(pg);
@@ -577,7 +594,10 @@ connections = 1
         assert_eq!(spec.router_firewalls[0].profile, Profile::Nat);
         assert_eq!(spec.router_firewalls[0].established_timeout_s, 4);
         assert_eq!(spec.firewall.profile, Profile::Drop);
-        assert!(spec.firewall.drop_invalid, "a dropping hop drops stale FIN/RST too");
+        assert!(
+            spec.firewall.drop_invalid,
+            "a dropping hop drops stale FIN/RST too"
+        );
         assert!(!spec.router_firewalls[0].drop_invalid);
         assert_eq!(spec.firewall.established_timeout_s, 41);
         assert_eq!(proxy, Some(7));

@@ -193,7 +193,9 @@ mod tests {
     #[test]
     fn classifies_libpq_errors() {
         assert_eq!(
-            classify("psql:<stdin>:2: could not receive data from server: Connection reset by peer"),
+            classify(
+                "psql:<stdin>:2: could not receive data from server: Connection reset by peer"
+            ),
             "reset"
         );
         assert_eq!(

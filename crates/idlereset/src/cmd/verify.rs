@@ -11,9 +11,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use idlereset_core::catalog::Catalog;
+use idlereset_core::duration::Human;
 use idlereset_core::inventory::Inventory;
 use idlereset_core::plan;
-use idlereset_core::duration::Human;
 use idlereset_lab::verify::{self, Db, Report};
 use serde::Serialize;
 
@@ -158,8 +158,14 @@ fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     }
     writeln!(out)?;
     if r.verified {
-        writeln!(out, "Verified: every client's planned settings survived an idle beyond the path timeout.")
+        writeln!(
+            out,
+            "Verified: every client's planned settings survived an idle beyond the path timeout."
+        )
     } else {
-        writeln!(out, "NOT verified: planned settings failed for at least one client (see FAIL above).")
+        writeln!(
+            out,
+            "NOT verified: planned settings failed for at least one client (see FAIL above)."
+        )
     }
 }

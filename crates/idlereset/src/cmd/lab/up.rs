@@ -192,7 +192,10 @@ pub fn supervise(a: SuperviseArgs) -> anyhow::Result<Outcome> {
 /// PostgreSQL on `db` for `lab up --db postgres`; its cluster lives in the lab's run directory,
 /// which `lab down` removes. The scenario's server idle close becomes `idle_session_timeout`.
 fn start_postgres(lab: &Lab, sc: &Scenario) -> anyhow::Result<idlereset_lab::postgres::Postgres> {
-    let idle = sc.server_idle_close_s.map(|s| sc.scale().map(|k| k.lab(s))).transpose()?;
+    let idle = sc
+        .server_idle_close_s
+        .map(|s| sc.scale().map(|k| k.lab(s)))
+        .transpose()?;
     let opts = idlereset_lab::postgres::PgOptions {
         port: idlereset_lab::verify::PG_PORT,
         idle_session_timeout: idle,
