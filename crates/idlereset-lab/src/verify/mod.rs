@@ -337,7 +337,6 @@ pub async fn run(
     } else {
         "builtin"
     };
-    drop(ctx);
     drop(server);
     drop(pg);
     let verified = runs
