@@ -221,3 +221,61 @@ async fn each_hop_is_its_own_firewall() {
     assert_eq!(find(&r, "svc", Which::Planned).outcome, "survived");
     assert!(r.verified);
 }
+
+const LIBPQ_PROXY_V6: &str = r#"
+[[hop]]
+name = "fw"
+kind = "firewall"
+idle_timeout_s = 900
+failure = "reset"
+[[hop]]
+name = "pgbouncer"
+kind = "proxy"
+idle_timeout_s = 1200
+failure = "fin"
+honours_keepalive = false
+[[client]]
+name = "api"
+library = "libpq"
+connections = 1
+current = { keepalive_time_s = 300, keepalive_intvl_s = 60 }
+[plan]
+ip_version = 6
+"#;
+
+/// Over IPv6, real PostgreSQL's idle_session_timeout stands in for a proxy that ignores
+/// keepalives: libpq keepalives hold the firewall but the server closes the idle session
+/// (FATAL, "closed"); the plan's heartbeat queries keep it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_idle_session_needs_heartbeat_over_ipv6() {
+    if !require_or_skip("postgres_idle_session_needs_heartbeat_over_ipv6") {
+        return;
+    }
+    assert!(
+        idlereset_lab::postgres::Binaries::find().is_some(),
+        "PostgreSQL is needed: run .ci/install-deps"
+    );
+    let opts = Options {
+        db: Db::Postgres,
+        ..Options::default()
+    };
+    let r = verify(LIBPQ_PROXY_V6, opts).await;
+    let current = find(&r, "api", Which::Current);
+    assert_eq!(current.via, "psql");
+    assert!(
+        current.detail.contains("host=2001:db8:2::10"),
+        "{current:?}"
+    );
+    assert_eq!(current.outcome, "closed", "{current:?}");
+    assert!(
+        current
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("idle-session timeout"),
+        "{current:?}"
+    );
+    let planned = find(&r, "api", Which::Planned);
+    assert_eq!(planned.outcome, "survived", "{planned:?}");
+    assert!(planned.detail.contains("heartbeat queries"), "{planned:?}");
+}

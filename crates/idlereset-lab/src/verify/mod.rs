@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idlereset_core::catalog::Failure;
-use idlereset_core::inventory::{Hop, HopKind, Inventory, Library};
+use idlereset_core::inventory::{Hop, HopKind, Inventory, IpVersion, Library};
 use idlereset_core::plan::Plan;
 use idlereset_core::scale::TimeScale;
 use serde::Serialize;
@@ -289,7 +289,9 @@ pub async fn run(
             Some((pg, psql_path.clone()))
         }
     };
-    let db_addr = lab.topology().db_addr(false);
+    let db_addr = lab
+        .topology()
+        .db_addr(inv.options.ip_version == IpVersion::V6);
     let ctx = RunCtx {
         lab: &lab,
         scale,
