@@ -25,6 +25,11 @@ pub struct LabSpec {
     /// Sysctls for the `app` namespace (e.g. the OS keepalive defaults), dotted names.
     #[serde(default)]
     pub app_sysctls: Vec<(String, String)>,
+    /// Stateful firewalls on the routers: entry `k` makes `r{k+1}` a conntrack firewall of its
+    /// own (sysctls + nft table), so a path of several middleboxes has one firewall per hop.
+    /// Routers without an entry only forward.
+    #[serde(default)]
+    pub router_firewalls: Vec<FirewallSettings>,
 }
 
 /// A lab this process created (and removes on drop) or opened.
@@ -114,6 +119,9 @@ impl Lab {
             if h.role == Role::Fw {
                 settings.extend(self.spec.firewall.sysctls());
             }
+            if let Some(fw) = self.router_firewall(&h.name) {
+                settings.extend(fw.sysctls());
+            }
             sysctl::write_in(&ns, &settings)?;
             if h.role == Role::App {
                 let app: Vec<(&str, String)> = self
@@ -163,7 +171,34 @@ impl Lab {
             nft::delete_table(&table.name)?;
             table.apply()
         })??;
+        for (k, settings) in self.spec.router_firewalls.iter().enumerate() {
+            let host = format!("r{}", k + 1);
+            let i = self.topo.index_of(&host).ok_or_else(|| {
+                LabError::Config(format!(
+                    "{} router firewalls but only {} routers (hops)",
+                    self.spec.router_firewalls.len(),
+                    self.spec.hops
+                ))
+            })?;
+            let db_side = self
+                .topo
+                .ifaces(i)
+                .pop()
+                .map(|f| f.link)
+                .unwrap_or_default();
+            let table = settings.table(&table_name(&self.name), &db_side);
+            self.ns(&host)?.run(|| {
+                nft::delete_table(&table.name)?;
+                table.apply()
+            })??;
+        }
         Ok(())
+    }
+
+    /// The firewall settings of router `host` (`r1`, ...), when it is a firewall.
+    fn router_firewall(&self, host: &str) -> Option<&FirewallSettings> {
+        let k: usize = host.strip_prefix('r')?.parse().ok()?;
+        self.spec.router_firewalls.get(k.checked_sub(1)?)
     }
 
     /// Change the firewall (profile, timeout, loose, liberal, invalid handling) in place.

@@ -10,12 +10,14 @@ pub mod error;
 pub mod evidence;
 pub mod firewall;
 pub mod lab;
+pub mod postgres;
 pub mod registry;
 pub mod reproduce;
 pub mod scenario;
 pub mod server;
 pub mod supervise;
 pub mod topology;
+pub mod verify;
 pub mod workload;
 
 pub use error::{LabError, Result};

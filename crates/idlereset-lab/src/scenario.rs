@@ -164,6 +164,7 @@ impl Scenario {
             hops: self.hops,
             firewall: fw,
             app_sysctls: self.app_sysctls()?,
+            router_firewalls: Vec::new(),
         })
     }
 

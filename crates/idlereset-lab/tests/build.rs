@@ -11,6 +11,7 @@ fn spec(hops: u8, profile: Profile) -> LabSpec {
         hops,
         firewall: FirewallSettings::new(profile, 5),
         app_sysctls: vec![],
+        router_firewalls: vec![],
     }
 }
 

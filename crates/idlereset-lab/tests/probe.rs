@@ -23,6 +23,7 @@ async fn path(profile: Profile, fw_timeout_s: u32, server_idle_close: Option<Dur
         hops: 0,
         firewall: FirewallSettings::new(profile, fw_timeout_s),
         app_sysctls: vec![],
+        router_firewalls: vec![],
     };
     let lab = Lab::create(spec, None, Ownership::Foreground)
         .await

@@ -49,6 +49,8 @@ pub enum Command {
     Catalog(cmd::catalog::Args),
     /// Compute keepalive / pool / firewall settings that fit a whole path
     Plan(cmd::plan::Args),
+    /// Prove a plan in the lab: the inventory's path, planned vs current settings, real idle
+    Verify(cmd::verify::Args),
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions(cmd::completions::Args),
     /// Print the man page (roff) generated from the command-line definition

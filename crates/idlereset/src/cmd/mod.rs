@@ -14,6 +14,7 @@ pub mod plan;
 pub mod probe;
 pub mod replay;
 pub mod signals;
+pub mod verify;
 
 use crate::app::Outcome;
 use crate::cli::{Cli, Command};
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Audit(args) => audit::run(args),
         Command::Conntrack(args) => conntrack::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Verify(args) => verify::run(args),
         Command::Probe(args) => probe::run(args),
         Command::Listen(args) => listen::run(args),
         Command::Completions(args) => completions::run(args),

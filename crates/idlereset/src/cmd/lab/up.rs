@@ -19,7 +19,8 @@ Examples:
   idlereset lab up                                         firewall-900 settings, scaled 100x
   idlereset lab up --name idlereset-demo --profile drop --fw-timeout 10m
   idlereset lab up --hops 2 --ipv6 --pool-size 8
-  idlereset lab up --foreground                            stay attached; Ctrl-C removes the lab")]
+  idlereset lab up --foreground                            stay attached; Ctrl-C removes the lab
+  idlereset lab up --db postgres                           a real PostgreSQL on db (port 5432)")]
 pub struct UpArgs {
     /// Lab name (must start with `idlereset-`); default: idlereset-<random>
     #[arg(long)]
@@ -35,6 +36,10 @@ pub struct UpArgs {
     /// Stay in the foreground running the workload; Ctrl-C removes the lab
     #[arg(long)]
     pub foreground: bool,
+    /// Database on `db`: the built-in line server, or also a real PostgreSQL on port 5432
+    /// (trust auth for the lab subnets; the built-in server and workload move to 5433)
+    #[arg(long, value_parser = ["builtin", "postgres"], default_value = "builtin")]
+    pub db: String,
     /// Print one JSON object describing the lab
     #[arg(long)]
     pub json: bool,
@@ -68,6 +73,8 @@ pub struct SuperviseArgs {
     pub lab: String,
     #[arg(long)]
     pub pool_size: usize,
+    #[arg(long, default_value = "builtin")]
+    pub db: String,
 }
 
 fn scenario_file(lab: &str) -> std::path::PathBuf {
@@ -75,8 +82,18 @@ fn scenario_file(lab: &str) -> std::path::PathBuf {
 }
 
 pub fn up(a: UpArgs) -> anyhow::Result<Outcome> {
-    let sc = a.knobs.apply(Scenario::preset(&a.preset)?);
+    let mut sc = a.knobs.apply(Scenario::preset(&a.preset)?);
     sc.validate()?;
+    let postgres = a.db == "postgres";
+    if postgres {
+        anyhow::ensure!(
+            idlereset_lab::postgres::Binaries::find().is_some(),
+            "--db postgres: PostgreSQL is not installed (initdb and postgres on PATH or under /usr/lib/postgresql/*/bin); run .ci/install-deps"
+        );
+        if sc.port == idlereset_lab::verify::PG_PORT {
+            sc.port = idlereset_lab::verify::BUILTIN_PORT;
+        }
+    }
     let spec = sc.lab_spec()?;
     let pool_size = a.pool_size;
     let (name, build_ms) = run_cancellable(async {
@@ -90,7 +107,9 @@ pub fn up(a: UpArgs) -> anyhow::Result<Outcome> {
             eprintln!(
                 "idlereset: lab {name} up in {build_ms:.0} ms; running the workload, Ctrl-C to remove it"
             );
+            let pg = postgres.then(|| start_postgres(&lab, &sc)).transpose()?;
             supervise::run(&lab, &sc, pool_size, shutdown()).await?;
+            drop(pg);
             lab.destroy()?;
             return Ok((name, build_ms));
         }
@@ -103,6 +122,8 @@ pub fn up(a: UpArgs) -> anyhow::Result<Outcome> {
             &name,
             "--pool-size",
             &pool_size.to_string(),
+            "--db",
+            &a.db,
         ])
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
@@ -140,6 +161,12 @@ pub fn up(a: UpArgs) -> anyhow::Result<Outcome> {
             &describe(&LabRecord::load(&name)?),
             &mut std::io::stdout().lock(),
         )?;
+        if postgres {
+            println!(
+                "postgres: psql \"host=198.18.2.10 port={} user=postgres dbname=postgres\" (run it with idlereset lab exec app -- psql ...)",
+                idlereset_lab::verify::PG_PORT
+            );
+        }
         println!(
             "\nNext: idlereset lab status {name} | idlereset lab exec app -- CMD | idlereset lab down {name}"
         );
@@ -151,11 +178,34 @@ pub fn supervise(a: SuperviseArgs) -> anyhow::Result<Outcome> {
     let sc: Scenario = serde_json::from_slice(&std::fs::read(scenario_file(&a.lab))?)?;
     run_cancellable(async {
         let lab = Lab::open(&a.lab)?.adopt(Ownership::Supervised)?;
+        let pg = (a.db == "postgres")
+            .then(|| start_postgres(&lab, &sc))
+            .transpose()?;
         supervise::run(&lab, &sc, a.pool_size, shutdown()).await?;
+        drop(pg);
         lab.destroy()?;
         Ok(())
     })?;
     Ok(Outcome::Clean)
+}
+
+/// PostgreSQL on `db` for `lab up --db postgres`; its cluster lives in the lab's run directory,
+/// which `lab down` removes. The scenario's server idle close becomes `idle_session_timeout`.
+fn start_postgres(lab: &Lab, sc: &Scenario) -> anyhow::Result<idlereset_lab::postgres::Postgres> {
+    let idle = sc
+        .server_idle_close_s
+        .map(|s| sc.scale().map(|k| k.lab(s)))
+        .transpose()?;
+    let opts = idlereset_lab::postgres::PgOptions {
+        port: idlereset_lab::verify::PG_PORT,
+        idle_session_timeout: idle,
+        parent: Some(registry::run_dir(lab.name())),
+    };
+    Ok(idlereset_lab::postgres::Postgres::start(
+        lab.ns("db")?,
+        lab.name(),
+        &opts,
+    )?)
 }
 
 fn stop_supervisor(r: &LabRecord) {
