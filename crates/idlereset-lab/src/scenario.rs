@@ -177,9 +177,18 @@ impl Scenario {
         let intvl = self.os_keepalive_intvl_s.unwrap_or(75.0);
         let probes = self.os_keepalive_probes.unwrap_or(9);
         Ok(vec![
-            ("net.ipv4.tcp_keepalive_time".to_string(), scale.lab_whole_secs(time).to_string()),
-            ("net.ipv4.tcp_keepalive_intvl".to_string(), scale.lab_whole_secs(intvl).to_string()),
-            ("net.ipv4.tcp_keepalive_probes".to_string(), probes.to_string()),
+            (
+                "net.ipv4.tcp_keepalive_time".to_string(),
+                scale.lab_whole_secs(time).to_string(),
+            ),
+            (
+                "net.ipv4.tcp_keepalive_intvl".to_string(),
+                scale.lab_whole_secs(intvl).to_string(),
+            ),
+            (
+                "net.ipv4.tcp_keepalive_probes".to_string(),
+                probes.to_string(),
+            ),
         ])
     }
 
