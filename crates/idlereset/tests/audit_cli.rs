@@ -75,6 +75,7 @@ async fn keepalive_findings_sysctl_trap_and_conntrack() {
         hops: 0,
         firewall: FirewallSettings::new(Profile::Reject, 60),
         app_sysctls: vec![],
+        router_firewalls: vec![],
     };
     let lab = Lab::create(spec, None, Ownership::Foreground)
         .await
