@@ -8,10 +8,13 @@
 
 pub mod catalog;
 pub mod duration;
+pub mod frozen;
 pub mod inventory;
 pub mod logs;
+pub mod netstat;
 pub mod pcap;
 pub mod plan;
 pub mod probe;
 pub mod replay;
+pub mod resets;
 pub mod scale;
