@@ -20,6 +20,7 @@ pub mod rtnl;
 pub mod sockdiag;
 pub mod sysctl;
 pub mod tcpinfo;
+pub mod tracefs;
 #[cfg(test)]
 mod testns;
 
