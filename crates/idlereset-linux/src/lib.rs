@@ -20,9 +20,9 @@ pub mod rtnl;
 pub mod sockdiag;
 pub mod sysctl;
 pub mod tcpinfo;
-pub mod tracefs;
 #[cfg(test)]
 mod testns;
+pub mod tracefs;
 
 pub use error::{LinuxError, Result};
 pub use netns::NetNs;

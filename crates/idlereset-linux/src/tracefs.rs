@@ -122,7 +122,11 @@ impl TraceInstance {
 
     /// Wait up to `timeout` for trace lines and hand each complete line to `on_line`. Returns
     /// the number of lines delivered (0 on timeout).
-    pub fn read_lines(&mut self, timeout: Duration, mut on_line: impl FnMut(&str)) -> Result<usize> {
+    pub fn read_lines(
+        &mut self,
+        timeout: Duration,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<usize> {
         let Some(pipe) = self.pipe.as_mut() else {
             return Ok(0);
         };
@@ -177,7 +181,8 @@ impl TraceInstance {
             return Ok(());
         }
         // rmdir of an instance disables and frees everything in it.
-        fs::remove_dir(&self.dir).map_err(|e| LinuxError::io("remove tracefs instance", &self.dir, e))
+        fs::remove_dir(&self.dir)
+            .map_err(|e| LinuxError::io("remove tracefs instance", &self.dir, e))
     }
 }
 
@@ -202,7 +207,8 @@ pub fn remove_stale(root: &Path) -> usize {
         else {
             continue;
         };
-        if !Path::new("/proc").join(pid.to_string()).exists() && fs::remove_dir(ent.path()).is_ok() {
+        if !Path::new("/proc").join(pid.to_string()).exists() && fs::remove_dir(ent.path()).is_ok()
+        {
             removed += 1;
         }
     }
@@ -233,7 +239,9 @@ mod tests {
         let dir = inst.dir().to_path_buf();
         assert!(dir.exists());
         assert_eq!(
-            fs::read_to_string(dir.join("events/tcp/tcp_send_reset/enable")).unwrap().trim(),
+            fs::read_to_string(dir.join("events/tcp/tcp_send_reset/enable"))
+                .unwrap()
+                .trim(),
             "1"
         );
         // A connect to a closed loopback port makes the kernel send a reset (no socket).
@@ -252,11 +260,18 @@ mod tests {
             .unwrap();
         }
         assert!(!seen.is_empty(), "no tcp_send_reset for port {port}");
-        let ev = idlereset_core::resets::parse_trace_line(&seen[0]).unwrap().unwrap();
+        let ev = idlereset_core::resets::parse_trace_line(&seen[0])
+            .unwrap()
+            .unwrap();
         // No socket: the kernel reverses the SYN's tuple, so the closed port is the local end.
         assert_eq!(ev.local.port(), port, "{}", seen[0]);
         // Timestamps are CLOCK_MONOTONIC.
-        assert!((monotonic_s() - ev.ts_s).abs() < 5.0, "{} vs {}", ev.ts_s, monotonic_s());
+        assert!(
+            (monotonic_s() - ev.ts_s).abs() < 5.0,
+            "{} vs {}",
+            ev.ts_s,
+            monotonic_s()
+        );
         inst.remove().unwrap();
         assert!(!dir.exists(), "instance not removed");
     }
