@@ -114,6 +114,8 @@ pub struct PathHop<'a> {
     pub name: &'a str,
     pub kind: &'a str,
     pub timeout_s: f64,
+    /// From an inventory hop (`false`: a bare `--path-timeout`).
+    pub from_inventory: bool,
 }
 
 /// The one-line reading of a reset after `idle_s` seconds of idle.
@@ -125,7 +127,11 @@ pub fn reading(idle_s: Option<f64>, hop: Option<PathHop<'_>>, catalog: Option<&C
     let head = format!("reset after {} s idle", fmt_s(idle));
     if let Some(h) = hop {
         let t = h.timeout_s;
-        let what = format!("{} {:?} {} s in inventory", h.kind, h.name, fmt_s(t));
+        let what = if h.from_inventory {
+            format!("{} {:?} {} s in inventory", h.kind, h.name, fmt_s(t))
+        } else {
+            format!("the path timeout {} s", fmt_s(t))
+        };
         // The timer fires within a second or so of the timeout; the reset comes on the first
         // packet after it, which can be much later.
         return if idle < t - (t * 0.02).max(1.0) {
@@ -203,6 +209,7 @@ mod tests {
             name: "dc-firewall",
             kind: "firewall",
             timeout_s: 900.0,
+            from_inventory: true,
         };
         let r = reading(Some(902.0), Some(fw), None);
         assert_eq!(
@@ -216,5 +223,13 @@ mod tests {
         assert!(r.contains("near ") && r.contains("350 s"), "{r}");
         assert!(reading(Some(3.3), None, Some(&cat)).contains("3.3 s idle: no inventory"));
         assert!(reading(None, Some(fw), None).contains("unknown"));
+        let bare = PathHop {
+            from_inventory: false,
+            ..fw
+        };
+        assert_eq!(
+            reading(Some(901.0), Some(bare), None),
+            "reset after 901 s idle: matches the path timeout 900 s"
+        );
     }
 }

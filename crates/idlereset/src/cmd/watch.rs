@@ -90,11 +90,13 @@ impl Reader {
                 name: &h.name,
                 kind: h.kind.as_str(),
                 timeout_s: t,
+                from_inventory: true,
             }),
             (None, Some(t)) => Some(PathHop {
                 name: "--path-timeout",
                 kind: "path",
                 timeout_s: t,
+                from_inventory: false,
             }),
             (None, None) => None,
         };
