@@ -281,7 +281,6 @@ async fn exporter_reports_sockets_without_keepalive_and_invalid_rising() {
         value(&text, "idlereset_source_up{source=\"procfs\"}"),
         Some(1.0)
     );
-    drop(plain.pop()); // one fewer
     drop(app_exp);
 
     // INVALID: forget the flows on fw, then send mid-stream: with loose=0 conntrack cannot pick

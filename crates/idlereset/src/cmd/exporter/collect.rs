@@ -139,6 +139,11 @@ impl Collector {
 
     fn sample_frozen(&mut self, ct: &mut conntrack::Ctnetlink) -> Result<Frozen, String> {
         let accounting = conntrack::accounting_enabled().unwrap_or(false);
+        if !accounting {
+            // Entries carry no packet counters: nothing to compare, and no reason to pay for a
+            // dump of a possibly large table.
+            return Ok(Frozen::default());
+        }
         let mut readings: Vec<(FlowKey, Reading)> = Vec::new();
         ct.dump(Family::All, |e| {
             if let Some(packets) = e.packets() {
