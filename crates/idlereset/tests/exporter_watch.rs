@@ -352,6 +352,8 @@ async fn watch_reports_a_lab_reset_with_its_idle_age() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    // The exporter's reset histogram runs the same pipeline in the background.
+    let exporter = Exporter::start(&["--netns", app.name()]);
     let (tx, rx) = std::sync::mpsc::channel::<(Instant, String)>();
     let stdout = watch.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -399,6 +401,22 @@ async fn watch_reports_a_lab_reset_with_its_idle_age() {
         "{reading}"
     );
     assert!(v["time"].as_str().unwrap().ends_with('Z'));
+    let text = exporter.scrape().await;
+    assert_valid_exposition(&text);
+    let hist = |le: &str| {
+        value(
+            &text,
+            &format!("idlereset_reset_idle_seconds_bucket{{le=\"{le}\",direction=\"received\"}}"),
+        )
+        .unwrap_or_else(|| panic!("no bucket {le} in\n{text}"))
+    };
+    assert_eq!(hist("1.0"), 0.0, "{text}");
+    assert_eq!(hist("5.0"), 1.0, "the 3.5 s reset belongs in le=5: {text}");
+    assert_eq!(
+        value(&text, "idlereset_source_up{source=\"tracefs\"}"),
+        Some(1.0)
+    );
+    drop(exporter);
     // Interrupted watch removes its tracefs instance.
     assert!(status.code().is_some(), "watch died by signal");
     let inst = idlereset_linux::tracefs::find_root()
