@@ -9,10 +9,13 @@
 pub mod audit;
 pub mod catalog;
 pub mod duration;
+pub mod frozen;
 pub mod inventory;
 pub mod logs;
+pub mod netstat;
 pub mod pcap;
 pub mod plan;
 pub mod probe;
 pub mod replay;
+pub mod resets;
 pub mod scale;

@@ -22,6 +22,7 @@ pub mod sysctl;
 pub mod tcpinfo;
 #[cfg(test)]
 mod testns;
+pub mod tracefs;
 
 pub use error::{LinuxError, Result};
 pub use netns::NetNs;

@@ -45,6 +45,10 @@ pub enum Command {
     Audit(cmd::audit::Args),
     /// Dump a namespace's conntrack table: states, timers left, NAT, counters, statistics
     Conntrack(cmd::conntrack::Args),
+    /// Serve Prometheus metrics: conntrack, sockets at risk, reset counters, reset idle ages
+    Exporter(cmd::exporter::Args),
+    /// Live stream of TCP resets sent and received, with idle age, process and a reading
+    Watch(cmd::watch::Args),
     /// List documented idle timeouts of middleboxes and client defaults, with sources
     Catalog(cmd::catalog::Args),
     /// Compute keepalive / pool / firewall settings that fit a whole path

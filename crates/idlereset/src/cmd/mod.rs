@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod completions;
 pub mod conntrack;
 pub mod demo;
+pub mod exporter;
 pub mod lab;
 pub mod listen;
 pub mod logs;
@@ -15,6 +16,7 @@ pub mod probe;
 pub mod replay;
 pub mod signals;
 pub mod verify;
+pub mod watch;
 
 use crate::app::Outcome;
 use crate::cli::{Cli, Command};
@@ -31,6 +33,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Conntrack(args) => conntrack::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Exporter(args) => exporter::run(args),
+        Command::Watch(args) => watch::run(args),
         Command::Probe(args) => probe::run(args),
         Command::Listen(args) => listen::run(args),
         Command::Completions(args) => completions::run(args),

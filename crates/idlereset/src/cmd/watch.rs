@@ -1,0 +1,249 @@
+//! `idlereset watch`: a live stream of the TCP resets this host sends and receives, each with
+//! its flow, owning process, how long the connection had been idle, and a one-line reading
+//! against the path inventory (or the timeout catalog).
+//!
+//! Events come from the kernel's `tcp:tcp_receive_reset` / `tcp:tcp_send_reset` tracepoints in a
+//! private tracefs instance (removed on exit and on Ctrl-C); idle ages and owners from a socket
+//! sampler (see [`stream`]). Runs until Ctrl-C, `--duration` or `--count`.
+
+pub mod stream;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use idlereset_core::catalog::Catalog;
+use idlereset_core::inventory::Inventory;
+use idlereset_core::resets::{Direction, PathHop, reading};
+use idlereset_linux::tracefs;
+use serde::Serialize;
+
+use crate::app::Outcome;
+
+use self::stream::{IdleCache, Joined};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  idlereset watch                                  resets on this host, with idle age and process
+  idlereset watch --inventory path.toml            read each reset against the path's hops
+  idlereset watch --json | jq 'select(.idle_s > 300)'
+  idlereset watch --netns fw --duration 60         sample the sockets of a lab namespace
+
+Needs root (tracefs and sock_diag). tracefs must be mounted (mount -t tracefs nodev /sys/kernel/tracing).
+Tracepoints fire for every namespace; idle ages are known for the sampled namespace's sockets.")]
+pub struct Args {
+    /// One JSON object per line: time, direction, local, remote, pid, process, idle_s, reading
+    #[arg(long)]
+    pub json: bool,
+    /// Path inventory (TOML): read each reset against the smallest timeout on the way to its remote
+    #[arg(long, value_name = "FILE", conflicts_with = "path_timeout")]
+    pub inventory: Option<PathBuf>,
+    /// The path's idle timeout in seconds, for every remote
+    #[arg(long, value_name = "S")]
+    pub path_timeout: Option<f64>,
+    /// Sample the sockets of the named network namespace (/run/netns/NAME) instead of this one
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// Stop after this many seconds
+    #[arg(long, value_name = "S")]
+    pub duration: Option<f64>,
+    /// Stop after this many events
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+}
+
+/// One event as `--json` prints it.
+#[derive(Debug, Serialize)]
+struct Event {
+    time: String,
+    direction: Direction,
+    local: String,
+    remote: String,
+    pid: Option<u32>,
+    process: Option<String>,
+    idle_s: Option<f64>,
+    reading: String,
+}
+
+/// How events are read against the path.
+pub struct Reader {
+    inventory: Option<Inventory>,
+    path_timeout: Option<f64>,
+    catalog: Option<Catalog>,
+}
+
+impl Reader {
+    pub fn new(inventory: Option<Inventory>, path_timeout: Option<f64>) -> Reader {
+        Reader {
+            inventory,
+            path_timeout,
+            catalog: Catalog::builtin().ok(),
+        }
+    }
+
+    pub fn read(&self, j: &Joined) -> String {
+        let hop = match (&self.inventory, self.path_timeout) {
+            (Some(inv), _) => inv.path_timeout_for(j.remote).map(|(t, h)| PathHop {
+                name: &h.name,
+                kind: h.kind.as_str(),
+                timeout_s: t,
+                from_inventory: true,
+            }),
+            (None, Some(t)) => Some(PathHop {
+                name: "--path-timeout",
+                kind: "path",
+                timeout_s: t,
+                from_inventory: false,
+            }),
+            (None, None) => None,
+        };
+        reading(j.idle_s, hop, self.catalog.as_ref())
+    }
+}
+
+/// Load an inventory file for `watch` / `exporter`.
+pub fn load_inventory(path: &std::path::Path) -> anyhow::Result<Inventory> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read inventory {}", path.display()))?;
+    let catalog = Catalog::builtin()?;
+    Ok(Inventory::parse(
+        &text,
+        &path.display().to_string(),
+        &catalog,
+    )?)
+}
+
+/// Sets `stop` on Ctrl-C / SIGTERM (a small runtime on its own thread).
+pub fn stop_on_signal(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(super::signals::shutdown());
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
+}
+
+/// Wall-clock time of an event stamped with the monotonic clock.
+fn event_time(mono_s: f64) -> String {
+    let now = jiff::Timestamp::now();
+    let ago = (tracefs::monotonic_s() - mono_s).clamp(0.0, 86400.0);
+    let ago = jiff::SignedDuration::from_secs_f64(ago);
+    now.checked_sub(ago).unwrap_or(now).to_string()
+}
+
+fn endpoint(a: std::net::SocketAddr) -> String {
+    a.to_string()
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    if let Some(t) = args.path_timeout {
+        anyhow::ensure!(
+            t > 0.0 && t.is_finite(),
+            "--path-timeout must be a positive number of seconds"
+        );
+    }
+    let inventory = args.inventory.as_deref().map(load_inventory).transpose()?;
+    let reader = Reader::new(inventory, args.path_timeout);
+    tracefs::find_root().context("watch needs the kernel's TCP reset tracepoints")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(stop.clone());
+    let cache = Arc::new(Mutex::new(IdleCache::default()));
+    let sampler = stream::spawn_sampler(args.netns.clone(), cache.clone(), stop.clone());
+    // Let the first sample land so flows idle from before the start are known.
+    std::thread::sleep(stream::SAMPLE_EVERY);
+    if sampler.is_finished() {
+        stop.store(true, Ordering::Relaxed);
+        let r = sampler
+            .join()
+            .map_err(|_| anyhow::anyhow!("socket sampler panicked"))?;
+        r.map_err(anyhow::Error::msg).context("sample sockets")?;
+        anyhow::bail!("socket sampler stopped unexpectedly");
+    }
+    if !args.json {
+        eprintln!(
+            "watching TCP resets (tracepoints tcp_receive_reset, tcp_send_reset){}; Ctrl-C stops",
+            args.netns
+                .as_deref()
+                .map(|n| format!(", sockets of namespace {n}"))
+                .unwrap_or_default()
+        );
+    }
+    let deadline = args
+        .duration
+        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    if let Some(d) = deadline {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(d.saturating_duration_since(Instant::now()));
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let mut seen = 0u64;
+    let mut out_err = None;
+    let result = stream::run_events(&cache, &stop, |j| {
+        if out_err.is_some() {
+            return;
+        }
+        seen += 1;
+        let ev = Event {
+            time: event_time(j.mono_s),
+            direction: j.direction,
+            local: endpoint(j.local),
+            remote: endpoint(j.remote),
+            pid: j.pid,
+            process: j.process.clone(),
+            idle_s: j.idle_s.map(|s| (s * 1000.0).round() / 1000.0),
+            reading: reader.read(&j),
+        };
+        let mut out = std::io::stdout().lock();
+        let r = if args.json {
+            serde_json::to_writer(&mut out, &ev)
+                .map_err(std::io::Error::other)
+                .and_then(|()| writeln!(out))
+        } else {
+            let arrow = match j.direction {
+                Direction::Received => "<-",
+                Direction::Sent => "->",
+            };
+            let who = match (&ev.process, ev.pid) {
+                (Some(p), Some(pid)) => format!("{p}[{pid}]"),
+                _ => "?".into(),
+            };
+            writeln!(
+                out,
+                "{} {:8} {} {} {} {}: {}",
+                ev.time,
+                format!("{:?}", j.direction).to_lowercase(),
+                ev.local,
+                arrow,
+                ev.remote,
+                who,
+                ev.reading
+            )
+        };
+        let _ = out.flush();
+        if let Err(e) = r {
+            out_err = Some(e);
+            stop.store(true, Ordering::Relaxed);
+        }
+        if args.count.is_some_and(|n| seen >= n) {
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    result.context("read the TCP reset tracepoints")?;
+    match out_err {
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Clean),
+        Some(e) => Err(e.into()),
+        None if seen > 0 => Ok(Outcome::Findings),
+        None => Ok(Outcome::Clean),
+    }
+}
