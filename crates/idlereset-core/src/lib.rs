@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod ctwatch;
 pub mod duration;
 pub mod inventory;
 pub mod logs;

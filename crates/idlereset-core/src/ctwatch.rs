@@ -1,0 +1,442 @@
+//! Frozen conntrack timers: turn repeated samples of a conntrack table into events.
+//!
+//! A conntrack entry's remaining timeout is reset by every packet conntrack accepts as valid.
+//! Packets that fail TCP window tracking (after a sequence jump, an asymmetric path, ...) are
+//! INVALID: they may still cross the box, but they do not refresh the timer. Such a flow looks
+//! busy (its packet counters keep advancing) while its timeout falls second by second, and it is
+//! forgotten when the timeout reaches zero: the field report's 12 h resets.
+//!
+//! [`Watcher`] keeps, per flow, the previous sample only (memory grows with the number of flows
+//! sampled, never with the number of samples) and reports:
+//! - [`EventKind::Frozen`]: packets advanced while the timeout fell by about the time elapsed,
+//!   for `frozen_after` consecutive intervals;
+//! - [`EventKind::ExpiringWhileActive`]: the timeout is below `expiring_s` and packets still
+//!   advance;
+//! - [`EventKind::Expired`]: a flow flagged frozen or expiring vanished from the table;
+//! - [`EventKind::InvalidRising`]: the table's INVALID statistic rose faster than
+//!   `invalid_rate_per_s`.
+//!
+//! The flow key is generic (the caller picks the conntrack id plus tuple, or anything hashable)
+//! and time is injected, so the logic is pure and unit-tested on synthetic samples.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use serde::Serialize;
+
+/// Thresholds of a [`Watcher`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct WatchConfig {
+    /// Consecutive frozen intervals before a flow is flagged (at least 1).
+    pub frozen_after: u32,
+    /// Slack, in seconds, when comparing the timeout's fall with the time elapsed (the kernel
+    /// reports whole seconds).
+    pub tolerance_s: f64,
+    /// A flow whose timeout is at or below this and whose packets advance is about to die.
+    pub expiring_s: u32,
+    /// INVALID packets per second (table-wide) above which `InvalidRising` is reported.
+    pub invalid_rate_per_s: f64,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            frozen_after: 2,
+            tolerance_s: 1.0,
+            expiring_s: 30,
+            invalid_rate_per_s: 1.0,
+        }
+    }
+}
+
+/// One observation of one flow.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Sample {
+    /// Seconds since an arbitrary origin (monotonic).
+    pub t_s: f64,
+    /// Remaining timeout reported by the kernel.
+    pub timeout_s: u32,
+    /// Packets of both directions; `None` without accounting (then nothing can be flagged).
+    pub packets: Option<u64>,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    Frozen,
+    ExpiringWhileActive,
+    Expired,
+    InvalidRising,
+}
+
+impl EventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Frozen => "frozen",
+            EventKind::ExpiringWhileActive => "expiring-while-active",
+            EventKind::Expired => "expired",
+            EventKind::InvalidRising => "invalid-rising",
+        }
+    }
+}
+
+/// One event. `flow` is `None` for table-wide events (INVALID statistic).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event<K> {
+    pub kind: EventKind,
+    pub t_s: f64,
+    pub flow: Option<K>,
+    /// Human-readable evidence (what was compared).
+    pub evidence: String,
+    /// Seconds before the entry is forgotten, if known.
+    pub time_left_s: Option<u32>,
+    /// Packets in the last interval (flow events) or INVALID packets (table event).
+    pub packets_delta: Option<u64>,
+    /// Timeout lost in the last interval (flow events).
+    pub timeout_fall_s: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FlowState {
+    last: Sample,
+    frozen_streak: u32,
+    flagged_frozen: bool,
+    flagged_expiring: bool,
+    seen_round: u64,
+}
+
+/// Sampling state over rounds. Call [`Watcher::observe`] for every flow of a dump, then
+/// [`Watcher::end_round`]; [`Watcher::invalid`] once per round with the INVALID statistic.
+#[derive(Debug)]
+pub struct Watcher<K> {
+    cfg: WatchConfig,
+    flows: HashMap<K, FlowState>,
+    round: u64,
+    last_invalid: Option<(f64, u64)>,
+}
+
+impl<K: Clone + Eq + Hash> Watcher<K> {
+    pub fn new(cfg: WatchConfig) -> Watcher<K> {
+        Watcher {
+            cfg: WatchConfig {
+                frozen_after: cfg.frozen_after.max(1),
+                ..cfg
+            },
+            flows: HashMap::new(),
+            round: 1,
+            last_invalid: None,
+        }
+    }
+
+    /// Flows currently tracked.
+    pub fn flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Feed one flow's sample of the current round; events it triggers are pushed to `out`.
+    pub fn observe(&mut self, key: &K, s: Sample, out: &mut Vec<Event<K>>) {
+        let round = self.round;
+        let Some(st) = self.flows.get_mut(key) else {
+            self.flows.insert(
+                key.clone(),
+                FlowState {
+                    last: s,
+                    frozen_streak: 0,
+                    flagged_frozen: false,
+                    flagged_expiring: false,
+                    seen_round: round,
+                },
+            );
+            return;
+        };
+        st.seen_round = round;
+        let prev = st.last;
+        st.last = s;
+        let elapsed = s.t_s - prev.t_s;
+        let (Some(p0), Some(p1)) = (prev.packets, s.packets) else {
+            st.frozen_streak = 0;
+            return;
+        };
+        if p1 < p0 || elapsed <= 0.0 {
+            // A new entry under the same key, or a clock that went backwards: start over.
+            *st = FlowState {
+                last: s,
+                frozen_streak: 0,
+                flagged_frozen: false,
+                flagged_expiring: false,
+                seen_round: round,
+            };
+            return;
+        }
+        let moved = p1 - p0;
+        let fall = i64::from(prev.timeout_s) - i64::from(s.timeout_s);
+        let frozen_step = moved > 0
+            && fall >= 1
+            && fall as f64 >= elapsed - self.cfg.tolerance_s
+            && fall as f64 <= elapsed + self.cfg.tolerance_s;
+        if frozen_step {
+            st.frozen_streak += 1;
+        } else if fall < 0 || moved == 0 {
+            // Refreshed (timer went up) or idle (falling is normal): not frozen.
+            st.frozen_streak = 0;
+            st.flagged_frozen = false;
+        } else {
+            st.frozen_streak = 0;
+        }
+        if st.frozen_streak >= self.cfg.frozen_after && !st.flagged_frozen {
+            st.flagged_frozen = true;
+            out.push(Event {
+                kind: EventKind::Frozen,
+                t_s: s.t_s,
+                flow: Some(key.clone()),
+                evidence: format!(
+                    "{moved} packets in {elapsed:.1} s but the timeout fell {} s -> {} s ({} intervals in a row): packets no longer refresh the entry",
+                    prev.timeout_s, s.timeout_s, st.frozen_streak
+                ),
+                time_left_s: Some(s.timeout_s),
+                packets_delta: Some(moved),
+                timeout_fall_s: Some(fall),
+            });
+        }
+        if moved > 0 && s.timeout_s <= self.cfg.expiring_s {
+            if !st.flagged_expiring {
+                st.flagged_expiring = true;
+                out.push(Event {
+                    kind: EventKind::ExpiringWhileActive,
+                    t_s: s.t_s,
+                    flow: Some(key.clone()),
+                    evidence: format!(
+                        "{moved} packets in {elapsed:.1} s and only {} s left (threshold {} s): the entry will be forgotten while the endpoints still talk",
+                        s.timeout_s, self.cfg.expiring_s
+                    ),
+                    time_left_s: Some(s.timeout_s),
+                    packets_delta: Some(moved),
+                    timeout_fall_s: Some(fall),
+                });
+            }
+        } else if s.timeout_s > self.cfg.expiring_s {
+            st.flagged_expiring = false;
+        }
+    }
+
+    /// Close the round at time `t_s`: flows not observed in it are gone from the table. Flows
+    /// that were flagged when they vanished produce an `Expired` event.
+    pub fn end_round(&mut self, t_s: f64, out: &mut Vec<Event<K>>) {
+        let round = self.round;
+        self.flows.retain(|k, st| {
+            if st.seen_round == round {
+                return true;
+            }
+            if st.flagged_frozen || st.flagged_expiring {
+                out.push(Event {
+                    kind: EventKind::Expired,
+                    t_s,
+                    flow: Some(k.clone()),
+                    evidence: format!(
+                        "the entry left the table (last seen at {:.1} s with {} s left); the next packet of this flow is unknown to the firewall",
+                        st.last.t_s, st.last.timeout_s
+                    ),
+                    time_left_s: Some(0),
+                    packets_delta: None,
+                    timeout_fall_s: None,
+                });
+            }
+            false
+        });
+        self.round += 1;
+    }
+
+    /// Feed the table-wide INVALID statistic at time `t_s`.
+    pub fn invalid(&mut self, t_s: f64, total: u64, out: &mut Vec<Event<K>>) {
+        let prev = self.last_invalid.replace((t_s, total));
+        let Some((t0, v0)) = prev else {
+            return;
+        };
+        let elapsed = t_s - t0;
+        if total < v0 || elapsed <= 0.0 {
+            return;
+        }
+        let delta = total - v0;
+        let rate = delta as f64 / elapsed;
+        if delta > 0 && rate > self.cfg.invalid_rate_per_s {
+            out.push(Event {
+                kind: EventKind::InvalidRising,
+                t_s,
+                flow: None,
+                evidence: format!(
+                    "INVALID statistic rose by {delta} in {elapsed:.1} s ({rate:.1}/s, threshold {}/s): packets fail conntrack's checks and refresh no timer",
+                    self.cfg.invalid_rate_per_s
+                ),
+                time_left_s: None,
+                packets_delta: Some(delta),
+                timeout_fall_s: None,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn s(t: f64, timeout: u32, packets: u64) -> Sample {
+        Sample {
+            t_s: t,
+            timeout_s: timeout,
+            packets: Some(packets),
+        }
+    }
+
+    /// Run rounds of one flow; returns all events.
+    fn run(samples: &[Sample], cfg: WatchConfig) -> Vec<Event<u32>> {
+        let mut w = Watcher::new(cfg);
+        let mut out = Vec::new();
+        for x in samples {
+            w.observe(&7, *x, &mut out);
+            w.end_round(x.t_s, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn busy_refreshed_flow_is_quiet() {
+        let samples: Vec<_> = (0..10)
+            .map(|i| s(f64::from(i), 300 - (i % 2), u64::from(i) * 100))
+            .collect();
+        assert!(run(&samples, WatchConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn idle_flow_falling_is_not_frozen() {
+        let samples: Vec<_> = (0..10).map(|i| s(f64::from(i), 300 - i, 5)).collect();
+        assert!(run(&samples, WatchConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn frozen_timer_flagged_after_streak_once() {
+        // Busy flow refreshed to 48, then frozen: falls 1 s per second while packets flow.
+        let mut samples = vec![s(0.0, 48, 0), s(1.0, 48, 100)];
+        for i in 2..12 {
+            samples.push(s(f64::from(i), 48 - (i - 1), u64::from(i) * 100));
+        }
+        let ev = run(&samples, WatchConfig::default());
+        let frozen: Vec<_> = ev.iter().filter(|e| e.kind == EventKind::Frozen).collect();
+        assert_eq!(frozen.len(), 1, "{ev:?}");
+        assert_eq!(frozen[0].t_s, 3.0);
+        assert_eq!(frozen[0].time_left_s, Some(46));
+        assert_eq!(frozen[0].packets_delta, Some(100));
+        assert!(frozen[0].evidence.contains("47 s -> 46 s"));
+        let cfg = WatchConfig {
+            frozen_after: 4,
+            ..WatchConfig::default()
+        };
+        let late = run(&samples, cfg);
+        assert_eq!(
+            late.iter().find(|e| e.kind == EventKind::Frozen).unwrap().t_s,
+            5.0
+        );
+    }
+
+    #[test]
+    fn refresh_clears_the_flag_and_can_reflag() {
+        let samples = [
+            s(0.0, 40, 0),
+            s(1.0, 39, 10),
+            s(2.0, 38, 20),
+            s(3.0, 60, 30), // resynchronised
+            s(4.0, 59, 40),
+            s(5.0, 58, 50),
+        ];
+        let ev = run(&samples, WatchConfig::default());
+        let times: Vec<_> = ev
+            .iter()
+            .filter(|e| e.kind == EventKind::Frozen)
+            .map(|e| e.t_s)
+            .collect();
+        assert_eq!(times, vec![2.0, 5.0]);
+    }
+
+    #[test]
+    fn expiring_while_active_then_expired() {
+        let cfg = WatchConfig {
+            expiring_s: 5,
+            frozen_after: 100,
+            ..WatchConfig::default()
+        };
+        let mut w = Watcher::new(cfg);
+        let mut out = Vec::new();
+        for (i, t) in [8u32, 7, 6, 5, 4].iter().enumerate() {
+            w.observe(&1u8, s(i as f64, *t, i as u64 * 3), &mut out);
+            w.end_round(i as f64, &mut out);
+        }
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].kind, EventKind::ExpiringWhileActive);
+        assert_eq!(out[0].time_left_s, Some(5));
+        // Round without the flow: it expired.
+        w.end_round(5.0, &mut out);
+        assert_eq!(out.last().unwrap().kind, EventKind::Expired);
+        assert_eq!(w.flows(), 0);
+        // An idle flow near expiry is normal and vanishes silently.
+        let mut w = Watcher::new(cfg);
+        let mut out = Vec::new();
+        w.observe(&2u8, s(0.0, 3, 9), &mut out);
+        w.end_round(0.0, &mut out);
+        w.observe(&2u8, s(1.0, 2, 9), &mut out);
+        w.end_round(1.0, &mut out);
+        w.end_round(2.0, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn counter_reset_and_missing_accounting_do_not_flag() {
+        let samples = [s(0.0, 50, 1000), s(1.0, 49, 10), s(2.0, 48, 20)];
+        assert!(run(&samples, WatchConfig::default()).is_empty());
+        let none: Vec<_> = (0..6)
+            .map(|i| Sample {
+                t_s: f64::from(i),
+                timeout_s: 50 - i,
+                packets: None,
+            })
+            .collect();
+        assert!(run(&none, WatchConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn fall_much_faster_than_time_is_not_frozen() {
+        // The kernel cut the timeout (e.g. to 300 s for unacknowledged data): a drop, not a freeze.
+        let samples = [s(0.0, 4000, 0), s(1.0, 300, 10), s(2.0, 100, 20)];
+        assert!(run(&samples, WatchConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn invalid_rising_uses_rate() {
+        let mut w: Watcher<u8> = Watcher::new(WatchConfig::default());
+        let mut out = Vec::new();
+        w.invalid(0.0, 100, &mut out);
+        w.invalid(2.0, 101, &mut out); // 0.5/s: below threshold
+        assert!(out.is_empty());
+        w.invalid(3.0, 301, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind, EventKind::InvalidRising);
+        assert_eq!(out[0].packets_delta, Some(200));
+        assert!(out[0].flow.is_none());
+        w.invalid(4.0, 5, &mut out); // statistic reset (namespace recreated)
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn many_flows_keep_one_state_each() {
+        let mut w = Watcher::new(WatchConfig::default());
+        let mut out = Vec::new();
+        for r in 0..3u32 {
+            for k in 0..1000u32 {
+                w.observe(&k, s(f64::from(r), 100, u64::from(r)), &mut out);
+            }
+            w.end_round(f64::from(r), &mut out);
+        }
+        assert_eq!(w.flows(), 1000);
+        assert!(out.is_empty());
+    }
+}
