@@ -6,10 +6,16 @@
 //! busy (its packet counters keep advancing) while its timeout falls second by second, and it is
 //! forgotten when the timeout reaches zero: the field report's 12 h resets.
 //!
+//! On Linux 6.18 the entry's packet counters do not count INVALID packets either (accounting
+//! happens only for packets conntrack accepted), so a frozen flow usually looks *silent* in the
+//! table, not busy: its counters stop at once while the table-wide INVALID statistic climbs.
+//! Both signatures are recognised.
+//!
 //! [`Watcher`] keeps, per flow, the previous sample only (memory grows with the number of flows
 //! sampled, never with the number of samples) and reports:
-//! - [`EventKind::Frozen`]: packets advanced while the timeout fell by about the time elapsed,
-//!   for `frozen_after` consecutive intervals;
+//! - [`EventKind::Frozen`]: for `frozen_after` consecutive intervals the timeout fell by about
+//!   the time elapsed while either the flow's packets advanced, or the flow had been busy just
+//!   before its counters stopped and the table's INVALID statistic kept rising;
 //! - [`EventKind::ExpiringWhileActive`]: the timeout is below `expiring_s` and packets still
 //!   advance;
 //! - [`EventKind::Expired`]: a flow flagged frozen or expiring vanished from the table;
@@ -103,17 +109,34 @@ struct FlowState {
     frozen_streak: u32,
     flagged_frozen: bool,
     flagged_expiring: bool,
+    /// Packets advanced in the interval before the current one.
+    moved_before: bool,
     seen_round: u64,
 }
 
-/// Sampling state over rounds. Call [`Watcher::observe`] for every flow of a dump, then
-/// [`Watcher::end_round`]; [`Watcher::invalid`] once per round with the INVALID statistic.
+impl FlowState {
+    fn fresh(s: Sample, round: u64) -> FlowState {
+        FlowState {
+            last: s,
+            frozen_streak: 0,
+            flagged_frozen: false,
+            flagged_expiring: false,
+            moved_before: false,
+            seen_round: round,
+        }
+    }
+}
+
+/// Sampling state over rounds. Per round: [`Watcher::begin_round`] with the INVALID statistic,
+/// [`Watcher::observe`] for every flow of a dump, then [`Watcher::end_round`].
 #[derive(Debug)]
 pub struct Watcher<K> {
     cfg: WatchConfig,
     flows: HashMap<K, FlowState>,
     round: u64,
     last_invalid: Option<(f64, u64)>,
+    /// INVALID packets counted since the previous round (0 when unknown).
+    invalid_delta: u64,
 }
 
 impl<K: Clone + Eq + Hash> Watcher<K> {
@@ -126,6 +149,7 @@ impl<K: Clone + Eq + Hash> Watcher<K> {
             flows: HashMap::new(),
             round: 1,
             last_invalid: None,
+            invalid_delta: 0,
         }
     }
 
@@ -138,16 +162,7 @@ impl<K: Clone + Eq + Hash> Watcher<K> {
     pub fn observe(&mut self, key: &K, s: Sample, out: &mut Vec<Event<K>>) {
         let round = self.round;
         let Some(st) = self.flows.get_mut(key) else {
-            self.flows.insert(
-                key.clone(),
-                FlowState {
-                    last: s,
-                    frozen_streak: 0,
-                    flagged_frozen: false,
-                    flagged_expiring: false,
-                    seen_round: round,
-                },
-            );
+            self.flows.insert(key.clone(), FlowState::fresh(s, round));
             return;
         };
         st.seen_round = round;
@@ -160,24 +175,23 @@ impl<K: Clone + Eq + Hash> Watcher<K> {
         };
         if p1 < p0 || elapsed <= 0.0 {
             // A new entry under the same key, or a clock that went backwards: start over.
-            *st = FlowState {
-                last: s,
-                frozen_streak: 0,
-                flagged_frozen: false,
-                flagged_expiring: false,
-                seen_round: round,
-            };
+            *st = FlowState::fresh(s, round);
             return;
         }
         let moved = p1 - p0;
         let fall = i64::from(prev.timeout_s) - i64::from(s.timeout_s);
-        let frozen_step = moved > 0
-            && fall >= 1
+        let falls_with_time = fall >= 1
             && fall as f64 >= elapsed - self.cfg.tolerance_s
             && fall as f64 <= elapsed + self.cfg.tolerance_s;
+        let invalid = self.invalid_delta;
+        // Busy, or silenced: busy until just now (or already in a streak) and INVALID rising.
+        let silenced =
+            moved == 0 && invalid > 0 && (st.moved_before || st.frozen_streak > 0 || st.flagged_frozen);
+        let frozen_step = falls_with_time && (moved > 0 || silenced);
+        st.moved_before = moved > 0;
         if frozen_step {
             st.frozen_streak += 1;
-        } else if fall < 0 || moved == 0 {
+        } else if fall < 0 || (moved == 0 && invalid == 0) {
             // Refreshed (timer went up) or idle (falling is normal): not frozen.
             st.frozen_streak = 0;
             st.flagged_frozen = false;
@@ -186,12 +200,19 @@ impl<K: Clone + Eq + Hash> Watcher<K> {
         }
         if st.frozen_streak >= self.cfg.frozen_after && !st.flagged_frozen {
             st.flagged_frozen = true;
+            let why = if moved > 0 {
+                format!("{moved} packets in {elapsed:.1} s")
+            } else {
+                format!(
+                    "the busy flow's counters stopped while the table's INVALID statistic rose by {invalid} in {elapsed:.1} s"
+                )
+            };
             out.push(Event {
                 kind: EventKind::Frozen,
                 t_s: s.t_s,
                 flow: Some(key.clone()),
                 evidence: format!(
-                    "{moved} packets in {elapsed:.1} s but the timeout fell {} s -> {} s ({} intervals in a row): packets no longer refresh the entry",
+                    "{why}, and the timeout fell {} s -> {} s ({} intervals in a row): its packets no longer refresh the entry",
                     prev.timeout_s, s.timeout_s, st.frozen_streak
                 ),
                 time_left_s: Some(s.timeout_s),
@@ -199,7 +220,8 @@ impl<K: Clone + Eq + Hash> Watcher<K> {
                 timeout_fall_s: Some(fall),
             });
         }
-        if moved > 0 && s.timeout_s <= self.cfg.expiring_s {
+        let active = moved > 0 || (st.flagged_frozen && invalid > 0);
+        if active && s.timeout_s <= self.cfg.expiring_s {
             if !st.flagged_expiring {
                 st.flagged_expiring = true;
                 out.push(Event {
@@ -207,8 +229,14 @@ impl<K: Clone + Eq + Hash> Watcher<K> {
                     t_s: s.t_s,
                     flow: Some(key.clone()),
                     evidence: format!(
-                        "{moved} packets in {elapsed:.1} s and only {} s left (threshold {} s): the entry will be forgotten while the endpoints still talk",
-                        s.timeout_s, self.cfg.expiring_s
+                        "{} and only {} s left (threshold {} s): the entry will be forgotten while the endpoints still talk",
+                        if moved > 0 {
+                            format!("{moved} packets in {elapsed:.1} s")
+                        } else {
+                            format!("frozen flow, INVALID statistic +{invalid} in {elapsed:.1} s")
+                        },
+                        s.timeout_s,
+                        self.cfg.expiring_s
                     ),
                     time_left_s: Some(s.timeout_s),
                     packets_delta: Some(moved),
@@ -247,8 +275,13 @@ impl<K: Clone + Eq + Hash> Watcher<K> {
         self.round += 1;
     }
 
-    /// Feed the table-wide INVALID statistic at time `t_s`.
-    pub fn invalid(&mut self, t_s: f64, total: u64, out: &mut Vec<Event<K>>) {
+    /// Start a round at time `t_s` with the table-wide INVALID statistic (`None` when it could
+    /// not be read). Call it before the round's [`Watcher::observe`] calls.
+    pub fn begin_round(&mut self, t_s: f64, invalid_total: Option<u64>, out: &mut Vec<Event<K>>) {
+        self.invalid_delta = 0;
+        let Some(total) = invalid_total else {
+            return;
+        };
         let prev = self.last_invalid.replace((t_s, total));
         let Some((t0, v0)) = prev else {
             return;
@@ -258,6 +291,7 @@ impl<K: Clone + Eq + Hash> Watcher<K> {
             return;
         }
         let delta = total - v0;
+        self.invalid_delta = delta;
         let rate = delta as f64 / elapsed;
         if delta > 0 && rate > self.cfg.invalid_rate_per_s {
             out.push(Event {
@@ -294,6 +328,7 @@ mod tests {
         let mut w = Watcher::new(cfg);
         let mut out = Vec::new();
         for x in samples {
+            w.begin_round(x.t_s, None, &mut out);
             w.observe(&7, *x, &mut out);
             w.end_round(x.t_s, &mut out);
         }
@@ -414,16 +449,65 @@ mod tests {
     fn invalid_rising_uses_rate() {
         let mut w: Watcher<u8> = Watcher::new(WatchConfig::default());
         let mut out = Vec::new();
-        w.invalid(0.0, 100, &mut out);
-        w.invalid(2.0, 101, &mut out); // 0.5/s: below threshold
+        w.begin_round(0.0, Some(100), &mut out);
+        w.begin_round(2.0, Some(101), &mut out); // 0.5/s: below threshold
         assert!(out.is_empty());
-        w.invalid(3.0, 301, &mut out);
+        w.begin_round(3.0, Some(301), &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].kind, EventKind::InvalidRising);
         assert_eq!(out[0].packets_delta, Some(200));
         assert!(out[0].flow.is_none());
-        w.invalid(4.0, 5, &mut out); // statistic reset (namespace recreated)
+        w.begin_round(4.0, Some(5), &mut out); // statistic reset (namespace recreated)
         assert_eq!(out.len(), 1);
+    }
+
+    /// What Linux 6.18 shows: INVALID packets neither refresh nor count, so the busy flow's
+    /// counters stop while the table's INVALID statistic climbs.
+    fn silenced(invalid_per_round: u64) -> Vec<Event<u8>> {
+        let mut w = Watcher::new(WatchConfig::default());
+        let mut out = Vec::new();
+        let rounds: [(u32, u64); 7] = [
+            (60, 0),
+            (60, 100),
+            (59, 200), // busy and refreshed
+            (53, 300), // fault: part of the interval refreshed
+            (52, 300), // silent from here on
+            (51, 300),
+            (50, 300),
+        ];
+        for (i, (timeout, packets)) in rounds.iter().enumerate() {
+            let t = i as f64;
+            let invalid = if i >= 3 { (i as u64 - 2) * invalid_per_round } else { 0 };
+            w.begin_round(t, Some(invalid), &mut out);
+            w.observe(&1, s(t, *timeout, *packets), &mut out);
+            w.end_round(t, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn silenced_busy_flow_with_rising_invalid_is_frozen() {
+        let ev = silenced(100);
+        let frozen: Vec<_> = ev.iter().filter(|e| e.kind == EventKind::Frozen).collect();
+        assert_eq!(frozen.len(), 1, "{ev:?}");
+        assert_eq!(frozen[0].t_s, 5.0);
+        assert!(frozen[0].evidence.contains("INVALID"), "{}", frozen[0].evidence);
+        // The same flow going quiet without INVALID packets is just idle.
+        let ev = silenced(0);
+        assert!(ev.iter().all(|e| e.kind != EventKind::Frozen), "{ev:?}");
+    }
+
+    #[test]
+    fn idle_flow_is_not_frozen_by_someone_elses_invalid_packets() {
+        let mut w = Watcher::new(WatchConfig::default());
+        let mut out = Vec::new();
+        for i in 0..8u32 {
+            let t = f64::from(i);
+            w.begin_round(t, Some(u64::from(i) * 500), &mut out);
+            w.observe(&1u8, s(t, 100 - i, 42), &mut out);
+            w.end_round(t, &mut out);
+        }
+        assert!(out.iter().all(|e| e.kind == EventKind::InvalidRising), "{out:?}");
     }
 
     #[test]

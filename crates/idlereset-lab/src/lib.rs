@@ -8,6 +8,7 @@
 pub mod ct;
 pub mod error;
 pub mod evidence;
+pub mod fault;
 pub mod firewall;
 pub mod lab;
 pub mod registry;

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod completions;
 pub mod conntrack;
+mod ctwatch;
 pub mod demo;
 pub mod lab;
 pub mod listen;
