@@ -42,6 +42,8 @@ pub struct WatchConfig {
     pub expiring_s: u32,
     /// INVALID packets per second (table-wide) above which `InvalidRising` is reported.
     pub invalid_rate_per_s: f64,
+    /// While the statistic keeps rising, repeat `InvalidRising` at most this often (seconds).
+    pub invalid_repeat_s: f64,
 }
 
 impl Default for WatchConfig {
@@ -51,6 +53,7 @@ impl Default for WatchConfig {
             tolerance_s: 1.0,
             expiring_s: 30,
             invalid_rate_per_s: 1.0,
+            invalid_repeat_s: 60.0,
         }
     }
 }
@@ -137,6 +140,8 @@ pub struct Watcher<K> {
     last_invalid: Option<(f64, u64)>,
     /// INVALID packets counted since the previous round (0 when unknown).
     invalid_delta: u64,
+    /// When the last `InvalidRising` was reported, while the rise goes on.
+    invalid_reported: Option<f64>,
 }
 
 impl<K: Clone + Eq + Hash> Watcher<K> {
@@ -150,6 +155,7 @@ impl<K: Clone + Eq + Hash> Watcher<K> {
             round: 1,
             last_invalid: None,
             invalid_delta: 0,
+            invalid_reported: None,
         }
     }
 
@@ -293,7 +299,18 @@ impl<K: Clone + Eq + Hash> Watcher<K> {
         let delta = total - v0;
         self.invalid_delta = delta;
         let rate = delta as f64 / elapsed;
-        if delta > 0 && rate > self.cfg.invalid_rate_per_s {
+        if !(delta > 0 && rate > self.cfg.invalid_rate_per_s) {
+            self.invalid_reported = None;
+            return;
+        }
+        if self
+            .invalid_reported
+            .is_some_and(|t| t_s - t < self.cfg.invalid_repeat_s)
+        {
+            return;
+        }
+        self.invalid_reported = Some(t_s);
+        {
             out.push(Event {
                 kind: EventKind::InvalidRising,
                 t_s,
@@ -457,8 +474,14 @@ mod tests {
         assert_eq!(out[0].kind, EventKind::InvalidRising);
         assert_eq!(out[0].packets_delta, Some(200));
         assert!(out[0].flow.is_none());
-        w.begin_round(4.0, Some(5), &mut out); // statistic reset (namespace recreated)
+        w.begin_round(4.0, Some(401), &mut out); // still rising: not repeated at once
         assert_eq!(out.len(), 1);
+        w.begin_round(64.0, Some(901), &mut out); // still rising a minute later: repeated
+        assert_eq!(out.len(), 2);
+        w.begin_round(65.0, Some(5), &mut out); // statistic reset (namespace recreated)
+        w.begin_round(66.0, Some(5), &mut out); // flat: re-arms
+        w.begin_round(67.0, Some(50), &mut out);
+        assert_eq!(out.len(), 3);
     }
 
     /// What Linux 6.18 shows: INVALID packets neither refresh nor count, so the busy flow's
