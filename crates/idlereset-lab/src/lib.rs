@@ -9,6 +9,7 @@ pub mod ct;
 pub mod error;
 pub mod evidence;
 pub mod fault;
+pub mod frozen;
 pub mod firewall;
 pub mod lab;
 pub mod registry;

@@ -3,6 +3,7 @@
 pub mod args;
 mod exec;
 mod fault;
+mod frozen;
 pub mod report;
 mod reproduce;
 mod up;
