@@ -11,6 +11,7 @@
 //! Message types and attribute numbers: `uapi/linux/netfilter/nfnetlink_conntrack.h`.
 
 mod entry;
+mod fast;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -222,10 +223,9 @@ impl Ctnetlink {
             OP,
         )?;
         self.sock.receive(seq, OP, |msg| {
-            let (hdr, ct) = parse(OP, &msg)?;
-            if let ConntrackMessage::New(attrs) = ct {
-                let e = entry::decode_entry(u8::from(hdr.family), &attrs)
-                    .map_err(|e| decode_err(OP, &msg, e))?;
+            // IPCTNL_MSG_CT_NEW (0) of the ctnetlink subsystem: an entry.
+            if msg.msg_type == NFNL_SUBSYS_CTNETLINK << 8 {
+                let e = fast::decode_message(msg.bytes).map_err(|e| decode_err(OP, &msg, e))?;
                 on_entry(e);
             }
             Ok(())
