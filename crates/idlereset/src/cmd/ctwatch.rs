@@ -143,7 +143,9 @@ pub(crate) fn watch(args: &Args, accounting: bool) -> anyhow::Result<Outcome> {
         let invalid = ct.stats().map_err(hint)?.total.invalid;
         watcher.begin_round(t, Some(invalid), &mut events);
         ct.dump(Family::All, |e| {
-            if filter.matches(&e) {
+            // Entries without counters can never be flagged: not tracking them keeps the
+            // watcher's memory to the flows that matter.
+            if filter.matches(&e) && e.packets().is_some() {
                 let s = Sample {
                     t_s: t,
                     timeout_s: e.timeout_s,
