@@ -191,8 +191,9 @@ impl<K: Clone + Eq + Hash> Watcher<K> {
             && fall as f64 <= elapsed + self.cfg.tolerance_s;
         let invalid = self.invalid_delta;
         // Busy, or silenced: busy until just now (or already in a streak) and INVALID rising.
-        let silenced =
-            moved == 0 && invalid > 0 && (st.moved_before || st.frozen_streak > 0 || st.flagged_frozen);
+        let silenced = moved == 0
+            && invalid > 0
+            && (st.moved_before || st.frozen_streak > 0 || st.flagged_frozen);
         let frozen_step = falls_with_time && (moved > 0 || silenced);
         st.moved_before = moved > 0;
         if frozen_step {
@@ -386,7 +387,10 @@ mod tests {
         };
         let late = run(&samples, cfg);
         assert_eq!(
-            late.iter().find(|e| e.kind == EventKind::Frozen).unwrap().t_s,
+            late.iter()
+                .find(|e| e.kind == EventKind::Frozen)
+                .unwrap()
+                .t_s,
             5.0
         );
     }
@@ -500,7 +504,11 @@ mod tests {
         ];
         for (i, (timeout, packets)) in rounds.iter().enumerate() {
             let t = i as f64;
-            let invalid = if i >= 3 { (i as u64 - 2) * invalid_per_round } else { 0 };
+            let invalid = if i >= 3 {
+                (i as u64 - 2) * invalid_per_round
+            } else {
+                0
+            };
             w.begin_round(t, Some(invalid), &mut out);
             w.observe(&1, s(t, *timeout, *packets), &mut out);
             w.end_round(t, &mut out);
@@ -514,7 +522,11 @@ mod tests {
         let frozen: Vec<_> = ev.iter().filter(|e| e.kind == EventKind::Frozen).collect();
         assert_eq!(frozen.len(), 1, "{ev:?}");
         assert_eq!(frozen[0].t_s, 5.0);
-        assert!(frozen[0].evidence.contains("INVALID"), "{}", frozen[0].evidence);
+        assert!(
+            frozen[0].evidence.contains("INVALID"),
+            "{}",
+            frozen[0].evidence
+        );
         // The same flow going quiet without INVALID packets is just idle.
         let ev = silenced(0);
         assert!(ev.iter().all(|e| e.kind != EventKind::Frozen), "{ev:?}");
@@ -530,7 +542,10 @@ mod tests {
             w.observe(&1u8, s(t, 100 - i, 42), &mut out);
             w.end_round(t, &mut out);
         }
-        assert!(out.iter().all(|e| e.kind == EventKind::InvalidRising), "{out:?}");
+        assert!(
+            out.iter().all(|e| e.kind == EventKind::InvalidRising),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -265,8 +265,11 @@ fn start_flow(lab: &Lab, rate: usize, ping: Option<Duration>) -> Result<Flow> {
     Ok(flow)
 }
 
-/// The flow's entry on fw (timeout, packets, id) and fw's INVALID statistic.
-fn sample(lab: &Lab, sport: u16) -> Result<(Option<(u32, Option<u64>, u32)>, u64)> {
+/// The flow's entry on fw: (timeout, packets, id).
+type EntrySample = (u32, Option<u64>, u32);
+
+/// The flow's entry on fw and fw's INVALID statistic.
+fn sample(lab: &Lab, sport: u16) -> Result<(Option<EntrySample>, u64)> {
     let (entry, stats) = lab.ns("fw")?.run(|| {
         let mut found = None;
         let dumped = conntrack::dump(Family::V4, |e| {
@@ -359,7 +362,9 @@ async fn story(
                 r.expired_at_s = Some(t);
                 r.idle_s = Some(((t - last_refresh) * 10.0).round() / 10.0);
                 received_at_expiry = flow.received.load(Ordering::Relaxed);
-                log(r, t,
+                log(
+                    r,
+                    t,
                     format!(
                         "the flow's entry is gone from fw's table (last refreshed {:.1} s earlier)",
                         t - last_refresh
@@ -383,17 +388,24 @@ async fn story(
             break;
         }
         if fault_done_at.is_none() && t >= 3.0 {
-            log(r, t,
+            log(
+                r,
+                t,
                 format!(
                     "fault: db -> app goes around fw for {} s ({} B/s)",
                     opts.fault_s, opts.rate
                 ),
             );
-            let rep =
-                fault::asymmetric(&lab, Duration::from_secs_f64(opts.fault_s), std::future::pending())
-                    .await?;
+            let rep = fault::asymmetric(
+                &lab,
+                Duration::from_secs_f64(opts.fault_s),
+                std::future::pending(),
+            )
+            .await?;
             let t = t0.elapsed().as_secs_f64();
-            log(r, t,
+            log(
+                r,
+                t,
                 format!(
                     "fault over: fw INVALID statistic +{}",
                     rep.invalid_after.saturating_sub(rep.invalid_before)
@@ -404,7 +416,11 @@ async fn story(
         }
         if after_fault_high >= 3 {
             r.resynchronised = true;
-            log(r, t, "the entry's timer is refreshed again: conntrack re-synchronised".into());
+            log(
+                r,
+                t,
+                "the entry's timer is refreshed again: conntrack re-synchronised".into(),
+            );
             break;
         }
         if let Some(exp) = r.expired_at_s
@@ -414,7 +430,9 @@ async fn story(
             if more == 0 {
                 r.outcome = "blackhole".into();
             }
-            log(r, t,
+            log(
+                r,
+                t,
                 format!("{more} bytes reached the app since the entry expired"),
             );
             break;
@@ -566,6 +584,8 @@ mod tests {
     fn description_names_the_expiry() {
         let d = describe(&run_result(true, true, false, "survived"), 15);
         assert!(d.contains("expired at 20 s") && d.contains("frozen"), "{d}");
-        assert!(describe(&run_result(false, false, true, "survived"), 15).contains("re-synchronised"));
+        assert!(
+            describe(&run_result(false, false, true, "survived"), 15).contains("re-synchronised")
+        );
     }
 }

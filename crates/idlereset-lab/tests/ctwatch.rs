@@ -110,7 +110,9 @@ async fn asymmetric_fault_freezes_the_timer_and_watch_flags_it() {
         firewall: fw,
         app_sysctls: vec![],
     };
-    let lab = Lab::create(spec, None, Ownership::Foreground).await.unwrap();
+    let lab = Lab::create(spec, None, Ownership::Foreground)
+        .await
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (sport, writer) = stream(&lab, 2_000_000, stop.clone());
     let t0 = Instant::now();

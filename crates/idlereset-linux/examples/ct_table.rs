@@ -16,7 +16,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("fill") => {
-            let n: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+            let n: u32 = args
+                .get(2)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1_000_000);
             let mut ct = conntrack::Ctnetlink::open().unwrap();
             let t = Instant::now();
             for i in 0..n {
@@ -56,7 +59,10 @@ fn main() {
             let t = Instant::now();
             let mut n = 0u64;
             conntrack::dump(Family::All, |_| n += 1).unwrap();
-            println!("dump: {n} entries decoded in {:.3} s", t.elapsed().as_secs_f64());
+            println!(
+                "dump: {n} entries decoded in {:.3} s",
+                t.elapsed().as_secs_f64()
+            );
         }
         _ => {
             eprintln!("usage: ct_table fill N | count | decode");

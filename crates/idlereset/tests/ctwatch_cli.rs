@@ -22,7 +22,9 @@ async fn lab(profile: Profile, loose: bool) -> Lab {
         firewall: fw,
         app_sysctls: vec![],
     };
-    Lab::create(spec, None, Ownership::Foreground).await.unwrap()
+    Lab::create(spec, None, Ownership::Foreground)
+        .await
+        .unwrap()
 }
 
 /// db streams ~2 MB/s to app on `port` until `stop`; returns app's source port.
@@ -103,7 +105,14 @@ async fn watch_flags_the_frozen_flow_only_after_the_fault() {
     let fw = format!("{}-fw", lab.name());
     let watch = |samples: &str| {
         idlereset(&[
-            "conntrack", "--netns", &fw, "--watch", "--json", "--port", "7422", "--samples",
+            "conntrack",
+            "--netns",
+            &fw,
+            "--watch",
+            "--json",
+            "--port",
+            "7422",
+            "--samples",
             samples,
         ])
         .stdout(Stdio::piped())
@@ -113,7 +122,11 @@ async fn watch_flags_the_frozen_flow_only_after_the_fault() {
     // Without a fault: nothing to report, exit 0.
     let quiet = watch("4").wait_with_output().unwrap();
     assert_eq!(quiet.status.code(), Some(0), "{quiet:?}");
-    assert!(quiet.stdout.is_empty(), "{}", String::from_utf8_lossy(&quiet.stdout));
+    assert!(
+        quiet.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stdout)
+    );
     // With the fault: frozen within a few samples while traffic continues.
     let t0 = Instant::now();
     let child = watch("12");
@@ -137,6 +150,9 @@ async fn watch_flags_the_frozen_flow_only_after_the_fault() {
     assert!(frozen["time_left_s"].as_u64().unwrap() < 60, "{frozen}");
     // Flagged within a few samples of the fault's start (2 s in).
     assert!(frozen["t_s"].as_f64().unwrap() <= 7.5, "{frozen}");
-    assert!(events.iter().any(|e| e["event"] == "invalid-rising"), "{text}");
+    assert!(
+        events.iter().any(|e| e["event"] == "invalid-rising"),
+        "{text}"
+    );
     assert!(t0.elapsed() < Duration::from_secs(30));
 }

@@ -345,6 +345,10 @@ mod tests {
         bad[21] = 0x7f;
         let err = decode_message(&bad).unwrap_err();
         assert!(err.contains("offset 20"), "{err}");
-        assert!(decode_message(&buf[..20]).unwrap_err().contains("CTA_TUPLE_ORIG"));
+        assert!(
+            decode_message(&buf[..20])
+                .unwrap_err()
+                .contains("CTA_TUPLE_ORIG")
+        );
     }
 }

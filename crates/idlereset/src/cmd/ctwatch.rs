@@ -90,9 +90,7 @@ fn event_json(e: &Event<FlowKey>) -> EventJson<'_> {
 }
 
 fn event_line(e: &Event<FlowKey>) -> String {
-    let flow = e
-        .flow
-        .map_or_else(|| "table".to_string(), |k| k.describe());
+    let flow = e.flow.map_or_else(|| "table".to_string(), |k| k.describe());
     let left = e
         .time_left_s
         .map_or_else(String::new, |s| format!(" [{s} s left]"));

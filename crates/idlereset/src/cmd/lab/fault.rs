@@ -9,6 +9,10 @@ use crate::app::Outcome;
 use crate::cmd::signals::{run_cancellable, shutdown};
 
 #[derive(Debug, clap::Subcommand)]
+#[command(after_help = "\
+Examples:
+  idlereset lab fault asymmetric --for 8
+  idlereset lab fault asymmetric --for 3 --lab idlereset-3fa9c1 --json")]
 pub enum FaultKind {
     /// Route the db -> app direction over a direct app <-> db link (bypassing fw) for a while,
     /// so fw's conntrack misses that direction's data and marks the flow's packets INVALID

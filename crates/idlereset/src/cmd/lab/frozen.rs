@@ -9,9 +9,10 @@ use crate::cmd::signals::run_cancellable;
 
 pub fn run(json: bool) -> anyhow::Result<Outcome> {
     let opts = Options::default();
-    let report = run_cancellable(async move {
-        Ok(frozen::run(&opts, &|m| eprintln!("idlereset: {m}")).await?)
-    })?;
+    let report =
+        run_cancellable(
+            async move { Ok(frozen::run(&opts, &|m| eprintln!("idlereset: {m}")).await?) },
+        )?;
     if json {
         crate::cmd::print_json(&report)?;
     } else {
