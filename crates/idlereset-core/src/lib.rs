@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod ctwatch;
 pub mod duration;
 pub mod frozen;
 pub mod inventory;

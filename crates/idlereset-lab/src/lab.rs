@@ -32,6 +32,18 @@ pub struct LabSpec {
     pub router_firewalls: Vec<FirewallSettings>,
 }
 
+impl LabSpec {
+    /// A plain chain: `hops` routers, one firewall, default app settings.
+    pub fn new(hops: u8, firewall: FirewallSettings) -> LabSpec {
+        LabSpec {
+            hops,
+            firewall,
+            app_sysctls: Vec::new(),
+            router_firewalls: Vec::new(),
+        }
+    }
+}
+
 /// A lab this process created (and removes on drop) or opened.
 pub struct Lab {
     name: String,

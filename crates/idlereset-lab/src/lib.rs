@@ -8,7 +8,9 @@
 pub mod ct;
 pub mod error;
 pub mod evidence;
+pub mod fault;
 pub mod firewall;
+pub mod frozen;
 pub mod lab;
 pub mod postgres;
 pub mod registry;

@@ -165,6 +165,32 @@ impl Rtnl {
         })
     }
 
+    /// Delete the route to `dest/prefix` via `gateway` (the counterpart of [`Rtnl::add_route`]).
+    pub async fn del_route(&self, dest: IpAddr, prefix: u8, gateway: IpAddr) -> Result<()> {
+        let msg = match (dest, gateway) {
+            (IpAddr::V4(d), IpAddr::V4(g)) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .destination_prefix(d, prefix)
+                .gateway(g)
+                .build(),
+            (IpAddr::V6(d), IpAddr::V6(g)) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .destination_prefix(d, prefix)
+                .gateway(g)
+                .build(),
+            _ => {
+                return Err(LinuxError::Unsupported(format!(
+                    "route {dest}/{prefix} via {gateway}: address families differ"
+                )));
+            }
+        };
+        self.handle.route().del(msg).execute().await.map_err(|e| {
+            nl_err(
+                "delete route",
+                self.obj(&format!("{dest}/{prefix} via {gateway}")),
+                e,
+            )
+        })
+    }
+
     /// Names of the links in this namespace.
     pub async fn link_names(&self) -> Result<Vec<String>> {
         let mut links = self.handle.link().get().execute();

@@ -27,18 +27,9 @@ macro_rules! privileged {
 }
 
 async fn lab(fw: FirewallSettings) -> Lab {
-    Lab::create(
-        LabSpec {
-            hops: 0,
-            firewall: fw,
-            app_sysctls: vec![],
-            router_firewalls: vec![],
-        },
-        None,
-        Ownership::Foreground,
-    )
-    .await
-    .unwrap()
+    Lab::create(LabSpec::new(0, fw), None, Ownership::Foreground)
+        .await
+        .unwrap()
 }
 
 /// Connect from `ns` to the lab database, optionally with SO_KEEPALIVE, and do one round trip.

@@ -299,7 +299,9 @@ fn decode_tuple(parts: &[NlTuple], what: &str) -> Result<(Tuple, Option<u8>), St
     }
 }
 
-/// Build an entry from the attributes of one ctnetlink message of L3 `family`.
+/// Build an entry from the attributes of one ctnetlink message of L3 `family`. Dumps use the
+/// allocation-free `fast::decode_message`; this typed decoder is its reference in tests.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn decode_entry(
     family: u8,
     attrs: &[ConntrackAttribute],

@@ -23,6 +23,8 @@ use crate::app::Outcome;
   idlereset conntrack --netns fw --state ESTABLISHED --port 5432
   idlereset conntrack --src 198.18.0.10 --json | jq '.entries[] | select(.timeout_s < 300)'
   idlereset conntrack --netns fw --enable-accounting    count packets of entries created from now on
+  idlereset conntrack --netns fw --watch --interval 2   flag flows whose timers stopped refreshing
+  idlereset conntrack --netns fw --watch --json --samples 30 --port 5432
 
 Filters combine (all must match). --src/--dst match the original direction (as conntrack -s/-d);
 --port matches any port of either direction, so it also finds NATed flows.")]
@@ -48,6 +50,22 @@ pub struct Args {
     /// First set net.netfilter.nf_conntrack_acct=1 in the namespace (counters for new entries)
     #[arg(long)]
     pub enable_accounting: bool,
+    /// Sample the table repeatedly and report frozen timers, flows expiring while active and a
+    /// rising INVALID statistic, one line (or JSON line) per event
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between samples of --watch (fractions allowed)
+    #[arg(long, value_name = "S", default_value_t = 1.0, requires = "watch")]
+    pub interval: f64,
+    /// Stop --watch after this many samples (default: until interrupted)
+    #[arg(long, value_name = "N", requires = "watch")]
+    pub samples: Option<u64>,
+    /// --watch: consecutive frozen intervals before a flow is flagged
+    #[arg(long, value_name = "N", default_value_t = 2, requires = "watch")]
+    pub frozen_after: u32,
+    /// --watch: flag active flows with at most this many seconds left
+    #[arg(long, value_name = "S", default_value_t = 30, requires = "watch")]
+    pub expiring: u32,
 }
 
 fn parse_state(s: &str) -> Result<CtTcpState, String> {
@@ -58,7 +76,7 @@ fn parse_state(s: &str) -> Result<CtTcpState, String> {
 
 /// The entry filter built from the arguments.
 #[derive(Debug, Clone, Copy, Default)]
-struct Filter {
+pub(crate) struct Filter {
     src: Option<IpAddr>,
     dst: Option<IpAddr>,
     port: Option<u16>,
@@ -66,7 +84,16 @@ struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, e: &ConntrackEntry) -> bool {
+    pub(crate) fn from_args(args: &Args) -> Filter {
+        Filter {
+            src: args.src,
+            dst: args.dst,
+            port: args.port,
+            state: args.state,
+        }
+    }
+
+    pub(crate) fn matches(&self, e: &ConntrackEntry) -> bool {
         self.src.is_none_or(|a| e.orig.src == a)
             && self.dst.is_none_or(|a| e.orig.dst == a)
             && self.state.is_none_or(|s| e.tcp_state == Some(s))
@@ -135,7 +162,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
 }
 
-fn hint(e: idlereset_linux::LinuxError) -> anyhow::Error {
+pub(crate) fn hint(e: idlereset_linux::LinuxError) -> anyhow::Error {
     if e.is_permission_denied() {
         anyhow::Error::new(e).context("reading conntrack needs CAP_NET_ADMIN (run as root)")
     } else {
@@ -149,6 +176,9 @@ fn dump(args: &Args) -> anyhow::Result<Outcome> {
         conntrack::enable_accounting().map_err(hint)?;
     }
     let accounting = conntrack::accounting_enabled().unwrap_or(false);
+    if args.watch {
+        return super::ctwatch::watch(args, accounting);
+    }
     let mut ct = conntrack::Ctnetlink::open().map_err(hint)?;
     let count = ct.count().map_err(hint)?;
     let stats = ct.stats().map_err(hint)?;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod catalog;
 pub mod completions;
 pub mod conntrack;
+mod ctwatch;
 pub mod demo;
 pub mod exporter;
 pub mod lab;

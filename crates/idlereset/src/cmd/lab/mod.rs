@@ -2,6 +2,8 @@
 
 pub mod args;
 mod exec;
+mod fault;
+mod frozen;
 pub mod report;
 mod reproduce;
 mod up;
@@ -16,6 +18,7 @@ Examples:
   idlereset lab status --json
   idlereset lab exec app -- ping -c1 198.18.2.10
   idlereset lab capture app idlereset-fw --out /tmp/app.pcap
+  idlereset lab fault asymmetric --for 8                   db -> app around the firewall for 8 s
   idlereset lab down --all";
 
 #[derive(Debug, clap::Subcommand)]
@@ -33,6 +36,9 @@ pub enum LabCommand {
     Capture(exec::CaptureArgs),
     /// Run an incident end to end and print the timeline and a verdict
     Reproduce(reproduce::ReproduceArgs),
+    /// Inject a fault into a running lab (asymmetric: a path around the firewall)
+    #[command(subcommand)]
+    Fault(fault::FaultKind),
     /// (internal) the detached supervisor of `lab up`
     #[command(hide = true)]
     Supervise(up::SuperviseArgs),
@@ -46,6 +52,7 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<Outcome> {
         LabCommand::Exec(a) => exec::exec(a),
         LabCommand::Capture(a) => exec::capture(a),
         LabCommand::Reproduce(a) => reproduce::run(a),
+        LabCommand::Fault(k) => fault::run(k),
         LabCommand::Supervise(a) => up::supervise(a),
     }
 }

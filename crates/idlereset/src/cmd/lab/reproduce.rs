@@ -17,6 +17,7 @@ Examples:
   idlereset lab reproduce --preset firewall-900 --os-keepalive-time 5m     (the trap: still resets)
   idlereset lab reproduce --preset firewall-3600 --fw-timeout 86400
   idlereset lab reproduce --preset firewall-900 --profile drop --user-timeout 2m --json
+  idlereset lab reproduce --preset nat-43200-invalid        (frozen conntrack timer, and the fixes)
   idlereset lab reproduce --list
 
 Exit code: 1 when the connection failed (reset, blackhole, closed), 0 when it survived.")]
@@ -42,7 +43,15 @@ pub fn run(a: ReproduceArgs) -> anyhow::Result<Outcome> {
         for (name, desc) in PRESETS {
             println!("{name:<16} {desc}");
         }
+        println!(
+            "{:<16} {}",
+            idlereset_lab::frozen::PRESET,
+            idlereset_lab::frozen::DESCRIPTION
+        );
         return Ok(Outcome::Clean);
+    }
+    if a.preset == idlereset_lab::frozen::PRESET {
+        return super::frozen::run(a.json);
     }
     let sc = a.knobs.apply(Scenario::preset(&a.preset)?);
     if let Some(d) = &a.capture_dir {

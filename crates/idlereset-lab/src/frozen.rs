@@ -1,0 +1,587 @@
+//! The `nat-43200-invalid` story (the field report's 12 h resets), scaled, on the real kernel.
+//!
+//! A busy flow (db streams to app), an asymmetric fault ([`crate::fault::asymmetric`]) that
+//! makes conntrack's window tracking fall behind, then sampling of the flow's entry on `fw`
+//! with [`idlereset_core::ctwatch::Watcher`] until the entry expires (or re-synchronises), and
+//! what the connection does afterwards. Then the report's fixes, each in its own fresh lab run
+//! side by side: `loose=1`, a longer established timeout, application pings at a short
+//! interval. Every verdict is what the kernel did in that run, nothing is assumed.
+//!
+//! The fault needs the routed path (see `fault`), so the runs use the `reject` ruleset (INVALID
+//! not dropped; a mid-stream packet that starts a NEW entry is answered with a reset: the rule
+//! that admits only packets with a conntrack entry once the entry is gone).
+//!
+//! What Linux 6.18 does, and what the runs therefore show: after the fault the flow's packets
+//! are INVALID; they pass, but neither refresh nor count on the entry, which expires one
+//! timeout later. With `loose=1` (the story run) the next packet after expiry is picked up as
+//! a NEW entry in mid-stream, the reject rule answers it with a reset: busy flow, frozen timer,
+//! expiry, reset. With the report's `loose=0` the packet after expiry is INVALID as well and the
+//! routed flow goes on untracked. Under NAT (README) INVALID packets skip the translation and
+//! the connection breaks at once. `loose=1` does not re-synchronise the window (the report's
+//! expectation); `be_liberal=1` is run as well.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use idlereset_core::ctwatch::{EventKind, Sample, WatchConfig, Watcher};
+use idlereset_linux::conntrack::{self, Family};
+use serde::Serialize;
+
+use crate::error::{LabError, Result};
+use crate::fault;
+use crate::firewall::{FirewallSettings, Profile};
+use crate::lab::{Lab, LabSpec};
+use crate::registry::Ownership;
+
+/// The preset's name.
+pub const PRESET: &str = "nat-43200-invalid";
+/// Its one-line description for `lab reproduce --list`.
+pub const DESCRIPTION: &str = "Field report: busy flow marked INVALID after an asymmetric path, conntrack timer frozen (43200 s scaled), then expiry; plus the report's fixes";
+
+const PORT: u16 = 7413;
+
+/// Knobs of a run (lab seconds).
+#[derive(Debug, Clone, Serialize)]
+pub struct Options {
+    /// `nf_conntrack_tcp_timeout_established` (43200 s scaled down).
+    pub established_timeout_s: u32,
+    /// How long db -> app bypasses the firewall.
+    pub fault_s: f64,
+    /// Bytes per second db streams to app.
+    pub rate: usize,
+    /// How long to watch the connection after the entry expired.
+    pub after_expiry_s: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            established_timeout_s: 15,
+            fault_s: 6.0,
+            rate: 2_000_000,
+            after_expiry_s: 4.0,
+        }
+    }
+}
+
+/// One run's settings.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    fix: &'static str,
+    loose: bool,
+    be_liberal: bool,
+    timeout_mult: u32,
+    ping: Option<Duration>,
+}
+
+/// The story: the kernel's default `loose=1` with the reject ruleset.
+const BASE: Variant = Variant {
+    fix: "none (loose=1, reject NEW non-SYN)",
+    loose: true,
+    be_liberal: false,
+    timeout_mult: 1,
+    ping: None,
+};
+
+const FIXES: [Variant; 4] = [
+    Variant {
+        fix: "loose=0 (the report's box)",
+        loose: false,
+        ..BASE
+    },
+    Variant {
+        fix: "longer established timeout (3x)",
+        timeout_mult: 3,
+        ..BASE
+    },
+    Variant {
+        fix: "application pings every 0.5 s",
+        ping: Some(Duration::from_millis(500)),
+        ..BASE
+    },
+    Variant {
+        fix: "be_liberal=1",
+        be_liberal: true,
+        ..BASE
+    },
+];
+
+/// What one run saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub fix: String,
+    /// `reset` | `blackhole` | `survived`: the connection after the story.
+    pub outcome: String,
+    pub detail: String,
+    pub frozen_at_s: Option<f64>,
+    pub expired_at_s: Option<f64>,
+    pub resynchronised: bool,
+    /// Seconds between the entry's last refresh and its expiry (conntrack's view of "idle").
+    pub idle_s: Option<f64>,
+    pub invalid_packets: u64,
+    pub timeline: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// One fix's verdict in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct FixVerdict {
+    pub fix: String,
+    /// `helps` | `does-not-help` | `postpones`
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// The preset's JSON: design.md's `outcome`, `idle_s`, `error`, plus the fixes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub preset: &'static str,
+    pub outcome: String,
+    pub idle_s: Option<f64>,
+    pub error: Option<String>,
+    pub options: Options,
+    pub story: RunResult,
+    pub fixes: Vec<FixVerdict>,
+    pub runs: Vec<RunResult>,
+}
+
+/// The streaming pair: counters the sampling loop reads.
+struct Flow {
+    sport: u16,
+    received: Arc<AtomicU64>,
+    failed: Arc<std::sync::Mutex<Option<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+fn start_flow(lab: &Lab, rate: usize, ping: Option<Duration>) -> Result<Flow> {
+    let listener = lab
+        .ns("db")?
+        .run(|| TcpListener::bind(("0.0.0.0", PORT)))?
+        .map_err(|e| LabError::lab(lab.name(), format!("db listen on {PORT}: {e}")))?;
+    let dst = SocketAddr::new(lab.topology().db_addr(false), PORT);
+    let client = lab
+        .ns("app")?
+        .run(|| TcpStream::connect_timeout(&dst, Duration::from_secs(3)))?
+        .map_err(|e| LabError::lab(lab.name(), format!("app connect {dst}: {e}")))?;
+    let sport = client
+        .local_addr()
+        .map_err(|e| LabError::lab(lab.name(), e.to_string()))?
+        .port();
+    let (server, _) = listener
+        .accept()
+        .map_err(|e| LabError::lab(lab.name(), format!("db accept: {e}")))?;
+    let flow = Flow {
+        sport,
+        received: Arc::new(AtomicU64::new(0)),
+        failed: Arc::new(std::sync::Mutex::new(None)),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    let fail = |f: &Arc<std::sync::Mutex<Option<String>>>, m: String| {
+        if let Ok(mut g) = f.lock() {
+            g.get_or_insert(m);
+        }
+    };
+    // app: read everything; write pings if asked.
+    let (rx, failed, stop) = (
+        flow.received.clone(),
+        flow.failed.clone(),
+        flow.stop.clone(),
+    );
+    let mut reader = client;
+    let _ = reader.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut pinger = reader.try_clone().ok();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while !stop.load(Ordering::Relaxed) {
+            match reader.read(&mut buf) {
+                Ok(0) => {
+                    fail(&failed, "app: connection closed by peer".into());
+                    return;
+                }
+                Ok(n) => {
+                    rx.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => {
+                    fail(&failed, format!("app read: {e}"));
+                    return;
+                }
+            }
+        }
+    });
+    if let (Some(every), Some(mut w)) = (ping, pinger.take()) {
+        let (failed, stop) = (flow.failed.clone(), flow.stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Err(e) = w.write_all(b"ping\n") {
+                    fail(&failed, format!("app ping: {e}"));
+                    return;
+                }
+                std::thread::sleep(every);
+            }
+        });
+    }
+    // db: stream at `rate`, discard what the app sends.
+    let (failed, stop) = (flow.failed.clone(), flow.stop.clone());
+    let mut writer = server;
+    let mut drain = writer.try_clone().ok();
+    if let Some(mut d) = drain.take() {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while d.read(&mut buf).is_ok_and(|n| n > 0) {}
+        });
+    }
+    let _ = writer.set_write_timeout(Some(Duration::from_secs(1)));
+    std::thread::spawn(move || {
+        let chunk = vec![7u8; (rate / 50).max(1)];
+        let t0 = Instant::now();
+        let mut sent = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            match writer.write_all(&chunk) {
+                Ok(()) => sent += chunk.len(),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => {
+                    fail(&failed, format!("db write: {e}"));
+                    return;
+                }
+            }
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(w) = due.checked_sub(t0.elapsed()) {
+                std::thread::sleep(w);
+            }
+        }
+    });
+    Ok(flow)
+}
+
+/// The flow's entry on fw: (timeout, packets, id).
+type EntrySample = (u32, Option<u64>, u32);
+
+/// The flow's entry on fw and fw's INVALID statistic.
+fn sample(lab: &Lab, sport: u16) -> Result<(Option<EntrySample>, u64)> {
+    let (entry, stats) = lab.ns("fw")?.run(|| {
+        let mut found = None;
+        let dumped = conntrack::dump(Family::V4, |e| {
+            if e.orig.sport == Some(sport) && e.orig.dport == Some(PORT) {
+                found = Some((e.timeout_s, e.packets(), e.id));
+            }
+        });
+        (dumped.map(|_| found), conntrack::stats())
+    })?;
+    Ok((entry?, stats?.total.invalid))
+}
+
+async fn run_variant(v: Variant, opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> RunResult {
+    let mut r = RunResult {
+        fix: v.fix.to_string(),
+        outcome: "survived".into(),
+        detail: String::new(),
+        frozen_at_s: None,
+        expired_at_s: None,
+        resynchronised: false,
+        idle_s: None,
+        invalid_packets: 0,
+        timeline: Vec::new(),
+        error: None,
+    };
+    if let Err(e) = story(v, opts, progress, &mut r).await {
+        r.outcome = "error".into();
+        r.error = Some(e.to_string());
+    }
+    r
+}
+
+async fn story(
+    v: Variant,
+    opts: &Options,
+    progress: &(dyn Fn(&str) + Sync),
+    r: &mut RunResult,
+) -> Result<()> {
+    let timeout = opts.established_timeout_s * v.timeout_mult;
+    let mut fw = FirewallSettings::new(Profile::Reject, timeout);
+    fw.loose = v.loose;
+    fw.be_liberal = v.be_liberal;
+    let spec = LabSpec::new(0, fw);
+    let lab = Lab::create(spec, None, Ownership::Foreground).await?;
+    let flow = start_flow(&lab, opts.rate, v.ping)?;
+    let t0 = Instant::now();
+    let log = |r: &mut RunResult, t: f64, m: String| {
+        progress(&format!("[{}] {t:6.1}s {m}", v.fix));
+        r.timeline.push(format!("{t:6.1}s {m}"));
+    };
+    let mut w: Watcher<u32> = Watcher::new(WatchConfig {
+        expiring_s: (timeout / 3).max(2),
+        ..WatchConfig::default()
+    });
+    let mut events = Vec::new();
+    let (mut last_refresh, mut prev_timeout) = (0.0f64, 0u32);
+    let (mut invalid0, mut fault_done_at) = (None, None);
+    let mut after_fault_high = 0u32;
+    let deadline = f64::from(timeout) + opts.fault_s + 3.0 + 8.0;
+    let mut received_at_expiry = 0u64;
+    loop {
+        let t = t0.elapsed().as_secs_f64();
+        let (entry, invalid) = sample(&lab, flow.sport)?;
+        invalid0.get_or_insert(invalid);
+        w.begin_round(t, Some(invalid), &mut events);
+        match entry {
+            Some((timeout_s, packets, id)) => {
+                if timeout_s >= prev_timeout {
+                    last_refresh = t;
+                }
+                prev_timeout = timeout_s;
+                if fault_done_at.is_some() && timeout_s + 1 >= timeout {
+                    after_fault_high += 1;
+                }
+                w.observe(
+                    &id,
+                    Sample {
+                        t_s: t,
+                        timeout_s,
+                        packets,
+                    },
+                    &mut events,
+                );
+            }
+            None if r.expired_at_s.is_none() && fault_done_at.is_some() => {
+                r.expired_at_s = Some(t);
+                r.idle_s = Some(((t - last_refresh) * 10.0).round() / 10.0);
+                received_at_expiry = flow.received.load(Ordering::Relaxed);
+                log(
+                    r,
+                    t,
+                    format!(
+                        "the flow's entry is gone from fw's table (last refreshed {:.1} s earlier)",
+                        t - last_refresh
+                    ),
+                );
+            }
+            None => {}
+        }
+        w.end_round(t, &mut events);
+        for e in events.drain(..) {
+            if e.kind == EventKind::Frozen && r.frozen_at_s.is_none() {
+                r.frozen_at_s = Some(t);
+            }
+            log(r, t, format!("{}: {}", e.kind.name(), e.evidence));
+        }
+        if let Ok(g) = flow.failed.lock()
+            && let Some(m) = g.as_ref()
+        {
+            log(r, t, format!("connection failed: {m}"));
+            r.outcome = "reset".into();
+            break;
+        }
+        if fault_done_at.is_none() && t >= 3.0 {
+            log(
+                r,
+                t,
+                format!(
+                    "fault: db -> app goes around fw for {} s ({} B/s)",
+                    opts.fault_s, opts.rate
+                ),
+            );
+            let rep = fault::asymmetric(
+                &lab,
+                Duration::from_secs_f64(opts.fault_s),
+                std::future::pending(),
+            )
+            .await?;
+            let t = t0.elapsed().as_secs_f64();
+            log(
+                r,
+                t,
+                format!(
+                    "fault over: fw INVALID statistic +{}",
+                    rep.invalid_after.saturating_sub(rep.invalid_before)
+                ),
+            );
+            fault_done_at = Some(t);
+            continue;
+        }
+        if after_fault_high >= 3 {
+            r.resynchronised = true;
+            log(
+                r,
+                t,
+                "the entry's timer is refreshed again: conntrack re-synchronised".into(),
+            );
+            break;
+        }
+        if let Some(exp) = r.expired_at_s
+            && t - exp >= opts.after_expiry_s
+        {
+            let more = flow.received.load(Ordering::Relaxed) - received_at_expiry;
+            if more == 0 {
+                r.outcome = "blackhole".into();
+            }
+            log(
+                r,
+                t,
+                format!("{more} bytes reached the app since the entry expired"),
+            );
+            break;
+        }
+        if t > deadline {
+            log(r, t, "deadline reached".into());
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    flow.stop.store(true, Ordering::Relaxed);
+    let (_, invalid) = sample(&lab, flow.sport).unwrap_or((None, 0));
+    r.invalid_packets = invalid.saturating_sub(invalid0.unwrap_or(0));
+    r.detail = describe(r, timeout);
+    Ok(())
+}
+
+fn describe(r: &RunResult, timeout: u32) -> String {
+    let frozen = r
+        .frozen_at_s
+        .map_or("the timer was not flagged frozen".to_string(), |t| {
+            format!("timer frozen (flagged at {t:.0} s)")
+        });
+    let end = match (r.resynchronised, r.expired_at_s) {
+        (true, _) => "conntrack re-synchronised and refreshes the entry again".to_string(),
+        (false, Some(t)) => format!("the entry (timeout {timeout} s) expired at {t:.0} s"),
+        (false, None) => format!("the entry (timeout {timeout} s) had not expired by the end"),
+    };
+    format!(
+        "{frozen}; {end}; connection {}; {} INVALID packets",
+        r.outcome, r.invalid_packets
+    )
+}
+
+fn verdict(story: &RunResult, fix: &RunResult) -> FixVerdict {
+    let later = match (story.expired_at_s, fix.expired_at_s) {
+        (Some(a), Some(b)) => b > a * 1.5,
+        _ => false,
+    };
+    let outcome = if fix.error.is_some() {
+        "error"
+    } else if fix.outcome != "survived" && later {
+        // The same end, later.
+        "postpones"
+    } else if fix.outcome != "survived" {
+        "does-not-help"
+    } else if fix.resynchronised || (fix.frozen_at_s.is_none() && fix.expired_at_s.is_none()) {
+        "helps"
+    } else if fix.expired_at_s.is_some() {
+        // Connection alive, but the firewall no longer tracks it.
+        "survives-untracked"
+    } else {
+        // Frozen, not expired within the run: the same end, later.
+        "postpones"
+    };
+    FixVerdict {
+        fix: fix.fix.clone(),
+        outcome: outcome.into(),
+        detail: fix.error.clone().unwrap_or_else(|| fix.detail.clone()),
+    }
+}
+
+/// The report's own fix, `loose=1`, is the story's setting: its verdict comes from the story.
+fn loose_verdict(story: &RunResult) -> FixVerdict {
+    let v = verdict(story, story);
+    FixVerdict {
+        fix: "loose=1 (the report's fix; the story run)".into(),
+        detail: format!(
+            "{}{}",
+            v.detail,
+            if story.resynchronised {
+                ""
+            } else {
+                "; loose=1 does not re-synchronise window tracking, it only lets a mid-stream packet start a NEW entry after expiry"
+            }
+        ),
+        ..v
+    }
+}
+
+/// Run the story and every fix (concurrently, each in its own lab).
+pub async fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<Report> {
+    let (story, strict, longer, pings, liberal) = tokio::join!(
+        run_variant(BASE, opts, progress),
+        run_variant(FIXES[0], opts, progress),
+        run_variant(FIXES[1], opts, progress),
+        run_variant(FIXES[2], opts, progress),
+        run_variant(FIXES[3], opts, progress),
+    );
+    let runs = vec![strict, longer, pings, liberal];
+    let mut fixes = vec![loose_verdict(&story)];
+    fixes.extend(runs.iter().map(|f| verdict(&story, f)));
+    Ok(Report {
+        preset: PRESET,
+        outcome: story.outcome.clone(),
+        idle_s: story.idle_s,
+        error: story.error.clone(),
+        options: opts.clone(),
+        story,
+        fixes,
+        runs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_result(frozen: bool, expired: bool, resync: bool, outcome: &str) -> RunResult {
+        RunResult {
+            fix: "x".into(),
+            outcome: outcome.into(),
+            detail: "d".into(),
+            frozen_at_s: frozen.then_some(8.0),
+            expired_at_s: expired.then_some(20.0),
+            resynchronised: resync,
+            idle_s: None,
+            invalid_packets: 0,
+            timeline: vec![],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_what_the_run_saw() {
+        let base = run_result(true, true, false, "reset");
+        let v = |f: RunResult| verdict(&base, &f).outcome;
+        assert_eq!(v(run_result(false, false, true, "survived")), "helps");
+        assert_eq!(
+            v(run_result(true, true, false, "survived")),
+            "survives-untracked"
+        );
+        assert_eq!(v(run_result(true, false, false, "survived")), "postpones");
+        assert_eq!(v(run_result(false, false, false, "survived")), "helps");
+        assert_eq!(v(run_result(true, true, false, "reset")), "does-not-help");
+        let mut err = run_result(false, false, false, "error");
+        err.error = Some("boom".into());
+        assert_eq!(verdict(&base, &err).detail, "boom");
+        assert_eq!(verdict(&base, &err).outcome, "error");
+        let mut later = run_result(true, true, false, "reset");
+        later.expired_at_s = Some(60.0);
+        assert_eq!(v(later), "postpones");
+        let story = loose_verdict(&run_result(true, true, false, "reset"));
+        assert_eq!(story.outcome, "does-not-help");
+        assert!(story.detail.contains("does not re-synchronise"));
+    }
+
+    #[test]
+    fn description_names_the_expiry() {
+        let d = describe(&run_result(true, true, false, "survived"), 15);
+        assert!(d.contains("expired at 20 s") && d.contains("frozen"), "{d}");
+        assert!(
+            describe(&run_result(false, false, true, "survived"), 15).contains("re-synchronised")
+        );
+    }
+}
