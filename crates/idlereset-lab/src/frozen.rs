@@ -123,7 +123,10 @@ pub struct RunResult {
     pub idle_s: Option<f64>,
     pub invalid_packets: u64,
     pub timeline: Vec<String>,
+    /// The run itself failed (lab error), not the connection.
     pub error: Option<String>,
+    /// What the application saw when the connection failed.
+    pub app_error: Option<String>,
 }
 
 /// One fix's verdict in the report.
@@ -294,6 +297,7 @@ async fn run_variant(v: Variant, opts: &Options, progress: &(dyn Fn(&str) + Sync
         invalid_packets: 0,
         timeline: Vec::new(),
         error: None,
+        app_error: None,
     };
     if let Err(e) = story(v, opts, progress, &mut r).await {
         r.outcome = "error".into();
@@ -381,6 +385,7 @@ async fn story(
         {
             log(r, t, format!("connection failed: {m}"));
             r.outcome = "reset".into();
+            r.app_error = Some(m.clone());
             break;
         }
         if fault_done_at.is_none() && t >= 3.0 {
@@ -525,7 +530,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<Rep
         preset: PRESET,
         outcome: story.outcome.clone(),
         idle_s: story.idle_s,
-        error: story.error.clone(),
+        error: story.app_error.clone().or_else(|| story.error.clone()),
         options: opts.clone(),
         story,
         fixes,
@@ -549,6 +554,7 @@ mod tests {
             invalid_packets: 0,
             timeline: vec![],
             error: None,
+            app_error: None,
         }
     }
 

@@ -1,0 +1,64 @@
+#![allow(clippy::unwrap_used)]
+//! `lab reproduce --preset nat-43200-invalid` on the real kernel: the whole story and the
+//! report's fixes, each in its own lab (about a minute; the runs are concurrent).
+
+use std::process::Command;
+
+use idlereset_linux::privilege::require_or_skip;
+
+#[test]
+fn frozen_timer_story_and_fixes() {
+    if !require_or_skip("frozen_timer_story_and_fixes") {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_idlereset"))
+        .args([
+            "lab",
+            "reproduce",
+            "--preset",
+            "nat-43200-invalid",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    // design.md's contract fields.
+    assert_eq!(v["outcome"], "reset", "{v}");
+    assert!(v["idle_s"].as_f64().is_some());
+    assert!(
+        v["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "the app's error text: {v}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a reproduced failure is a finding"
+    );
+    // The story: the timer froze before the entry expired.
+    let story = &v["story"];
+    let (frozen, expired) = (
+        story["frozen_at_s"].as_f64().unwrap(),
+        story["expired_at_s"].as_f64().unwrap(),
+    );
+    assert!(
+        frozen < expired,
+        "frozen at {frozen} s, expired at {expired} s"
+    );
+    assert!(story["invalid_packets"].as_u64().unwrap() > 0);
+    // Every fix ran on the kernel and got a verdict; at least one helps (be_liberal / loose=0).
+    let fixes = v["fixes"].as_array().unwrap();
+    assert!(fixes.len() >= 4, "{fixes:?}");
+    assert!(
+        fixes
+            .iter()
+            .all(|f| f["outcome"].as_str().is_some_and(|o| o != "error")),
+        "{fixes:?}"
+    );
+    assert!(
+        fixes
+            .iter()
+            .any(|f| f["outcome"] == "helps" || f["outcome"] == "survives-untracked"),
+        "{fixes:?}"
+    );
+}
