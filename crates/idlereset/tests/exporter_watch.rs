@@ -421,3 +421,79 @@ async fn watch_reports_a_lab_reset_with_its_idle_age() {
         inst.display()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_without_tracefs_uses_sock_diag_destroy_events() {
+    privileged!("watch_without_tracefs_uses_sock_diag_destroy_events");
+    let lab = lab(FirewallSettings::new(Profile::Reject, 2)).await;
+    let _db = DbServer::start(lab.ns("db").unwrap(), PORT, None).unwrap();
+    let db = SocketAddr::new(lab.topology().db_addr(false), PORT);
+    let app = lab.ns("app").unwrap();
+    // A connection closed normally must not be reported.
+    let mut quiet = connect(app, db, false);
+    assert!(round_trip(&mut quiet).unwrap().starts_with("PONG"));
+    let mut conn = connect(app, db, false);
+    assert!(round_trip(&mut conn).unwrap().starts_with("PONG"));
+    let last_activity = Instant::now();
+    let local = conn.local_addr().unwrap();
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_idlereset"))
+        .args([
+            "watch",
+            "--json",
+            "--source",
+            "sock-diag",
+            "--netns",
+            app.name(),
+            "--path-timeout",
+            "2",
+        ])
+        .args(["--duration", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    drop(quiet);
+    tokio::time::sleep(Duration::from_millis(3500).saturating_sub(last_activity.elapsed())).await;
+    let idle_expected = last_activity.elapsed().as_secs_f64();
+    let err = round_trip(&mut conn).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    drop(conn); // the owner closes the reset socket: the kernel destroys it
+    let mut events = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(3)) {
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let done = v["local"] == local.to_string();
+        events.push(v);
+        if done {
+            break;
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watch.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let _ = watch.wait();
+    let v = events
+        .iter()
+        .find(|v| v["local"] == local.to_string())
+        .expect("no event for the reset connection");
+    assert_eq!(
+        events.len(),
+        1,
+        "only the reset connection is reported: {events:?}"
+    );
+    assert_eq!(v["remote"], db.to_string());
+    assert_eq!(v["pid"], std::process::id());
+    let idle = v["idle_s"].as_f64().unwrap();
+    assert!(
+        (idle - idle_expected).abs() < 0.5,
+        "idle {idle} s, expected {idle_expected:.2} s"
+    );
+}

@@ -24,6 +24,7 @@
 //! last receive), so the estimate is high by that idle time until the first expiry. With probes
 //! out (`timer.retrans > 0`), the timer runs at `TCP_KEEPINTVL` instead and no estimate is given.
 
+pub mod destroy;
 mod tcpinfo;
 #[cfg(test)]
 mod tests;

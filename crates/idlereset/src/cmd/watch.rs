@@ -53,6 +53,11 @@ pub struct Args {
     /// Stop after this many events
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Where reset events come from: the kernel's TCP reset tracepoints (tracefs), sock_diag
+    /// destroy events paired with the reset counters (no tracefs needed), or auto (tracefs when
+    /// available)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub source: Source,
 }
 
 /// One event as `--json` prints it.
@@ -141,6 +146,14 @@ fn endpoint(a: std::net::SocketAddr) -> String {
     a.to_string()
 }
 
+/// Source of reset events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    Auto,
+    Tracefs,
+    SockDiag,
+}
+
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if let Some(t) = args.path_timeout {
         anyhow::ensure!(
@@ -150,7 +163,22 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let inventory = args.inventory.as_deref().map(load_inventory).transpose()?;
     let reader = Reader::new(inventory, args.path_timeout);
-    tracefs::find_root().context("watch needs the kernel's TCP reset tracepoints")?;
+    let use_tracefs = match args.source {
+        Source::Tracefs => {
+            tracefs::find_root().context("watch needs the kernel's TCP reset tracepoints")?;
+            true
+        }
+        Source::SockDiag => false,
+        Source::Auto => match tracefs::find_root() {
+            Ok(_) => true,
+            Err(e) => {
+                eprintln!(
+                    "idlereset: tracefs unavailable ({e}); falling back to sock_diag destroy events"
+                );
+                false
+            }
+        },
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone());
@@ -187,7 +215,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let mut seen = 0u64;
     let mut out_err = None;
-    let result = stream::run_events(&cache, &stop, |j| {
+    let on_event = |j: stream::Joined| {
         if out_err.is_some() {
             return;
         }
@@ -236,7 +264,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         if args.count.is_some_and(|n| seen >= n) {
             stop.store(true, Ordering::Relaxed);
         }
-    });
+    };
+    let result = if use_tracefs {
+        stream::run_events(&cache, &stop, on_event)
+    } else {
+        stream::run_destroy_events(args.netns.clone(), &cache, &stop, on_event)
+    };
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     result.context("read the TCP reset tracepoints")?;

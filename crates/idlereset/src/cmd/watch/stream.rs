@@ -225,6 +225,79 @@ pub fn run_events(
     inst.remove()
 }
 
+/// Reset counters of the calling thread's namespace: (EstabResets + aborts, OutRsts).
+fn reset_counters() -> Option<(u64, u64)> {
+    let mut c = idlereset_core::netstat::Counters::default();
+    for f in [
+        "/proc/thread-self/net/snmp",
+        "/proc/thread-self/net/netstat",
+    ] {
+        let text = std::fs::read_to_string(f).ok()?;
+        c.add_file(&text, f).ok()?;
+    }
+    let received = ["EstabResets"]
+        .iter()
+        .filter_map(|k| c.counter("Tcp", k))
+        .sum::<u64>()
+        + ["TCPAbortOnData", "TCPAbortOnTimeout"]
+            .iter()
+            .filter_map(|k| c.counter("TcpExt", k))
+            .sum::<u64>();
+    Some((received, c.counter("Tcp", "OutRsts").unwrap_or(0)))
+}
+
+/// The fallback where tracefs is unavailable: sockets destroyed in `netns` (sock_diag destroy
+/// multicast), kept as resets when the namespace's reset counters (EstabResets, TCPAbortOnData,
+/// TCPAbortOnTimeout) rose since the previous event; `sent` when OutRsts rose too. The idle age
+/// is the gap that the socket's last send (from its final tcp_info) ended, looked up in the
+/// sampler's cache. Reported when the owner closes the socket, so slower than the tracepoints.
+pub fn run_destroy_events(
+    netns: Option<String>,
+    cache: &Mutex<IdleCache>,
+    stop: &AtomicBool,
+    mut on_event: impl FnMut(Joined) + Send,
+) -> Result<(), idlereset_linux::LinuxError> {
+    let mut work = move || {
+        let mut last = reset_counters();
+        idlereset_linux::sockdiag::destroy::watch_destroyed(stop, |s| {
+            if s.remote.port() == 0 {
+                return;
+            }
+            let now = reset_counters();
+            let (rose, sent) = match (last, now) {
+                (Some((r0, o0)), Some((r1, o1))) => (r1 > r0 || o1 > o0, o1 > o0 && r1 == r0),
+                _ => (true, false),
+            };
+            last = now;
+            if !rose {
+                return;
+            }
+            let ts = tracefs::monotonic_s();
+            let sent_at = ts - f64::from(s.last_data_sent_ms.unwrap_or(0)) / 1000.0;
+            let Ok(c) = cache.lock() else { return };
+            let known = c.idle_at(s.local, s.remote, sent_at);
+            let owner = known.and_then(|(_, inode)| c.owner(inode)).cloned();
+            on_event(Joined {
+                mono_s: ts,
+                direction: if sent {
+                    Direction::Sent
+                } else {
+                    Direction::Received
+                },
+                local: s.local,
+                remote: s.remote,
+                pid: owner.as_ref().map(|o| o.0),
+                process: owner.map(|o| o.1),
+                idle_s: known.map(|k| k.0),
+            });
+        })
+    };
+    match netns {
+        Some(name) => NetNs::open(&name)?.run(work)?,
+        None => work(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
