@@ -497,3 +497,56 @@ async fn watch_without_tracefs_uses_sock_diag_destroy_events() {
         "idle {idle} s, expected {idle_expected:.2} s"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporter_invalid_counter_rises_after_the_asymmetric_fault() {
+    privileged!("exporter_invalid_counter_rises_after_the_asymmetric_fault");
+    let mut fw = FirewallSettings::new(Profile::Reject, 60);
+    fw.loose = false;
+    let lab = lab(fw).await;
+    // A busy flow: db streams to app through fw.
+    let listener = lab
+        .ns("db")
+        .unwrap()
+        .run(|| std::net::TcpListener::bind(("0.0.0.0", 7412)))
+        .unwrap()
+        .unwrap();
+    let dst = SocketAddr::new(lab.topology().db_addr(false), 7412);
+    let mut client = lab
+        .ns("app")
+        .unwrap()
+        .run(|| TcpStream::connect_timeout(&dst, Duration::from_secs(3)))
+        .unwrap()
+        .unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while client.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    let writer = std::thread::spawn(move || {
+        let chunk = [7u8; 20_000];
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            if server.write_all(&chunk).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10)); // ~2 MB/s
+        }
+    });
+    let fw_exp = Exporter::start(&["--netns", lab.ns("fw").unwrap().name(), "--no-reset-events"]);
+    let before = value(&fw_exp.scrape().await, "idlereset_conntrack_invalid_total").unwrap();
+    idlereset_lab::fault::asymmetric(&lab, Duration::from_secs(4), std::future::pending())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let text = fw_exp.scrape().await;
+    assert_valid_exposition(&text);
+    let after = value(&text, "idlereset_conntrack_invalid_total").unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = writer.join();
+    assert!(
+        after >= before + 10.0,
+        "INVALID counter after the asymmetric fault: {before} -> {after}"
+    );
+}
