@@ -164,6 +164,11 @@ impl<K: Clone + Eq + Hash> Watcher<K> {
         self.flows.len()
     }
 
+    /// Tracked flows currently flagged frozen (for a gauge).
+    pub fn frozen_flows(&self) -> usize {
+        self.flows.values().filter(|f| f.flagged_frozen).count()
+    }
+
     /// Feed one flow's sample of the current round; events it triggers are pushed to `out`.
     pub fn observe(&mut self, key: &K, s: Sample, out: &mut Vec<Event<K>>) {
         let round = self.round;

@@ -10,7 +10,6 @@ pub mod audit;
 pub mod catalog;
 pub mod ctwatch;
 pub mod duration;
-pub mod frozen;
 pub mod inventory;
 pub mod logs;
 pub mod netstat;

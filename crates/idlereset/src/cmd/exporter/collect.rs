@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use idlereset_core::frozen::{FrozenSampler, Reading};
+use idlereset_core::ctwatch::{Sample, WatchConfig, Watcher};
 use idlereset_core::inventory::Inventory;
 use idlereset_core::netstat::Counters;
 use idlereset_linux::conntrack::{self, CpuStats, CtCount, Family};
@@ -73,7 +73,7 @@ pub struct Sockets {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Frozen {
     pub accounting: bool,
-    /// Flows whose timer fell by the elapsed time while packets rose since the last scrape.
+    /// Flows the conntrack watcher (idlereset_core::ctwatch) currently flags frozen.
     pub frozen: u64,
     pub compared: u64,
 }
@@ -93,7 +93,7 @@ pub struct Snapshot {
 pub struct Collector {
     pub path: PathTimeout,
     pub max_processes: usize,
-    frozen: FrozenSampler<FlowKey>,
+    frozen: Watcher<FlowKey>,
     started: Instant,
 }
 
@@ -104,7 +104,7 @@ impl Collector {
         Collector {
             path,
             max_processes,
-            frozen: FrozenSampler::new(),
+            frozen: Watcher::new(WatchConfig::default()),
             started: Instant::now(),
         }
     }
@@ -144,33 +144,34 @@ impl Collector {
             // dump of a possibly large table.
             return Ok(Frozen::default());
         }
-        let mut readings: Vec<(FlowKey, Reading)> = Vec::new();
+        // The same detector as `conntrack --watch`, one round per scrape.
+        let now = self.started.elapsed().as_secs_f64();
+        let invalid = ct.stats().ok().map(|s| s.total.invalid);
+        let mut events = Vec::new();
+        self.frozen.begin_round(now, invalid, &mut events);
+        let watcher = &mut self.frozen;
         ct.dump(Family::All, |e| {
-            if let Some(packets) = e.packets() {
-                let key = (
-                    e.id,
-                    e.proto,
-                    e.orig.src,
-                    e.orig.dst,
-                    e.orig.sport,
-                    e.orig.dport,
-                );
-                readings.push((
-                    key,
-                    Reading {
-                        timeout_s: e.timeout_s,
-                        packets,
-                    },
-                ));
-            }
+            let key = (
+                e.id,
+                e.proto,
+                e.orig.src,
+                e.orig.dst,
+                e.orig.sport,
+                e.orig.dport,
+            );
+            let sample = Sample {
+                t_s: now,
+                timeout_s: e.timeout_s,
+                packets: e.packets(),
+            };
+            watcher.observe(&key, sample, &mut events);
         })
         .map_err(|e| e.to_string())?;
-        let now = self.started.elapsed().as_secs_f64();
-        let s = self.frozen.sample(now, readings);
+        self.frozen.end_round(now, &mut events);
         Ok(Frozen {
             accounting,
-            frozen: s.frozen.len() as u64,
-            compared: s.compared as u64,
+            frozen: self.frozen.frozen_flows() as u64,
+            compared: self.frozen.flows() as u64,
         })
     }
 
