@@ -141,21 +141,7 @@ impl Rtnl {
 
     /// Add a route to `dest/prefix` via `gateway`.
     pub async fn add_route(&self, dest: IpAddr, prefix: u8, gateway: IpAddr) -> Result<()> {
-        let msg = match (dest, gateway) {
-            (IpAddr::V4(d), IpAddr::V4(g)) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
-                .destination_prefix(d, prefix)
-                .gateway(g)
-                .build(),
-            (IpAddr::V6(d), IpAddr::V6(g)) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
-                .destination_prefix(d, prefix)
-                .gateway(g)
-                .build(),
-            _ => {
-                return Err(LinuxError::Unsupported(format!(
-                    "route {dest}/{prefix} via {gateway}: address families differ"
-                )));
-            }
-        };
+        let msg = route_msg(dest, prefix, gateway)?;
         self.handle.route().add(msg).execute().await.map_err(|e| {
             nl_err(
                 "add route",
@@ -167,21 +153,7 @@ impl Rtnl {
 
     /// Delete the route to `dest/prefix` via `gateway` (the counterpart of [`Rtnl::add_route`]).
     pub async fn del_route(&self, dest: IpAddr, prefix: u8, gateway: IpAddr) -> Result<()> {
-        let msg = match (dest, gateway) {
-            (IpAddr::V4(d), IpAddr::V4(g)) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
-                .destination_prefix(d, prefix)
-                .gateway(g)
-                .build(),
-            (IpAddr::V6(d), IpAddr::V6(g)) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
-                .destination_prefix(d, prefix)
-                .gateway(g)
-                .build(),
-            _ => {
-                return Err(LinuxError::Unsupported(format!(
-                    "route {dest}/{prefix} via {gateway}: address families differ"
-                )));
-            }
-        };
+        let msg = route_msg(dest, prefix, gateway)?;
         self.handle.route().del(msg).execute().await.map_err(|e| {
             nl_err(
                 "delete route",
@@ -227,5 +199,26 @@ impl Rtnl {
         } else {
             AddressFamily::Inet6
         }
+    }
+}
+
+/// The route message for `dest/prefix` via `gateway` (both of one address family).
+fn route_msg(
+    dest: IpAddr,
+    prefix: u8,
+    gateway: IpAddr,
+) -> Result<netlink_packet_route::route::RouteMessage> {
+    match (dest, gateway) {
+        (IpAddr::V4(d), IpAddr::V4(g)) => Ok(RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+            .destination_prefix(d, prefix)
+            .gateway(g)
+            .build()),
+        (IpAddr::V6(d), IpAddr::V6(g)) => Ok(RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+            .destination_prefix(d, prefix)
+            .gateway(g)
+            .build()),
+        _ => Err(LinuxError::Unsupported(format!(
+            "route {dest}/{prefix} via {gateway}: address families differ"
+        ))),
     }
 }
