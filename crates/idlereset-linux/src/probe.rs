@@ -49,6 +49,18 @@ pub struct Progress {
     pub failed_from: Option<(f64, Failure)>,
 }
 
+impl Progress {
+    fn now(t0: Instant, pass: u32, pending: Vec<u32>, bracket: &Bracket) -> Progress {
+        Progress {
+            elapsed_s: t0.elapsed().as_secs_f64(),
+            pass,
+            pending,
+            survived_up_to: bracket.low,
+            failed_from: bracket.high,
+        }
+    }
+}
+
 /// The outcome of one rung, for the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct RungOutcome {
@@ -293,13 +305,7 @@ fn run_pass(
         if last_progress.elapsed() >= Duration::from_millis(500) || pending.is_empty() {
             let mut p = pending.clone();
             p.sort_unstable();
-            progress(&Progress {
-                elapsed_s: t0.elapsed().as_secs_f64(),
-                pass,
-                pending: p,
-                survived_up_to: bracket.low,
-                failed_from: bracket.high,
-            });
+            progress(&Progress::now(t0, pass, p, bracket));
             last_progress = Instant::now();
         }
         if pending.is_empty() {
@@ -570,13 +576,7 @@ pub fn run_reverse(cfg: &ProbeConfig, progress: &mut dyn FnMut(&Progress)) -> Re
                 .collect();
             pending.sort_unstable();
             if last_progress.elapsed() >= Duration::from_millis(500) || pending.is_empty() {
-                progress(&Progress {
-                    elapsed_s: t0.elapsed().as_secs_f64(),
-                    pass,
-                    pending: pending.clone(),
-                    survived_up_to: bracket.low,
-                    failed_from: bracket.high,
-                });
+                progress(&Progress::now(t0, pass, pending.clone(), &bracket));
                 last_progress = Instant::now();
             }
             if pending.is_empty() {
