@@ -20,21 +20,19 @@
 //! the connection breaks at once. `loose=1` does not re-synchronise the window (the report's
 //! expectation); `be_liberal=1` is run as well.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use idlereset_core::ctwatch::{EventKind, Sample, WatchConfig, Watcher};
 use idlereset_linux::conntrack::{self, Family};
 use serde::Serialize;
 
-use crate::error::{LabError, Result};
+use crate::error::Result;
 use crate::fault;
 use crate::firewall::{FirewallSettings, Profile};
 use crate::lab::{Lab, LabSpec};
 use crate::registry::Ownership;
+use crate::traffic::BusyFlow;
 
 /// The preset's name.
 pub const PRESET: &str = "nat-43200-invalid";
@@ -151,123 +149,6 @@ pub struct Report {
     pub runs: Vec<RunResult>,
 }
 
-/// The streaming pair: counters the sampling loop reads.
-struct Flow {
-    sport: u16,
-    received: Arc<AtomicU64>,
-    failed: Arc<std::sync::Mutex<Option<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-fn start_flow(lab: &Lab, rate: usize, ping: Option<Duration>) -> Result<Flow> {
-    let listener = lab
-        .ns("db")?
-        .run(|| TcpListener::bind(("0.0.0.0", PORT)))?
-        .map_err(|e| LabError::lab(lab.name(), format!("db listen on {PORT}: {e}")))?;
-    let dst = SocketAddr::new(lab.topology().db_addr(false), PORT);
-    let client = lab
-        .ns("app")?
-        .run(|| TcpStream::connect_timeout(&dst, Duration::from_secs(3)))?
-        .map_err(|e| LabError::lab(lab.name(), format!("app connect {dst}: {e}")))?;
-    let sport = client
-        .local_addr()
-        .map_err(|e| LabError::lab(lab.name(), e.to_string()))?
-        .port();
-    let (server, _) = listener
-        .accept()
-        .map_err(|e| LabError::lab(lab.name(), format!("db accept: {e}")))?;
-    let flow = Flow {
-        sport,
-        received: Arc::new(AtomicU64::new(0)),
-        failed: Arc::new(std::sync::Mutex::new(None)),
-        stop: Arc::new(AtomicBool::new(false)),
-    };
-    let fail = |f: &Arc<std::sync::Mutex<Option<String>>>, m: String| {
-        if let Ok(mut g) = f.lock() {
-            g.get_or_insert(m);
-        }
-    };
-    // app: read everything; write pings if asked.
-    let (rx, failed, stop) = (
-        flow.received.clone(),
-        flow.failed.clone(),
-        flow.stop.clone(),
-    );
-    let mut reader = client;
-    let _ = reader.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut pinger = reader.try_clone().ok();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 65536];
-        while !stop.load(Ordering::Relaxed) {
-            match reader.read(&mut buf) {
-                Ok(0) => {
-                    fail(&failed, "app: connection closed by peer".into());
-                    return;
-                }
-                Ok(n) => {
-                    rx.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => {
-                    fail(&failed, format!("app read: {e}"));
-                    return;
-                }
-            }
-        }
-    });
-    if let (Some(every), Some(mut w)) = (ping, pinger.take()) {
-        let (failed, stop) = (flow.failed.clone(), flow.stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if let Err(e) = w.write_all(b"ping\n") {
-                    fail(&failed, format!("app ping: {e}"));
-                    return;
-                }
-                std::thread::sleep(every);
-            }
-        });
-    }
-    // db: stream at `rate`, discard what the app sends.
-    let (failed, stop) = (flow.failed.clone(), flow.stop.clone());
-    let mut writer = server;
-    let mut drain = writer.try_clone().ok();
-    if let Some(mut d) = drain.take() {
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while d.read(&mut buf).is_ok_and(|n| n > 0) {}
-        });
-    }
-    let _ = writer.set_write_timeout(Some(Duration::from_secs(1)));
-    std::thread::spawn(move || {
-        let chunk = vec![7u8; (rate / 50).max(1)];
-        let t0 = Instant::now();
-        let mut sent = 0usize;
-        while !stop.load(Ordering::Relaxed) {
-            match writer.write_all(&chunk) {
-                Ok(()) => sent += chunk.len(),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => {
-                    fail(&failed, format!("db write: {e}"));
-                    return;
-                }
-            }
-            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
-            if let Some(w) = due.checked_sub(t0.elapsed()) {
-                std::thread::sleep(w);
-            }
-        }
-    });
-    Ok(flow)
-}
-
 /// The flow's entry on fw: (timeout, packets, id).
 type EntrySample = (u32, Option<u64>, u32);
 
@@ -318,7 +199,7 @@ async fn story(
     fw.be_liberal = v.be_liberal;
     let spec = LabSpec::new(0, fw);
     let lab = Lab::create(spec, None, Ownership::Foreground).await?;
-    let flow = start_flow(&lab, opts.rate, v.ping)?;
+    let flow = BusyFlow::start(&lab, PORT, opts.rate, v.ping)?;
     let t0 = Instant::now();
     let log = |r: &mut RunResult, t: f64, m: String| {
         progress(&format!("[{}] {t:6.1}s {m}", v.fix));
@@ -444,7 +325,7 @@ async fn story(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    flow.stop.store(true, Ordering::Relaxed);
+    flow.stop();
     let (_, invalid) = sample(&lab, flow.sport).unwrap_or((None, 0));
     r.invalid_packets = invalid.saturating_sub(invalid0.unwrap_or(0));
     r.detail = describe(r, timeout);

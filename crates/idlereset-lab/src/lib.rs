@@ -19,6 +19,7 @@ pub mod scenario;
 pub mod server;
 pub mod supervise;
 pub mod topology;
+pub mod traffic;
 pub mod verify;
 pub mod workload;
 

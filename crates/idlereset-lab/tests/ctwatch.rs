@@ -2,61 +2,18 @@
 //! Frozen conntrack timers on the real kernel: an asymmetric path makes conntrack's window
 //! tracking fall behind; afterwards the busy flow's packets are INVALID and its timer falls.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use idlereset_core::ctwatch::{EventKind, Sample, WatchConfig, Watcher};
 use idlereset_lab::fault;
 use idlereset_lab::firewall::{FirewallSettings, Profile};
 use idlereset_lab::registry::Ownership;
+use idlereset_lab::traffic::BusyFlow;
 use idlereset_lab::{Lab, LabSpec};
 use idlereset_linux::conntrack::{self, Family};
 use idlereset_linux::privilege::require_or_skip;
 
 const PORT: u16 = 7411;
-
-/// db streams ~`rate` bytes/s to app until `stop`.
-fn stream(lab: &Lab, rate: usize, stop: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<()>) {
-    let listener = lab
-        .ns("db")
-        .unwrap()
-        .run(|| TcpListener::bind(("0.0.0.0", PORT)))
-        .unwrap()
-        .unwrap();
-    let dst = SocketAddr::new(lab.topology().db_addr(false), PORT);
-    let mut client = lab
-        .ns("app")
-        .unwrap()
-        .run(|| TcpStream::connect_timeout(&dst, Duration::from_secs(3)))
-        .unwrap()
-        .unwrap();
-    let sport = client.local_addr().unwrap().port();
-    let (mut server, _) = listener.accept().unwrap();
-    let stop2 = stop.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
-        while client.read(&mut buf).is_ok_and(|n| n > 0) {}
-    });
-    let h = std::thread::spawn(move || {
-        let chunk = vec![7u8; rate / 50];
-        let t0 = Instant::now();
-        let mut sent = 0usize;
-        while !stop2.load(Ordering::Relaxed) {
-            if server.write_all(&chunk).is_err() {
-                return;
-            }
-            sent += chunk.len();
-            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
-            if let Some(w) = due.checked_sub(t0.elapsed()) {
-                std::thread::sleep(w);
-            }
-        }
-    });
-    (sport, h)
-}
 
 /// Sample the flow in fw `n` times, one second apart; returns the watcher's events.
 fn watch(lab: &Lab, sport: u16, w: &mut Watcher<u32>, t0: Instant, n: usize) -> Vec<EventKind> {
@@ -109,8 +66,8 @@ async fn asymmetric_fault_freezes_the_timer_and_watch_flags_it() {
     let lab = Lab::create(spec, None, Ownership::Foreground)
         .await
         .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (sport, writer) = stream(&lab, 2_000_000, stop.clone());
+    let flow = BusyFlow::start(&lab, PORT, 2_000_000, None).unwrap();
+    let sport = flow.sport;
     let t0 = Instant::now();
     let mut w = Watcher::new(WatchConfig::default());
     // Without the fault: a busy flow is refreshed, nothing is flagged.
@@ -125,8 +82,7 @@ async fn asymmetric_fault_freezes_the_timer_and_watch_flags_it() {
         "INVALID statistic rises during the fault: {report:?}"
     );
     let after = watch(&lab, sport, &mut w, t0, 6);
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+    flow.stop();
     assert!(after.contains(&EventKind::Frozen), "{after:?}");
     assert!(after.contains(&EventKind::InvalidRising), "{after:?}");
 }

@@ -2,15 +2,12 @@
 //! and `--watch` flagging a frozen timer after an asymmetric fault (and nothing without it).
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use idlereset_lab::firewall::{FirewallSettings, Profile};
 use idlereset_lab::registry::Ownership;
+use idlereset_lab::traffic::BusyFlow;
 use idlereset_lab::{Lab, LabSpec, fault};
 use idlereset_linux::privilege::require_or_skip;
 
@@ -21,36 +18,6 @@ async fn lab(profile: Profile, loose: bool) -> Lab {
     Lab::create(spec, None, Ownership::Foreground)
         .await
         .unwrap()
-}
-
-/// db streams ~2 MB/s to app on `port` until `stop`; returns app's source port.
-fn stream(lab: &Lab, port: u16, stop: Arc<AtomicBool>) -> u16 {
-    let listener = lab
-        .ns("db")
-        .unwrap()
-        .run(|| TcpListener::bind(("0.0.0.0", port)))
-        .unwrap()
-        .unwrap();
-    let dst = SocketAddr::new(lab.topology().db_addr(false), port);
-    let mut client = lab
-        .ns("app")
-        .unwrap()
-        .run(|| TcpStream::connect_timeout(&dst, Duration::from_secs(3)))
-        .unwrap()
-        .unwrap();
-    let sport = client.local_addr().unwrap().port();
-    let (mut server, _) = listener.accept().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
-        while client.read(&mut buf).is_ok_and(|n| n > 0) {}
-    });
-    std::thread::spawn(move || {
-        let chunk = vec![1u8; 40_000];
-        while !stop.load(Ordering::Relaxed) && server.write_all(&chunk).is_ok() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    });
-    sport
 }
 
 fn idlereset(args: &[&str]) -> Command {
@@ -65,14 +32,14 @@ async fn json_lists_the_nat_flow_with_timeout_and_counters() {
         return;
     }
     let lab = lab(Profile::Nat, true).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let sport = stream(&lab, 7421, stop.clone());
+    let flow = BusyFlow::start(&lab, 7421, 2_000_000, None).unwrap();
+    let sport = flow.sport;
     std::thread::sleep(Duration::from_millis(500));
     let fw = format!("{}-fw", lab.name());
     let out = idlereset(&["conntrack", "--netns", &fw, "--json", "--port", "7421"])
         .output()
         .unwrap();
-    stop.store(true, Ordering::Relaxed);
+    flow.stop();
     assert!(out.status.success(), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let e = &v["entries"][0];
@@ -96,8 +63,8 @@ async fn watch_flags_the_frozen_flow_only_after_the_fault() {
         return;
     }
     let lab = lab(Profile::Reject, false).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let sport = stream(&lab, 7422, stop.clone());
+    let flow = BusyFlow::start(&lab, 7422, 2_000_000, None).unwrap();
+    let sport = flow.sport;
     let fw = format!("{}-fw", lab.name());
     let watch = |samples: &str| {
         idlereset(&[
@@ -131,7 +98,7 @@ async fn watch_flags_the_frozen_flow_only_after_the_fault() {
         .await
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    stop.store(true, Ordering::Relaxed);
+    flow.stop();
     let text = String::from_utf8(out.stdout).unwrap();
     let events: Vec<serde_json::Value> = text
         .lines()

@@ -504,36 +504,8 @@ async fn exporter_invalid_counter_rises_after_the_asymmetric_fault() {
     let mut fw = FirewallSettings::new(Profile::Reject, 60);
     fw.loose = false;
     let lab = lab(fw).await;
-    // A busy flow: db streams to app through fw.
-    let listener = lab
-        .ns("db")
-        .unwrap()
-        .run(|| std::net::TcpListener::bind(("0.0.0.0", 7412)))
-        .unwrap()
-        .unwrap();
-    let dst = SocketAddr::new(lab.topology().db_addr(false), 7412);
-    let mut client = lab
-        .ns("app")
-        .unwrap()
-        .run(|| TcpStream::connect_timeout(&dst, Duration::from_secs(3)))
-        .unwrap()
-        .unwrap();
-    let (mut server, _) = listener.accept().unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
-        while client.read(&mut buf).is_ok_and(|n| n > 0) {}
-    });
-    let writer = std::thread::spawn(move || {
-        let chunk = [7u8; 20_000];
-        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-            if server.write_all(&chunk).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10)); // ~2 MB/s
-        }
-    });
+    // A busy flow: db streams ~2 MB/s to app through fw.
+    let flow = idlereset_lab::traffic::BusyFlow::start(&lab, 7412, 2_000_000, None).unwrap();
     let fw_exp = Exporter::start(&["--netns", lab.ns("fw").unwrap().name(), "--no-reset-events"]);
     let before = value(&fw_exp.scrape().await, "idlereset_conntrack_invalid_total").unwrap();
     idlereset_lab::fault::asymmetric(&lab, Duration::from_secs(4), std::future::pending())
@@ -543,8 +515,7 @@ async fn exporter_invalid_counter_rises_after_the_asymmetric_fault() {
     let text = fw_exp.scrape().await;
     assert_valid_exposition(&text);
     let after = value(&text, "idlereset_conntrack_invalid_total").unwrap();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = writer.join();
+    flow.stop();
     assert!(
         after >= before + 10.0,
         "INVALID counter after the asymmetric fault: {before} -> {after}"

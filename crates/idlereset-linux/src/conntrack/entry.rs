@@ -38,6 +38,31 @@ pub struct Tuple {
 }
 
 impl Tuple {
+    /// Finish decoding a tuple: both addresses are required, ports and protocol optional.
+    pub(crate) fn assemble(
+        src: Option<IpAddr>,
+        dst: Option<IpAddr>,
+        sport: Option<u16>,
+        dport: Option<u16>,
+        proto: Option<u8>,
+        what: &str,
+    ) -> Result<(Tuple, Option<u8>), String> {
+        match (src, dst) {
+            (Some(src), Some(dst)) => Ok((
+                Tuple {
+                    src,
+                    dst,
+                    sport,
+                    dport,
+                },
+                proto,
+            )),
+            _ => Err(format!(
+                "{what} tuple without source or destination address"
+            )),
+        }
+    }
+
     /// The tuple of the other direction when no NAT rewrites it.
     pub fn inverse(&self) -> Tuple {
         Tuple {
@@ -283,20 +308,7 @@ fn decode_tuple(parts: &[NlTuple], what: &str) -> Result<(Tuple, Option<u8>), St
             _ => {}
         }
     }
-    match (src, dst) {
-        (Some(src), Some(dst)) => Ok((
-            Tuple {
-                src,
-                dst,
-                sport,
-                dport,
-            },
-            proto,
-        )),
-        _ => Err(format!(
-            "{what} tuple without source or destination address"
-        )),
-    }
+    Tuple::assemble(src, dst, sport, dport, proto, what)
 }
 
 /// Build an entry from the attributes of one ctnetlink message of L3 `family`. Dumps use the

@@ -120,20 +120,7 @@ fn tuple(v: &[u8], base: usize, what: &str) -> Result<(Tuple, Option<u8>), Strin
             _ => {}
         }
     }
-    match (src, dst) {
-        (Some(src), Some(dst)) => Ok((
-            Tuple {
-                src,
-                dst,
-                sport,
-                dport,
-            },
-            proto,
-        )),
-        _ => Err(format!(
-            "{what} tuple without source or destination address"
-        )),
-    }
+    Tuple::assemble(src, dst, sport, dport, proto, what)
 }
 
 fn counters(v: &[u8], base: usize) -> Result<Counters, String> {
