@@ -15,11 +15,7 @@ cd "$(dirname "$0")/../.."
 
 SIZE_MB=${SIZE_MB:-1100}
 WORK=${WORK:-$(mktemp -d /tmp/idlereset-bench.XXXXXX)}
-# The benchmark builds with fat LTO and one codegen unit in its own target dir: inlining the
-# core crate's per-packet path into the binary's read loop cuts CPU time by about a quarter.
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/bench-lto}
-export CARGO_PROFILE_RELEASE_LTO=${CARGO_PROFILE_RELEASE_LTO:-fat}
-export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=${CARGO_PROFILE_RELEASE_CODEGEN_UNITS:-1}
+# The benchmark measures the shipped binary: the workspace's one release profile.
 mkdir -p "$WORK"
 
 need=()
@@ -35,10 +31,10 @@ fi
 
 cargo build --release -q -p idlereset
 cargo build --release -q -p idlereset-core --example gen_capture
-bin="$CARGO_TARGET_DIR/release/idlereset"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/idlereset"
 cap="$WORK/bench.pcap"
 
-"$CARGO_TARGET_DIR/release/examples/gen_capture" "$cap" "$SIZE_MB" 2> "$WORK/gen.log"
+"${CARGO_TARGET_DIR:-$PWD/target}/release/examples/gen_capture" "$cap" "$SIZE_MB" 2> "$WORK/gen.log"
 cat "$WORK/gen.log"
 planted_resets=$(sed -n 's/.*planted \([0-9]*\) middlebox resets.*/\1/p' "$WORK/gen.log")
 planted_blackholes=$(sed -n 's/.* and \([0-9]*\) blackholes.*/\1/p' "$WORK/gen.log")
