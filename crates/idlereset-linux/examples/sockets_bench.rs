@@ -6,7 +6,10 @@
 //!
 //! Set BENCH_HOLD=SECONDS to keep the sockets open afterwards, e.g. to time
 //! `ip netns exec idlereset-bench-<pid> ss -tnoip` against the same table.
-
+#![expect(
+    unsafe_code,
+    reason = "getrlimit/setrlimit for a benchmark fixture of 100k sockets"
+)]
 #![allow(clippy::unwrap_used)] // a measuring tool: any failure should stop it loudly
 
 use std::collections::HashSet;

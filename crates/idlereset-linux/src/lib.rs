@@ -4,6 +4,10 @@
 //! nfnetlink, sock_diag, sysctls, AF_PACKET capture and socket options. This is the only crate of
 //! the workspace allowed `unsafe`; every block carries a `// SAFETY:` comment. Nothing here
 //! shells out to `ip`, `nft`, `tc`, `ss` or `conntrack`.
+#![expect(
+    unsafe_code,
+    reason = "the one crate that makes raw syscalls (AF_PACKET, TCP_INFO, readlinkat, poll, mmap)"
+)]
 
 pub mod capture;
 pub mod conntrack;
