@@ -385,17 +385,17 @@ actions = ["check", "document"]
 
     #[test]
     fn readme_example_is_a_valid_scenario() {
-        let readme = include_str!("../../../../README.md");
+        let readme = include_str!("../../../../docs/replay.md");
         let section = readme
             .split("**TOML format.**")
             .nth(1)
-            .expect("README has the TOML format section");
+            .expect("docs/replay.md has the TOML format section");
         let block = section
             .split("```toml\n")
             .nth(1)
             .and_then(|b| b.split("```").next())
             .unwrap();
-        let s = parse(block, "README.md", "readme").unwrap();
+        let s = parse(block, "docs/replay.md", "readme").unwrap();
         assert_eq!(s.id, "my-incident");
         assert_eq!(play_scripted(&s, &['B']).unwrap().total_minutes, 12);
         assert_eq!(play_scripted(&s, &['A']).unwrap().total_minutes, 60);
