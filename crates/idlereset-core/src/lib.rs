@@ -18,4 +18,5 @@ pub mod plan;
 pub mod probe;
 pub mod replay;
 pub mod resets;
+pub mod reverse;
 pub mod scale;

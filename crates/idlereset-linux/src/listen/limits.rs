@@ -1,0 +1,207 @@
+//! The listener's bounds: connection slots counted globally and per source address, a log
+//! throttle, the accept back-off and the file descriptor limit.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::ListenConfig;
+
+/// Open and still-handshaking connections, in total and per source address.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    open: usize,
+    per_source: HashMap<IpAddr, PerSource>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct PerSource {
+    open: usize,
+    pending: usize,
+}
+
+/// One admitted connection; gives its place back when dropped.
+pub(super) struct Slot {
+    counters: Arc<Mutex<Counters>>,
+    ip: IpAddr,
+    pending: bool,
+}
+
+impl Slot {
+    /// A place for a new connection from `ip`, if the caps allow one.
+    pub(super) fn acquire(
+        counters: &Arc<Mutex<Counters>>,
+        ip: IpAddr,
+        cfg: &ListenConfig,
+    ) -> Option<Slot> {
+        let mut c = counters.lock().ok()?;
+        if c.open >= cfg.max_connections {
+            return None;
+        }
+        let s = c.per_source.entry(ip).or_default();
+        if s.open >= cfg.max_per_source || s.pending >= cfg.max_pending_per_source {
+            if s.open == 0 {
+                c.per_source.remove(&ip);
+            }
+            return None;
+        }
+        s.open += 1;
+        s.pending += 1;
+        c.open += 1;
+        Some(Slot {
+            counters: counters.clone(),
+            ip,
+            pending: true,
+        })
+    }
+
+    /// The first line arrived: no longer counted as handshaking.
+    pub(super) fn handshake_done(&mut self) {
+        if std::mem::take(&mut self.pending)
+            && let Ok(mut c) = self.counters.lock()
+            && let Some(s) = c.per_source.get_mut(&self.ip)
+        {
+            s.pending = s.pending.saturating_sub(1);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Ok(mut c) = self.counters.lock() else {
+            return;
+        };
+        c.open = c.open.saturating_sub(1);
+        if let Some(s) = c.per_source.get_mut(&self.ip) {
+            s.open = s.open.saturating_sub(1);
+            if self.pending {
+                s.pending = s.pending.saturating_sub(1);
+            }
+            if s.open == 0 {
+                c.per_source.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// At most one message per kind every [`Throttle::EVERY`].
+#[derive(Debug, Default)]
+pub(super) struct Throttle {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// `Some(suppressed since the last message)` when a message may go out now.
+    pub(super) fn hit(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(t) if now.duration_since(t) < Self::EVERY => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+/// Exponential back-off for a failing `accept` (10 ms doubling to 1 s), reporting the first
+/// failure of a burst and the recovery.
+#[derive(Debug, Default)]
+pub(super) struct Backoff {
+    failures: u64,
+}
+
+impl Backoff {
+    /// Count a failure; true for the first of a burst (log it).
+    pub(super) fn failed(&mut self) -> bool {
+        self.failures += 1;
+        self.failures == 1
+    }
+
+    pub(super) fn delay(&self) -> Duration {
+        let exp = self.failures.saturating_sub(1).min(7) as u32;
+        Duration::from_millis(10 * 2u64.pow(exp)).min(Duration::from_secs(1))
+    }
+
+    /// After a success: `Some(failures)` when a burst just ended.
+    pub(super) fn recovered(&mut self) -> Option<u64> {
+        let n = std::mem::take(&mut self.failures);
+        (n > 0).then_some(n)
+    }
+}
+
+/// Raise the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force.
+pub(super) fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ListenConfig {
+        ListenConfig {
+            max_connections: 3,
+            max_per_source: 2,
+            max_pending_per_source: 1,
+            ..ListenConfig::default()
+        }
+    }
+
+    #[test]
+    fn slots_respect_global_per_source_and_pending_caps() {
+        let c = Arc::new(Mutex::new(Counters::default()));
+        let (a, b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+        let cfg = cfg();
+        let mut s1 = Slot::acquire(&c, a, &cfg).expect("first");
+        assert!(
+            Slot::acquire(&c, a, &cfg).is_none(),
+            "one pending per source"
+        );
+        s1.handshake_done();
+        let mut s2 = Slot::acquire(&c, a, &cfg).expect("second after handshake");
+        s2.handshake_done();
+        assert!(Slot::acquire(&c, a, &cfg).is_none(), "two per source");
+        let s3 = Slot::acquire(&c, b, &cfg).expect("other source");
+        assert!(Slot::acquire(&c, b, &cfg).is_none(), "global cap of 3");
+        drop(s1);
+        drop(s3);
+        assert!(Slot::acquire(&c, b, &cfg).is_some());
+        drop(s2);
+        let n = c.lock().map(|c| (c.open, c.per_source.len())).ok();
+        assert_eq!(n, Some((0, 0)), "every slot returned");
+    }
+
+    #[test]
+    fn throttle_and_backoff() {
+        let mut t = Throttle::default();
+        let t0 = Instant::now();
+        assert_eq!(t.hit(t0), Some(0));
+        assert_eq!(t.hit(t0 + Duration::from_secs(1)), None);
+        assert_eq!(t.hit(t0 + Duration::from_secs(2)), None);
+        assert_eq!(t.hit(t0 + Duration::from_secs(11)), Some(2));
+        let mut b = Backoff::default();
+        assert!(b.failed());
+        assert!(!b.failed());
+        assert_eq!(b.delay(), Duration::from_millis(20));
+        for _ in 0..20 {
+            b.failed();
+        }
+        assert_eq!(b.delay(), Duration::from_secs(1));
+        assert_eq!(b.recovered(), Some(22));
+        assert_eq!(b.recovered(), None);
+    }
+}
