@@ -5,6 +5,7 @@
 //! the workspace allowed `unsafe`; every block carries a `// SAFETY:` comment. Nothing here
 //! shells out to `ip`, `nft`, `tc`, `ss` or `conntrack`.
 
+pub mod admission;
 pub mod capture;
 pub mod conntrack;
 pub mod error;

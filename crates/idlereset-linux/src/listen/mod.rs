@@ -18,7 +18,6 @@
 //! - accept errors (EMFILE, ENFILE, ENOBUFS) back off and are logged once per burst; every log
 //!   line about a stranger is throttled and shows at most 32 escaped bytes of what it sent.
 
-mod limits;
 mod session;
 mod watch;
 
@@ -33,7 +32,7 @@ use crate::error::{LinuxError, Result};
 
 pub use idlereset_core::reverse::parse_result;
 
-use self::limits::{Counters, Throttle};
+use crate::admission::{self, Admission, Caps, Throttle};
 
 /// Limits of a listener. [`Default`] is what `idlereset listen` uses.
 #[derive(Debug, Clone)]
@@ -79,7 +78,7 @@ impl Default for ListenConfig {
 struct Shared {
     cfg: ListenConfig,
     registry: Mutex<session::Registry>,
-    counters: Arc<Mutex<Counters>>,
+    admission: Admission,
     log: Log,
 }
 
@@ -143,7 +142,7 @@ pub async fn serve_async(
         .map_err(|e| LinuxError::socket("configure", "listen", e))?;
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| LinuxError::socket("register", "listen", e))?;
-    let fd_cap = limits::raise_fd_limit().saturating_sub(64) as usize;
+    let fd_cap = admission::raise_fd_limit().saturating_sub(64) as usize;
     if fd_cap < cfg.max_connections {
         on_event(&format!(
             "at most {fd_cap} connections (file descriptor limit), not {}",
@@ -152,7 +151,11 @@ pub async fn serve_async(
         cfg.max_connections = fd_cap.max(1);
     }
     let shared = Arc::new(Shared {
-        counters: Arc::new(Mutex::new(Counters::default())),
+        admission: Admission::new(Caps {
+            max_connections: cfg.max_connections,
+            max_per_source: cfg.max_per_source,
+            max_pending_per_source: cfg.max_pending_per_source,
+        }),
         registry: Mutex::new(session::Registry::default()),
         log: Log {
             on_event,
@@ -161,25 +164,10 @@ pub async fn serve_async(
         cfg,
     });
     tokio::spawn(watch::run(shared.clone()));
-    let mut backoff = limits::Backoff::default();
+    let mut backoff = admission::Backoff::default();
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                if backoff.failed() {
-                    shared.log.event(&format!(
-                        "accept failed: {e}; backing off and retrying (logged once per burst)"
-                    ));
-                }
-                tokio::time::sleep(backoff.delay()).await;
-                continue;
-            }
-        };
-        if let Some(n) = backoff.recovered() {
-            shared
-                .log
-                .event(&format!("accept works again after {n} failures"));
-        }
+        let log = |m: &str| shared.log.event(m);
+        let (stream, peer) = admission::accept(&listener, &mut backoff, &log).await;
         admit(&shared, stream, peer);
     }
 }
@@ -193,7 +181,7 @@ fn admit(shared: &Arc<Shared>, stream: tokio::net::TcpStream, peer: SocketAddr) 
         });
         return;
     }
-    let Some(slot) = limits::Slot::acquire(&shared.counters, ip, &shared.cfg) else {
+    let Some(slot) = shared.admission.admit(ip) else {
         shared.log.throttled("limit", || {
             format!("{peer}: refused: connection limit reached")
         });

@@ -12,8 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::limits::Slot;
 use super::{Shared, read_line};
+use crate::admission::Slot;
 use crate::probe::IdleWatch;
 
 /// Results waiting to be written on one control connection, at most.

@@ -1,16 +1,55 @@
-//! The listener's bounds: connection slots counted globally and per source address, a log
-//! throttle, the accept back-off and the file descriptor limit.
+//! Admission control for servers that face the network (`listen`, the exporter): connection
+//! slots counted globally and per source address, an accept loop that survives EMFILE with a
+//! back-off, a log throttle for what strangers can trigger, and the file descriptor limit.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::ListenConfig;
+/// How many connections a server takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Open connections from one source address at most.
+    pub max_per_source: usize,
+    /// Connections from one source address that have not finished their handshake (first
+    /// line, request head), at most.
+    pub max_pending_per_source: usize,
+}
+
+/// The connection counters of one server; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    counters: Arc<Mutex<Counters>>,
+    caps: Caps,
+}
+
+impl Admission {
+    /// Counters for a server with these caps (the global cap kept below the fd limit).
+    pub fn new(caps: Caps) -> Admission {
+        Admission {
+            counters: Arc::default(),
+            caps,
+        }
+    }
+
+    /// The caps in force.
+    pub fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    /// A slot for a new connection from `ip` (IPv4-mapped addresses folded to IPv4), if the
+    /// caps allow one; dropping it gives the place back.
+    pub fn admit(&self, ip: IpAddr) -> Option<Slot> {
+        Slot::acquire(&self.counters, ip.to_canonical(), &self.caps)
+    }
+}
 
 /// Open and still-handshaking connections, in total and per source address.
 #[derive(Debug, Default)]
-pub(super) struct Counters {
+struct Counters {
     open: usize,
     per_source: HashMap<IpAddr, PerSource>,
 }
@@ -22,7 +61,8 @@ struct PerSource {
 }
 
 /// One admitted connection; gives its place back when dropped.
-pub(super) struct Slot {
+#[derive(Debug)]
+pub struct Slot {
     counters: Arc<Mutex<Counters>>,
     ip: IpAddr,
     pending: bool,
@@ -30,11 +70,7 @@ pub(super) struct Slot {
 
 impl Slot {
     /// A place for a new connection from `ip`, if the caps allow one.
-    pub(super) fn acquire(
-        counters: &Arc<Mutex<Counters>>,
-        ip: IpAddr,
-        cfg: &ListenConfig,
-    ) -> Option<Slot> {
+    fn acquire(counters: &Arc<Mutex<Counters>>, ip: IpAddr, cfg: &Caps) -> Option<Slot> {
         let mut c = counters.lock().ok()?;
         if c.open >= cfg.max_connections {
             return None;
@@ -57,7 +93,7 @@ impl Slot {
     }
 
     /// The first line arrived: no longer counted as handshaking.
-    pub(super) fn handshake_done(&mut self) {
+    pub fn handshake_done(&mut self) {
         if std::mem::take(&mut self.pending)
             && let Ok(mut c) = self.counters.lock()
             && let Some(s) = c.per_source.get_mut(&self.ip)
@@ -87,7 +123,7 @@ impl Drop for Slot {
 
 /// At most one message per kind every [`Throttle::EVERY`].
 #[derive(Debug, Default)]
-pub(super) struct Throttle {
+pub struct Throttle {
     last: Option<Instant>,
     suppressed: u64,
 }
@@ -96,7 +132,7 @@ impl Throttle {
     const EVERY: Duration = Duration::from_secs(10);
 
     /// `Some(suppressed since the last message)` when a message may go out now.
-    pub(super) fn hit(&mut self, now: Instant) -> Option<u64> {
+    pub fn hit(&mut self, now: Instant) -> Option<u64> {
         match self.last {
             Some(t) if now.duration_since(t) < Self::EVERY => {
                 self.suppressed += 1;
@@ -113,31 +149,58 @@ impl Throttle {
 /// Exponential back-off for a failing `accept` (10 ms doubling to 1 s), reporting the first
 /// failure of a burst and the recovery.
 #[derive(Debug, Default)]
-pub(super) struct Backoff {
+pub struct Backoff {
     failures: u64,
 }
 
 impl Backoff {
     /// Count a failure; true for the first of a burst (log it).
-    pub(super) fn failed(&mut self) -> bool {
+    pub fn failed(&mut self) -> bool {
         self.failures += 1;
         self.failures == 1
     }
 
-    pub(super) fn delay(&self) -> Duration {
+    pub fn delay(&self) -> Duration {
         let exp = self.failures.saturating_sub(1).min(7) as u32;
         Duration::from_millis(10 * 2u64.pow(exp)).min(Duration::from_secs(1))
     }
 
     /// After a success: `Some(failures)` when a burst just ended.
-    pub(super) fn recovered(&mut self) -> Option<u64> {
+    pub fn recovered(&mut self) -> Option<u64> {
         let n = std::mem::take(&mut self.failures);
         (n > 0).then_some(n)
     }
 }
 
+/// Accept the next connection; a failing `accept` (EMFILE, ENFILE, ENOBUFS...) backs off and
+/// is reported through `on_error` once per burst, its recovery too.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    backoff: &mut Backoff,
+    on_error: &dyn Fn(&str),
+) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(c) => {
+                if let Some(n) = backoff.recovered() {
+                    on_error(&format!("accept works again after {n} failures"));
+                }
+                return c;
+            }
+            Err(e) => {
+                if backoff.failed() {
+                    on_error(&format!(
+                        "accept failed: {e}; backing off and retrying (logged once per burst)"
+                    ));
+                }
+                tokio::time::sleep(backoff.delay()).await;
+            }
+        }
+    }
+}
+
 /// Raise the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force.
-pub(super) fn raise_fd_limit() -> u64 {
+pub fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return 1024;
@@ -152,12 +215,11 @@ pub(super) fn raise_fd_limit() -> u64 {
 mod tests {
     use super::*;
 
-    fn cfg() -> ListenConfig {
-        ListenConfig {
+    fn cfg() -> Caps {
+        Caps {
             max_connections: 3,
             max_per_source: 2,
             max_pending_per_source: 1,
-            ..ListenConfig::default()
         }
     }
 
