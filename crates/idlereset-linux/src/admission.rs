@@ -147,28 +147,36 @@ impl Throttle {
 }
 
 /// Exponential back-off for a failing `accept` (10 ms doubling to 1 s), reporting the first
-/// failure of a burst and the recovery.
+/// failure of a burst and its recovery, at most once every 10 s (a server at its fd limit with
+/// connections churning would otherwise log every recovery).
 #[derive(Debug, Default)]
 pub struct Backoff {
     failures: u64,
+    logged: bool,
+    throttle: Throttle,
 }
 
 impl Backoff {
-    /// Count a failure; true for the first of a burst (log it).
+    /// Count a failure; true when it should be logged (first of a burst, not throttled).
     pub fn failed(&mut self) -> bool {
         self.failures += 1;
-        self.failures == 1
+        if self.failures == 1 {
+            self.logged = self.throttle.hit(Instant::now()).is_some();
+            return self.logged;
+        }
+        false
     }
 
+    /// How long to wait before the next accept.
     pub fn delay(&self) -> Duration {
         let exp = self.failures.saturating_sub(1).min(7) as u32;
         Duration::from_millis(10 * 2u64.pow(exp)).min(Duration::from_secs(1))
     }
 
-    /// After a success: `Some(failures)` when a burst just ended.
+    /// After a success: `Some(failures)` when a logged burst just ended.
     pub fn recovered(&mut self) -> Option<u64> {
         let n = std::mem::take(&mut self.failures);
-        (n > 0).then_some(n)
+        (n > 0 && std::mem::take(&mut self.logged)).then_some(n)
     }
 }
 
@@ -264,6 +272,8 @@ mod tests {
         }
         assert_eq!(b.delay(), Duration::from_secs(1));
         assert_eq!(b.recovered(), Some(22));
+        assert_eq!(b.recovered(), None);
+        assert!(!b.failed(), "a second burst within 10 s is not logged");
         assert_eq!(b.recovered(), None);
     }
 }

@@ -150,6 +150,18 @@ pub async fn serve_async(
         ));
         cfg.max_connections = fd_cap.max(1);
     }
+    on_event(&format!(
+        "accepting at most {} connections ({} per address), first line within {} s, sessions up to {} s{}",
+        cfg.max_connections,
+        cfg.max_per_source,
+        cfg.line_timeout.as_secs_f64(),
+        cfg.session_timeout.as_secs(),
+        if cfg.allow.is_empty() {
+            String::new()
+        } else {
+            format!(", only from {} network(s)", cfg.allow.len())
+        }
+    ));
     let shared = Arc::new(Shared {
         admission: Admission::new(Caps {
             max_connections: cfg.max_connections,

@@ -141,9 +141,11 @@ pub async fn serve(
         let (sock, peer) = admission::accept(&listener, &mut backoff, &log).await;
         let Some(slot) = admission.admit(peer.ip()) else {
             if let Some(n) = refused.hit(std::time::Instant::now()) {
-                eprintln!(
-                    "idlereset exporter: {peer}: refused: connection limit reached ({n} more since the last notice)"
-                );
+                let more = match n {
+                    0 => String::new(),
+                    n => format!(" ({n} more since the last notice)"),
+                };
+                eprintln!("idlereset exporter: {peer}: refused: connection limit reached{more}");
             }
             continue;
         };
