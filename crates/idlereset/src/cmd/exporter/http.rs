@@ -6,7 +6,7 @@
 //! [`idlereset_linux::admission`] (a global cap, a per-source cap, accept errors survived with a
 //! back-off), request heads must arrive within [`HEADER_TIMEOUT`] and fit in [`MAX_HEAD`] bytes,
 //! and a connection lives at most [`CONNECTION_LIFETIME`] (idle keep-alive connections are closed
-//! then). Request routing is the pure [`route`]; each scrape runs on a blocking thread so kernel
+//! then). Request routing is the pure [`route`] (in core, so a fuzz target can call it); each scrape runs on a blocking thread so kernel
 //! reads never stall the accept loop.
 
 use std::convert::Infallible;
@@ -18,6 +18,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use idlereset_core::exporter_http::{Route, route};
 use idlereset_linux::admission::{self, Admission, Caps, Throttle};
 use tokio::net::TcpListener;
 
@@ -38,27 +39,6 @@ pub fn default_caps() -> Caps {
         max_connections: 256,
         max_per_source: 32,
         max_pending_per_source: 32,
-    }
-}
-
-/// What a request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Metrics,
-    Index,
-    NotFound,
-    MethodNotAllowed,
-}
-
-/// Route a request by method and path (query already stripped or not: it is ignored).
-pub fn route(method: &str, path: &str) -> Route {
-    if method != "GET" && method != "HEAD" {
-        return Route::MethodNotAllowed;
-    }
-    match path.split('?').next().unwrap_or_default() {
-        "/metrics" => Route::Metrics,
-        "/" => Route::Index,
-        _ => Route::NotFound,
     }
 }
 
@@ -154,22 +134,5 @@ pub async fn serve(
             connection(sock, state).await;
             drop(slot);
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes() {
-        assert_eq!(route("GET", "/metrics"), Route::Metrics);
-        assert_eq!(route("GET", "/metrics?name[]=x"), Route::Metrics);
-        assert_eq!(route("HEAD", "/"), Route::Index);
-        assert_eq!(route("GET", "/other"), Route::NotFound);
-        assert_eq!(route("HEAD", "/other"), Route::NotFound);
-        assert_eq!(route("POST", "/metrics"), Route::MethodNotAllowed);
-        assert_eq!(route("get", "/metrics"), Route::MethodNotAllowed);
-        assert_eq!(route("GET", ""), Route::NotFound);
     }
 }
