@@ -9,6 +9,7 @@
     reason = "the one crate that makes raw syscalls (AF_PACKET, TCP_INFO, readlinkat, poll, mmap)"
 )]
 
+pub mod admission;
 pub mod capture;
 pub mod conntrack;
 pub mod error;

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use idlereset_core::probe::{Bracket, Failure, Precision, RungResult, ladder, refine};
+use idlereset_core::reverse::{CONTROL_HELLO, MAX_LINE, Token, test_hello};
 use serde::Serialize;
 use socket2::{Domain, Socket, TcpKeepalive, Type};
 
@@ -468,7 +469,7 @@ impl WriteNonblocking for &Socket {
 /// Reverse mode: the `idlereset listen` responder at `cfg.target` arms the keepalives, so the
 /// probes travel server -> client; results come back on a control connection.
 pub fn run_reverse(cfg: &ProbeConfig, progress: &mut dyn FnMut(&Progress)) -> Result<ProbeOutcome> {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let t0 = Instant::now();
     let connect = |hello: String, keepalive_s: Option<u32>| -> Result<std::net::TcpStream> {
         let target = cfg.target;
@@ -498,15 +499,9 @@ pub fn run_reverse(cfg: &ProbeConfig, progress: &mut dyn FnMut(&Progress)) -> Re
             )
         })
     };
-    let session = format!(
-        "{:x}{:x}",
-        std::process::id(),
-        t0.elapsed().as_nanos() as u64 ^ 0x5eed
-    );
-    let ctrl = connect(format!("IDLERESET CTRL {session}\n"), Some(1))?;
-    ctrl.set_read_timeout(Some(Duration::from_millis(20)))
-        .map_err(|e| LinuxError::socket("configure", "control connection", e))?;
-    let mut ctrl_lines = BufReader::new(ctrl);
+    let ctrl = connect(CONTROL_HELLO.to_string(), Some(1))?;
+    let mut ctrl = ControlLines::new(ctrl)?;
+    let token = ctrl.session()?;
     let max = (cfg.max.as_secs().clamp(1, 32767)) as u32;
     let mut bracket = Bracket::default();
     let mut outcomes = Vec::new();
@@ -534,36 +529,20 @@ pub fn run_reverse(cfg: &ProbeConfig, progress: &mut dyn FnMut(&Progress)) -> Re
                 let Some(d) = order.pop() else { break };
                 if bracket.high.is_none_or(|(h, _)| f64::from(d) < h) {
                     next_id += 1;
-                    let s = connect(format!("IDLERESET TEST {session} {next_id} {d}\n"), None)?;
+                    let s = connect(test_hello(&token, next_id, d), None)?;
                     open.insert(next_id, (d, s));
                 }
                 next_connect += pace;
             }
-            let mut line = String::new();
-            match ctrl_lines.read_line(&mut line) {
-                Ok(0) => {
-                    return Err(LinuxError::Unsupported(
-                        "the listener closed the control connection".into(),
-                    ));
+            for (id, res) in ctrl.results()? {
+                if let Some((d, _s)) = open.remove(&id) {
+                    bracket.add(res);
+                    outcomes.push(RungOutcome {
+                        idle_s: d,
+                        pass,
+                        result: res,
+                    });
                 }
-                Ok(_) => {
-                    if let Some((id, res)) = crate::listen::parse_result(&line) {
-                        if let Some((d, _s)) = open.remove(&id) {
-                            bracket.add(res);
-                            outcomes.push(RungOutcome {
-                                idle_s: d,
-                                pass,
-                                result: res,
-                            });
-                        }
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => return Err(LinuxError::socket("read", "control connection", e)),
             }
             if let Some((h, _)) = bracket.high {
                 open.retain(|_, (d, _)| f64::from(*d) < h);
@@ -599,4 +578,83 @@ pub fn run_reverse(cfg: &ProbeConfig, progress: &mut dyn FnMut(&Progress)) -> Re
         rungs: outcomes,
         truncated,
     })
+}
+
+/// The client's end of the control connection: bounded lines from the listener.
+struct ControlLines {
+    sock: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl ControlLines {
+    fn new(sock: std::net::TcpStream) -> Result<ControlLines> {
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .map_err(|e| LinuxError::socket("configure", "control connection", e))?;
+        Ok(ControlLines {
+            sock,
+            buf: Vec::with_capacity(MAX_LINE),
+        })
+    }
+
+    /// Complete lines read so far (without waiting longer than the read timeout).
+    fn read_lines(&mut self) -> Result<Vec<Vec<u8>>> {
+        use std::io::Read;
+        let mut chunk = [0u8; 512];
+        let n = match (&self.sock).read(&mut chunk) {
+            Ok(0) => {
+                return Err(LinuxError::Unsupported(
+                    "the listener closed the control connection".into(),
+                ));
+            }
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                0
+            }
+            Err(e) => return Err(LinuxError::socket("read", "control connection", e)),
+        };
+        self.buf.extend_from_slice(&chunk[..n]);
+        let mut lines = Vec::new();
+        while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+            lines.push(self.buf.drain(..=i).collect());
+        }
+        if self.buf.len() > MAX_LINE {
+            return Err(LinuxError::Unsupported(format!(
+                "the listener sent a line longer than {MAX_LINE} bytes: {}",
+                idlereset_core::reverse::describe(&self.buf)
+            )));
+        }
+        Ok(lines)
+    }
+
+    /// Wait (up to 10 s) for the listener's `SESSION <token>`.
+    fn session(&mut self) -> Result<Token> {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Some(line) = self.read_lines()?.into_iter().next() {
+                return idlereset_core::reverse::parse_session(&line).map_err(|e| {
+                    LinuxError::Unsupported(format!(
+                        "the listener refused the session ({e}): {}",
+                        idlereset_core::reverse::describe(&line)
+                    ))
+                });
+            }
+        }
+        Err(LinuxError::Unsupported(
+            "the listener sent no session token within 10 s".into(),
+        ))
+    }
+
+    /// Results received since the last call.
+    fn results(&mut self) -> Result<Vec<(u32, RungResult)>> {
+        Ok(self
+            .read_lines()?
+            .iter()
+            .filter_map(|l| idlereset_core::reverse::parse_result(&String::from_utf8_lossy(l)))
+            .collect())
+    }
 }

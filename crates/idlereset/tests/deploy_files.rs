@@ -3,10 +3,13 @@
 //! pass `promtool check rules` and their unit tests (`promtool test rules`), the dashboard is
 //! valid JSON with a query in every panel, and every metric they name exists in a real scrape.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+#[path = "support/exporter.rs"]
+mod exporter_support;
 
 fn deploy() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
@@ -92,37 +95,12 @@ fn every_metric_named_in_deploy_exists_in_a_scrape() {
     ) {
         return;
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_idlereset"))
-        .args([
-            "exporter",
-            "--listen",
-            "127.0.0.1:0",
-            "--path-timeout",
-            "900",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let mut s = TcpStream::connect(&addr).unwrap();
+    let exporter = exporter_support::start(&["--path-timeout", "900"]);
+    let mut s = TcpStream::connect(exporter.addr).unwrap();
     s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    );
-    let _ = child.wait();
+    drop(exporter);
     let samples: Vec<&str> = resp
         .lines()
         .filter(|l| l.starts_with("idlereset_"))

@@ -6,8 +6,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "support/exporter.rs"]
+mod exporter_support;
 
 use idlereset_lab::firewall::{FirewallSettings, Profile};
 use idlereset_lab::registry::Ownership;
@@ -55,37 +58,18 @@ fn round_trip(s: &mut TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-/// A running exporter and the port it serves on. Killed on drop.
+/// A running exporter and the port it serves on (from its ready file). Interrupted on drop.
 struct Exporter {
-    child: Child,
     addr: SocketAddr,
-    _stderr: BufReader<ChildStderr>,
+    _running: exporter_support::RunningExporter,
 }
 
 impl Exporter {
     fn start(args: &[&str]) -> Exporter {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_idlereset"))
-            .arg("exporter")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .parse()
-            .unwrap();
+        let running = exporter_support::start(args);
         Exporter {
-            child,
-            addr,
-            _stderr: err,
+            addr: running.addr,
+            _running: running,
         }
     }
 
@@ -109,16 +93,6 @@ fn scrape_at(addr: SocketAddr) -> String {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("openmetrics-text"), "{head}");
     body.to_string()
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        );
-        let _ = self.child.wait();
-    }
 }
 
 /// Structural check of OpenMetrics text: every sample belongs to a family declared by `# TYPE`

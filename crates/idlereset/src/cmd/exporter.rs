@@ -35,6 +35,7 @@ use self::encode::{ResetHistogram, ResetSource};
   idlereset exporter --path-timeout 900                sockets whose keepalive comes after 900 s are at risk
   idlereset exporter --inventory path.toml             per-remote timeouts from a path inventory
   idlereset exporter --listen 0.0.0.0:9477             reachable from the Prometheus server (explicit)
+  idlereset exporter --listen 127.0.0.1:0 --ready-file /run/idlereset.addr   any free port, written to a file
   curl -s localhost:9477/metrics | grep idlereset_conntrack_invalid
 
 Binds to 127.0.0.1 unless --listen says otherwise: exposing process names and flow counts to the
@@ -59,6 +60,13 @@ pub struct Args {
     /// Do not read the reset tracepoints (no idlereset_reset_idle_seconds histogram)
     #[arg(long)]
     pub no_reset_events: bool,
+    /// Open HTTP connections at most (32 per source address)
+    #[arg(long, value_name = "N", default_value_t = http::default_caps().max_connections)]
+    pub max_connections: usize,
+    /// Once serving, write the bound address (ADDR:PORT and a newline) to this file, for
+    /// scripts and tests that start the exporter on port 0
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// Everything a request handler needs.
@@ -127,6 +135,14 @@ fn start_resets(netns: Option<String>) -> (ResetHistogram, Arc<AtomicBool>, Rese
     (hist, up, ResetReader { stop: st, thread })
 }
 
+/// Write `addr` to `path` atomically (a reader never sees a partial address).
+fn write_ready_file(path: &std::path::Path, addr: SocketAddr) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("write ready file {}", path.display()))
+}
+
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = match (&args.inventory, args.path_timeout) {
         (Some(f), _) => PathTimeout::Inventory(Box::new(crate::cmd::watch::load_inventory(f)?)),
@@ -157,14 +173,26 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         netns,
         resets,
     });
-    let listen = args.listen;
+    anyhow::ensure!(
+        args.max_connections > 0,
+        "--max-connections must be at least 1"
+    );
+    let caps = idlereset_linux::admission::Caps {
+        max_connections: args.max_connections,
+        ..http::default_caps()
+    };
+    let (listen, ready_file) = (args.listen, args.ready_file);
     let served = super::signals::run_cancellable(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("bind {listen}"))?;
         let local = listener.local_addr()?;
-        eprintln!("idlereset exporter: serving http://{local}/metrics");
-        http::serve(listener, state).await
+        if let Some(path) = &ready_file {
+            write_ready_file(path, local)?;
+        }
+        // A stable line (scripts may search for "listening on"), whatever was logged before.
+        eprintln!("idlereset exporter: listening on {local} (http://{local}/metrics)");
+        http::serve(listener, state, caps).await
     });
     if let Some(r) = reader {
         // Removes the tracefs instance (the reader polls its stop flag every 200 ms).

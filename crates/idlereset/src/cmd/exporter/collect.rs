@@ -121,9 +121,12 @@ impl Collector {
             .as_mut()
             .map_err(|e| e.clone())
             .and_then(|c| c.stats().map(|s| s.total).map_err(|e| e.to_string()));
-        let frozen = match ct.as_mut() {
-            Ok(c) => self.sample_frozen(c),
-            Err(e) => Err(e.clone()),
+        // The table needs the same permission as the size query: when that failed the table
+        // was not read either (not even "accounting off, nothing to dump").
+        let frozen = match (ct.as_mut(), &ct_count) {
+            (Ok(c), Ok(_)) => self.sample_frozen(c),
+            (Err(e), _) => Err(e.clone()),
+            (_, Err(e)) => Err(e.clone()),
         };
         let sockets = self.sockets();
         let netstat = read_netstat();

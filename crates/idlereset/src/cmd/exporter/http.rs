@@ -1,185 +1,138 @@
-//! A deliberately tiny HTTP/1.1 server: `GET /metrics` (the exposition), `GET /` (a link to
-//! it), anything else 404 / 405.
+//! The exporter's HTTP side, on hyper (HTTP/1.1) over the tokio runtime: `GET /metrics` (the
+//! exposition), `GET /` (a link to it), `HEAD` of both, 404 elsewhere, 405 with `Allow` for
+//! other methods.
 //!
-//! Why hand-rolled: the exporter answers one kind of request from a Prometheus server, on
-//! `Connection: close`, and the workspace has tokio but no HTTP crate; hyper plus its service
-//! glue would be a larger dependency than this whole file. Requests are bounded (8 KiB of
-//! headers, 10 s to send them), bodies are ignored, and each scrape runs on a blocking thread so
-//! the kernel reads never stall the accept loop.
+//! The exporter may face a network, so connections are admitted by
+//! [`idlereset_linux::admission`] (a global cap, a per-source cap, accept errors survived with a
+//! back-off), request heads must arrive within [`HEADER_TIMEOUT`] and fit in [`MAX_HEAD`] bytes,
+//! and a connection lives at most [`CONNECTION_LIFETIME`] (idle keep-alive connections are closed
+//! then). Request routing is the pure [`route`] (in core, so a fuzz target can call it); each scrape runs on a blocking thread so kernel
+//! reads never stall the accept loop.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use idlereset_core::exporter_http::{Route, route};
+use idlereset_linux::admission::{self, Admission, Caps, Throttle};
+use tokio::net::TcpListener;
 
 use super::State;
 
-const MAX_HEAD: usize = 8192;
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Time for a client to send a whole request head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection's longest life, idle keep-alive included (a scrape reconnects after it).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Largest request head (hyper answers 431 beyond).
+pub const MAX_HEAD: usize = 8192;
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const INDEX: &str = "<html><head><title>idlereset exporter</title></head><body><h1>idlereset exporter</h1><p><a href=\"/metrics\">/metrics</a></p></body></html>\n";
 
-/// What a request asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    Metrics,
-    Index,
-    NotFound,
-    MethodNotAllowed,
-    BadRequest,
-}
-
-/// Route a request head (`GET /metrics?x HTTP/1.1\r\n...`).
-pub fn route(head: &[u8]) -> Route {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_ascii_whitespace();
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Route::BadRequest;
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Route::BadRequest;
-    }
-    if method != "GET" && method != "HEAD" {
-        return Route::MethodNotAllowed;
-    }
-    match target.split('?').next().unwrap_or_default() {
-        "/metrics" => Route::Metrics,
-        "/" => Route::Index,
-        _ => Route::NotFound,
+/// Connection caps of the exporter's server.
+pub fn default_caps() -> Caps {
+    Caps {
+        max_connections: 256,
+        max_per_source: 32,
+        max_pending_per_source: 32,
     }
 }
 
-fn response(status: &str, content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(body.as_bytes());
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(CONTENT_TYPE, v);
     }
-    out
+    r
 }
 
-async fn read_head(sock: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return (!buf.is_empty()).then_some(buf);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
-            return Some(buf);
-        }
-        if buf.len() > MAX_HEAD {
-            return Some(buf);
-        }
-    }
-}
-
-async fn handle(mut sock: TcpStream, state: Arc<State>) {
-    let Ok(Some(head)) = tokio::time::timeout(READ_TIMEOUT, read_head(&mut sock)).await else {
-        return;
-    };
-    let head_only = head.starts_with(b"HEAD ");
-    let reply = match route(&head) {
-        _ if head.len() > MAX_HEAD => response(
-            "431 Request Header Fields Too Large",
-            "text/plain",
-            "headers too large\n",
-            false,
-        ),
-        Route::Metrics => {
-            let st = state.clone();
-            match tokio::task::spawn_blocking(move || st.scrape()).await {
-                Ok(body) => response("200 OK", CONTENT_TYPE, &body, head_only),
-                Err(e) => response(
-                    "500 Internal Server Error",
-                    "text/plain",
-                    &format!("scrape failed: {e}\n"),
-                    false,
-                ),
-            }
-        }
-        Route::Index => response(
-            "200 OK",
-            "text/html; charset=utf-8",
-            "<html><head><title>idlereset exporter</title></head><body><h1>idlereset exporter</h1><p><a href=\"/metrics\">/metrics</a></p></body></html>\n",
-            head_only,
-        ),
-        Route::NotFound => response(
-            "404 Not Found",
+/// Answer one request. HEAD gets the GET's headers and no body (hyper drops the body of a HEAD
+/// response and keeps its Content-Length).
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let head_only = req.method() == Method::HEAD;
+    let r = match route(req.method().as_str(), req.uri().path()) {
+        Route::Metrics if head_only => reply(StatusCode::OK, OPENMETRICS, Bytes::new()),
+        Route::Metrics => match tokio::task::spawn_blocking(move || state.scrape()).await {
+            Ok(body) => reply(StatusCode::OK, OPENMETRICS, body),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                format!("scrape failed: {e}\n"),
+            ),
+        },
+        Route::Index => reply(StatusCode::OK, "text/html; charset=utf-8", INDEX),
+        Route::NotFound => reply(
+            StatusCode::NOT_FOUND,
             "text/plain",
             "not found; try /metrics\n",
-            false,
         ),
         Route::MethodNotAllowed => {
-            response("405 Method Not Allowed", "text/plain", "only GET\n", false)
+            let mut r = reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "only GET and HEAD\n",
+            );
+            r.headers_mut()
+                .insert(ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
+            r
         }
-        Route::BadRequest => response("400 Bad Request", "text/plain", "bad request\n", false),
     };
-    let _ = sock.write_all(&reply).await;
-    let _ = sock.shutdown().await;
+    Ok(r)
 }
 
-/// Accept connections forever, one task each.
+/// One connection: HTTP/1.1 with keep-alive, closed gracefully at the end of its lifetime.
+async fn connection(sock: tokio::net::TcpStream, state: Arc<State>) {
+    let svc = hyper::service::service_fn(move |req| handle(req, state.clone()));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD.max(8192));
+    let conn = builder.serve_connection(TokioIo::new(sock), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = tokio::time::sleep(CONNECTION_LIFETIME) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(HEADER_TIMEOUT, conn).await;
+        }
+    }
+}
+
+/// Accept connections forever, one task each, within the caps.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<State>,
+    caps: Caps,
 ) -> anyhow::Result<crate::app::Outcome> {
+    let admission = Admission::new(caps);
+    let mut backoff = admission::Backoff::default();
+    let mut refused = Throttle::default();
+    let log = |m: &str| eprintln!("idlereset exporter: {m}");
     loop {
-        match listener.accept().await {
-            Ok((sock, _)) => {
-                tokio::spawn(handle(sock, state.clone()));
+        let (sock, peer) = admission::accept(&listener, &mut backoff, &log).await;
+        let Some(slot) = admission.admit(peer.ip()) else {
+            if let Some(n) = refused.hit(std::time::Instant::now()) {
+                let more = match n {
+                    0 => String::new(),
+                    n => format!(" ({n} more since the last notice)"),
+                };
+                eprintln!("idlereset exporter: {peer}: refused: connection limit reached{more}");
             }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                eprintln!("idlereset exporter: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes() {
-        assert_eq!(
-            route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Route::Metrics
-        );
-        assert_eq!(
-            route(b"GET /metrics?name[]=x HTTP/1.0\r\n\r\n"),
-            Route::Metrics
-        );
-        assert_eq!(route(b"HEAD / HTTP/1.1\r\n\r\n"), Route::Index);
-        assert_eq!(route(b"GET /other HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(
-            route(b"POST /metrics HTTP/1.1\r\n\r\n"),
-            Route::MethodNotAllowed
-        );
-        assert_eq!(route(b"GET /metrics\r\n\r\n"), Route::BadRequest);
-        assert_eq!(route(b"GET /metrics SPDY/3\r\n\r\n"), Route::BadRequest);
-        assert_eq!(route(b"\xff\xfe"), Route::BadRequest);
-    }
-
-    #[test]
-    fn response_has_length_and_close() {
-        let r =
-            String::from_utf8(response("200 OK", "text/plain", "abc", false)).unwrap_or_default();
-        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"));
-        assert!(r.contains("Content-Length: 3\r\n"));
-        assert!(r.contains("Connection: close\r\n"));
-        assert!(r.ends_with("\r\n\r\nabc"));
-        let h =
-            String::from_utf8(response("200 OK", "text/plain", "abc", true)).unwrap_or_default();
-        assert!(h.ends_with("\r\n\r\n"));
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            connection(sock, state).await;
+            drop(slot);
+        });
     }
 }
