@@ -12,6 +12,7 @@
 pub mod capture;
 pub mod conntrack;
 pub mod error;
+pub mod fuzzing;
 pub mod listen;
 pub mod mapped_file;
 pub mod netns;
