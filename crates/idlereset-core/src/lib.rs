@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod ctwatch;
 pub mod duration;
 pub mod exporter_http;
+pub mod fuzzing;
 pub mod inventory;
 pub mod logs;
 pub mod netstat;

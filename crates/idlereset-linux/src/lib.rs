@@ -13,6 +13,7 @@ pub mod admission;
 pub mod capture;
 pub mod conntrack;
 pub mod error;
+pub mod fuzzing;
 pub mod listen;
 pub mod mapped_file;
 pub mod netns;

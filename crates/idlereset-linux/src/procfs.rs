@@ -142,7 +142,7 @@ fn readlinkat(dirfd: i32, name: &CStr, buf: &mut [u8]) -> Option<usize> {
 }
 
 /// `socket:[12345]` -> 12345.
-fn parse_socket_link(link: &[u8]) -> Option<u64> {
+pub(crate) fn parse_socket_link(link: &[u8]) -> Option<u64> {
     let digits = link.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
     if digits.is_empty() || digits.len() > 20 {
         return None;

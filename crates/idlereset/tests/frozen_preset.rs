@@ -61,4 +61,50 @@ fn frozen_timer_story_and_fixes() {
             .any(|f| f["outcome"] == "helps" || f["outcome"] == "survives-untracked"),
         "{fixes:?}"
     );
+    replay_agrees_with_the_lab(fixes);
+}
+
+/// The built-in `nat-frozen-timer` replay cites this preset: every choice whose evidence names a
+/// fix outcome must get that outcome from this run, and its recommended fix must be one that
+/// helps.
+fn replay_agrees_with_the_lab(fixes: &[serde_json::Value]) {
+    use idlereset_core::replay::{Action, builtin};
+    let s = builtin::get("nat-frozen-timer").unwrap();
+    let lab = |prefix: &str| -> String {
+        fixes
+            .iter()
+            .find(|f| f["fix"].as_str().is_some_and(|n| n.starts_with(prefix)))
+            .and_then(|f| f["outcome"].as_str())
+            .unwrap_or_else(|| panic!("no fix {prefix:?} in {fixes:?}"))
+            .to_string()
+    };
+    let mut checked = 0;
+    for c in s.rounds.iter().flat_map(|r| r.choices()) {
+        let Some(claim) = c
+            .evidence
+            .as_deref()
+            .and_then(|e| e.split("fix outcome `").nth(1)?.split('`').next())
+        else {
+            continue;
+        };
+        let prefix = match c.action {
+            Action::ConntrackBeLiberal { enabled: true } => "be_liberal=1",
+            Action::ConntrackLoose { enabled: true } => "loose=1",
+            Action::FirewallTimeout { .. } => "longer established timeout",
+            Action::Heartbeat { .. } => "application pings",
+            _ => panic!(
+                "choice {:?} cites a fix outcome without a lab action",
+                c.text
+            ),
+        };
+        assert_eq!(lab(prefix), claim, "replay choice {:?}", c.text);
+        if c.recommended {
+            assert_eq!(claim, "helps", "{:?}", c.text);
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 4,
+        "the replay cites the lab for its fixes ({checked})"
+    );
 }

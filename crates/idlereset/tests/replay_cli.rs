@@ -54,6 +54,28 @@ fn seed_markdown_scores_optimal_and_worst() {
     assert_eq!(v["worst_minutes"], 60);
     assert_eq!(v["rounds"].as_array().unwrap().len(), 4);
     assert_eq!(v["rounds"][3]["kind"], "checklist");
+    // the seed's round-2 trap is caveated offline; blast radius and cross-references travel
+    let caveat = v["rounds"][1]["caveat"].as_str().unwrap();
+    assert!(caveat.contains("SO_KEEPALIVE"), "{caveat}");
+    assert!(v["rounds"][0].get("caveat").is_none());
+    assert!(
+        v["damage_notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("Blast radius:")),
+        "{v}"
+    );
+    assert_eq!(v["references"][2], "Footguns: Networking");
+    let out = run(&["replay", &seed(), "--answers", "B,B,D"], "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("   Caveat: as written"), "{text}");
+    assert!(text.contains("Caveat (round 2): as written"), "{text}");
+    assert!(text.contains("  Blast radius: Affected services"), "{text}");
+    assert!(
+        text.contains("Cross-references:\n  - Primer: Networking"),
+        "{text}"
+    );
     let v = json(&run(
         &["replay", &seed(), "--answers", "a,c,a", "--json"],
         "",
@@ -120,6 +142,15 @@ fn list_report_and_errors() {
     assert_eq!(out.status.code(), Some(0));
     let md = std::fs::read_to_string(&report).unwrap();
     assert!(md.contains("- Total downtime: 40 min"), "{md}");
+    assert!(md.contains("## Lab evidence"), "{md}");
+    assert!(
+        md.contains("Lab run: `idlereset lab reproduce --preset nat-43200-invalid` (Linux 6.18;"),
+        "{md}"
+    );
+    assert!(
+        md.contains("System change: nf_conntrack_tcp_be_liberal=1"),
+        "{md}"
+    );
 
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "title = \"x\"\noptimal_minutes = 1\nworst_minutes = 2\n[[round]]\ntitle = \"y\"\nseee = \"typo\"\n").unwrap();

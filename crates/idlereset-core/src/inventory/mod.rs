@@ -15,6 +15,8 @@
 //! failure = "reset"                # reset | drop | fin | unknown (default unknown)
 //! honours_keepalive = true         # default: false for proxy, true otherwise
 //! matches = ["198.18.2.0/24:5432", "[2001:db8:2::]/64:5432"]   # optional, default: every remote
+//! asymmetric = true                # optional: a flow's two directions can take different paths
+//! failover = "nat-b"               # optional: the path the flow moves to on a failover
 //!
 //! [[hop]]
 //! catalog = "aws-nat-gateway"      # idle_timeout_s, failure, honours_keepalive, kind from the catalog;
@@ -40,5 +42,5 @@ pub mod model;
 pub mod validate;
 
 pub use matches::{Match, MatchError};
-pub use model::{Client, Current, Hop, HopKind, Inventory, IpVersion, Library, Options};
+pub use model::{Client, Current, Hop, HopKind, Inventory, IpVersion, Library, Options, OtherPath};
 pub use validate::{Diagnostic, InventoryError};

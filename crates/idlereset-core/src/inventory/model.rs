@@ -41,6 +41,30 @@ pub struct Hop {
     pub matches: Vec<Match>,
     /// 1-based line of the `[[hop]]` header in the inventory (for messages).
     pub line: usize,
+    /// A second path some of the flow's packets can take around this hop (`asymmetric = true`
+    /// or `failover = "..."`); `None`: every packet of a flow crosses this hop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_path: Option<OtherPath>,
+}
+
+/// How packets of one flow can go around a hop: its conntrack then sees only part of the flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtherPath {
+    /// The two directions of a flow can take different paths (`asymmetric = true`).
+    pub asymmetric: bool,
+    /// The path (box, route) the flow moves to on a failover (`failover = "nat-b"`).
+    pub failover: Option<String>,
+}
+
+impl OtherPath {
+    /// A short label for the second path (`failover via nat-b`, `asymmetric return path`).
+    pub fn label(&self) -> String {
+        match (&self.failover, self.asymmetric) {
+            (Some(f), true) => format!("failover via {f}, asymmetric"),
+            (Some(f), false) => format!("failover via {f}"),
+            (None, _) => "asymmetric return path".to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,6 +262,7 @@ mod tests {
             catalog: None,
             matches: matches.iter().map(|m| m.parse().unwrap()).collect(),
             line: 1,
+            other_path: None,
         }
     }
 

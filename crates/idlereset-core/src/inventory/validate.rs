@@ -6,6 +6,7 @@
 //! "did you mean" hint where a close name exists. All problems are reported at once, so a user
 //! fixes an inventory in one round trip.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 
@@ -15,7 +16,7 @@ use toml::Spanned;
 use crate::catalog::{Catalog, Failure};
 use crate::inventory::matches::Match;
 use crate::inventory::model::{
-    Client, Current, Hop, HopKind, Inventory, IpVersion, Library, Options,
+    Client, Current, Hop, HopKind, Inventory, IpVersion, Library, Options, OtherPath,
 };
 
 /// Shortest idle timeout a hop may have: keepalive options are whole seconds >= 1, and a plan
@@ -25,6 +26,9 @@ pub const MIN_IDLE_TIMEOUT_S: f64 = 2.0;
 pub const MAX_IDLE_TIMEOUT_S: f64 = 30.0 * 86400.0;
 /// Linux caps TCP_KEEPCNT at 127.
 pub const MAX_PROBES: i64 = 127;
+/// Most connections one client entry may hold: beyond this the number is a typo (and the cost
+/// arithmetic would overflow).
+pub const MAX_CONNECTIONS: i64 = 1_000_000;
 
 /// One problem in an inventory, at a position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +97,8 @@ struct RawHop {
     failure: Option<Spanned<String>>,
     #[serde(default)]
     matches: Vec<Spanned<String>>,
+    asymmetric: Option<bool>,
+    failover: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,13 +132,19 @@ struct RawPlan {
 /// Collects diagnostics against one source text.
 struct Checker<'a> {
     text: &'a str,
+    lines: LineIndex,
     diags: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
+    /// 1-based line of a byte offset (binary search: every hop asks for its line).
+    fn line(&self, offset: usize) -> usize {
+        self.lines.line_col(self.text, offset).0
+    }
+
     fn at(&mut self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) {
         let offset = span.start.min(self.text.len());
-        let (line, column) = line_col(self.text, offset);
+        let (line, column) = self.lines.line_col(self.text, offset);
         self.diags.push(Diagnostic {
             line,
             column,
@@ -155,6 +167,39 @@ impl Checker<'_> {
             );
             None
         }
+    }
+}
+
+/// Byte offsets where each line starts, so a position costs a binary search instead of a scan
+/// from the start of the file (which made validation quadratic in the number of hops).
+#[derive(Debug, Clone)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    /// Index the line starts of `text` (one pass).
+    pub fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+        LineIndex { starts }
+    }
+
+    /// 1-based line and character column of a byte offset of the `text` this index was built
+    /// from; the same answer as [`line_col`].
+    pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let mut end = offset.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let line = self.starts.partition_point(|&s| s <= end);
+        let start = self
+            .starts
+            .get(line.saturating_sub(1))
+            .copied()
+            .unwrap_or(0);
+        let column = text.get(start..end).map_or(0, |s| s.chars().count()) + 1;
+        (line, column)
     }
 }
 
@@ -210,6 +255,7 @@ impl Inventory {
     pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Inventory, InventoryError> {
         let mut c = Checker {
             text,
+            lines: LineIndex::new(text),
             diags: Vec::new(),
         };
         let raw: RawFile = match toml::from_str(text) {
@@ -230,27 +276,29 @@ impl Inventory {
                 Some(example_hop()),
             );
         }
-        let mut hops = Vec::new();
+        let mut hops: Vec<Hop> = Vec::new();
+        // name -> line of its first hop: duplicate checks stay linear in the number of hops
+        let mut hop_lines: HashMap<String, usize> = HashMap::new();
         for h in &raw.hop {
             if let Some(hop) = check_hop(&mut c, h, catalog) {
-                if let Some(prev) = hops.iter().find(|p: &&Hop| p.name == hop.name) {
+                if let Some(prev) = hop_lines.get(&hop.name) {
                     let span = h.get_ref().name.as_ref().map_or(h.span(), |n| n.span());
                     c.at(
                         span,
-                        format!(
-                            "hop name {:?} is already used on line {}",
-                            hop.name, prev.line
-                        ),
+                        format!("hop name {:?} is already used on line {prev}", hop.name),
                         None,
                     );
+                } else {
+                    hop_lines.insert(hop.name.clone(), hop.line);
                 }
                 hops.push(hop);
             }
         }
         let mut clients: Vec<Client> = Vec::new();
+        let mut client_names: HashSet<String> = HashSet::new();
         for cl in &raw.client {
             if let Some(client) = check_client(&mut c, cl) {
-                if clients.iter().any(|p| p.name == client.name) {
+                if !client_names.insert(client.name.clone()) {
                     let span = cl.get_ref().name.as_ref().map_or(cl.span(), |n| n.span());
                     c.at(
                         span,
@@ -285,7 +333,7 @@ fn example_hop() -> String {
 
 fn check_hop(c: &mut Checker<'_>, h: &Spanned<RawHop>, catalog: &Catalog) -> Option<Hop> {
     let raw = h.get_ref();
-    let line = line_col(c.text, h.span().start).0;
+    let line = c.line(h.span().start);
     let before = c.diags.len();
     let entry = raw.catalog.as_ref().and_then(|id| {
         let found = catalog.get(id.get_ref());
@@ -401,6 +449,7 @@ fn check_hop(c: &mut Checker<'_>, h: &Spanned<RawHop>, catalog: &Catalog) -> Opt
             }
         })
         .collect();
+    let other_path = check_other_path(c, raw, kind);
     if c.diags.len() > before {
         return None;
     }
@@ -418,6 +467,50 @@ fn check_hop(c: &mut Checker<'_>, h: &Spanned<RawHop>, catalog: &Catalog) -> Opt
         catalog: entry.map(|e| e.id.clone()),
         matches,
         line,
+        other_path,
+    })
+}
+
+/// `asymmetric = true` / `failover = "..."`: a second path around a conntrack hop.
+fn check_other_path(c: &mut Checker<'_>, raw: &RawHop, kind: Option<HopKind>) -> Option<OtherPath> {
+    let failover = match &raw.failover {
+        Some(f) if f.get_ref().trim().is_empty() => {
+            c.at(
+                f.span(),
+                "failover is empty: name the path the flow moves to",
+                Some("e.g. failover = \"nat-b\"".into()),
+            );
+            None
+        }
+        Some(f)
+            if raw
+                .name
+                .as_ref()
+                .is_some_and(|n| n.get_ref() == f.get_ref()) =>
+        {
+            c.at(f.span(), "failover names the hop itself", None);
+            None
+        }
+        Some(f) => Some(f.get_ref().trim().to_string()),
+        None => None,
+    };
+    let asymmetric = raw.asymmetric.unwrap_or(false);
+    if !asymmetric && failover.is_none() {
+        return None;
+    }
+    if kind == Some(HopKind::Proxy) {
+        let span = raw.failover.as_ref().map_or(0..0, |f| f.span());
+        let span = raw.kind.as_ref().map_or(span, |k| k.span());
+        c.at(
+            span,
+            "asymmetric / failover apply to conntrack hops (firewall, nat, load-balancer): a proxy terminates TCP and sees both directions",
+            None,
+        );
+        return None;
+    }
+    Some(OtherPath {
+        asymmetric,
+        failover,
     })
 }
 
@@ -449,11 +542,14 @@ fn check_client(c: &mut Checker<'_>, cl: &Spanned<RawClient>) -> Option<Client> 
     };
     let connections = match &raw.connections {
         None => 1,
-        Some(n) if *n.get_ref() >= 1 => n.get_ref().unsigned_abs(),
+        Some(n) if (1..=MAX_CONNECTIONS).contains(n.get_ref()) => n.get_ref().unsigned_abs(),
         Some(n) => {
             c.at(
                 n.span(),
-                format!("connections must be at least 1, got {}", n.get_ref()),
+                format!(
+                    "connections must be 1-{MAX_CONNECTIONS} (all instances together), got {}",
+                    n.get_ref()
+                ),
                 None,
             );
             0
@@ -750,7 +846,63 @@ connections = 0
         assert_eq!(line_col("ab", 99), (1, 3));
     }
 
+    /// 20,000 hops (issue: 21 s when every hop's line was found by scanning from the start and
+    /// every name was compared with every earlier one). Positions now come from one
+    /// [`LineIndex`] and duplicates from a map; the speed itself is measured by
+    /// `bench/inventory.sh`, not here.
+    #[test]
+    fn twenty_thousand_hops_validate_with_positions_from_the_line_index() {
+        use std::fmt::Write as _;
+        let mut text = String::new();
+        for i in 0..20_000 {
+            let _ = write!(
+                text,
+                "[[hop]]\nname = 'h{i}'\nkind = 'nat'\nidle_timeout_s = 300\n\n"
+            );
+        }
+        let inv = parse(&text).unwrap();
+        assert_eq!(inv.hops.len(), 20_000);
+        assert_eq!(inv.hops[19_999].line, 19_999 * 5 + 1);
+        text.push_str("[[hop]]\nname = 'h12345'\nkind = 'nat'\nidle_timeout_s = 300\n");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.diagnostics.len(), 1, "{e}");
+        assert_eq!(
+            (e.diagnostics[0].line, e.diagnostics[0].column),
+            (20_000 * 5 + 2, 8)
+        );
+        assert!(
+            e.diagnostics[0]
+                .message
+                .contains(&format!("already used on line {}", 12_345 * 5 + 1)),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn connections_have_a_sane_upper_bound() {
+        let hop = "[[hop]]\nname='x'\nkind='nat'\nidle_timeout_s=300\n";
+        let e = parse(&format!(
+            "{hop}[[client]]\nname='c'\nlibrary='go'\nconnections = 9223372036854775807\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("inv.toml:8:15: connections must be 1-1000000 (all instances together), got 9223372036854775807"),
+            "{e}"
+        );
+        let inv = parse(&format!(
+            "{hop}[[client]]\nname='c'\nlibrary='go'\nconnections = 1000000\n"
+        ))
+        .unwrap();
+        assert_eq!(inv.clients[0].connections, 1_000_000);
+    }
+
     proptest::proptest! {
+        #[test]
+        fn line_index_agrees_with_line_col(s in "(a|é|\n|\r\n| ){0,40}", at in 0usize..100) {
+            proptest::prop_assert_eq!(LineIndex::new(&s).line_col(&s, at), line_col(&s, at));
+        }
+
         #[test]
         fn never_panics(s in "(\\[\\[hop\\]\\]|name|kind|=|'x'|900|\n| |catalog|\"aws\"|\\[|\\]){0,30}") {
             let _ = parse(&s);

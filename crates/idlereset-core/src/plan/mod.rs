@@ -2,12 +2,14 @@
 //!
 //! [`plan`] is a pure function; its [`Plan`] is what `idlereset plan --json` prints and what the
 //! lab's `verify` consumes (it derives `Deserialize`, so a saved plan can be read back). The
-//! margin rules live in [`keepalive`], per-library settings in [`clients`], costs in [`cost`]
-//! and the text / sysctl / Mermaid / DOT renderers in [`render`].
+//! margin rules live in [`keepalive`], per-library settings in [`clients`], costs in [`cost`],
+//! advice for hops with a second path in [`multipath`] and the text / sysctl / Mermaid / DOT
+//! renderers in [`render`].
 
 pub mod clients;
 pub mod cost;
 pub mod keepalive;
+pub mod multipath;
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -46,6 +48,9 @@ pub struct Plan {
     pub cost: KeepaliveCost,
     /// Problems with the path itself (too short for a library's minimums, ...).
     pub warnings: Vec<String>,
+    /// Hops with a second path (asymmetric, failover): INVALID packets and frozen timers.
+    #[serde(default)]
+    pub multipath: Vec<multipath::MultiPathHop>,
 }
 
 /// Application-level heartbeat for hops that ignore TCP keepalives.
@@ -124,6 +129,17 @@ pub fn plan(inv: &Inventory) -> Plan {
             h.hop, h.interval_s, h.hop_timeout_s
         ));
     }
+    let multipath = multipath::advise(&inv.hops);
+    for m in &multipath {
+        warnings.push(format!(
+            "hop {:?} has a second path ({}): packets that go around it make the flow INVALID there and freeze its conntrack timer (keepalives and pings do not help); set {}={} on that box and alert on {}",
+            m.hop,
+            m.other_path.label(),
+            m.sysctl,
+            m.value,
+            m.alerts.join(" / ")
+        ));
+    }
     let firewall = firewall_plan(inv, &clients, t);
     let cost = cost::keepalive_cost(&k, inv.total_connections(), inv.options.ip_version);
     Plan {
@@ -141,6 +157,7 @@ pub fn plan(inv: &Inventory) -> Plan {
         firewall,
         cost,
         warnings,
+        multipath,
     }
 }
 

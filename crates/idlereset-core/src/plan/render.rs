@@ -217,6 +217,7 @@ pub fn text(p: &Plan) -> String {
         ct.orphan_entries_per_flow_per_s.best,
         kib(ct.orphan_bytes_per_flow_per_s.best)
     );
+    o.push_str(&multipath(p));
     w!(o);
     let c = &p.cost;
     w!(
@@ -236,6 +237,41 @@ pub fn text(p: &Plan) -> String {
     );
     for warn in &p.warnings {
         w!(o, "warning: {warn}");
+    }
+    o
+}
+
+/// The text section for hops with a second path (empty when there are none).
+pub fn multipath(p: &Plan) -> String {
+    let mut o = String::new();
+    for m in &p.multipath {
+        w!(o);
+        w!(
+            o,
+            "Hop {} has a second path ({})",
+            m.hop,
+            m.other_path.label()
+        );
+        w!(o, "  ! {}", m.risk);
+        w!(
+            o,
+            "  on that box: sysctl -w {}={}, persisted in {} (`{} = {}`)",
+            m.sysctl,
+            m.value,
+            m.sysctl_file,
+            m.sysctl,
+            m.value
+        );
+        w!(o, "  trade-off: {}", m.trade_off);
+        w!(
+            o,
+            "  alert on INVALID counters and frozen timers: {} (deploy/prometheus/alerts.yml, `idlereset exporter` on that box)",
+            m.alerts.join(", ")
+        );
+        w!(
+            o,
+            "  watch it happen: idlereset conntrack --watch on that box; reproduce: idlereset lab reproduce --preset nat-43200-invalid"
+        );
     }
     o
 }
@@ -340,8 +376,13 @@ fn hop_label(h: &Hop) -> String {
     } else {
         ", ignores keepalives"
     };
+    let second = if h.other_path.is_some() {
+        "\\nsecond path: INVALID risk"
+    } else {
+        ""
+    };
     format!(
-        "{} ({})\\nexpires after {} idle\\nthen: {}{ka}",
+        "{} ({})\\nexpires after {} idle\\nthen: {}{ka}{second}",
         h.name,
         h.kind.as_str(),
         Human(h.idle_timeout_s),
@@ -397,11 +438,58 @@ pub fn mermaid(p: &Plan) -> String {
     if !p.hops.is_empty() {
         w!(o, "    h{} --> srv", p.hops.len() - 1);
     }
+    for (i, h) in p.hops.iter().enumerate() {
+        if let Some(other) = &h.other_path {
+            let (from, to) = neighbours(p, i);
+            w!(
+                o,
+                "    alt{i}[\"{}\"]",
+                esc_mermaid(&second_path_label(h, other))
+            );
+            for f in from {
+                w!(o, "    {f} -.->|second path| alt{i}");
+            }
+            w!(o, "    alt{i} -.-> {to}");
+        }
+    }
     if let Some(i) = p.hops.iter().position(|h| h.name == p.limiting_hop) {
         w!(o, "    classDef limiting stroke:#c00,stroke-width:3px");
         w!(o, "    class h{i} limiting");
     }
+    let alts: Vec<String> = (0..p.hops.len())
+        .filter(|i| p.hops[*i].other_path.is_some())
+        .map(|i| format!("alt{i}"))
+        .collect();
+    if !alts.is_empty() {
+        w!(o, "    classDef secondpath stroke-dasharray:5 5");
+        w!(o, "    class {} secondpath", alts.join(","));
+    }
     o
+}
+
+/// Label of the second path around hop `h`.
+fn second_path_label(h: &Hop, other: &crate::inventory::OtherPath) -> String {
+    format!(
+        "{}\\naround {}: no conntrack state there\\nINVALID on {}: timer freezes",
+        other.label(),
+        h.name,
+        h.name
+    )
+}
+
+/// The nodes before hop `i` (the clients, or the previous hop) and the node after it.
+fn neighbours(p: &Plan, i: usize) -> (Vec<String>, String) {
+    let from = if i == 0 {
+        (0..p.clients.len()).map(|c| format!("c{c}")).collect()
+    } else {
+        vec![format!("h{}", i - 1)]
+    };
+    let to = if i + 1 < p.hops.len() {
+        format!("h{}", i + 1)
+    } else {
+        "srv".to_string()
+    };
+    (from, to)
 }
 
 /// Graphviz DOT: the same graph, the limiting hop in red.
@@ -458,6 +546,23 @@ pub fn dot(p: &Plan) -> String {
     }
     if !p.hops.is_empty() {
         w!(o, "    h{} -> srv;", p.hops.len() - 1);
+    }
+    for (i, h) in p.hops.iter().enumerate() {
+        if let Some(other) = &h.other_path {
+            let (from, to) = neighbours(p, i);
+            w!(
+                o,
+                "    alt{i} [label=\"{}\", style=dashed];",
+                esc_dot(&second_path_label(h, other))
+            );
+            for f in from {
+                w!(
+                    o,
+                    "    {f} -> alt{i} [style=dashed, label=\"second path\"];"
+                );
+            }
+            w!(o, "    alt{i} -> {to} [style=dashed];");
+        }
     }
     w!(o, "}}");
     o

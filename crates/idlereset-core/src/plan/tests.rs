@@ -390,6 +390,7 @@ proptest::proptest! {
                 catalog: None,
                 matches: vec![],
                 line: i + 1,
+                other_path: None,
             }).collect(),
             clients: libs.iter().enumerate().map(|(i, l)| Client {
                 name: format!("c{i}"),

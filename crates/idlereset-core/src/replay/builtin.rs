@@ -56,6 +56,7 @@ pub fn all() -> Result<Vec<Scenario>, LoadError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::replay::model::{Action, Choice};
     use crate::replay::session::play_scripted;
 
     #[test]
@@ -111,6 +112,63 @@ mod tests {
                 .count();
             assert!(actions >= 2, "{} has live-mode actions", s.id);
         }
+    }
+
+    /// The frozen-timer built-in rewards what `lab reproduce --preset nat-43200-invalid`
+    /// measured: be_liberal=1 is the fix; loose=1, a longer timeout and pings are not.
+    #[test]
+    fn frozen_timer_rewards_what_the_lab_measured() {
+        let s = get("nat-frozen-timer").unwrap();
+        let choices: Vec<&Choice> = s.rounds.iter().flat_map(|r| r.choices()).collect();
+        let recommended_actions: Vec<&Action> = choices
+            .iter()
+            .filter(|c| c.recommended && c.action.changes_system())
+            .map(|c| &c.action)
+            .collect();
+        assert_eq!(
+            recommended_actions,
+            [&Action::ConntrackBeLiberal { enabled: true }]
+        );
+        for c in &choices {
+            let not_a_fix = matches!(
+                c.action,
+                Action::ConntrackLoose { .. }
+                    | Action::FirewallTimeout { .. }
+                    | Action::Heartbeat { .. }
+            );
+            assert!(!(not_a_fix && c.recommended), "{c:?} is not a fix");
+            if not_a_fix {
+                assert!(c.evidence.as_deref().is_some_and(|e| e.starts_with("lab:")));
+            }
+        }
+        let fix = choices
+            .iter()
+            .find(|c| c.action == Action::ConntrackBeLiberal { enabled: true })
+            .unwrap();
+        assert!(
+            fix.result.contains("out-of-window"),
+            "the trade-off is said"
+        );
+        assert!(
+            fix.evidence.as_deref().unwrap().contains("helps"),
+            "{:?}",
+            fix.evidence
+        );
+        let pings = choices
+            .iter()
+            .find(|c| matches!(c.action, Action::Heartbeat { .. }))
+            .unwrap();
+        assert!(pings.result.contains("INVALID"), "{}", pings.result);
+        assert!(
+            s.evidence
+                .iter()
+                .any(|e| e.contains("lab reproduce --preset nat-43200-invalid")),
+            "cites the lab run: {:?}",
+            s.evidence
+        );
+        let t = play_scripted(&s, &['B', 'A', 'B', 'B', 'A']).unwrap();
+        assert_eq!(t.evidence, s.evidence);
+        assert!(t.rounds[3].evidence.as_deref().unwrap().contains("helps"));
     }
 
     #[test]

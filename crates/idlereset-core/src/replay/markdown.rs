@@ -30,6 +30,7 @@
 //! line-oriented markers plus line numbers for every error. The parser never panics: slices
 //! are only cut at ASCII marker positions, and every lookup is checked.
 
+use super::caveat;
 use super::error::LoadError;
 use super::model::{self, Action, Choice, Round, RoundKind, Scenario};
 use super::scoring::Costs;
@@ -465,7 +466,7 @@ impl Parser<'_> {
             rounds.push(self.build_round(raw)?);
         }
         let title = self.title.clone().unwrap_or_else(|| id.to_string());
-        let scenario = Scenario {
+        let mut scenario = Scenario {
             id: id.to_string(),
             summary: title.clone(),
             title,
@@ -477,10 +478,12 @@ impl Parser<'_> {
             damage_notes: self.damage_notes.clone(),
             checklist: Vec::new(),
             references: self.references.clone(),
+            evidence: Vec::new(),
             origin: self.file.to_string(),
         };
         model::check(&scenario).map_err(|(msg, line)| self.err(line, msg))?;
         Costs::compute(&scenario).map_err(|e| self.err(worst_line, e.to_string()))?;
+        caveat::annotate(&mut scenario);
         Ok(scenario)
     }
 
@@ -510,6 +513,8 @@ impl Parser<'_> {
                         minutes: None,
                         action: Action::None,
                         covers: Vec::new(),
+                        evidence: None,
+                        caveat: None,
                     }
                 })
                 .collect();

@@ -6,6 +6,7 @@
 //! choice carries.
 
 pub mod builtin;
+pub mod caveat;
 pub mod error;
 pub mod markdown;
 pub mod model;

@@ -34,6 +34,8 @@ pub struct Scenario {
     /// What a strong response covers; empty means "derive one item per decision round".
     pub checklist: Vec<ChecklistItem>,
     pub references: Vec<String>,
+    /// Lab runs the scenario's answers rest on (the command to repeat it and what it measured).
+    pub evidence: Vec<String>,
     /// Where the scenario came from (`built-in`, a file path).
     pub origin: String,
 }
@@ -78,6 +80,11 @@ pub struct Choice {
     pub action: Action,
     /// Checklist item ids this choice covers.
     pub covers: Vec<String>,
+    /// What a lab run measured about this choice (shown beside the result).
+    pub evidence: Option<String>,
+    /// A warning shown beside the result: the choice as written is one of the runbook's traps
+    /// (set by the scenario, or derived by [`super::caveat`]).
+    pub caveat: Option<String>,
 }
 
 /// One item of "what a strong response covers".
@@ -118,6 +125,8 @@ pub enum Action {
     FirewallTimeout { timeout_s: u32 },
     /// `nf_conntrack_tcp_loose` on the middlebox.
     ConntrackLoose { enabled: bool },
+    /// `nf_conntrack_tcp_be_liberal` on the middlebox (out-of-window packets are not INVALID).
+    ConntrackBeLiberal { enabled: bool },
     /// An application-level heartbeat on idle connections (validation query, HTTP/2 PING).
     Heartbeat { interval_s: u32 },
 }
@@ -157,6 +166,9 @@ impl Action {
             }
             Action::ConntrackLoose { enabled } => {
                 format!("nf_conntrack_tcp_loose={}", u8::from(*enabled))
+            }
+            Action::ConntrackBeLiberal { enabled } => {
+                format!("nf_conntrack_tcp_be_liberal={}", u8::from(*enabled))
             }
             Action::Heartbeat { interval_s } => {
                 format!("application heartbeat every {interval_s} s")

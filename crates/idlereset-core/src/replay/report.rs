@@ -40,6 +40,9 @@ pub fn markdown(s: &Scenario, t: &Transcript) -> String {
         "- If every wrong choice was made: {} min{worst_note}",
         t.worst_minutes
     );
+    for note in t.shown_damage_notes() {
+        let _ = writeln!(out, "- {note}");
+    }
     let _ = writeln!(out, "- Verdict: {}\n", verdict(t));
     if !s.setup.is_empty() {
         let _ = writeln!(out, "## Setup\n");
@@ -75,6 +78,12 @@ pub fn markdown(s: &Scenario, t: &Transcript) -> String {
         if let Some(result) = &r.result {
             let _ = writeln!(out, "{}\n", result.replace('\n', " "));
         }
+        if let Some(e) = &r.evidence {
+            let _ = writeln!(out, "Measured: {e}\n");
+        }
+        if let Some(c) = &r.caveat {
+            let _ = writeln!(out, "> **Caveat:** {c}\n");
+        }
         if let Some(a) = &r.action {
             let _ = writeln!(out, "System change: {}\n", a.describe());
         }
@@ -86,9 +95,15 @@ pub fn markdown(s: &Scenario, t: &Transcript) -> String {
     for c in &t.checklist {
         let _ = writeln!(out, "- [{}] {}", if c.covered { "x" } else { " " }, c.text);
     }
-    if !s.references.is_empty() {
+    if !t.evidence.is_empty() {
+        let _ = writeln!(out, "\n## Lab evidence\n");
+        for e in &t.evidence {
+            let _ = writeln!(out, "- {e}");
+        }
+    }
+    if !t.references.is_empty() {
         let _ = writeln!(out, "\n## Cross-references\n");
-        for r in &s.references {
+        for r in &t.references {
             let _ = writeln!(out, "- {r}");
         }
     }

@@ -208,6 +208,8 @@ mod tests {
                 minutes: minutes.map(|m| m[i]),
                 action: Action::None,
                 covers: vec![],
+                evidence: None,
+                caveat: None,
             })
             .collect();
         Round {
@@ -233,6 +235,7 @@ mod tests {
             damage_notes: vec![],
             checklist: vec![],
             references: vec![],
+            evidence: vec![],
             origin: "test".into(),
         }
     }

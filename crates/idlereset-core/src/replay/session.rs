@@ -53,6 +53,10 @@ pub struct Step {
     pub result: String,
     /// The system change this choice applies (live mode applies and verifies it).
     pub action: Action,
+    /// What a lab run measured about this choice.
+    pub evidence: Option<String>,
+    /// The trap this choice falls into as written, shown beside the result.
+    pub caveat: Option<String>,
 }
 
 /// One played round in the transcript.
@@ -73,6 +77,12 @@ pub struct RoundRecord {
     pub action: Option<Action>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<String>,
+    /// What a lab run measured about the chosen answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    /// The trap the chosen answer falls into as written (offline, not only `--live`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caveat: Option<String>,
 }
 
 /// One line of the coverage checklist.
@@ -97,6 +107,23 @@ pub struct Transcript {
     pub complete: bool,
     pub rounds: Vec<RoundRecord>,
     pub checklist: Vec<ChecklistStatus>,
+    /// The source's other damage-report lines ("Blast radius: …").
+    pub damage_notes: Vec<String>,
+    /// The source's cross-references.
+    pub references: Vec<String>,
+    /// Lab runs the scenario's answers rest on.
+    pub evidence: Vec<String>,
+}
+
+impl Transcript {
+    /// The source's damage lines worth printing beside the computed totals ("Blast radius: …";
+    /// the source's own "Total downtime" line is replaced by the computed total).
+    pub fn shown_damage_notes(&self) -> impl Iterator<Item = &str> {
+        self.damage_notes
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !n.to_ascii_lowercase().starts_with("total downtime"))
+    }
 }
 
 /// A play-through of one scenario.
@@ -196,6 +223,8 @@ impl<'a> Session<'a> {
                 .changes_system()
                 .then(|| choice.action.clone()),
             verification: None,
+            evidence: choice.evidence.clone(),
+            caveat: choice.caveat.clone(),
         });
         self.next += 1;
         Ok(Step {
@@ -205,6 +234,8 @@ impl<'a> Session<'a> {
             minutes,
             result: choice.result.clone(),
             action: choice.action.clone(),
+            evidence: choice.evidence.clone(),
+            caveat: choice.caveat.clone(),
         })
     }
 
@@ -232,6 +263,8 @@ impl<'a> Session<'a> {
             result: None,
             action: None,
             verification: None,
+            evidence: None,
+            caveat: None,
         });
         self.next += 1;
         Ok(())
@@ -276,6 +309,9 @@ impl<'a> Session<'a> {
                     text: item.text,
                 })
                 .collect(),
+            damage_notes: self.scenario.damage_notes.clone(),
+            references: self.scenario.references.clone(),
+            evidence: self.scenario.evidence.clone(),
         }
     }
 }

@@ -45,6 +45,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::caveat;
 use super::error::{LoadError, line_col};
 use super::model::{self, Action, ChecklistItem, Choice, Round, RoundKind, Scenario};
 use super::scoring::{Costs, ScoringError};
@@ -64,6 +65,8 @@ struct RawFile {
     damage_notes: Vec<String>,
     #[serde(default)]
     references: Vec<String>,
+    #[serde(default)]
+    evidence: Vec<String>,
     #[serde(default)]
     checklist: Vec<ChecklistItem>,
     #[serde(default)]
@@ -95,6 +98,8 @@ struct RawChoice {
     action: Action,
     #[serde(default)]
     covers: Vec<String>,
+    evidence: Option<String>,
+    caveat: Option<String>,
 }
 
 /// Parse a TOML scenario. `file` names the source in errors; `default_id` is used when the
@@ -165,6 +170,7 @@ pub fn parse(text: &str, file: &str, default_id: &str) -> Result<Scenario, LoadE
         damage_notes: raw.damage_notes,
         checklist: raw.checklist,
         references: raw.references,
+        evidence: raw.evidence,
         origin: file.to_string(),
     };
     let explicit = scenario
@@ -218,6 +224,7 @@ pub fn parse(text: &str, file: &str, default_id: &str) -> Result<Scenario, LoadE
         ));
     }
     model::check(&scenario).map_err(|(msg, line)| LoadError::at(file, line, 1, msg))?;
+    caveat::annotate(&mut scenario);
     let stated_at = span_of(&raw.optimal_minutes).max(span_of(&raw.worst_minutes));
     let costs = Costs::compute(&scenario).map_err(|e| at(stated_at, e.to_string()))?;
     if explicit {
@@ -259,6 +266,8 @@ fn choice(c: &Spanned<RawChoice>, index: usize) -> Result<Choice, (usize, String
         minutes: raw.minutes,
         action: raw.action.clone(),
         covers: raw.covers.clone(),
+        evidence: raw.evidence.clone(),
+        caveat: raw.caveat.clone(),
     })
 }
 
@@ -397,6 +406,8 @@ actions = ["check", "document"]
             .unwrap();
         let s = parse(block, "docs/replay.md", "readme").unwrap();
         assert_eq!(s.id, "my-incident");
+        assert_eq!(s.evidence.len(), 1);
+        assert!(s.rounds[0].choices()[1].evidence.is_some());
         assert_eq!(play_scripted(&s, &['B']).unwrap().total_minutes, 12);
         assert_eq!(play_scripted(&s, &['A']).unwrap().total_minutes, 60);
     }

@@ -10,8 +10,8 @@
 //!
 //! Message types and attribute numbers: `uapi/linux/netfilter/nfnetlink_conntrack.h`.
 
-mod entry;
-mod fast;
+pub(crate) mod entry;
+pub(crate) mod fast;
 mod stats;
 #[cfg(test)]
 mod tests;

@@ -53,7 +53,7 @@ pub fn watch_destroyed(stop: &AtomicBool, mut on_socket: impl FnMut(SocketInfo))
 }
 
 /// The payloads of the SOCK_DIAG_BY_FAMILY messages in one datagram; malformed tails are dropped.
-fn messages(mut b: &[u8]) -> Vec<&[u8]> {
+pub(crate) fn messages(mut b: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     while b.len() >= 16 {
         let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;

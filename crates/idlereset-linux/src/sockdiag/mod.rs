@@ -229,7 +229,7 @@ fn sockaddr(addr: IpAddr, port: u16) -> SocketAddr {
 }
 
 /// Decode one `inet_diag_msg` payload (with its attributes).
-fn decode(payload: &[u8]) -> std::result::Result<SocketInfo, String> {
+pub(crate) fn decode(payload: &[u8]) -> std::result::Result<SocketInfo, String> {
     let head = payload.get(..INET_DIAG_MSG_LEN).ok_or_else(|| {
         format!(
             "inet_diag_msg of {} bytes, need {INET_DIAG_MSG_LEN}",

@@ -89,6 +89,65 @@ fn seed_recommended_path_totals_optimal_and_every_wrong_totals_worst() {
     );
 }
 
+/// Round 2's recommended answer spells out the keepalive sysctl alone: the caveat goes beside
+/// the result offline (transcript, report), and the seed's blast radius and cross-references
+/// reach every output.
+#[test]
+fn seed_round_two_trap_is_caveated_and_damage_lines_reach_the_outputs() {
+    let s = seed();
+    let r2b = s.rounds[1].choice('B').unwrap();
+    let caveat = r2b.caveat.as_deref().unwrap();
+    assert!(
+        caveat.contains("SO_KEEPALIVE") && caveat.contains("tcp_keepalive_time=300"),
+        "{caveat}"
+    );
+    // only the choice that spells out the sysctl
+    let caveated: Vec<(u32, char)> = s
+        .rounds
+        .iter()
+        .flat_map(|r| r.choices().iter().map(move |c| (r.number, c)))
+        .filter(|(_, c)| c.caveat.is_some())
+        .map(|(n, c)| (n, c.letter))
+        .collect();
+    assert_eq!(caveated, [(2, 'B')]);
+
+    let t = play_scripted(&s, &['B', 'B', 'D']).unwrap();
+    assert_eq!(t.rounds[1].caveat.as_deref(), Some(caveat));
+    assert_eq!(t.rounds[0].caveat, None);
+    assert!(
+        t.damage_notes
+            .iter()
+            .any(|n| n.starts_with("Blast radius: Affected services")),
+        "{:?}",
+        t.damage_notes
+    );
+    assert_eq!(
+        t.references,
+        [
+            "Primer: Networking",
+            "Primer: Networking Troubleshooting",
+            "Footguns: Networking"
+        ]
+    );
+    let md = crate::replay::report::markdown(&s, &t);
+    assert!(md.contains("> **Caveat:** as written"), "{md}");
+    assert!(md.contains("- Blast radius: Affected services"), "{md}");
+    assert!(
+        md.contains("## Cross-references\n\n- Primer: Networking"),
+        "{md}"
+    );
+    // a path that avoids round 2's B carries no caveat
+    let t = play_scripted(&s, &['B', 'A', 'D']).unwrap();
+    assert!(t.rounds.iter().all(|r| r.caveat.is_none()));
+}
+
+/// The JSON transcript of the seed's optimal path (the `replay --json` contract).
+#[test]
+fn seed_transcript_json_snapshot() {
+    let t = play_scripted(&seed(), &['B', 'B', 'D']).unwrap();
+    insta::assert_snapshot!(serde_json::to_string_pretty(&t).unwrap());
+}
+
 #[test]
 fn another_replay_in_the_same_format_plays() {
     let s = parse(OTHER, "other-letters.md", "other").unwrap();

@@ -5,7 +5,9 @@ use std::io::{self, BufRead, Write};
 
 use idlereset_core::replay::session::{Current, Session, Step};
 
-use super::live::{Live, action_of};
+use idlereset_core::replay::caveat::effective_action;
+
+use super::live::Live;
 
 /// Play from `input` lines (a letter per decision round; `q` stops). Input that ends early
 /// leaves the session unfinished (the transcript says `complete: false`).
@@ -109,7 +111,7 @@ fn live_step(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let Some(live) = live else { return Ok(()) };
-    let action = action_of(&step.action, &step.result);
+    let action = effective_action(&step.action, &step.result);
     if let Some(verdict) = live.apply_and_verify(&action, out)? {
         session.verify_last(verdict);
     }
@@ -182,6 +184,12 @@ fn outcome(session: &Session<'_>, step: &Step, out: &mut dyn Write) -> io::Resul
     )?;
     if !step.result.is_empty() {
         writeln!(out, "   {}", step.result.replace('\n', "\n   "))?;
+    }
+    if let Some(e) = &step.evidence {
+        writeln!(out, "   Measured: {e}")?;
+    }
+    if let Some(c) = &step.caveat {
+        writeln!(out, "   Caveat: {c}")?;
     }
     if step.action.changes_system() {
         writeln!(out, "   System change: {}", step.action.describe())?;

@@ -5,7 +5,7 @@
 //! for real and the cue shows what the lab saw: the application's log lines, the pool, the
 //! firewall's conntrack entry, the RST. Every choice that changes the system (keepalive on the
 //! socket, the OS keepalive sysctl, the firewall timeout, conntrack loose, an application
-//! heartbeat) is applied to that lab and verified with real traffic idling past the firewall
+//! heartbeat, `be_liberal`) is applied to that lab and verified with real traffic idling past the firewall
 //! timeout. Nothing is canned: the verdicts are what the kernel did. Markdown replays carry no
 //! machine-readable actions, so a result that spells out a command the lab understands
 //! (`sysctl -w net.ipv4.tcp_keepalive_time=300`) is applied as written.
@@ -43,32 +43,6 @@ pub fn preset_for(replay: &Replay) -> &'static str {
         "keepalive-7200" => "firewall-3600",
         _ => "firewall-900",
     }
-}
-
-/// Machine-readable action of a choice, or one read from a command spelled out in its result.
-pub fn action_of(action: &Action, result: &str) -> Action {
-    if action.changes_system() {
-        return action.clone();
-    }
-    let find = |key: &str| -> Option<u32> {
-        let i = result.find(key)? + key.len();
-        let digits: String = result[i..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit())
-            .collect();
-        digits.parse().ok()
-    };
-    if let Some(t) = find("tcp_keepalive_time=") {
-        return Action::SysctlKeepalive {
-            time_s: t,
-            intvl_s: find("tcp_keepalive_intvl="),
-            probes: find("tcp_keepalive_probes="),
-        };
-    }
-    if let Some(t) = find("nf_conntrack_tcp_timeout_established=") {
-        return Action::FirewallTimeout { timeout_s: t };
-    }
-    Action::None
 }
 
 impl Live {
@@ -141,6 +115,7 @@ impl Live {
             }
             Action::FirewallTimeout { timeout_s } => self.sc.fw_timeout_s = f64::from(*timeout_s),
             Action::ConntrackLoose { enabled } => self.sc.loose = *enabled,
+            Action::ConntrackBeLiberal { enabled } => self.sc.be_liberal = *enabled,
             Action::Heartbeat { interval_s } => self.sc.heartbeat_s = Some(f64::from(*interval_s)),
         }
         let what = action.describe();

@@ -134,11 +134,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             .with_context(|| format!("writing the after-action report to {}", path.display()))?;
     }
     if args.json {
-        let mut v = serde_json::to_value(&transcript)?;
-        if let (Some(obj), Some(l)) = (v.as_object_mut(), &live_summary) {
-            obj.insert("live".into(), serde_json::to_value(l)?);
-        }
-        super::print_json(&v)?;
+        super::print_json(&JsonOut {
+            transcript: &transcript,
+            live: live_summary.as_ref(),
+        })?;
     } else {
         let mut out = std::io::stdout().lock();
         text::damage_report(&mut out, &scenario, &transcript)?;
@@ -177,23 +176,47 @@ fn load(name: &str) -> anyhow::Result<Scenario> {
     Ok(load_text(&text, name)?)
 }
 
+/// `replay --json`: the transcript, and what live mode did.
+#[derive(serde::Serialize)]
+struct JsonOut<'a> {
+    #[serde(flatten)]
+    transcript: &'a idlereset_core::replay::Transcript,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live: Option<&'a live::LiveSummary>,
+}
+
+/// `replay --list --json`.
+#[derive(serde::Serialize)]
+struct List<'a> {
+    scenarios: Vec<ListEntry<'a>>,
+}
+
+/// One built-in in `replay --list --json`.
+#[derive(serde::Serialize)]
+struct ListEntry<'a> {
+    id: &'a str,
+    title: &'a str,
+    summary: &'a str,
+    rounds: usize,
+    optimal_minutes: u32,
+    worst_minutes: u32,
+}
+
 fn list(json: bool) -> anyhow::Result<Outcome> {
     let all = builtin::all()?;
     if json {
-        let scenarios: Vec<_> = all
+        let scenarios = all
             .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "id": s.id,
-                    "title": s.title,
-                    "summary": s.summary,
-                    "rounds": s.decision_rounds().count(),
-                    "optimal_minutes": s.optimal_minutes,
-                    "worst_minutes": s.worst_minutes,
-                })
+            .map(|s| ListEntry {
+                id: &s.id,
+                title: &s.title,
+                summary: &s.summary,
+                rounds: s.decision_rounds().count(),
+                optimal_minutes: s.optimal_minutes,
+                worst_minutes: s.worst_minutes,
             })
             .collect();
-        super::print_json(&serde_json::json!({ "scenarios": scenarios }))?;
+        super::print_json(&List { scenarios })?;
         return Ok(Outcome::Clean);
     }
     let mut out = std::io::stdout().lock();

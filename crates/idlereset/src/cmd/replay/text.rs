@@ -6,8 +6,9 @@ use std::io::{self, Write};
 use idlereset_core::replay::report::verdict;
 use idlereset_core::replay::{Scenario, Transcript};
 
-/// Path taken, minutes per round, total downtime against the optimal and worst times, and the
-/// coverage checklist.
+/// Path taken, minutes per round, total downtime against the optimal and worst times, the
+/// source's other damage lines (blast radius), caveats of the answers chosen, the coverage
+/// checklist, lab evidence and cross-references.
 pub fn damage_report(out: &mut dyn Write, s: &Scenario, t: &Transcript) -> io::Result<()> {
     writeln!(out, "\nDamage report: {}", s.title)?;
     writeln!(
@@ -41,10 +42,30 @@ pub fn damage_report(out: &mut dyn Write, s: &Scenario, t: &Transcript) -> io::R
         "  Total downtime: {} min (optimal {} min, every wrong choice {} min{note})",
         t.total_minutes, t.optimal_minutes, t.worst_minutes
     )?;
+    for note in t.shown_damage_notes() {
+        writeln!(out, "  {note}")?;
+    }
     writeln!(out, "  Verdict: {}", verdict(t))?;
+    for r in &t.rounds {
+        if let Some(c) = &r.caveat {
+            writeln!(out, "  Caveat (round {}): {c}", r.number)?;
+        }
+    }
     writeln!(out, "What a strong response covers:")?;
     for c in &t.checklist {
         writeln!(out, "  [{}] {}", if c.covered { "x" } else { " " }, c.text)?;
+    }
+    list(out, "Lab evidence:", &t.evidence)?;
+    list(out, "Cross-references:", &t.references)
+}
+
+fn list(out: &mut dyn Write, heading: &str, items: &[String]) -> io::Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "{heading}")?;
+    for i in items {
+        writeln!(out, "  - {i}")?;
     }
     Ok(())
 }

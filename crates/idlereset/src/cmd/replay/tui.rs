@@ -383,6 +383,17 @@ fn render_outcome(frame: &mut Frame, area: Rect, app: &App<'_>, step: &Step) {
     for l in step.result.lines() {
         text.push_line(Line::raw(l.to_string()));
     }
+    if let Some(e) = &step.evidence {
+        text.push_line(Line::raw(""));
+        text.push_line(Line::raw(format!("Measured: {e}")));
+    }
+    if let Some(c) = &step.caveat {
+        text.push_line(Line::raw(""));
+        text.push_line(Line::styled(
+            format!("Caveat: {c}"),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
     if step.action.changes_system() {
         text.push_line(Line::raw(""));
         text.push_line(Line::styled(
@@ -410,9 +421,10 @@ fn render_report(frame: &mut Frame, area: Rect, app: &App<'_>) {
             t.total_minutes, s.optimal_minutes, s.worst_minutes
         ))
         .bold(),
-        Line::from(format!("Verdict: {}", verdict(&t))),
-        Line::raw(""),
     ];
+    lines.extend(t.shown_damage_notes().map(|n| Line::from(n.to_string())));
+    lines.push(Line::from(format!("Verdict: {}", verdict(&t))));
+    lines.push(Line::raw(""));
     for r in &t.rounds {
         let what = match r.choice {
             Some(c) if r.recommended => format!("{c} ✓"),
@@ -439,6 +451,22 @@ fn render_report(frame: &mut Frame, area: Rect, app: &App<'_>) {
             format!("{mark} {}", c.text),
             Style::new().fg(color),
         ));
+    }
+    for r in t.rounds.iter().filter(|r| r.caveat.is_some()) {
+        lines.push(Line::styled(
+            format!(
+                "Caveat (round {}): {}",
+                r.number,
+                r.caveat.as_deref().unwrap_or("")
+            ),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    if !t.references.is_empty() {
+        lines.push(Line::from(format!(
+            "Cross-references: {}",
+            t.references.join("; ")
+        )));
     }
     frame.render_widget(
         Paragraph::new(lines)

@@ -1,0 +1,7 @@
+//! Fuzz target `trace_line`: `idlereset_core::fuzzing::trace_line` must never panic, whatever the bytes.
+//! Seeds: `fuzz/corpus-seeds/trace_line/` (also run by `cargo test -p idlereset-core --test fuzz_seeds`).
+//!
+//! Run (no nightly toolchain needed): `RUSTC_BOOTSTRAP=1 cargo fuzz run trace_line fuzz/corpus-seeds/trace_line`
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| idlereset_core::fuzzing::trace_line(data));
