@@ -8,14 +8,11 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use proptest::prelude::*;
 
+use super::timestamp::SyslogYear;
 use super::*;
 
 fn opts() -> ScanOptions {
-    ScanOptions {
-        signatures: SignatureSet::builtin(),
-        time: TimeContext::default(),
-        connections: true,
-    }
+    ScanOptions::default()
 }
 
 fn run(log: &str) -> Report {
@@ -23,16 +20,8 @@ fn run(log: &str) -> Report {
 }
 
 fn run_with(log: &str, o: &ScanOptions) -> Report {
-    let scan = scan(log.as_bytes(), o);
     let catalog = Catalog::builtin().unwrap();
-    report(
-        &[scan],
-        &o.signatures,
-        &catalog,
-        &TimeZone::UTC,
-        analysis::DEFAULT_MERGE_WINDOW_S,
-    )
-    .0
+    analyse_bytes("test.log", log.as_bytes(), o, &catalog, &TimeZone::UTC).report
 }
 
 fn ts(secs: f64) -> String {
@@ -108,7 +97,9 @@ fn connection_age_timer_among_noise_and_stack_traces() {
     let r = run(&log);
     assert_eq!(r.events, 16);
     assert_eq!(r.incidents, 8);
-    assert_eq!(r.lines_without_timestamp, 8);
+    // The `Caused by:` lines belong to the ERROR record above: one failure, one event.
+    assert_eq!(r.lines_without_timestamp, 0);
+    assert_eq!(r.lines_in_records, 8);
     assert_eq!(r.pattern, Pattern::ConnectionAgeTimer, "{}", r.reason);
     assert!(
         (r.drift_s_per_day.unwrap() - 3.0).abs() < 0.3,
@@ -320,21 +311,23 @@ fn user_patterns_and_go_format() {
 
 #[test]
 fn line_numbers_and_no_trailing_newline() {
-    let data = b"a\nb\n2024-05-10T03:14:22Z broken pipe";
-    let s = scan(data, &opts());
-    assert_eq!(s.events.len(), 1);
-    assert_eq!(line_number(data, s.events[0].offset), 3);
-    let s = scan(b"broken pipe without a time\nbroken pipe", &opts());
+    let r = run("a\nb\n2024-05-10T03:14:22Z broken pipe");
+    assert_eq!(r.events, 1);
+    let first = r.inputs[0].first_event.clone().unwrap();
+    assert_eq!((first.line, first.offset), (3, 4));
+    let r = run("broken pipe without a time\nbroken pipe");
+    assert_eq!((r.events, r.lines_without_timestamp), (0, 2));
     assert_eq!(
-        (s.events.len(), s.no_timestamp, s.first_no_timestamp),
-        (0, 2, Some(0))
+        r.inputs[0].first_without_timestamp.as_ref().unwrap().line,
+        1
     );
 }
 
 proptest! {
     #[test]
     fn scan_never_panics(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        let _ = scan(&data, &opts());
+        let catalog = Catalog::builtin().unwrap();
+        let _ = analyse_bytes("fuzz", &data, &opts(), &catalog, &TimeZone::UTC);
     }
 
     #[test]
@@ -345,10 +338,9 @@ proptest! {
         )
     ) {
         let text = lines.join("\n");
-        let s = scan(text.as_bytes(), &opts());
         let catalog = Catalog::builtin().unwrap();
-        let (r, _) = report(&[s], &SignatureSet::builtin(), &catalog, &TimeZone::UTC, 2.0);
-        prop_assert!(r.events <= lines.len());
+        let r = analyse_bytes("prop", text.as_bytes(), &opts(), &catalog, &TimeZone::UTC).report;
+        prop_assert!(r.events as usize <= lines.len());
     }
 
     #[test]
