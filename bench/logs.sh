@@ -7,7 +7,8 @@
 # built-in signatures, some with 4-tuples (so the idle-bracket pass runs too) and some stack-trace
 # lines without a timestamp. Both tools read the same page-cached file; each runs 3 times and the
 # best wall time counts. The script checks that both count the same matching lines and prints the
-# ratio idlereset / rg (goal: <= 2.0).
+# ratio idlereset / rg (goal: <= 2.0) and the peak RSS of both (and of idlereset reading the log
+# from a pipe).
 set -euo pipefail
 
 SIZE_MB="${1:-1024}"
@@ -67,9 +68,13 @@ echo "building idlereset (release)" >&2
 cargo build --release -q -p idlereset --manifest-path "$ROOT/Cargo.toml"
 BIN="$CARGO_TARGET_DIR/release/idlereset"
 
-SIGS=(-e "server closed the connection unexpectedly" -e "communications link failure" -e "server has gone away"
-      -e "lost connection to mysql server" -e "transport is closing" -e "connection reset" -e "econnreset"
-      -e "forcibly closed by the remote host" -e "socket hang up" -e "broken pipe" -e "epipe" -e "unexpected eof"
+# Every built-in signature literal (tests/logs_cli.rs checks this list against the code).
+SIGS=(-e "an i/o error occurred while sending to the backend" -e "this connection has been closed"
+      -e "failed to validate connection" -e "server closed the connection unexpectedly"
+      -e "connection terminated unexpectedly" -e "error while reading from socket" -e "stream removed"
+      -e "communications link failure" -e "server has gone away" -e "lost connection to mysql server"
+      -e "transport is closing" -e "connection reset" -e "econnreset" -e "forcibly closed by the remote host"
+      -e "socket hang up" -e "broken pipe" -e "epipe" -e "unexpected eof" -e "conn closed"
       -e "connection abort" -e "etimedout" -e "connection timed out")
 
 cat "$LOG" >/dev/null # page cache
@@ -88,23 +93,33 @@ best() { # best wall time in seconds of 3 runs of "$@" (stdout to /dev/null)
 
 RG_COUNT=$(rg -c -i -F "${SIGS[@]}" "$LOG")
 OUR_JSON=$("$BIN" logs "$LOG" --json || true)
-OUR_COUNT=$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(r['events'] + r['lines_without_timestamp'])" "$OUR_JSON")
+OUR_COUNT=$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(r['events'] + r['lines_without_timestamp'] + r['lines_in_records'])" "$OUR_JSON")
 if [ "$RG_COUNT" != "$OUR_COUNT" ]; then
     echo "MISMATCH: rg counts $RG_COUNT matching lines, idlereset $OUR_COUNT" >&2
     exit 1
 fi
 
+peak_kb() { # peak RSS (KiB) of "$@"
+    /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1
+}
+
 RG_T=$(best rg -c -i -F "${SIGS[@]}" "$LOG")
+RG_KB=$(peak_kb rg -c -i -F "${SIGS[@]}" "$LOG")
+OUR_KB=$(peak_kb "$BIN" logs "$LOG" --json)
+PIPE_KB=$( { /usr/bin/time -f "%M" "$BIN" logs - --json <"$LOG" >/dev/null; } 2>&1 | tail -1)
 OUR_T=$(best "$BIN" logs "$LOG" --json)
 OUR_NC_T=$(best "$BIN" logs "$LOG" --json --no-connections)
 
-python3 - "$LOG" "$RG_COUNT" "$RG_T" "$OUR_T" "$OUR_NC_T" <<'PY'
+python3 - "$LOG" "$RG_COUNT" "$RG_T" "$OUR_T" "$OUR_NC_T" "$RG_KB" "$OUR_KB" "$PIPE_KB" <<'PY'
 import os, sys
-log, count, rg, ours, ours_nc = sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:])
+log, count = sys.argv[1], int(sys.argv[2])
+rg, ours, ours_nc = map(float, sys.argv[3:6])
+rg_kb, our_kb, pipe_kb = map(int, sys.argv[6:9])
 gb = os.path.getsize(log) / 1e9
 print(f"log: {log} ({gb:.2f} GB), {count} matching lines (same count from both tools)")
 print(f"rg -c -i -F (15 signatures):          {rg:6.2f} s  {gb / rg:5.2f} GB/s")
 print(f"idlereset logs --json:                {ours:6.2f} s  {gb / ours:5.2f} GB/s  ratio {ours / rg:.2f}")
 print(f"idlereset logs --json --no-connections: {ours_nc:4.2f} s  {gb / ours_nc:5.2f} GB/s  ratio {ours_nc / rg:.2f}")
+print(f"peak RSS: rg {rg_kb / 1024:.1f} MiB, idlereset {our_kb / 1024:.1f} MiB, idlereset logs - (pipe) {pipe_kb / 1024:.1f} MiB")
 print("goal: ratio <= 2.0:", "met" if ours / rg <= 2.0 else "NOT met")
 PY

@@ -173,3 +173,242 @@ fn bench_script_counts_every_builtin_signature() {
         );
     }
 }
+
+/// Peak resident memory (VmHWM, KiB) of a running process.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Bytes a process has read so far.
+fn read_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("rchar:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn file_truncated_mid_scan_gives_a_result_not_a_signal() {
+    use std::io::Write as _;
+    let d = dir("truncate");
+    let log = d.join("app.log");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&log).unwrap());
+        let filler = "INFO request handled method=GET path=/api/v1/items status=200 bytes=1234";
+        for k in 0..1_500_000u64 {
+            if k % 1000 == 0 {
+                writeln!(
+                    f,
+                    "{} ERROR read: connection reset by peer",
+                    1_700_000_000 + k
+                )
+                .unwrap();
+            } else {
+                writeln!(f, "{} {filler}", 1_700_000_000 + k).unwrap();
+            }
+        }
+    }
+    let size = std::fs::metadata(&log).unwrap().len();
+    let child = Command::new(env!("CARGO_BIN_EXE_idlereset"))
+        .args(["logs", log.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Truncate (logrotate's copytruncate) once the scan is under way.
+    let t0 = std::time::Instant::now();
+    while read_bytes(child.id()) < 4 << 20 && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let started = read_bytes(child.id());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "killed by a signal or failed: {:?} {stderr}",
+        out.status
+    );
+    assert!(started < size, "the scan ended before the truncation");
+    let v = json(&out);
+    let truncated = v["inputs"][0]["truncated_at"].as_u64().unwrap();
+    assert!(truncated < size, "{truncated} vs {size}");
+    assert!(v["events"].as_u64().unwrap() > 0);
+    assert!(stderr.contains("shrank while it was read"), "{stderr}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_pipe_is_streamed_with_bounded_memory() {
+    use std::io::Write as _;
+    // IDLERESET_LOGS_PIPE_MB=1024 for the full gigabyte (the debug build reads ~15 MB/s of CPU).
+    let mb: u64 = std::env::var("IDLERESET_LOGS_PIPE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idlereset"))
+        .args(["logs", "-", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut events = 0u64;
+    let mut sent = 0u64;
+    let mut t = 1_100_000_000u64;
+    let mut block = String::new();
+    let mut k = 0u64;
+    while sent < mb << 20 {
+        block.clear();
+        while block.len() < 1 << 20 {
+            k += 1;
+            if k % 8 == 0 {
+                // A reset every 300 s on one of 16 pool connections.
+                writeln!(
+                    block,
+                    "{t} ERROR conn={} read: connection reset by peer",
+                    k % 16
+                )
+                .unwrap();
+                events += 1;
+                t += 300;
+            } else {
+                writeln!(
+                    block,
+                    "{} INFO request handled status=200 bytes={k}",
+                    t + k % 8
+                )
+                .unwrap();
+            }
+        }
+        stdin.write_all(block.as_bytes()).unwrap();
+        sent += block.len() as u64;
+    }
+    // Everything is written and mostly consumed: the peak so far is the scan's.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let peak_kib = peak_rss_kib(pid);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    eprintln!(
+        "pipe: {} MiB, {events} events, peak RSS {:.1} MiB",
+        sent >> 20,
+        peak_kib as f64 / 1024.0
+    );
+    assert_eq!(v["events"].as_u64(), Some(events));
+    assert_eq!(v["sampled"], events > 65_536);
+    assert!(
+        (v["period_s"].as_f64().unwrap() - 300.0).abs() < 0.01,
+        "{v}"
+    );
+    // Before streaming, the whole input was held in memory (and 2 M events took 855 MB).
+    assert!(
+        peak_kib < 96 * 1024,
+        "peak RSS {peak_kib} KiB for a {} MiB pipe",
+        sent >> 20
+    );
+}
+
+#[test]
+fn dev_zero_is_a_clear_error_or_a_bounded_result() {
+    let out = idlereset(&["logs", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/dev/zero: no line break"), "{stderr}");
+    let out = idlereset(&["logs", "/dev/zero", "--max-bytes", "8M", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    assert_eq!(v["inputs"][0]["bytes"], 8 << 20);
+    assert_eq!(v["overlong_lines"], 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("longer than"));
+}
+
+#[test]
+fn follow_reports_incidents_as_they_happen_and_the_summary_on_ctrl_c() {
+    use std::io::{BufRead as _, Write as _};
+    let d = dir("follow");
+    let log = d.join("app.log");
+    std::fs::write(
+        &log,
+        "2024-05-10T03:14:22Z INFO reconnecting upstream: unexpected EOF\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idlereset"))
+        .args(["logs", "--follow", log.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["incident"], 1);
+    // Appended later, and after a copytruncate.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(b"2024-05-10T15:14:23Z INFO reconnecting upstream: unexpected EOF\n")
+        .unwrap();
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (second["incident"].as_u64(), second["line"].as_u64()),
+        (Some(2), Some(2))
+    );
+    std::fs::write(
+        &log,
+        "2024-05-11T03:14:23Z INFO reconnecting upstream: unexpected EOF\n",
+    )
+    .unwrap();
+    let third: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (third["incident"].as_u64(), third["line"].as_u64()),
+        (Some(3), Some(1))
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(summary["events"], 3);
+    assert_eq!(summary["pattern"], "connection-age-timer");
+    assert_eq!(summary["inputs"][0]["restarts"], 1);
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn json_snapshot_of_a_java_log() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../idlereset-core/tests/fixtures/logs/java-pgjdbc-hikaricp.log"
+    );
+    let out = idlereset(&["logs", fixture, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let mut v = json(&out);
+    // The fixture's absolute path depends on the checkout.
+    v["inputs"][0]["name"] = "java-pgjdbc-hikaricp.log".into();
+    insta::assert_snapshot!(serde_json::to_string_pretty(&v).unwrap());
+}

@@ -146,7 +146,8 @@ pub fn incidents(sorted: &[f64], merge_window_s: f64) -> Vec<f64> {
     out
 }
 
-fn median(v: &[f64]) -> f64 {
+/// Median of `v` (0 when empty).
+pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let n = s.len();
@@ -165,13 +166,14 @@ fn nominal(period: f64) -> f64 {
 }
 
 /// Fit a period through incident times (sorted, seconds). `None` with fewer than
-/// [`MIN_INCIDENTS`] or a zero median interval.
-pub fn fit_period(incidents: &[f64]) -> Option<Periodicity> {
+/// [`MIN_INCIDENTS`] or a zero median interval. `p0_hint` is the median interval when the times
+/// are a sample of a longer series (the sample's own intervals are multiples of the period).
+pub fn fit_period(incidents: &[f64], p0_hint: Option<f64>) -> Option<Periodicity> {
     if incidents.len() < MIN_INCIDENTS {
         return None;
     }
     let intervals: Vec<f64> = incidents.windows(2).map(|w| w[1] - w[0]).collect();
-    let p0 = median(&intervals);
+    let p0 = p0_hint.unwrap_or_else(|| median(&intervals));
     if !(p0.is_finite() && p0 > 0.0) {
         return None;
     }
@@ -221,16 +223,18 @@ pub fn fit_period(incidents: &[f64]) -> Option<Periodicity> {
 }
 
 /// Classify incidents (sorted, seconds since the epoch). `tick` is the timestamps' resolution in
-/// seconds; `bracket` the idle bracket when connection ids allowed one.
+/// seconds; `bracket` the idle bracket when connection ids allowed one; `p0_hint` the median
+/// interval when `incidents` is a sample (see [`fit_period`]).
 pub fn analyse(
     incidents: Vec<f64>,
     tick: f64,
     bracket: Option<Bracket>,
     tz: &TimeZone,
+    p0_hint: Option<f64>,
 ) -> Analysis {
     let tick = tick.max(0.001);
     let intervals_s: Vec<f64> = incidents.windows(2).map(|w| w[1] - w[0]).collect();
-    let periodicity = fit_period(&incidents);
+    let periodicity = fit_period(&incidents, p0_hint);
     let first_time_of_day = incidents.first().and_then(|&t| time_of_day(t, tz));
     let confidence = match intervals_s.len() {
         0..=2 => Confidence::Low,
@@ -299,7 +303,10 @@ pub fn per_connection(pooled: Analysis, by_connection: &[Vec<f64>], tick: f64) -
         return pooled;
     }
     let tick = tick.max(0.001);
-    let fits: Vec<Periodicity> = by_connection.iter().filter_map(|t| fit_period(t)).collect();
+    let fits: Vec<Periodicity> = by_connection
+        .iter()
+        .filter_map(|t| fit_period(t, None))
+        .collect();
     let regular: Vec<&Periodicity> = fits.iter().filter(|p| p.regular).collect();
     if regular.len() < 2 || regular.len() * 2 < fits.len() {
         return pooled;
@@ -435,6 +442,7 @@ mod tests {
             tick,
             None,
             &TimeZone::UTC,
+            None,
         )
     }
 
@@ -524,6 +532,7 @@ mod tests {
             0.001,
             None,
             &TimeZone::UTC,
+            None,
         );
         assert_eq!(pooled.pattern, Pattern::Irregular);
         let a = per_connection(pooled, &series, 0.001);
@@ -540,6 +549,7 @@ mod tests {
             0.001,
             None,
             &TimeZone::UTC,
+            None,
         );
         assert_eq!(
             per_connection(pooled, &noise, 0.001).pattern,
@@ -567,7 +577,7 @@ mod tests {
         #[test]
         fn analysis_never_panics(mut times in proptest::collection::vec(-1e12f64..1e12, 0..40), merge in 0f64..10.0) {
             times.sort_by(f64::total_cmp);
-            let a = analyse(incidents(&times, merge), 0.0, None, &TimeZone::UTC);
+            let a = analyse(incidents(&times, merge), 0.0, None, &TimeZone::UTC, None);
             proptest::prop_assert!(a.incidents.len() <= times.len());
         }
     }
@@ -581,7 +591,7 @@ mod tests {
             failed: 3,
             connections: 4,
         };
-        let a = analyse(vec![T0, T0 + 50.0], 0.001, Some(b), &TimeZone::UTC);
+        let a = analyse(vec![T0, T0 + 50.0], 0.001, Some(b), &TimeZone::UTC, None);
         assert_eq!(a.pattern, Pattern::IdleTimeout);
         assert_eq!(a.confidence, Confidence::Medium);
         let bad = Bracket {
@@ -589,7 +599,7 @@ mod tests {
             ..b
         };
         assert_eq!(
-            analyse(vec![T0, T0 + 50.0], 0.001, Some(bad), &TimeZone::UTC).pattern,
+            analyse(vec![T0, T0 + 50.0], 0.001, Some(bad), &TimeZone::UTC, None).pattern,
             Pattern::Irregular
         );
     }

@@ -10,11 +10,14 @@
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::bytes::{Regex, RegexSet};
 
-/// One built-in signature: a stable id, the literal it matches and which stack writes it.
+/// One built-in signature: a stable id, the literal it matches, the client library (or `os` /
+/// language runtime) that writes it, and where it comes from. The library ids are those of the
+/// inventory's clients, so this table can later be read from the library data file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Builtin {
     pub id: &'static str,
     pub literal: &'static str,
+    pub library: &'static str,
     pub stack: &'static str,
 }
 
@@ -22,78 +25,135 @@ pub struct Builtin {
 /// reported when two overlap at the same position: the more specific text comes first.
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
+        id: "pgjdbc-io-error",
+        literal: "an i/o error occurred while sending to the backend",
+        library: "pgjdbc",
+        stack: "PostgreSQL JDBC driver: PSQLException when the socket fails mid-query",
+    },
+    Builtin {
+        id: "pgjdbc-connection-closed",
+        literal: "this connection has been closed",
+        library: "pgjdbc",
+        stack: "PostgreSQL JDBC driver: use of a connection already found dead (HikariCP validation WARN carries it)",
+    },
+    Builtin {
+        id: "hikaricp-validation-failed",
+        literal: "failed to validate connection",
+        library: "hikaricp",
+        stack: "HikariCP: validation on borrow found the connection dead (WARN; the app sees no error)",
+    },
+    Builtin {
         id: "libpq-server-closed",
         literal: "server closed the connection unexpectedly",
-        stack: "PostgreSQL libpq",
+        library: "libpq",
+        stack: "PostgreSQL libpq (psql, psycopg2, psycopg 3)",
+    },
+    Builtin {
+        id: "node-pg-terminated",
+        literal: "connection terminated unexpectedly",
+        library: "node-pg",
+        stack: "node-postgres (pg)",
+    },
+    Builtin {
+        id: "redis-py-socket-read",
+        literal: "error while reading from socket",
+        library: "redis-py",
+        stack: "redis-py ConnectionError",
+    },
+    Builtin {
+        id: "grpc-stream-removed",
+        literal: "stream removed",
+        library: "grpcio",
+        stack: "gRPC C-core (grpcio): UNAVAILABLE",
     },
     Builtin {
         id: "mysql-link-failure",
         literal: "communications link failure",
+        library: "mysql-connector-j",
         stack: "MySQL Connector/J",
     },
     Builtin {
         id: "mysql-gone-away",
         literal: "server has gone away",
+        library: "mysql-client",
         stack: "MySQL client",
     },
     Builtin {
         id: "mysql-lost-connection",
         literal: "lost connection to mysql server",
+        library: "mysql-client",
         stack: "MySQL client",
     },
     Builtin {
         id: "grpc-transport-closing",
         literal: "transport is closing",
-        stack: "gRPC",
+        library: "grpc-go",
+        stack: "gRPC (grpc-go UNAVAILABLE)",
     },
     Builtin {
         id: "connection-reset",
         literal: "connection reset",
-        stack: "OS errno ECONNRESET (Go, Java, Python, Rust, ...)",
+        library: "os",
+        stack: "OS errno ECONNRESET (Go `read: connection reset by peer`, Java, Python, redis-py, Rust)",
     },
     Builtin {
         id: "econnreset",
         literal: "econnreset",
-        stack: "OS errno name (Node.js, C)",
+        library: "os",
+        stack: "OS errno name (Node.js `read ECONNRESET`, ioredis, C)",
     },
     Builtin {
         id: "forcibly-closed",
         literal: "forcibly closed by the remote host",
+        library: "os",
         stack: "Windows WSAECONNRESET",
     },
     Builtin {
         id: "socket-hang-up",
         literal: "socket hang up",
-        stack: "Node.js",
+        library: "node",
+        stack: "Node.js http",
     },
     Builtin {
         id: "broken-pipe",
         literal: "broken pipe",
-        stack: "OS errno EPIPE",
+        library: "os",
+        stack: "OS errno EPIPE (Go `write: broken pipe`)",
     },
     Builtin {
         id: "epipe",
         literal: "epipe",
+        library: "os",
         stack: "OS errno name",
     },
     Builtin {
         id: "unexpected-eof",
         literal: "unexpected eof",
-        stack: "Go io.ErrUnexpectedEOF, TLS libraries",
+        library: "go",
+        stack: "Go io.ErrUnexpectedEOF (pgx, HTTP clients), TLS libraries",
+    },
+    Builtin {
+        id: "pgx-conn-closed",
+        literal: "conn closed",
+        library: "pgx",
+        stack: "pgx: use of a connection closed after an error",
     },
     Builtin {
         id: "connection-abort",
         literal: "connection abort",
+        library: "os",
         stack: "OS errno ECONNABORTED",
     },
     Builtin {
         id: "etimedout",
         literal: "etimedout",
+        library: "os",
         stack: "OS errno name",
     },
     Builtin {
         id: "connection-timed-out",
         literal: "connection timed out",
+        library: "os",
         stack: "OS errno ETIMEDOUT text",
     },
 ];
@@ -269,6 +329,46 @@ mod tests {
             assert_eq!(first_id(&s, line).as_deref(), Some(want), "{line}");
         }
         assert_eq!(first_id(&s, "query ok conn=3 idle_s=0.1"), None);
+        let libraries = [
+            (
+                "org.postgresql.util.PSQLException: An I/O error occurred while sending to the backend.",
+                "pgjdbc-io-error",
+            ),
+            (
+                "HikariPool-1 - Failed to validate connection org.postgresql.jdbc.PgConnection@5a2e4553 (This connection has been closed.). Possibly consider using a shorter maxLifetime value.",
+                "hikaricp-validation-failed",
+            ),
+            (
+                "psycopg2.OperationalError: server closed the connection unexpectedly",
+                "libpq-server-closed",
+            ),
+            (
+                "grpc._channel._InactiveRpcError: status = StatusCode.UNAVAILABLE details = \"Stream removed\"",
+                "grpc-stream-removed",
+            ),
+            (
+                "redis.exceptions.ConnectionError: Error while reading from socket: (104, 'Connection reset by peer')",
+                "redis-py-socket-read",
+            ),
+            (
+                "[ioredis] Unhandled error event: Error: read ECONNRESET",
+                "econnreset",
+            ),
+            (
+                "Error: Connection terminated unexpectedly",
+                "node-pg-terminated",
+            ),
+            (
+                "failed to deallocate cached statement(s): conn closed",
+                "pgx-conn-closed",
+            ),
+        ];
+        for (line, want) in libraries {
+            assert_eq!(first_id(&s, line).as_deref(), Some(want), "{line}");
+        }
+        for b in BUILTINS {
+            assert_eq!(b.literal, b.literal.to_ascii_lowercase(), "{}", b.id);
+        }
     }
 
     #[test]

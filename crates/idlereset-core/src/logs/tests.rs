@@ -8,14 +8,11 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use proptest::prelude::*;
 
+use super::timestamp::SyslogYear;
 use super::*;
 
 fn opts() -> ScanOptions {
-    ScanOptions {
-        signatures: SignatureSet::builtin(),
-        time: TimeContext::default(),
-        connections: true,
-    }
+    ScanOptions::default()
 }
 
 fn run(log: &str) -> Report {
@@ -23,16 +20,8 @@ fn run(log: &str) -> Report {
 }
 
 fn run_with(log: &str, o: &ScanOptions) -> Report {
-    let scan = scan(log.as_bytes(), o);
     let catalog = Catalog::builtin().unwrap();
-    report(
-        &[scan],
-        &o.signatures,
-        &catalog,
-        &TimeZone::UTC,
-        analysis::DEFAULT_MERGE_WINDOW_S,
-    )
-    .0
+    analyse_bytes("test.log", log.as_bytes(), o, &catalog, &TimeZone::UTC).report
 }
 
 fn ts(secs: f64) -> String {
@@ -108,7 +97,9 @@ fn connection_age_timer_among_noise_and_stack_traces() {
     let r = run(&log);
     assert_eq!(r.events, 16);
     assert_eq!(r.incidents, 8);
-    assert_eq!(r.lines_without_timestamp, 8);
+    // The `Caused by:` lines belong to the ERROR record above: one failure, one event.
+    assert_eq!(r.lines_without_timestamp, 0);
+    assert_eq!(r.lines_in_records, 8);
     assert_eq!(r.pattern, Pattern::ConnectionAgeTimer, "{}", r.reason);
     assert!(
         (r.drift_s_per_day.unwrap() - 3.0).abs() < 0.3,
@@ -320,21 +311,23 @@ fn user_patterns_and_go_format() {
 
 #[test]
 fn line_numbers_and_no_trailing_newline() {
-    let data = b"a\nb\n2024-05-10T03:14:22Z broken pipe";
-    let s = scan(data, &opts());
-    assert_eq!(s.events.len(), 1);
-    assert_eq!(line_number(data, s.events[0].offset), 3);
-    let s = scan(b"broken pipe without a time\nbroken pipe", &opts());
+    let r = run("a\nb\n2024-05-10T03:14:22Z broken pipe");
+    assert_eq!(r.events, 1);
+    let first = r.inputs[0].first_event.clone().unwrap();
+    assert_eq!((first.line, first.offset), (3, 4));
+    let r = run("broken pipe without a time\nbroken pipe");
+    assert_eq!((r.events, r.lines_without_timestamp), (0, 2));
     assert_eq!(
-        (s.events.len(), s.no_timestamp, s.first_no_timestamp),
-        (0, 2, Some(0))
+        r.inputs[0].first_without_timestamp.as_ref().unwrap().line,
+        1
     );
 }
 
 proptest! {
     #[test]
     fn scan_never_panics(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        let _ = scan(&data, &opts());
+        let catalog = Catalog::builtin().unwrap();
+        let _ = analyse_bytes("fuzz", &data, &opts(), &catalog, &TimeZone::UTC);
     }
 
     #[test]
@@ -345,10 +338,9 @@ proptest! {
         )
     ) {
         let text = lines.join("\n");
-        let s = scan(text.as_bytes(), &opts());
         let catalog = Catalog::builtin().unwrap();
-        let (r, _) = report(&[s], &SignatureSet::builtin(), &catalog, &TimeZone::UTC, 2.0);
-        prop_assert!(r.events <= lines.len());
+        let r = analyse_bytes("prop", text.as_bytes(), &opts(), &catalog, &TimeZone::UTC).report;
+        prop_assert!(r.events as usize <= lines.len());
     }
 
     #[test]
@@ -366,4 +358,121 @@ proptest! {
         let p = timestamp::find_timestamp(text.as_bytes(), &TimeContext::default(), &mut SyslogYear::default());
         prop_assert_eq!(p.map(|p| p.time), Some(t));
     }
+}
+
+fn fixture(name: &str) -> Report {
+    let path = format!("{}/tests/fixtures/logs/{name}", env!("CARGO_MANIFEST_DIR"));
+    run(&std::fs::read_to_string(&path).unwrap())
+}
+
+#[test]
+fn java_pgjdbc_and_hikaricp_failures_count_once() {
+    let r = fixture("java-pgjdbc-hikaricp.log");
+    // Three query failures with stack traces (the reset text on 2 lines each) and two HikariCP
+    // validation WARNs: five failures, five events.
+    assert_eq!(
+        (r.events, r.lines_in_records, r.lines_without_timestamp),
+        (5, 3, 0)
+    );
+    assert_eq!(
+        r.incidents, 3,
+        "each WARN follows its failure within a second"
+    );
+    assert_eq!(r.signatures.get("pgjdbc-io-error"), Some(&3));
+    assert_eq!(r.signatures.get("hikaricp-validation-failed"), Some(&2));
+    // PgConnection@... identities bracket the idle: 880 s survived, 965.6 s failed.
+    assert_eq!(r.pattern, Pattern::IdleTimeout, "{}", r.reason);
+    let b = r.idle_timeout_s.unwrap();
+    assert_eq!(b.low, Some(880.0));
+    assert!((b.high.unwrap() - 965.571).abs() < 1e-3, "{b:?}");
+    assert!(r.candidates.iter().any(|c| c.id == "docker-swarm-ipvs"));
+    assert_eq!(r.idle_bracket_note, None);
+}
+
+#[test]
+fn python_tracebacks_count_once() {
+    let r = fixture("python-psycopg2-redis.log");
+    // psycopg2 twice, redis-py once (its chained traceback has the reset text twice).
+    assert_eq!(
+        (r.events, r.lines_in_records, r.lines_without_timestamp),
+        (3, 1, 0)
+    );
+    assert_eq!(r.signatures.get("libpq-server-closed"), Some(&2));
+    let b = r.idle_timeout_s.unwrap();
+    assert!((b.low.unwrap() - 600.077).abs() < 1e-3, "{b:?}");
+    assert!((b.high.unwrap() - 1205.256).abs() < 1e-3, "{b:?}");
+}
+
+#[test]
+fn go_errors_and_panics_count_once() {
+    let r = fixture("go-pgx.log");
+    assert_eq!(
+        (r.events, r.lines_in_records, r.lines_without_timestamp),
+        (3, 1, 0)
+    );
+    let b = r.idle_timeout_s.unwrap();
+    assert_eq!((b.low, b.high), (Some(600.0), Some(1201.0)));
+}
+
+#[test]
+fn node_stacks_count_once_and_say_why_no_bracket() {
+    let r = fixture("node-pg-ioredis.log");
+    assert_eq!((r.events, r.lines_without_timestamp), (3, 0));
+    assert_eq!(r.signatures.get("node-pg-terminated"), Some(&2));
+    assert_eq!(r.signatures.get("econnreset"), Some(&1));
+    let note = r.idle_bracket_note.unwrap();
+    assert!(
+        note.contains("idlereset pcap") && note.contains("idlereset probe"),
+        "{note}"
+    );
+}
+
+#[test]
+fn a_few_absurd_timestamps_do_not_flip_the_verdict() {
+    // A clean 300 s pattern (whole seconds, a little start-up jitter) ...
+    let mut log = String::new();
+    let mut rng = Lcg(9);
+    for k in 0..24 {
+        let t = T0 + f64::from(k) * 300.0 + (rng.next() * 2.0).floor();
+        writeln!(log, "{} ERROR write: broken pipe", ts(t)).unwrap();
+        if k == 11 {
+            // ... with one line dated year 0 and one at the epoch (an unset clock) in the middle.
+            writeln!(log, "0000-01-01T00:00:00Z ERROR write: broken pipe").unwrap();
+            writeln!(log, "1970-01-01T00:00:00Z ERROR write: broken pipe").unwrap();
+        }
+    }
+    let r = run(&log);
+    assert_eq!(r.events, 26);
+    assert_eq!(r.absurd_timestamps, 2);
+    assert_eq!(r.absurd_examples[0].time, "0000-01-01T00:00:00Z");
+    assert_eq!(r.absurd_examples[0].line, 13);
+    assert_ne!(r.pattern, Pattern::Irregular, "{}", r.reason);
+    assert_eq!(r.nominal_period_s, Some(300.0));
+    assert_eq!(r.incidents, 24);
+    assert!(r.first_event.unwrap().starts_with("2024-05-10"));
+}
+
+#[test]
+fn incidents_beyond_the_reservoir_are_sampled_and_keep_the_period() {
+    // 100,000 resets every 300 s (more than the reservoir keeps).
+    let mut log = String::new();
+    let n = scanner::MAX_INCIDENTS as u64 + 34_464;
+    for k in 0..n {
+        writeln!(
+            log,
+            "{} ERROR read: connection reset by peer",
+            1_100_000_000 + k * 300
+        )
+        .unwrap();
+    }
+    let r = run(&log);
+    assert_eq!(r.events, n);
+    assert!(r.sampled);
+    assert_eq!(r.incidents, n);
+    assert!(
+        (r.period_s.unwrap() - 300.0).abs() < 1e-6,
+        "{:?}",
+        r.period_s
+    );
+    assert_eq!(r.pattern, Pattern::WallClockSchedule, "{}", r.reason);
 }

@@ -1,25 +1,27 @@
 //! `idlereset logs`: find reset events in application logs and say what they follow: a timer
 //! counted from connection start, a wall-clock schedule, or an idle timeout.
 //!
-//! This module only validates arguments, maps the files (via `idlereset-linux`), hands the bytes
-//! to `idlereset_core::logs` and renders the result: a terminal summary with a sparkline of the
-//! drift, `--json` (design.md contract), and `--plot OUT.svg`.
+//! This module only validates arguments, hands blocks read by [`read`] to
+//! `idlereset_core::logs::Scanner` and renders the result: a line per incident as it is found
+//! (pipes, standard input, `--follow`), a terminal summary with a sparkline of the drift,
+//! `--json` (docs/json.md contract), and `--plot OUT.svg`.
 
 mod plot;
+mod read;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use idlereset_core::catalog::Catalog;
 use idlereset_core::duration::{Human, parse_duration};
 use idlereset_core::logs::analysis::{self, Analysis, Pattern};
-use idlereset_core::logs::idle;
 use idlereset_core::logs::signatures::SignatureSet;
 use idlereset_core::logs::timestamp::TimeContext;
-use idlereset_core::logs::{self as core_logs, FileScan, Report, ScanOptions};
-use idlereset_linux::mapped_file::MappedFile;
+use idlereset_core::logs::{LiveIncident, Report, ScanOptions, Scanner};
 use jiff::tz::TimeZone;
+use read::Msg;
 
 use crate::app::Outcome;
 
@@ -30,12 +32,19 @@ Examples:
   idlereset logs app.log --plot resets.svg        draw the events against the fitted schedule
   idlereset logs lab.log --match 'GOAWAY'         add your own signature (regular expression)
   idlereset logs /var/log/syslog --tz Europe/Berlin --year 2024
-  kubectl logs deploy/api | idlereset logs -
+  kubectl logs -f deploy/api | idlereset logs -  incidents as they happen, summary at EOF or Ctrl-C
+  idlereset logs --follow /var/log/app.log      like tail -F: survives rotation and copytruncate
+  idlereset logs --follow app.log --json        one JSON object per incident, then the summary
 
 Built-in signatures (case-insensitive): connection reset, ECONNRESET, broken pipe, EPIPE,
-unexpected EOF, server closed the connection unexpectedly (libpq), transport is closing (gRPC),
-Communications link failure (MySQL), server has gone away, lost connection to MySQL server,
-socket hang up, forcibly closed by the remote host, connection abort, ETIMEDOUT, connection timed out.
+unexpected EOF, connection abort, ETIMEDOUT, connection timed out, and the texts of client
+libraries: pgjdbc (An I/O error occurred while sending to the backend, This connection has been
+closed), HikariCP (Failed to validate connection), libpq (server closed the connection
+unexpectedly), node-pg (Connection terminated unexpectedly), redis-py (Error while reading from
+socket), grpcio (Stream removed), grpc-go (transport is closing), pgx (conn closed), MySQL
+(Communications link failure, server has gone away, lost connection to MySQL server), Node.js
+(socket hang up), Windows (forcibly closed by the remote host). Stack-trace lines (indented,
+`Caused by:`, `Traceback`, Go panics) belong to the timestamped line above: one failure is one event.
 
 Exit status: 0 no reset events, 1 reset events found, 2 error.";
 
@@ -66,15 +75,40 @@ pub struct Args {
     /// Events closer than this are one incident (one reset logs several lines)
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     pub merge_window: String,
-    /// Do not read connection ids / 4-tuples (skips the idle bracket and its second pass)
+    /// Do not read connection ids / 4-tuples (skips the idle bracket)
     #[arg(long)]
     pub no_connections: bool,
+    /// Keep reading FILE as it grows (like tail -F, across rotation and copytruncate); print each
+    /// incident as it is found and the summary on Ctrl-C
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Stop reading each input after this many bytes (e.g. 100M, 2G)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_bytes: Option<u64>,
+    /// Skip (and count) lines longer than this (e.g. 64K, 1M)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1M")]
+    pub max_line: u64,
 }
 
-struct Input {
-    name: String,
-    data: MappedFile,
+/// `4096`, `64K`, `100M`, `2G` (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?}: expected a size such as 4096, 64K, 100M or 2G"))
 }
+
+/// An input that produced no line break in this many bytes is not a text log.
+const NOT_TEXT_AFTER: u64 = 64 << 20;
 
 fn time_zone(name: &str) -> anyhow::Result<TimeZone> {
     match name {
@@ -84,27 +118,38 @@ fn time_zone(name: &str) -> anyhow::Result<TimeZone> {
     }
 }
 
-fn read_inputs(files: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
-    files
-        .iter()
-        .map(|path| {
-            if path.as_os_str() == "-" {
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf)
-                    .context("reading standard input")?;
-                Ok(Input {
-                    name: "<stdin>".into(),
-                    data: MappedFile::Read(buf),
-                })
-            } else {
-                let data = MappedFile::open(path)?;
-                Ok(Input {
-                    name: path.display().to_string(),
-                    data,
-                })
-            }
-        })
-        .collect()
+/// Prints incidents as they are found.
+struct LivePrinter {
+    enabled: bool,
+    json: bool,
+}
+
+impl LivePrinter {
+    fn print(&self, i: &LiveIncident) {
+        if !self.enabled {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (`| head`) must not stop the scan; the summary write reports it.
+        let _ = if self.json {
+            serde_json::to_writer(&mut out, i)
+                .map_err(std::io::Error::other)
+                .and_then(|()| writeln!(out))
+        } else {
+            let since = i
+                .since_previous_s
+                .map_or(String::new(), |d| format!(" (+{})", Human(d)));
+            let conn = i
+                .conn
+                .as_deref()
+                .map_or(String::new(), |c| format!(" conn {c}"));
+            writeln!(
+                out,
+                "incident {} at {}{since} {}:{} [{}]{conn}: {}",
+                i.incident, i.time, i.file, i.line, i.signature, i.text
+            )
+        };
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -116,6 +161,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let merge = parse_duration(&args.merge_window)
         .context("--merge-window")?
         .as_secs_f64();
+    if args.follow && args.files.len() != 1 {
+        anyhow::bail!("--follow reads exactly one FILE (or -)");
+    }
     let signatures = SignatureSet::new(!args.no_builtin, &args.patterns)?;
     let opts = ScanOptions {
         signatures,
@@ -124,36 +172,98 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             year,
         },
         connections: !args.no_connections,
+        merge_window_s: merge,
+        max_line: Some(usize::try_from(args.max_line).unwrap_or(usize::MAX)),
     };
-    let inputs = read_inputs(&args.files)?;
-    let scans: Vec<FileScan> = inputs
-        .iter()
-        .map(|i| core_logs::scan(&i.data, &opts))
-        .collect();
     let catalog = Catalog::builtin()?;
-    let (report, analysis) = core_logs::report(&scans, &opts.signatures, &catalog, &tz, merge);
-
+    let (rx, stop) = read::spawn(
+        args.files.clone(),
+        read::ReadOptions {
+            follow: args.follow,
+            max_bytes: args.max_bytes,
+            poll: Duration::from_millis(250),
+        },
+    );
+    read::stop_on_signal(stop);
+    let mut scanner = Scanner::new(&opts);
+    let mut printer = LivePrinter {
+        enabled: false,
+        json: args.json,
+    };
+    let mut stopped = false;
+    loop {
+        match rx.recv() {
+            Ok(Msg::Begin { name, live }) => {
+                scanner.begin_input(&name);
+                printer.enabled = live && (!args.json || args.follow);
+            }
+            Ok(Msg::Block(b)) => {
+                scanner.push(&b, &mut |i| printer.print(i));
+                if let Some(s) = scanner.current() {
+                    if s.lines == 0 && s.bytes >= NOT_TEXT_AFTER && s.overlong_lines > 0 {
+                        anyhow::bail!(
+                            "{}: no line break in the first {} bytes: not a text log (use --max-bytes to read it anyway)",
+                            s.name,
+                            s.bytes
+                        );
+                    }
+                }
+            }
+            Ok(Msg::Truncated { size, read }) => {
+                scanner.note_truncated();
+                let name = scanner
+                    .current()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                eprintln!(
+                    "warning: {name} shrank while it was read (was {size} bytes, ended after {read}; rotated with copytruncate?): the report covers the first {read} bytes"
+                );
+            }
+            Ok(Msg::Restarted { why }) => {
+                let name = scanner
+                    .current()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                eprintln!("note: {name} was {why}; reading it again from its start");
+                scanner.restart_input();
+            }
+            Ok(Msg::End) => scanner.end_input(&mut |i| printer.print(i)),
+            Ok(Msg::Failed(e)) => return Err(e),
+            Ok(Msg::Stop) => {
+                scanner.end_input(&mut |i| printer.print(i));
+                stopped = true;
+                break;
+            }
+            Ok(Msg::Done) | Err(_) => break,
+        }
+    }
+    let summary = scanner.finish(&catalog, &tz);
+    let report = &summary.report;
+    for s in &report.inputs {
+        if s.overlong_lines > 0 {
+            eprintln!(
+                "warning: {}: {} line(s) longer than {} bytes skipped",
+                s.name, s.overlong_lines, args.max_line
+            );
+        }
+    }
     if let Some(out) = &args.plot {
-        let lines: Vec<_> = scans
-            .iter()
-            .flat_map(|s| s.conn_lines.iter().cloned())
-            .collect();
-        let samples = idle::samples(&lines);
-        plot::draw(out, &analysis, &report, &samples)
+        plot::draw(out, &summary.analysis, report, &summary.samples)
             .with_context(|| format!("writing plot {}", out.display()))?;
     }
     if args.json {
-        super::print_json(&report)?;
+        if args.follow {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, report)?;
+            writeln!(out)?;
+        } else {
+            super::print_json(report)?;
+        }
     } else {
-        print_summary(
-            &inputs,
-            &scans,
-            &report,
-            &analysis,
-            &opts.signatures,
-            &tz,
-            args.plot.as_ref(),
-        )?;
+        if stopped {
+            println!("-- interrupted: summary of what was read --");
+        }
+        print_summary(report, &summary.analysis, &tz, args.plot.as_ref())?;
     }
     Ok(if report.events > 0 {
         Outcome::Findings
@@ -191,25 +301,31 @@ pub fn sparkline(values: &[f64], width: usize) -> String {
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
 fn print_summary(
-    inputs: &[Input],
-    scans: &[FileScan],
     report: &Report,
     analysis: &Analysis,
-    signatures: &SignatureSet,
     tz: &TimeZone,
     plot: Option<&PathBuf>,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{} reset event(s) in {} file(s), {} incident(s); {} matching line(s) without a timestamp skipped",
+        "{} reset event(s) in {} file(s), {} incident(s); {} matching line(s) without a timestamp skipped, {} stack-trace line(s) folded into their record",
         report.events,
-        inputs.len(),
+        report.inputs.len(),
         report.incidents,
-        report.lines_without_timestamp
+        report.lines_without_timestamp,
+        report.lines_in_records
     )?;
+    for s in &report.inputs {
+        if let Some(at) = s.truncated_at {
+            writeln!(
+                out,
+                "  {} shrank while it was read: only its first {at} bytes are covered",
+                s.name
+            )?;
+        }
+    }
     if report.events == 0 {
         writeln!(
             out,
@@ -223,20 +339,34 @@ fn print_summary(
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
     writeln!(out, "  signatures: {}", sigs.join(", "))?;
-    for (input, scan) in inputs.iter().zip(scans) {
-        if let Some(e) = scan.events.first() {
-            let line = core_logs::line_number(&input.data, e.offset);
-            let text = line_text(&input.data, e.offset);
-            let sig = signatures
-                .names()
-                .get(e.signature)
-                .map_or("", String::as_str);
-            writeln!(out, "  first in {}:{line} [{sig}]: {text}", input.name)?;
+    for s in &report.inputs {
+        if let Some(e) = &s.first_event {
+            let sig = e.signature.as_deref().unwrap_or_default();
+            writeln!(out, "  first in {}:{} [{sig}]: {}", s.name, e.line, e.text)?;
         }
-        if let Some(off) = scan.first_no_timestamp {
-            let line = core_logs::line_number(&input.data, off);
-            writeln!(out, "  first line without timestamp: {}:{line}", input.name)?;
+        if let Some(e) = &s.first_without_timestamp {
+            writeln!(out, "  first line without timestamp: {}:{}", s.name, e.line)?;
         }
+    }
+    if report.absurd_timestamps > 0 {
+        let ex: Vec<String> = report
+            .absurd_examples
+            .iter()
+            .map(|a| format!("{}:{} ({})", a.file, a.line, a.time))
+            .collect();
+        writeln!(
+            out,
+            "  {} incident(s) with absurd timestamps left out: {}",
+            report.absurd_timestamps,
+            ex.join(", ")
+        )?;
+    }
+    if report.sampled {
+        writeln!(
+            out,
+            "  {} incidents: the period is fitted on a uniform sample of them",
+            report.incidents
+        )?;
     }
     writeln!(out)?;
     writeln!(
@@ -324,21 +454,13 @@ fn print_summary(
             )?;
         }
     }
+    if let Some(note) = &report.idle_bracket_note {
+        writeln!(out, "idle bracket: {note}")?;
+    }
     if let Some(p) = plot {
         writeln!(out, "plot written to {}", p.display())?;
     }
     Ok(())
-}
-
-/// The line at `offset`, trimmed to 120 characters.
-fn line_text(data: &[u8], offset: usize) -> String {
-    let rest = data.get(offset..).unwrap_or_default();
-    let end = memchr_newline(rest).min(120);
-    String::from_utf8_lossy(&rest[..end]).trim_end().to_string()
-}
-
-fn memchr_newline(b: &[u8]) -> usize {
-    b.iter().position(|&c| c == b'\n').unwrap_or(b.len())
 }
 
 #[cfg(test)]
@@ -356,5 +478,14 @@ mod tests {
             10
         );
         assert_eq!(sparkline(&[], 10), "");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("100m"), Ok(100 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
     }
 }
