@@ -394,11 +394,31 @@ impl Flow {
         me.have_seq && peer.have_ack && seq_gt(me.snd_nxt, peer.max_ack)
     }
 
+    /// The origin of a RST / FIN carrying side `s`'s address. After a path change of that
+    /// side, its TTL history holds both paths' values; a RST with the old path's TTL while
+    /// the endpoint's packets are back on another path was not made by the endpoint.
+    fn origin_of(&self, s: usize, seg: &TcpSegment) -> (Origin, Evidence) {
+        let side = &self.sides[s];
+        let (origin, mut ev) = classify_origin(&side.ttl, &side.ids, seg.ttl, seg.ip_id);
+        let p = &side.path;
+        if origin == Origin::Endpoint
+            && p.change.is_some()
+            && p.run_len >= TTL_STABLE
+            && seg.ttl != p.run_ttl
+        {
+            ev.reason = format!(
+                "TTL {} differs from the endpoint's packets on its current path ({}); it had that TTL only while its packets took another path",
+                seg.ttl, p.run_ttl
+            );
+            return (Origin::Middlebox, ev);
+        }
+        (origin, ev)
+    }
+
     /// A RST that ended no reportable idle episode: an `active-reset` when a middlebox made
     /// it (or when every reset is asked for).
     fn active_reset(&mut self, ts: u64, s: usize, seg: &TcpSegment, cfg: &Config) -> Option<Raw> {
-        let (origin, evidence) =
-            classify_origin(&self.sides[s].ttl, &self.sides[s].ids, seg.ttl, seg.ip_id);
+        let (origin, evidence) = self.origin_of(s, seg);
         if origin != Origin::Middlebox && !cfg.all_resets {
             return None;
         }
