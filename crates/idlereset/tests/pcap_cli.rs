@@ -157,21 +157,282 @@ fn survived_idle_exits_0() {
 }
 
 #[test]
-fn truncated_file_reports_what_was_readable_then_exits_2() {
+fn capture_cut_inside_its_last_record_is_a_normal_end_with_a_note() {
     let p = tmp("cut.pcap");
     capture(&p, 950.0, true);
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() - 7]).unwrap();
     let out = run(&["pcap", p.to_str().unwrap(), "--json"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["flows"], 1);
-    assert_eq!(v["files"][0]["packets"], 7);
+    let f = &v["files"][0];
+    assert_eq!(f["packets"], 7);
+    assert_eq!(f["damage"].as_array().map(Vec::len), Some(0));
+    let note = f["notes"][0].as_str().unwrap();
+    assert!(
+        note.contains("ends inside the last record") && note.contains("byte offset"),
+        "{note}"
+    );
+}
+
+fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+    idlereset_core::pcap::reader::Records::new(bytes)
+        .map(|r| r.unwrap().offset as usize)
+        .collect()
+}
+
+/// The capture with `garbage` bytes inserted before record `at`.
+fn with_garbage(path: &Path, idle: f64, at: usize, garbage: usize) -> (u64, u64) {
+    let mut w = PcapWriter::new(Vec::new(), LINKTYPE_RAW, 65535, false).unwrap();
+    for (t, p) in &packets(idle, true) {
+        w.write_packet(
+            Duration::from_secs_f64(1_700_000_000.0 + t),
+            p,
+            p.len() as u32,
+        )
+        .unwrap();
+    }
+    let mut bytes = w.into_inner();
+    let off = record_offsets(&bytes)[at];
+    let junk: Vec<u8> = (0..garbage).map(|i| (i * 37 + 11) as u8 | 0x80).collect();
+    bytes.splice(off..off, junk);
+    std::fs::write(path, bytes).unwrap();
+    (off as u64, garbage as u64)
+}
+
+#[test]
+fn garbage_between_records_is_skipped_and_reported() {
+    let p = tmp("garbage.pcap");
+    let (off, len) = with_garbage(&p, 950.0, 3, 40);
+    let out = run(&["pcap", p.to_str().unwrap(), "--json"]);
+    // The damage lies before the idle gap: the reset after it is still certain.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &v["files"][0];
+    assert_eq!(f["packets"], 8);
+    assert_eq!(f["damage"][0]["offset"], off);
+    assert_eq!(f["damage"][0]["skipped"], len);
+    assert!(
+        f["damage"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("garbage.pcap")
+    );
+    assert_eq!(f["verdict_unsafe"], false);
+    assert_eq!(v["events"][0]["kind"], "reset");
+    let text = run(&["pcap", p.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "damaged: {} byte offset {off}, {len} bytes skipped",
+            p.display()
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn damage_inside_the_idle_gap_makes_the_verdict_unsafe_exit_2() {
+    let p = tmp("gap-damage.pcap");
+    with_garbage(&p, 950.0, 6, 64);
+    let out = run(&["pcap", p.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["files"][0]["verdict_unsafe"], true);
+    assert!(
+        v["events"][0]["damage"]
+            .as_str()
+            .unwrap()
+            .contains("uncertain")
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("verdict unsafe"));
+}
+
+#[test]
+fn unknown_link_type_is_a_clear_error() {
+    let p = tmp("linktype.pcap");
+    let mut w = PcapWriter::new(Vec::new(), 147, 65535, false).unwrap();
+    for (t, pkt) in &packets(10.0, true) {
+        w.write_packet(
+            Duration::from_secs_f64(1_700_000_000.0 + t),
+            pkt,
+            pkt.len() as u32,
+        )
+        .unwrap();
+    }
+    std::fs::write(&p, w.into_inner()).unwrap();
+    let out = run(&["pcap", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("cut.pcap") && stderr.contains("byte offset"),
+        stderr.contains("linktype.pcap") && stderr.contains("link type [147] is not supported"),
         "{stderr}"
     );
+}
+
+#[test]
+fn corrupt_timestamp_is_ignored_with_a_note_not_decades_of_idle() {
+    let p = tmp("badtime.pcap");
+    capture(&p, 2.0, false);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let off = record_offsets(&bytes)[3];
+    bytes[off + 3] ^= 0x40; // seconds field, little endian: +34 years
+    std::fs::write(&p, &bytes).unwrap();
+    let out = run(&["pcap", p.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &v["files"][0];
+    assert!(f["stats"]["max_idle_s"].as_f64().unwrap() < 3.0, "{f}");
+    assert!(
+        f["notes"][0].as_str().unwrap().contains("record ignored"),
+        "{f}"
+    );
+    let text = run(&["pcap", p.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        !stdout.contains(" d,") && stdout.contains("longest idle 2.0 s"),
+        "{stdout}"
+    );
+}
+
+/// A busy flow (a request every 0.2 s for 200 s) ending in a RST with the server's address:
+/// forged by a middlebox (TTL 64, the server's packets have 62) or the server's own.
+fn busy_capture(path: &Path, forged: bool) {
+    const ACK: u8 = 0x10;
+    const PSH: u8 = 0x08;
+    const RST: u8 = 0x04;
+    let mut pkts = packets(0.5, false);
+    pkts.truncate(6);
+    let (mut cseq, mut sseq, mut t) = (121u32, 1101u32, 0.05);
+    for i in 0..1000u16 {
+        t += 0.2;
+        pkts.push((t, packet(true, 64, 10 + i, ACK | PSH, cseq, sseq, 20)));
+        cseq += 20;
+        pkts.push((
+            t + 0.001,
+            packet(false, 62, 60 + i, ACK | PSH, sseq, cseq, 100),
+        ));
+        sseq += 100;
+        pkts.push((t + 0.002, packet(true, 64, 2000 + i, ACK, cseq, sseq, 0)));
+    }
+    t += 0.2;
+    pkts.push((t, packet(true, 64, 5000, ACK | PSH, cseq, sseq, 20)));
+    let rst = if forged {
+        packet(false, 64, 0, RST | ACK, sseq, cseq + 20, 0)
+    } else {
+        packet(false, 62, 1100, RST | ACK, sseq, cseq + 20, 0)
+    };
+    pkts.push((t + 0.001, rst));
+    write_pcap(path, &pkts);
+}
+
+#[test]
+fn middlebox_reset_of_a_busy_flow_is_an_active_reset_outside_the_bracket() {
+    let p = tmp("busy.pcap");
+    busy_capture(&p, true);
+    for min_idle in ["5s", "0.5s"] {
+        let out = run(&[
+            "pcap",
+            p.to_str().unwrap(),
+            "--json",
+            "--min-idle",
+            min_idle,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{min_idle}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            v["events"].as_array().map(Vec::len),
+            Some(1),
+            "{min_idle}: {v}"
+        );
+        let e = &v["events"][0];
+        assert_eq!(
+            (e["kind"].as_str(), e["origin"].as_str()),
+            (Some("active-reset"), Some("middlebox"))
+        );
+        assert!(e["idle_before_s"].as_f64().unwrap() < 0.3);
+        assert!(e["last_minute"]["packets"].as_u64().unwrap() > 800);
+        assert!(
+            e["reading"]
+                .as_str()
+                .unwrap()
+                .contains("idlereset conntrack --watch")
+        );
+        assert_eq!(v["summary"]["idle_failures"], 0);
+        assert_eq!(v["summary"]["active_resets"], 1);
+        assert!(
+            v["idle_timeout_s"]["high"].is_null() && v["idle_timeout_s"]["low"].is_null(),
+            "{min_idle}: {v}"
+        );
+    }
+    let text = run(&["pcap", p.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains("ACTIVE-RESET") && !stdout.contains("Idle timeout between"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn endpoint_reset_of_a_busy_flow_is_listed_only_with_all() {
+    let p = tmp("busy-endpoint.pcap");
+    busy_capture(&p, false);
+    let out = run(&["pcap", p.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["events"].as_array().map(Vec::len), Some(0));
+    let out = run(&["pcap", p.to_str().unwrap(), "--json", "--all"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["events"][0]["kind"], "active-reset");
+    assert_eq!(v["events"][0]["origin"], "endpoint");
+    assert_eq!(v["summary"]["endpoint_active_resets"], 1);
+}
+
+/// Replace every `"file": "..."` value (paths differ between checkouts).
+fn redact_files(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "file" {
+                    *x = serde_json::Value::String("[file]".into());
+                } else {
+                    redact_files(x);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(redact_files),
+        _ => {}
+    }
+}
+
+#[test]
+fn json_contract_snapshot_on_a_lab_capture() {
+    let fixture = format!(
+        "{}/../idlereset-core/tests/fixtures/lab/reset-v4.pcap",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = run(&["pcap", &fixture, "--json", "--min-idle", "1s"]);
+    assert_eq!(out.status.code(), Some(1));
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    redact_files(&mut v);
+    insta::assert_snapshot!(serde_json::to_string_pretty(&v).unwrap());
 }
 
 #[test]

@@ -40,6 +40,18 @@ pub enum Kind {
     Blackhole,
     /// A FIN was the first packet after a long idle (endpoint or proxy idle timeout).
     IdleClose,
+    /// A RST on a flow that carried traffic within `min_idle`: state lost without idleness
+    /// (frozen conntrack timer, NAT remap, failover, full table, conntrack flush). Only
+    /// middlebox-made ones are reported unless every reset is asked for; never an idle
+    /// timeout, so never part of the idle bracket.
+    ActiveReset,
+}
+
+impl Kind {
+    /// An idle failure: one of the kinds that bound the path's idle timeout.
+    pub fn is_idle_failure(self) -> bool {
+        matches!(self, Kind::Reset | Kind::Blackhole | Kind::IdleClose)
+    }
 }
 
 /// Who sent the packet that ended the flow.
@@ -97,6 +109,45 @@ pub struct Event {
     pub retransmissions: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Evidence>,
+    /// The flow's traffic in the minute before the event (`active-reset` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_minute: Option<Activity>,
+    /// What the event means and what to look at next (`active-reset` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reading: Option<String>,
+    /// One direction of the flow changed path mid-flow (its TTL changed and the packets kept
+    /// flowing): the asymmetric-route signature that makes a stateful box drop packets as
+    /// INVALID and freeze its timer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_change: Option<RouteChange>,
+    /// Set when the idle gap before the event spans a damaged part of the capture: the gap
+    /// may hide lost records, so the event is uncertain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damage: Option<String>,
+}
+
+/// Packets and TCP payload bytes of one flow over a recent window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Activity {
+    /// Length of the window in seconds (the last 55 to 60 s, counted in 5 s buckets).
+    pub window_s: u32,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// A mid-flow TTL change of one direction.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteChange {
+    /// Whose packets changed path.
+    pub direction: Role,
+    pub from_ttl: u8,
+    pub to_ttl: u8,
+    /// When the new TTL started, RFC 3339 UTC.
+    pub time: String,
+    /// Packets of that direction seen with the new TTL.
+    pub packets_after: u64,
+    /// One sentence on what it means.
+    pub note: String,
 }
 
 /// The TTLs observed from one endpoint.

@@ -17,9 +17,20 @@
 //!   probes: `blackhole`.
 //!
 //! Retransmission back-off gaps inside an open episode do not open new episodes, so a silent
-//! drop is one event with the idle gap that preceded it. Only episodes whose gap is at least
-//! `min_idle` become events; RSTs and FINs in busy flows (normal closes, refused or aborted
-//! requests) are not idle failures.
+//! drop is one event with the idle gap that preceded it. A gap ended by a retransmission, or
+//! by new data from a side whose earlier data is still unacknowledged, is a stall, not
+//! idleness, and opens no episode either: a busy flow
+//! whose packets start being dropped retransmits with growing gaps, and those gaps say
+//! nothing about an idle timeout. Only episodes whose gap is at least `min_idle` become idle
+//! events.
+//!
+//! **Active resets.** A RST outside a reportable episode hit a flow that carried traffic
+//! within `min_idle`. When its TTL / IP ID show a middlebox made it, the middlebox lost the
+//! connection's state while it was in use: an `active-reset` event, with the flow's traffic
+//! in the last minute (12 buckets of 5 s per flow) and, when one direction's TTL changed
+//! mid-flow while packets kept flowing, that route change (the asymmetric-route signature).
+//! An endpoint's RST on a busy flow is an ordinary abort and only reported with
+//! [`Config::all_resets`].
 //!
 //! **Bounded memory.** A flow that saw a RST or FINs from both sides lingers for `linger` of
 //! capture time (late ACKs and repeated RSTs must not start a new flow) and is then summarised
@@ -34,7 +45,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use serde::Serialize;
 
 use super::events::{
-    Event, Evidence, IpIdHistory, Kind, Origin, Role, TtlHistory, classify_origin,
+    Activity, Event, Evidence, IpIdHistory, Kind, Origin, Role, RouteChange, TtlHistory,
+    classify_origin,
 };
 use super::packet::{ACK, FIN, RST, SYN, TcpSegment};
 use super::table::FxHashMap;
@@ -42,6 +54,11 @@ use super::table::FxHashMap;
 const NS: u64 = 1_000_000_000;
 /// Gaps shorter than this never open an idle episode.
 const EPISODE_MIN_NS: u64 = NS;
+/// Activity window: this many buckets of `BUCKET_NS`.
+const BUCKETS: usize = 12;
+const BUCKET_NS: u64 = 5 * NS;
+/// A TTL seen on this many consecutive packets of one direction is that direction's path.
+const TTL_STABLE: u32 = 3;
 
 /// Tracker settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +71,8 @@ pub struct Config {
     pub linger_ns: u64,
     /// Most per-flow summaries kept for the report.
     pub max_listed_flows: usize,
+    /// Also report endpoint resets on busy flows (ordinary aborts) as `active-reset`.
+    pub all_resets: bool,
 }
 
 impl Default for Config {
@@ -63,6 +82,7 @@ impl Default for Config {
             max_flows: 50_000,
             linger_ns: 10 * NS,
             max_listed_flows: 200,
+            all_resets: false,
         }
     }
 }
@@ -187,10 +207,97 @@ impl Key {
     }
 }
 
+/// A direction's path change: its stable TTL moved from `from` to `to` at `at_ns`.
+#[derive(Debug, Clone, Copy)]
+struct TtlChange {
+    from: u8,
+    to: u8,
+    at_ns: u64,
+    after: u32,
+}
+
+/// Per-direction TTL runs, to see a mid-flow path change.
+#[derive(Debug, Clone, Copy, Default)]
+struct TtlPath {
+    run_ttl: u8,
+    run_len: u32,
+    run_start_ns: u64,
+    /// The last TTL seen `TTL_STABLE` times in a row (0: none yet).
+    stable: u8,
+    change: Option<TtlChange>,
+}
+
+impl TtlPath {
+    fn record(&mut self, ttl: u8, ts: u64) {
+        if ttl == self.run_ttl && self.run_len > 0 {
+            self.run_len = self.run_len.saturating_add(1);
+        } else {
+            (self.run_ttl, self.run_len, self.run_start_ns) = (ttl, 1, ts);
+        }
+        if let Some(c) = self.change.as_mut().filter(|c| c.to == ttl) {
+            c.after = c.after.saturating_add(1);
+        }
+        if self.run_len == TTL_STABLE {
+            if self.stable != 0 && self.stable != ttl && self.change.is_none() {
+                self.change = Some(TtlChange {
+                    from: self.stable,
+                    to: ttl,
+                    at_ns: self.run_start_ns,
+                    after: TTL_STABLE,
+                });
+            }
+            self.stable = ttl;
+        }
+    }
+}
+
+/// Packets and payload bytes per 5 s bucket over the last minute.
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    epoch: u64,
+    buckets: [(u32, u32); BUCKETS],
+}
+
+impl Window {
+    fn advance(&mut self, ts: u64) {
+        let e = ts / BUCKET_NS;
+        if e > self.epoch {
+            let n = (e - self.epoch).min(BUCKETS as u64);
+            for i in 1..=n {
+                self.buckets[((self.epoch + i) % BUCKETS as u64) as usize] = (0, 0);
+            }
+            self.epoch = e;
+        }
+    }
+
+    fn add(&mut self, ts: u64, bytes: u32) {
+        self.advance(ts);
+        let b = &mut self.buckets[(self.epoch % BUCKETS as u64) as usize];
+        b.0 = b.0.saturating_add(1);
+        b.1 = b.1.saturating_add(bytes);
+    }
+
+    fn total(&mut self, ts: u64) -> Activity {
+        self.advance(ts);
+        let (packets, bytes) = self.buckets.iter().fold((0u64, 0u64), |(p, b), x| {
+            (p + u64::from(x.0), b + u64::from(x.1))
+        });
+        Activity {
+            window_s: (BUCKETS as u64 * BUCKET_NS / NS) as u32,
+            packets,
+            bytes,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Side {
     snd_nxt: u32,
     have_seq: bool,
+    /// Highest acknowledgment this side sent (what it has of the peer's data).
+    max_ack: u32,
+    have_ack: bool,
+    path: TtlPath,
     ttl: TtlHistory,
     ids: IpIdHistory,
     probes: u32,
@@ -221,6 +328,9 @@ struct Flow {
     episode: Option<Episode>,
     finished_ns: Option<u64>,
     events: u32,
+    /// Gap before the last packet that was not a retransmission or RST.
+    fresh_gap_ns: u64,
+    window: Window,
 }
 
 /// An event before it is rendered with addresses.
@@ -233,6 +343,9 @@ struct Raw {
     retrans: u32,
     origin: Origin,
     evidence: Option<Evidence>,
+    activity: Option<Activity>,
+    /// The side whose path changed mid-flow, and how.
+    route: Option<(usize, TtlChange)>,
 }
 
 /// `a` is after `b` in sequence space.
@@ -270,7 +383,59 @@ impl Flow {
             episode: None,
             finished_ns: None,
             events: 0,
+            fresh_gap_ns: 0,
+            window: Window::default(),
         }
+    }
+
+    /// Side `x` has sent data the peer has not acknowledged (as far as the capture shows).
+    fn outstanding(&self, x: usize) -> bool {
+        let (me, peer) = (&self.sides[x], &self.sides[1 - x]);
+        me.have_seq && peer.have_ack && seq_gt(me.snd_nxt, peer.max_ack)
+    }
+
+    /// The origin of a RST / FIN carrying side `s`'s address. After a path change of that
+    /// side, its TTL history holds both paths' values; a RST with the old path's TTL while
+    /// the endpoint's packets are back on another path was not made by the endpoint.
+    fn origin_of(&self, s: usize, seg: &TcpSegment) -> (Origin, Evidence) {
+        let side = &self.sides[s];
+        let (origin, mut ev) = classify_origin(&side.ttl, &side.ids, seg.ttl, seg.ip_id);
+        let p = &side.path;
+        if origin == Origin::Endpoint
+            && p.change.is_some()
+            && p.run_len >= TTL_STABLE
+            && seg.ttl != p.run_ttl
+        {
+            ev.reason = format!(
+                "TTL {} differs from the endpoint's packets on its current path ({}); it had that TTL only while its packets took another path",
+                seg.ttl, p.run_ttl
+            );
+            return (Origin::Middlebox, ev);
+        }
+        (origin, ev)
+    }
+
+    /// A RST that ended no reportable idle episode: an `active-reset` when a middlebox made
+    /// it (or when every reset is asked for).
+    fn active_reset(&mut self, ts: u64, s: usize, seg: &TcpSegment, cfg: &Config) -> Option<Raw> {
+        let (origin, evidence) = self.origin_of(s, seg);
+        if origin != Origin::Middlebox && !cfg.all_resets {
+            return None;
+        }
+        let gap_ns = self.episode.map_or(self.fresh_gap_ns, |ep| ep.gap_ns);
+        let route = (0..2).find_map(|x| self.sides[x].path.change.map(|c| (x, c)));
+        Some(Raw {
+            kind: Kind::ActiveReset,
+            ts_ns: ts,
+            gap_ns,
+            carries: Some(s),
+            trigger: 1 - s,
+            retrans: self.episode.map_or(0, |ep| ep.retrans),
+            origin,
+            evidence: Some(evidence),
+            activity: Some(self.window.total(ts)),
+            route,
+        })
     }
 
     fn on_packet(&mut self, ts: u64, s: usize, seg: &TcpSegment, cfg: &Config) -> Option<Raw> {
@@ -305,8 +470,11 @@ impl Flow {
             && side.have_seq
             && !seq_gt(seq_end, side.snd_nxt);
 
+        // Not idle: the sender resends data, or sends more while its earlier data is still
+        // unacknowledged (a stall: its packets or the answers are being dropped).
+        let stalled = retrans || self.outstanding(s);
         let mut created = false;
-        if self.episode.is_none() && gap >= EPISODE_MIN_NS.min(cfg.min_idle_ns).max(1) {
+        if self.episode.is_none() && !stalled && gap >= EPISODE_MIN_NS.min(cfg.min_idle_ns).max(1) {
             self.episode = Some(Episode {
                 gap_ns: gap,
                 start_ns: ts,
@@ -317,6 +485,11 @@ impl Flow {
             created = true;
         }
         let mut out = None;
+        let reportable_episode = self.episode.is_some_and(|ep| ep.gap_ns >= cfg.min_idle_ns);
+        if is_rst && !reportable_episode {
+            out = self.active_reset(ts, s, seg, cfg);
+            self.episode = None;
+        }
         if let Some(ep) = self.episode.as_mut() {
             let reportable = ep.gap_ns >= cfg.min_idle_ns;
             let classify = |sides: &[Side; 2]| {
@@ -340,6 +513,8 @@ impl Flow {
                         retrans: ep.retrans,
                         origin,
                         evidence: Some(evidence),
+                        activity: None,
+                        route: None,
                     });
                 }
                 self.episode = None;
@@ -358,6 +533,8 @@ impl Flow {
                             retrans: 0,
                             origin,
                             evidence: Some(evidence),
+                            activity: None,
+                            route: None,
                         });
                     }
                     self.episode = None;
@@ -372,8 +549,17 @@ impl Flow {
         }
 
         if !is_rst {
+            self.window.add(ts, seg.payload_len);
+            if !retrans {
+                self.fresh_gap_ns = gap;
+            }
             let me = &mut self.sides[s];
             me.ttl.record(seg.ttl);
+            me.path.record(seg.ttl, ts);
+            if seg.has(ACK) && (!me.have_ack || seq_gt(seg.ack, me.max_ack)) {
+                me.max_ack = seg.ack;
+                me.have_ack = true;
+            }
             if let Some(id) = seg.ip_id {
                 me.ids.record(id);
             }
@@ -422,6 +608,51 @@ fn blackhole(ep: &Episode) -> Raw {
         retrans: ep.retrans.max(ep.probes.saturating_sub(1)),
         origin: Origin::Unknown,
         evidence: None,
+        activity: None,
+        route: None,
+    }
+}
+
+/// What an `active-reset` means and where to look next.
+fn active_reading(raw: &Raw) -> String {
+    let busy = raw.activity.map_or(String::new(), |a| {
+        format!(
+            " It carried {} packets ({} payload bytes) in the last minute and was idle only {} before it.",
+            a.packets,
+            a.bytes,
+            crate::duration::Human(secs(raw.gap_ns))
+        )
+    });
+    if raw.origin != Origin::Middlebox {
+        return format!(
+            "An endpoint reset a busy connection (an application abort, a crash or a refused request).{busy} Not an idle timeout."
+        );
+    }
+    let route = if raw.route.is_some() {
+        " One direction changed path mid-flow: a stateful box that sees only one direction marks the packets INVALID and its timer freezes until it expires the entry."
+    } else {
+        ""
+    };
+    format!(
+        "A middlebox reset a flow that was in use, so an idle timeout is not the cause: it lost the connection's state (frozen conntrack timer, NAT remapping, failover, full table or a conntrack flush).{busy}{route} Next: watch the entry on the middlebox with `idlereset conntrack --watch` and its INVALID counters (conntrack statistics `invalid`, nftables `ct state invalid` counters)."
+    )
+}
+
+fn route_change(direction: Role, c: TtlChange) -> RouteChange {
+    let who = match direction {
+        Role::Client => "client",
+        Role::Server => "server",
+    };
+    RouteChange {
+        direction,
+        from_ttl: c.from,
+        to_ttl: c.to,
+        time: rfc3339(c.at_ns),
+        packets_after: u64::from(c.after),
+        note: format!(
+            "the {who}'s packets changed TTL {} -> {} mid-flow and kept flowing ({} packets after): its direction moved to another path (failover or asymmetric route), which leads a stateful middlebox on either path to INVALID packets and a frozen timer",
+            c.from, c.to, c.after
+        ),
     }
 }
 
@@ -524,7 +755,11 @@ impl Tracker {
             carries: raw.carries.map(role),
             trigger: role(raw.trigger),
             retransmissions: raw.retrans,
+            reading: (raw.kind == Kind::ActiveReset).then(|| active_reading(&raw)),
             evidence: raw.evidence,
+            last_minute: raw.activity,
+            route_change: raw.route.map(|(x, c)| route_change(role(x), c)),
+            damage: None,
         });
     }
 

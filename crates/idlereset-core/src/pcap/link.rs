@@ -54,6 +54,23 @@ pub fn ip_payload(linktype: u32, frame: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// Whether [`ip_payload`] understands this link type.
+pub fn supported(linktype: u32) -> bool {
+    matches!(
+        linktype,
+        LINKTYPE_ETHERNET
+            | LINKTYPE_LINUX_SLL
+            | LINKTYPE_LINUX_SLL2
+            | LINKTYPE_RAW
+            | LINKTYPE_RAW_ALT
+            | LINKTYPE_RAW_ALT2
+            | LINKTYPE_IPV4
+            | LINKTYPE_IPV6
+            | LINKTYPE_NULL
+            | LINKTYPE_LOOP
+    )
+}
+
 fn after_ethertype(mut ethertype: u16, mut rest: &[u8]) -> Option<&[u8]> {
     for _ in 0..=MAX_VLAN_TAGS {
         match ethertype {

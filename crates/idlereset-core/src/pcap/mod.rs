@@ -2,15 +2,18 @@
 //! pcapng to explain resets after idle (`idlereset pcap`).
 //!
 //! The analysis is a pipeline of small steps, one module each: [`reader`] (records from
-//! bytes) → [`link`] (the IP packet in a frame) → [`packet`] (IP/TCP header fields) →
+//! bytes), [`chunks`] (the one reader of files: chunked, resumable, skipping damage) →
+//! [`link`] (the IP packet in a frame) → [`packet`] (IP/TCP header fields) →
 //! [`flow`] (per-flow tracking, idle episodes) → [`events`] (event types and origin
-//! verdict) → [`summary`] (idle bracket, catalog candidates, verdict). Nothing here does I/O:
-//! the binary reads the file in chunks and feeds [`Analyzer::record`].
+//! verdict) → [`summary`] (idle bracket, catalog candidates, verdict). [`pipeline`] runs
+//! reading and flow tracking on two threads over any `Read`.
 
+pub mod chunks;
 pub mod events;
 pub mod flow;
 pub mod link;
 pub mod packet;
+pub mod pipeline;
 pub mod reader;
 pub mod summary;
 pub mod table;
@@ -21,9 +24,10 @@ mod testkit;
 
 use serde::Serialize;
 
+use self::chunks::{ChunkError, ChunkReader, Damage};
 use self::flow::{Analysis, Config, Tracker};
 use self::packet::TcpSegment;
-use self::reader::{ReadError, Record, Records};
+use self::reader::Record;
 
 /// What one capture file contained and showed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,6 +40,61 @@ pub struct FileAnalysis {
     pub other_packets: u64,
     #[serde(flatten)]
     pub analysis: Analysis,
+    /// Damaged byte ranges that were skipped.
+    pub damage: Vec<Damage>,
+    /// Notes on reading: a cut last record, ignored timestamps, link types not understood.
+    pub notes: Vec<String>,
+    /// True when the damage makes the verdict unsafe (see [`assess_damage`]).
+    pub verdict_unsafe: bool,
+}
+
+/// What reading a capture produced besides its records.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    /// `"pcap"`, `"pcapng"` or `"unknown"`.
+    pub format: &'static str,
+    pub damage: Vec<Damage>,
+    pub notes: Vec<String>,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Link types of the file that this tool cannot read (every one of them, when none is
+    /// readable, makes the file unusable).
+    pub unsupported_linktypes: Vec<u32>,
+    /// True when the file has link types and none is supported.
+    pub no_supported_linktype: bool,
+    /// Why reading stopped early, if it did (unreadable header, I/O error).
+    pub error: Option<ChunkError>,
+}
+
+impl ReadOutcome {
+    /// Collect what `reader` saw once it is done.
+    pub fn of<R>(reader: &ChunkReader<R>, error: Option<ChunkError>) -> ReadOutcome
+    where
+        R: std::io::Read,
+    {
+        let types = reader.linktypes();
+        let unsupported: Vec<u32> = types
+            .iter()
+            .copied()
+            .filter(|&t| !link::supported(t))
+            .collect();
+        let mut notes = reader.notes();
+        let no_supported = !types.is_empty() && unsupported.len() == types.len();
+        if !unsupported.is_empty() && !no_supported {
+            notes.push(format!(
+                "interfaces with link types {unsupported:?} are not understood; their packets are counted as not TCP"
+            ));
+        }
+        ReadOutcome {
+            format: reader.format(),
+            damage: reader.damage().to_vec(),
+            notes,
+            bytes: reader.position(),
+            unsupported_linktypes: unsupported,
+            no_supported_linktype: no_supported,
+            error,
+        }
+    }
 }
 
 /// Analyses the records of one capture, in file order.
@@ -74,15 +133,63 @@ impl Analyzer {
         self.packets
     }
 
-    /// Summarise all flows.
-    pub fn finish(self, format: &'static str) -> FileAnalysis {
+    /// Summarise all flows; `reads` are the outcomes of the files fed to this analyzer.
+    pub fn finish(self, reads: &[&ReadOutcome]) -> FileAnalysis {
+        let mut format = "unknown";
+        for r in reads {
+            format = match (format, r.format) {
+                (_, "unknown") => format,
+                ("unknown", f) => f,
+                (a, b) if a == b => a,
+                _ => "mixed",
+            };
+        }
+        let mut analysis = self.tracker.finish();
+        let damage: Vec<Damage> = reads.iter().flat_map(|r| r.damage.clone()).collect();
+        let bytes = reads.iter().map(|r| r.bytes).sum();
+        let verdict_unsafe = assess_damage(&mut analysis, &damage, bytes);
         FileAnalysis {
             format,
             packets: self.packets,
             other_packets: self.other,
-            analysis: self.tracker.finish(),
+            analysis,
+            damage,
+            notes: reads.iter().flat_map(|r| r.notes.clone()).collect(),
+            verdict_unsafe,
         }
     }
+}
+
+/// Skipped bytes above this share of the file, and above [`UNSAFE_SKIPPED_MIN`], make any
+/// verdict unsafe (they could hide events).
+const UNSAFE_SKIPPED_SHARE: f64 = 0.01;
+const UNSAFE_SKIPPED_MIN: u64 = 64 * 1024;
+
+/// Mark events whose idle gap spans a damaged range (the gap may be records lost to the
+/// damage) and decide whether the damage makes the verdict unsafe: such an event exists,
+/// or the skipped bytes exceed 1 % of the file and 64 KiB.
+pub fn assess_damage(analysis: &mut Analysis, damage: &[Damage], bytes: u64) -> bool {
+    const NS: f64 = 1e9;
+    let mut unsafe_ = false;
+    for e in &mut analysis.events {
+        let gap_start = e.ts - e.idle_before_s;
+        let hit = damage.iter().find(|d| {
+            let after = d.after_ts_ns.map_or(f64::NEG_INFINITY, |t| t as f64 / NS);
+            let before = d.before_ts_ns.map_or(f64::INFINITY, |t| t as f64 / NS);
+            after <= e.ts && before >= gap_start
+        });
+        if let Some(d) = hit {
+            e.damage = Some(format!(
+                "the idle gap before this event spans damaged bytes {}..{}: records may be missing, the gap and the event are uncertain",
+                d.offset,
+                d.offset + d.skipped
+            ));
+            unsafe_ = true;
+        }
+    }
+    let skipped: u64 = damage.iter().map(|d| d.skipped).sum();
+    unsafe_
+        || (skipped > UNSAFE_SKIPPED_MIN && skipped as f64 > bytes as f64 * UNSAFE_SKIPPED_SHARE)
 }
 
 /// The TCP segment in a record, if it carries one. Stateless, so decoding can run on one
@@ -91,17 +198,19 @@ pub fn tcp_segment(rec: &Record<'_>) -> Option<TcpSegment> {
     link::ip_payload(rec.linktype, rec.data).and_then(packet::parse_tcp)
 }
 
-/// Analyse a capture held in memory. Returns what was readable and, if the file is damaged,
-/// the error that stopped reading.
-pub fn analyse_bytes(data: &[u8], cfg: Config) -> (FileAnalysis, Option<ReadError>) {
-    let mut records = Records::new(data);
+/// Analyse a capture held in memory on this thread, through the same [`ChunkReader`] as
+/// files (damage skipped and reported in the result). The outcome carries the error that
+/// stopped reading, if any.
+pub fn analyse_bytes(data: &[u8], cfg: Config) -> (FileAnalysis, ReadOutcome) {
+    let mut reader = ChunkReader::new(data);
     let mut analyzer = Analyzer::new(cfg);
-    let mut error = None;
-    for rec in records.by_ref() {
-        match rec {
-            Ok(r) => analyzer.record(&r),
-            Err(e) => error = Some(e),
+    let error = loop {
+        match reader.next_record() {
+            Ok(Some(r)) => analyzer.record(&r),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
         }
-    }
-    (analyzer.finish(records.format()), error)
+    };
+    let outcome = ReadOutcome::of(&reader, error);
+    (analyzer.finish(&[&outcome]), outcome)
 }

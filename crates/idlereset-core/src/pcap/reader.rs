@@ -20,6 +20,12 @@
 /// Largest record or block we accept. Real snap lengths are at most 256 KiB; anything above
 /// this is a corrupt length field, and trusting it would make the binary buffer gigabytes.
 pub const MAX_RECORD_LEN: usize = 16 * 1024 * 1024;
+/// A classic pcap record may hold up to the file's snap length or libpcap's maximum
+/// (262,144 bytes), whichever is larger; a longer one is a corrupt header.
+const PCAP_MAX_SNAPLEN: usize = 262_144;
+/// pcapng block types a resynchronisation may land on (section headers excluded: they
+/// change how everything after them is read).
+const KNOWN_BLOCKS: [u32; 9] = [1, 2, 3, 4, 5, 6, 9, 10, 0x0000_0bad];
 
 const PCAP_MICRO: u32 = 0xa1b2_c3d4;
 const PCAP_NANO: u32 = 0xa1b2_3c4d;
@@ -146,6 +152,7 @@ enum State {
         endian: Endian,
         nanos: bool,
         linktype: u32,
+        max_len: usize,
     },
     PcapNg {
         endian: Endian,
@@ -189,8 +196,73 @@ impl Decoder {
                 endian,
                 nanos,
                 linktype,
-            } => decode_pcap_record(buf, base, *endian, *nanos, *linktype),
+                max_len,
+            } => decode_pcap_record(buf, base, *endian, *nanos, *linktype, *max_len),
             State::PcapNg { .. } => self.decode_block(buf, base),
+        }
+    }
+
+    /// The link types of the file (classic pcap) or of the interfaces described so far
+    /// (pcapng).
+    pub fn linktypes(&self) -> Vec<u32> {
+        match &self.state {
+            State::Start => Vec::new(),
+            State::Pcap { linktype, .. } => vec![*linktype],
+            State::PcapNg { interfaces, .. } => interfaces.iter().map(|i| i.linktype).collect(),
+        }
+    }
+
+    /// Whether a plausible record (or pcapng block) starts at `buf[0]` and, to reject
+    /// lookalikes inside packet bytes, another one follows it (or the file ends right
+    /// after it, or with fewer bytes than a header when `eof`). Used to resynchronise after
+    /// damage; `near_ts_ns` (the last good record's time) also bounds a classic pcap
+    /// record's timestamp to `max_jump_ns` around it.
+    pub fn probe(&self, buf: &[u8], eof: bool, near_ts_ns: Option<u64>, max_jump_ns: u64) -> Probe {
+        match &self.state {
+            State::Start => Probe::No,
+            State::Pcap {
+                endian,
+                nanos,
+                max_len,
+                ..
+            } => {
+                let header = |at: usize| -> Option<Result<usize, ()>> {
+                    let h = buf.get(at..at + 16)?;
+                    Some(pcap_header_plausible(
+                        h,
+                        *endian,
+                        *nanos,
+                        *max_len,
+                        near_ts_ns,
+                        max_jump_ns,
+                    ))
+                };
+                probe_pair(buf.len(), eof, 16, header)
+            }
+            State::PcapNg { endian, interfaces } => {
+                let header = |at: usize| -> Option<Result<usize, ()>> {
+                    let h = buf.get(at..at + 12)?;
+                    let len = endian.u32(h, 4) as usize;
+                    let btype = endian.u32(h, 0);
+                    if !KNOWN_BLOCKS.contains(&btype)
+                        || len < 12
+                        || len % 4 != 0
+                        || len > MAX_RECORD_LEN
+                    {
+                        return Some(Err(()));
+                    }
+                    if btype == BLOCK_EPB && endian.u32(h, 8) as usize >= interfaces.len() {
+                        return Some(Err(()));
+                    }
+                    let tail = buf.get(at + len - 4..at + len)?;
+                    Some(if endian.u32(tail, 0) as usize == len {
+                        Ok(len)
+                    } else {
+                        Err(())
+                    })
+                };
+                probe_pair(buf.len(), eof, 12, header)
+            }
         }
     }
 
@@ -228,10 +300,12 @@ impl Decoder {
         }
         // The upper bits of the link-type field carry FCS information (pcap spec, LinkType).
         let linktype = endian.u32(buf, 20) & 0xffff;
+        let snaplen = endian.u32(buf, 16) as usize;
         self.state = State::Pcap {
             endian,
             nanos,
             linktype,
+            max_len: snaplen.clamp(PCAP_MAX_SNAPLEN, MAX_RECORD_LEN),
         };
         Ok(Step::Skip { used: 24 })
     }
@@ -432,12 +506,81 @@ fn parse_idb(body: &[u8], base: u64, endian: Endian) -> Result<Interface, ReadEr
     Ok(iface)
 }
 
+/// What [`Decoder::probe`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// A plausible record starts here (and is followed by another, or by the end).
+    Yes,
+    /// Not a record boundary.
+    No,
+    /// Give at least this many bytes from the probed position.
+    NeedMore(usize),
+}
+
+/// Check a header at 0 and the one right after it. `header(at)` returns `None` when the
+/// buffer is too short to judge, else the record's total length or `Err` for implausible.
+fn probe_pair(
+    len: usize,
+    eof: bool,
+    hdr: usize,
+    header: impl Fn(usize) -> Option<Result<usize, ()>>,
+) -> Probe {
+    let first = match header(0) {
+        None if eof => return Probe::No,
+        None => return Probe::NeedMore(hdr.max(len + 1)),
+        Some(Err(())) => return Probe::No,
+        Some(Ok(n)) => n,
+    };
+    if len < first {
+        return if eof {
+            Probe::No
+        } else {
+            Probe::NeedMore(first + hdr)
+        };
+    }
+    match header(first) {
+        Some(Ok(_)) => Probe::Yes,
+        Some(Err(())) => Probe::No,
+        // The file ends right after the record, or inside the next header (a cut file).
+        None if eof => Probe::Yes,
+        // Always ask for more than the buffer holds, or the caller could not make progress
+        // (a pcapng block's repeated length lies beyond its header).
+        None => Probe::NeedMore((first + hdr).max(len + 1)),
+    }
+}
+
+/// A classic pcap record header that could be real: its length fits the file's limit and
+/// the wire length, its sub-second part is in range, its time is near the last good one.
+fn pcap_header_plausible(
+    h: &[u8],
+    endian: Endian,
+    nanos: bool,
+    max_len: usize,
+    near_ts_ns: Option<u64>,
+    max_jump_ns: u64,
+) -> Result<usize, ()> {
+    let secs = u64::from(endian.u32(h, 0));
+    let frac = u64::from(endian.u32(h, 4));
+    let incl = endian.u32(h, 8) as usize;
+    let orig = endian.u32(h, 12) as usize;
+    let frac_max = if nanos { 1_000_000_000 } else { 1_000_000 };
+    let ts = secs * 1_000_000_000;
+    if incl == 0 || incl > max_len || orig < incl || orig > MAX_RECORD_LEN || frac >= frac_max {
+        return Err(());
+    }
+    if near_ts_ns.is_some_and(|n| n.abs_diff(ts) > max_jump_ns) {
+        return Err(());
+    }
+    Ok(16 + incl)
+}
+
 fn decode_pcap_record(
     buf: &[u8],
     base: u64,
     endian: Endian,
     nanos: bool,
     linktype: u32,
+    max_len: usize,
 ) -> Result<Step<'_>, ReadError> {
     if buf.len() < 16 {
         return Ok(Step::NeedMore { need: 16 });
@@ -446,7 +589,7 @@ fn decode_pcap_record(
     let frac = u64::from(endian.u32(buf, 4));
     let incl = endian.u32(buf, 8) as usize;
     let orig_len = endian.u32(buf, 12);
-    if incl > MAX_RECORD_LEN {
+    if incl > max_len {
         return Err(corrupt(
             base,
             "pcap record header",

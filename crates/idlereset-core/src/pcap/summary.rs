@@ -6,6 +6,9 @@
 //! `H`. The lower bound is the longest idle that survived, the upper bound the shortest idle
 //! before a failure. When `low >= high`, the failures and the survivors crossed different
 //! middleboxes (or the timeout is not purely idle-based) and we say so.
+//!
+//! Active resets (a middlebox resetting a flow that was in use) are counted on their own and
+//! never enter the bracket: they say the box lost state, not how long it keeps idle state.
 
 use serde::Serialize;
 
@@ -45,6 +48,12 @@ pub struct Summary {
     pub middlebox_resets: usize,
     pub blackholes: usize,
     pub idle_closes: usize,
+    /// `active-reset` events made by a middlebox (state lost on a busy flow).
+    pub active_resets: usize,
+    /// `active-reset` events from an endpoint (only listed with `--all`).
+    pub endpoint_active_resets: usize,
+    /// Active resets whose flow changed path mid-flow (asymmetric-route signature).
+    pub route_changes: usize,
     pub idle_timeout_s: Bracket,
     /// False when some idle longer than a failing one survived.
     pub consistent: bool,
@@ -63,8 +72,21 @@ pub fn summarise(analyses: &[&Analysis], catalog: &Catalog) -> Summary {
         .clone()
         .filter(|e| e.kind == Kind::Reset && e.origin == Origin::Middlebox)
         .count();
+    let active = events.clone().filter(|e| e.kind == Kind::ActiveReset);
+    let active_resets = active
+        .clone()
+        .filter(|e| e.origin == Origin::Middlebox)
+        .count();
+    let endpoint_active_resets = active
+        .clone()
+        .filter(|e| e.origin != Origin::Middlebox)
+        .count();
+    let route_changes = active
+        .filter(|e| e.origin == Origin::Middlebox && e.route_change.is_some())
+        .count();
     let high = events
         .clone()
+        .filter(|e| e.kind.is_idle_failure())
         .map(|e| e.idle_before_s)
         .min_by(f64::total_cmp);
     let low = analyses
@@ -87,6 +109,9 @@ pub fn summarise(analyses: &[&Analysis], catalog: &Catalog) -> Summary {
         middlebox_resets,
         blackholes,
         idle_closes,
+        active_resets,
+        endpoint_active_resets,
+        route_changes,
         idle_timeout_s: Bracket { low, high },
         consistent,
         candidates,
@@ -131,6 +156,33 @@ fn candidates(catalog: &Catalog, low: Option<f64>, high: f64) -> Vec<CandidateOu
 }
 
 fn verdict(s: &Summary) -> String {
+    let mut v = idle_verdict(s);
+    if s.active_resets > 0 {
+        v.push_str(&format!(
+            " {} active reset{} from a middlebox on flows in use: state lost without idleness (frozen timer, NAT remap, failover, full table, flush), not an idle timeout{}; see `idlereset conntrack --watch` and the INVALID counters.",
+            s.active_resets,
+            plural(s.active_resets),
+            if s.route_changes > 0 {
+                format!(
+                    "; {} of them after one direction changed path mid-flow (asymmetric route: INVALID packets, frozen timer)",
+                    s.route_changes
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if s.endpoint_active_resets > 0 {
+        v.push_str(&format!(
+            " {} endpoint reset{} on busy flows (ordinary aborts).",
+            s.endpoint_active_resets,
+            plural(s.endpoint_active_resets)
+        ));
+    }
+    v
+}
+
+fn idle_verdict(s: &Summary) -> String {
     if s.idle_failures == 0 {
         let survived = s
             .idle_timeout_s
@@ -215,6 +267,10 @@ mod tests {
             trigger: Role::Client,
             retransmissions: 0,
             evidence: None,
+            last_minute: None,
+            reading: None,
+            route_change: None,
+            damage: None,
         }
     }
 

@@ -384,6 +384,23 @@ impl Ctnetlink {
         self.sock.receive(seq, OP, |_| Ok(())).map(|_| ())
     }
 
+    /// Delete the entry tracked under the original tuple `orig` of protocol `proto`
+    /// (`conntrack -D`). Fails with ENOENT when no such entry exists.
+    pub fn delete(&mut self, proto: u8, orig: &Tuple) -> Result<()> {
+        const OP: &str = "delete conntrack entry";
+        let seq = self.sock.send(
+            request(
+                family_of(orig),
+                NLM_F_REQUEST | NLM_F_ACK,
+                ConntrackMessage::Delete(vec![ConntrackAttribute::CtaTupleOrig(nl_tuple(
+                    orig, proto,
+                ))]),
+            ),
+            OP,
+        )?;
+        self.sock.receive(seq, OP, |_| Ok(())).map(|_| ())
+    }
+
     /// Delete every entry of the namespace (`conntrack -F`).
     pub fn flush(&mut self) -> Result<()> {
         const OP: &str = "flush conntrack table";

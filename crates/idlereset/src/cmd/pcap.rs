@@ -1,32 +1,26 @@
-//! `idlereset pcap FILE...`: explain resets after idle in packet captures.
-//!
-//! The file is read in fixed chunks into one buffer that the core decoder borrows records from
-//! (zero copy). We do not memory-map it: every page of a mapping that the analysis touches
-//! counts in the resident set, so a 4 GB capture would show 4 GB of RSS; chunked reads keep
-//! the peak under 100 MB whatever the file size, at the cost of one memcpy from the page cache.
-//! Each file is analysed on its own (TTLs differ per capture point); the verdict combines them.
+//! `idlereset pcap FILE...`: explain resets after idle, and resets of busy flows, in packet
+//! captures. Wiring only: reading and analysis live in `idlereset_core::pcap` (the chunked,
+//! damage-tolerant reader and the two-thread pipeline); this module opens files, shows
+//! progress, renders text or JSON and maps the result to an exit code. Each file is analysed
+//! on its own (TTLs differ per capture point); the verdict combines them.
 
 use std::fs::File;
-use std::io::{IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use idlereset_core::catalog::Catalog;
 use idlereset_core::duration::{Human, parse_duration};
+use idlereset_core::pcap::chunks::Damage;
 use idlereset_core::pcap::events::{Event, Kind, Origin, Role};
-use idlereset_core::pcap::flow::Config;
-use idlereset_core::pcap::packet::TcpSegment;
-use idlereset_core::pcap::reader::{Decoder, ReadError, Step};
-use idlereset_core::pcap::summary::{Summary, summarise};
-use idlereset_core::pcap::{Analyzer, FileAnalysis, tcp_segment};
+use idlereset_core::pcap::flow::{Config, FlowStats, FlowSummary};
+use idlereset_core::pcap::pipeline::analyse_reader;
+use idlereset_core::pcap::summary::{Bracket, CandidateOut, Summary, summarise};
+use idlereset_core::pcap::{Analyzer, FileAnalysis, ReadOutcome};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::app::Outcome;
 
-/// Read size; records larger than this grow the buffer (up to the decoder's limit).
-const CHUNK: usize = 4 * 1024 * 1024;
 /// Files above this size get a progress bar (when stdout is a terminal).
 const PROGRESS_MIN_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -36,10 +30,16 @@ Examples:
   idlereset pcap any.pcapng server.pcap --json    several captures (tcpdump -i any works too)
   idlereset pcap lab.pcap --min-idle 1s           scaled lab captures with short idle gaps
   idlereset pcap db.pcap --flows                  also list idle / probed / failed flows
+  idlereset pcap app.pcap --all                   also list endpoint resets of busy flows
   idlereset pcap --merge cap-*.pcap               rotated files (tcpdump -G 3600) as one capture
   tcpdump -i any -s 128 -w idle.pcap 'tcp port 5432'   a capture that is enough for this
 
-Exit status: 0 no idle failures, 1 idle failures found, 2 unreadable or damaged capture
+Events: reset, blackhole, idle-close (idle failures: they bound the idle timeout) and
+active-reset (a middlebox reset a flow in use: state lost without idleness, not an idle
+timeout). Damaged records are skipped and their byte ranges reported.
+
+Exit status: 0 nothing found, 1 idle failures or middlebox resets of busy flows found,
+2 unreadable capture, unsupported link type, or damage that makes the verdict unsafe
 (everything readable is still analysed and reported).";
 
 #[derive(Debug, clap::Args)]
@@ -51,7 +51,8 @@ pub struct Args {
     /// Print one JSON object (`flows`, `events`, `summary`, ...) instead of text
     #[arg(long)]
     pub json: bool,
-    /// Ignore idle gaps shorter than this (RSTs and FINs in busy flows are not idle failures)
+    /// Ignore idle gaps shorter than this (a middlebox RST on a flow that carried traffic
+    /// within it is an `active-reset`, never an idle failure)
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub min_idle: std::time::Duration,
     /// Most flows held in memory at once (about 1 KB each at peak); beyond that the flows idle
@@ -62,6 +63,9 @@ pub struct Args {
     /// JSON always has them under `files[].notable_flows`)
     #[arg(long)]
     pub flows: bool,
+    /// Also report endpoint resets of busy flows (ordinary aborts) as `active-reset` events
+    #[arg(long)]
+    pub all: bool,
     /// Treat the files as one capture cut into pieces (tcpdump -C / -G rotation), in the
     /// order given, so idle gaps across file boundaries are seen
     #[arg(long)]
@@ -75,6 +79,7 @@ struct FileResult {
     /// The file name, or all names joined with ` + ` under `--merge`.
     label: String,
     analysis: FileAnalysis,
+    /// Errors that make the file (or part of it) unreadable or the verdict unsafe.
     error: Option<String>,
 }
 
@@ -82,313 +87,198 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let cfg = Config {
         min_idle_ns: u64::try_from(args.min_idle.as_nanos()).unwrap_or(u64::MAX),
         max_flows: usize::try_from(args.max_flows).unwrap_or(usize::MAX),
+        all_resets: args.all,
         ..Config::default()
     };
     let catalog = Catalog::builtin()?;
-    let show_progress = std::io::stdout().is_terminal();
-    let mut results = Vec::new();
-    if args.merge {
-        // One continuous capture cut into files (tcpdump -C / -G): flows and idle gaps span
-        // the file boundaries.
-        let mut analyzer = Analyzer::new(cfg);
-        let mut format = "unknown";
-        let mut errors = Vec::new();
-        for path in &args.files {
-            let (a, read) = analyse_file(path, analyzer, cfg, show_progress);
-            analyzer = a;
-            match read {
-                Ok((f, err)) => {
-                    format = if format == "unknown" || format == f {
-                        f
-                    } else {
-                        "mixed"
-                    };
-                    errors.extend(err.map(|e| format!("{}: {e}", path.display())));
-                }
-                Err(e) => errors.push(format!("{e:#}")),
-            }
-        }
-        let label = args
-            .files
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" + ");
-        results.push(FileResult {
-            label,
-            analysis: analyzer.finish(format),
-            error: (!errors.is_empty()).then(|| errors.join("; ")),
-        });
+    let progress = std::io::stdout().is_terminal();
+    let groups: Vec<Vec<PathBuf>> = if args.merge {
+        // One continuous capture cut into files: flows and idle gaps span the boundaries.
+        vec![args.files.clone()]
     } else {
-        for path in &args.files {
-            let (analyzer, read) = analyse_file(path, Analyzer::new(cfg), cfg, show_progress);
-            let (format, error) = match read {
-                Ok((f, e)) => (f, e.map(|e| format!("{}: {e}", path.display()))),
-                Err(e) => ("unknown", Some(format!("{e:#}"))),
-            };
-            results.push(FileResult {
-                label: path.display().to_string(),
-                analysis: analyzer.finish(format),
-                error,
-            });
-        }
-    }
+        args.files.iter().map(|p| vec![p.clone()]).collect()
+    };
+    let results: Vec<FileResult> = groups
+        .iter()
+        .map(|g| analyse_group(g, cfg, progress))
+        .collect();
     let analyses: Vec<_> = results.iter().map(|r| &r.analysis.analysis).collect();
     let summary = summarise(&analyses, &catalog);
     if args.json {
-        super::print_json(&to_json(&results, &summary))?;
+        super::print_json(&JsonOut::new(&results, &summary))?;
     } else {
         print_text(&results, &summary, args.flows)?;
     }
-    let errors: Vec<String> = results
-        .iter()
-        .filter_map(|r| r.error.as_ref().cloned())
-        .collect();
+    let errors: Vec<&str> = results.iter().filter_map(|r| r.error.as_deref()).collect();
     if !errors.is_empty() {
         anyhow::bail!("{}", errors.join("; "));
     }
-    Ok(if summary.idle_failures > 0 {
+    Ok(if summary.idle_failures > 0 || summary.active_resets > 0 {
         Outcome::Findings
     } else {
         Outcome::Clean
     })
 }
 
-/// Feed one file to `analyzer` and hand it back, whatever happened. The result is the capture
-/// format and the decoder error that stopped reading (a damaged capture), or an I/O error.
-///
-/// Two threads: this one reads, decodes records and parses headers (stateless), the other
-/// tracks flows; batches of parsed segments go between them through a bounded channel and
-/// come back empty for reuse. On a 1 GB capture this hides the read and parse cost behind
-/// the flow tracking when a second core is free (see bench/pcap/run.sh).
-fn analyse_file(
-    path: &Path,
-    analyzer: Analyzer,
-    cfg: Config,
-    progress: bool,
-) -> (Analyzer, anyhow::Result<(&'static str, Option<ReadError>)>) {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            return (
-                analyzer,
-                Err(anyhow::Error::new(e).context(format!("cannot open {}", path.display()))),
-            );
-        }
-    };
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = (progress && size >= PROGRESS_MIN_BYTES).then(|| {
-        let bar = ProgressBar::new(size);
-        if let Ok(style) = ProgressStyle::with_template(
-            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(path.display().to_string());
-        bar
-    });
-    let (tx, rx) = mpsc::sync_channel::<Batch>(QUEUED_BATCHES);
-    let (back_tx, back_rx) = mpsc::channel::<Batch>();
-    let (analyzer, read) = std::thread::scope(|scope| {
-        let tracker = scope.spawn(move || {
-            let mut analyzer = analyzer;
-            for mut batch in rx {
-                for (ts, seg) in &batch {
-                    analyzer.account(*ts, seg.as_ref());
-                }
-                batch.clear();
-                // The reader may be gone already; then the batch is simply dropped.
-                let _ = back_tx.send(batch);
-            }
-            analyzer
-        });
-        let read = read_records(&mut file, path, bar.as_ref(), &tx, &back_rx);
-        drop(tx);
-        (tracker.join(), read)
-    });
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    match analyzer {
-        Ok(a) => (a, read),
-        Err(_) => (
-            Analyzer::new(cfg),
-            Err(anyhow::anyhow!(
-                "flow tracking thread panicked on {}",
-                path.display()
-            )),
-        ),
-    }
-}
-
-type Batch = Vec<(u64, Option<TcpSegment>)>;
-const BATCH: usize = 4 * 1024;
-const QUEUED_BATCHES: usize = 8;
-
-/// Decode `file` and send its parsed segments in batches. Returns the capture format and the
-/// decoder error that stopped reading, if any.
-fn read_records(
-    file: &mut File,
-    path: &Path,
-    bar: Option<&ProgressBar>,
-    tx: &SyncSender<Batch>,
-    back: &Receiver<Batch>,
-) -> anyhow::Result<(&'static str, Option<ReadError>)> {
-    let mut decoder = Decoder::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut batch: Batch = Vec::with_capacity(BATCH);
-    let (mut start, mut end, mut base) = (0usize, 0usize, 0u64);
-    let mut eof = false;
-    let mut error = None;
-    loop {
-        match decoder.decode(&buf[start..end], base + start as u64) {
-            Ok(Step::Record { record, used }) => {
-                batch.push((record.ts_ns, tcp_segment(&record)));
-                start += used;
-                if batch.len() == BATCH {
-                    let next = back
-                        .try_recv()
-                        .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-                    tx.send(std::mem::replace(&mut batch, next))
-                        .context("flow tracking thread stopped")?;
-                    if let Some(bar) = bar {
-                        bar.set_position(base + start as u64);
-                    }
-                }
-            }
-            Ok(Step::Skip { used }) => start += used,
-            Ok(Step::NeedMore { need }) => {
-                if eof {
-                    if start < end || decoder.format() == "unknown" {
-                        let what = if decoder.format() == "unknown" {
-                            "file header"
-                        } else {
-                            "record"
-                        };
-                        error = Some(ReadError::Truncated {
-                            offset: base + start as u64,
-                            what,
-                            need: need as u64,
-                            have: (end - start) as u64,
-                        });
-                    }
-                    break;
-                }
-                buf.copy_within(start..end, 0);
-                base += start as u64;
-                end -= start;
-                start = 0;
-                if need > buf.len() {
-                    buf.resize(need, 0);
-                }
-                let n = file
-                    .read(&mut buf[end..])
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                if n == 0 {
-                    eof = true;
-                }
-                end += n;
-            }
+/// Analyse files as one capture (one file unless `--merge`).
+fn analyse_group(paths: &[PathBuf], cfg: Config, progress: bool) -> FileResult {
+    let mut analyzer = Analyzer::new(cfg);
+    let mut outcomes = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let name = path.display().to_string();
+        let file = match File::open(path) {
+            Ok(f) => f,
             Err(e) => {
-                error = Some(e);
-                break;
+                errors.push(format!("cannot open {name}: {e}"));
+                continue;
             }
+        };
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let bar = (progress && size >= PROGRESS_MIN_BYTES).then(|| progress_bar(&name, size));
+        let (a, mut outcome) = analyse_reader(file, analyzer, &|pos| {
+            if let Some(b) = &bar {
+                b.set_position(pos);
+            }
+        });
+        analyzer = a;
+        if let Some(b) = bar {
+            b.finish_and_clear();
         }
+        outcome
+            .damage
+            .iter_mut()
+            .for_each(|d| d.file.clone_from(&name));
+        errors.extend(read_error(&name, &outcome));
+        outcomes.push(outcome);
     }
-    if !batch.is_empty() {
-        tx.send(batch).context("flow tracking thread stopped")?;
+    let reads: Vec<&ReadOutcome> = outcomes.iter().collect();
+    let analysis = analyzer.finish(&reads);
+    if analysis.verdict_unsafe {
+        errors.push(format!(
+            "{}: damaged ({} range(s), {} bytes skipped) in a way that makes the verdict unsafe",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" + "),
+            analysis.damage.len(),
+            analysis.damage.iter().map(|d| d.skipped).sum::<u64>()
+        ));
     }
-    Ok((decoder.format(), error))
+    FileResult {
+        label: paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + "),
+        analysis,
+        error: (!errors.is_empty()).then(|| errors.join("; ")),
+    }
 }
 
-fn to_json(results: &[FileResult], summary: &Summary) -> Value {
-    let mut events = Vec::new();
-    for r in results {
-        for e in &r.analysis.analysis.events {
-            let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
-            if let Value::Object(map) = &mut v {
-                map.insert("file".into(), json!(r.label));
-            }
-            events.push(v);
+/// The error that makes a file unusable, if any.
+fn read_error(name: &str, o: &ReadOutcome) -> Option<String> {
+    if let Some(e) = &o.error {
+        return Some(format!("{name}: {e}"));
+    }
+    o.no_supported_linktype.then(|| {
+        format!(
+            "{name}: link type {:?} is not supported (supported: Ethernet 1, Linux cooked SLL 113 and SLL2 276, raw IP 101/12/14/228/229, BSD loopback 0/108); re-capture with `tcpdump -i any` or on an Ethernet interface",
+            o.unsupported_linktypes
+        )
+    })
+}
+
+fn progress_bar(name: &str, size: u64) -> ProgressBar {
+    let bar = ProgressBar::new(size);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(name.to_string());
+    bar
+}
+
+/// `pcap --json` (contract: docs/json.md).
+#[derive(Serialize)]
+struct JsonOut<'a> {
+    flows: u64,
+    events: Vec<JsonEvent<'a>>,
+    summary: &'a Summary,
+    idle_timeout_s: &'a Bracket,
+    candidates: &'a [CandidateOut],
+    files: Vec<JsonFile<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonEvent<'a> {
+    #[serde(flatten)]
+    event: &'a Event,
+    file: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonFile<'a> {
+    format: &'static str,
+    packets: u64,
+    other_packets: u64,
+    stats: &'a FlowStats,
+    longest_survived_idle_s: Option<f64>,
+    notable_flows: &'a [FlowSummary],
+    damage: &'a [Damage],
+    notes: &'a [String],
+    verdict_unsafe: bool,
+    file: &'a str,
+    error: Option<&'a str>,
+}
+
+impl<'a> JsonOut<'a> {
+    fn new(results: &'a [FileResult], summary: &'a Summary) -> JsonOut<'a> {
+        let events = results
+            .iter()
+            .flat_map(|r| {
+                r.analysis.analysis.events.iter().map(|event| JsonEvent {
+                    event,
+                    file: &r.label,
+                })
+            })
+            .collect();
+        let files = results
+            .iter()
+            .map(|r| {
+                let a = &r.analysis;
+                JsonFile {
+                    format: a.format,
+                    packets: a.packets,
+                    other_packets: a.other_packets,
+                    stats: &a.analysis.stats,
+                    longest_survived_idle_s: a.analysis.longest_survived_idle_s,
+                    notable_flows: &a.analysis.notable_flows,
+                    damage: &a.damage,
+                    notes: &a.notes,
+                    verdict_unsafe: a.verdict_unsafe,
+                    file: &r.label,
+                    error: r.error.as_deref(),
+                }
+            })
+            .collect();
+        JsonOut {
+            flows: summary.flows,
+            events,
+            summary,
+            idle_timeout_s: &summary.idle_timeout_s,
+            candidates: &summary.candidates,
+            files,
         }
     }
-    let files: Vec<Value> = results
-        .iter()
-        .map(|r| {
-            let mut v = serde_json::to_value(&r.analysis).unwrap_or(Value::Null);
-            if let Value::Object(map) = &mut v {
-                map.remove("events");
-                map.insert("file".into(), json!(r.label));
-                map.insert("error".into(), json!(r.error));
-            }
-            v
-        })
-        .collect();
-    json!({
-        "flows": summary.flows,
-        "events": events,
-        "summary": summary,
-        "idle_timeout_s": summary.idle_timeout_s,
-        "candidates": summary.candidates,
-        "files": files,
-    })
 }
 
 fn print_text(results: &[FileResult], summary: &Summary, flows: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for r in results {
-        let a = &r.analysis;
-        let st = &a.analysis.stats;
-        writeln!(
-            out,
-            "{}: {}, {} packets ({} not TCP), {} flows, longest idle {}, {} keepalive probes ({} answered), {} retransmissions",
-            r.label,
-            a.format,
-            a.packets,
-            a.other_packets,
-            st.flows,
-            Human(st.max_idle_s),
-            st.keepalive_probes,
-            st.keepalive_answered,
-            st.retransmissions
-        )?;
-        for e in a.analysis.events.iter().take(TEXT_EVENTS) {
-            writeln!(out, "  {}", describe(e))?;
-        }
-        if a.analysis.events.len() > TEXT_EVENTS {
-            writeln!(
-                out,
-                "  ... and {} more events (--json lists them all)",
-                a.analysis.events.len() - TEXT_EVENTS
-            )?;
-        }
-        if flows {
-            for f in &a.analysis.notable_flows {
-                let survived = f
-                    .longest_survived_idle_s
-                    .map(|s| Human(s).to_string())
-                    .unwrap_or_else(|| "-".into());
-                writeln!(
-                    out,
-                    "  flow {} -> {}: {} packets over {}, longest idle {}, longest survived idle {survived}, keepalive probes {} ({} answered), {} retransmissions, {} events",
-                    f.client,
-                    f.server,
-                    f.packets,
-                    Human(f.duration_s),
-                    Human(f.max_idle_s),
-                    f.keepalive_probes,
-                    f.keepalive_answered,
-                    f.retransmissions,
-                    f.events
-                )?;
-            }
-        }
-        if let Some(err) = &r.error {
-            writeln!(
-                out,
-                "  error: {err} (analysis above covers the readable part)"
-            )?;
-        }
+        print_file(&mut out, r, flows)?;
     }
     writeln!(out)?;
     writeln!(out, "Verdict: {}", summary.verdict)?;
@@ -405,6 +295,87 @@ fn print_text(results: &[FileResult], summary: &Summary, flows: bool) -> anyhow:
             writeln!(out, "  {:<30} source: {}", "", c.source)?;
         }
     }
+    Ok(())
+}
+
+fn print_file(out: &mut impl Write, r: &FileResult, flows: bool) -> anyhow::Result<()> {
+    let a = &r.analysis;
+    let st = &a.analysis.stats;
+    writeln!(
+        out,
+        "{}: {}, {} packets ({} not TCP), {} flows, longest idle {}, {} keepalive probes ({} answered), {} retransmissions",
+        r.label,
+        a.format,
+        a.packets,
+        a.other_packets,
+        st.flows,
+        Human(st.max_idle_s),
+        st.keepalive_probes,
+        st.keepalive_answered,
+        st.retransmissions
+    )?;
+    for e in a.analysis.events.iter().take(TEXT_EVENTS) {
+        writeln!(out, "  {}", describe(e))?;
+        for extra in [
+            &e.reading,
+            &e.route_change.as_ref().map(|c| c.note.clone()),
+            &e.damage,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            writeln!(out, "             {extra}")?;
+        }
+    }
+    if a.analysis.events.len() > TEXT_EVENTS {
+        writeln!(
+            out,
+            "  ... and {} more events (--json lists them all)",
+            a.analysis.events.len() - TEXT_EVENTS
+        )?;
+    }
+    if flows {
+        for f in &a.analysis.notable_flows {
+            print_flow(out, f)?;
+        }
+    }
+    for d in &a.damage {
+        writeln!(
+            out,
+            "  damaged: {} byte offset {}, {} bytes skipped: {}",
+            d.file, d.offset, d.skipped, d.reason
+        )?;
+    }
+    for n in &a.notes {
+        writeln!(out, "  note: {n}")?;
+    }
+    if let Some(err) = &r.error {
+        writeln!(
+            out,
+            "  error: {err} (analysis above covers the readable part)"
+        )?;
+    }
+    Ok(())
+}
+
+fn print_flow(out: &mut impl Write, f: &FlowSummary) -> anyhow::Result<()> {
+    let survived = f
+        .longest_survived_idle_s
+        .map(|s| Human(s).to_string())
+        .unwrap_or_else(|| "-".into());
+    writeln!(
+        out,
+        "  flow {} -> {}: {} packets over {}, longest idle {}, longest survived idle {survived}, keepalive probes {} ({} answered), {} retransmissions, {} events",
+        f.client,
+        f.server,
+        f.packets,
+        Human(f.duration_s),
+        Human(f.max_idle_s),
+        f.keepalive_probes,
+        f.keepalive_answered,
+        f.retransmissions,
+        f.events
+    )?;
     Ok(())
 }
 
@@ -430,20 +401,28 @@ fn describe(e: &Event) -> String {
         .as_ref()
         .map(|ev| format!(": {}", ev.reason))
         .unwrap_or_default();
+    let carries = e.carries.map(role).unwrap_or("?");
     match e.kind {
         Kind::Reset => format!(
-            "RESET      {head}: the {} spoke first, a RST with the {}'s address came from {origin}{why}",
+            "RESET        {head}: the {} spoke first, a RST with the {carries}'s address came from {origin}{why}",
             role(e.trigger),
-            e.carries.map(role).unwrap_or("?")
         ),
         Kind::Blackhole => format!(
-            "BLACKHOLE  {head}: the {} sent, retransmitted {} times, never acknowledged (silent drop)",
+            "BLACKHOLE    {head}: the {} sent, retransmitted {} times, never acknowledged (silent drop)",
             role(e.trigger),
             e.retransmissions
         ),
-        Kind::IdleClose => format!(
-            "IDLE-CLOSE {head}: FIN with the {}'s address from {origin}{why}",
-            e.carries.map(role).unwrap_or("?")
-        ),
+        Kind::IdleClose => {
+            format!("IDLE-CLOSE   {head}: FIN with the {carries}'s address from {origin}{why}")
+        }
+        Kind::ActiveReset => {
+            let busy = e
+                .last_minute
+                .map(|m| format!(" ({} packets in the last minute)", m.packets))
+                .unwrap_or_default();
+            format!(
+                "ACTIVE-RESET {head}{busy}: a RST with the {carries}'s address came from {origin}{why}"
+            )
+        }
     }
 }

@@ -1,0 +1,309 @@
+//! The chunk reader on damaged captures: lab captures cut at many offsets and with records
+//! overwritten by garbage, and property tests that it never panics and never loops.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::pcap::events::Kind;
+use crate::pcap::flow::Config;
+use crate::pcap::reader::Records;
+use crate::pcap::testkit::{Conv, V4_A, V4_B};
+use crate::pcap::writer::{LINKTYPE_ETHERNET, PcapWriter};
+use crate::pcap::{FileAnalysis, analyse_bytes, tcp_segment};
+
+/// Lab captures (written by `lab capture` from real kernel traffic, Ethernet, nanoseconds)
+/// with one idle event each, merged into one capture in time order.
+fn lab_capture() -> Vec<u8> {
+    let files: [&[u8]; 6] = [
+        include_bytes!("../../../tests/fixtures/lab/drop.pcap"),
+        include_bytes!("../../../tests/fixtures/lab/keepalive-alive.pcap"),
+        include_bytes!("../../../tests/fixtures/lab/reset-v4.pcap"),
+        include_bytes!("../../../tests/fixtures/lab/reset-v6.pcap"),
+        include_bytes!("../../../tests/fixtures/lab/router-hop.pcap"),
+        include_bytes!("../../../tests/fixtures/lab/server-idle-close.pcap"),
+    ];
+    let mut recs: Vec<(u64, Vec<u8>, u32)> = files
+        .iter()
+        .flat_map(|f| Records::new(f).map(|r| r.unwrap()))
+        .map(|r| (r.ts_ns, r.data.to_vec(), r.orig_len))
+        .collect();
+    recs.sort_by_key(|r| r.0);
+    let mut w = PcapWriter::new(Vec::new(), LINKTYPE_ETHERNET, 262_144, true).unwrap();
+    for (ts, data, orig) in &recs {
+        w.write_packet(Duration::from_nanos(*ts), data, *orig)
+            .unwrap();
+    }
+    w.into_inner()
+}
+
+fn cfg() -> Config {
+    Config {
+        min_idle_ns: 1_000_000_000,
+        ..Config::default()
+    }
+}
+
+/// For each flow (`client server`, as events name them), the byte range its records span.
+fn flow_ranges(data: &[u8]) -> HashMap<(String, String), (u64, u64)> {
+    let mut out: HashMap<(String, String), (u64, u64)> = HashMap::new();
+    let mut rs = Records::new(data);
+    for r in rs.by_ref() {
+        let r = r.unwrap();
+        let Some(seg) = tcp_segment(&r) else { continue };
+        let a = std::net::SocketAddr::new(seg.src, seg.sport).to_string();
+        let b = std::net::SocketAddr::new(seg.dst, seg.dport).to_string();
+        let end = r.offset + 16 + r.data.len() as u64;
+        for key in [(a.clone(), b.clone()), (b, a)] {
+            let e = out.entry(key).or_insert((r.offset, end));
+            e.0 = e.0.min(r.offset);
+            e.1 = e.1.max(end);
+        }
+    }
+    out
+}
+
+type EventKey = (Kind, String, String);
+
+fn events(fa: &FileAnalysis) -> Vec<EventKey> {
+    fa.analysis
+        .events
+        .iter()
+        .map(|e| (e.kind, e.client.clone(), e.server.clone()))
+        .collect()
+}
+
+/// Every event of the intact capture whose flow lies wholly before `limit` and outside the
+/// damaged ranges must still be found.
+fn assert_outside_events_kept(
+    intact: &[EventKey],
+    ranges: &HashMap<(String, String), (u64, u64)>,
+    fa: &FileAnalysis,
+    limit: u64,
+    what: &str,
+) {
+    let got = events(fa);
+    for ev in intact {
+        let (lo, hi) = ranges[&(ev.1.clone(), ev.2.clone())];
+        let hit = fa
+            .damage
+            .iter()
+            .any(|d| d.offset < hi && d.offset + d.skipped > lo);
+        if hi <= limit && !hit {
+            assert!(
+                got.contains(ev),
+                "{what}: lost {ev:?}; damage {:?}",
+                fa.damage
+            );
+        }
+    }
+}
+
+#[test]
+fn lab_capture_cut_at_many_offsets_keeps_every_event_before_the_cut() {
+    let data = lab_capture();
+    let (whole, read) = analyse_bytes(&data, cfg());
+    assert!(read.damage.is_empty() && read.notes.is_empty());
+    let intact = events(&whole);
+    assert_eq!(intact.len(), 6, "{intact:?}");
+    let ranges = flow_ranges(&data);
+    for cut in (25..data.len()).step_by(37) {
+        let (fa, read) = analyse_bytes(&data[..cut], cfg());
+        assert!(read.error.is_none(), "cut {cut}: {:?}", read.error);
+        assert_outside_events_kept(&intact, &ranges, &fa, cut as u64, &format!("cut {cut}"));
+        for d in &fa.damage {
+            assert!(d.offset + d.skipped <= cut as u64);
+        }
+    }
+}
+
+#[test]
+fn lab_capture_with_records_overwritten_by_garbage_reports_the_ranges() {
+    let data = lab_capture();
+    let (whole, _) = analyse_bytes(&data, cfg());
+    let intact = events(&whole);
+    let ranges = flow_ranges(&data);
+    let offsets: Vec<u64> = Records::new(&data).map(|r| r.unwrap().offset).collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in (1..offsets.len() - 1).step_by(5) {
+        let mut bad = data.clone();
+        let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
+        for b in &mut bad[from..to] {
+            *b = rand() as u8;
+        }
+        let (fa, read) = analyse_bytes(&bad, cfg());
+        assert!(read.error.is_none());
+        let what = format!("record {i} at {from}..{to}");
+        assert_outside_events_kept(&intact, &ranges, &fa, u64::MAX, &what);
+        // The garbage is reported as a damaged range starting at or before it, and reading
+        // picked up again after it.
+        let d = fa
+            .damage
+            .first()
+            .unwrap_or_else(|| panic!("{what}: no damage"));
+        assert!(
+            d.offset <= to as u64 && d.offset + d.skipped >= to as u64 - 16,
+            "{what}: {d:?}"
+        );
+        assert!(
+            fa.packets as usize >= offsets.len() - 8,
+            "{what}: {}",
+            fa.packets
+        );
+    }
+}
+
+#[test]
+fn a_corrupt_timestamp_is_ignored_with_a_note_not_a_decades_long_idle() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange().exchange().exchange();
+    let mut data = conv.pcap(LINKTYPE_ETHERNET, false);
+    let offsets: Vec<u64> = Records::new(&data).map(|r| r.unwrap().offset).collect();
+    // Flip the top bits of the seconds field of the fifth record: +68 years.
+    let at = offsets[4] as usize + 3;
+    data[at] ^= 0x80;
+    let (fa, read) = analyse_bytes(&data, Config::default());
+    assert_eq!(fa.packets, offsets.len() as u64 - 1);
+    assert!(
+        fa.analysis.stats.max_idle_s < 1.0,
+        "{}",
+        fa.analysis.stats.max_idle_s
+    );
+    assert!(
+        read.notes.iter().any(|n| n.contains("record ignored")),
+        "{:?}",
+        read.notes
+    );
+
+    // A clock that really jumps (several records agree) is followed.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .wait(40.0 * 86_400.0)
+        .exchange()
+        .exchange();
+    let (fa, read) = analyse_bytes(&conv.pcap(LINKTYPE_ETHERNET, false), Config::default());
+    assert!(
+        read.notes.iter().any(|n| n.contains("following it")),
+        "{:?}",
+        read.notes
+    );
+    assert_eq!(fa.packets, 10);
+}
+
+#[test]
+fn chunk_size_does_not_change_what_is_read_from_a_damaged_file() {
+    let mut data = lab_capture();
+    let offsets: Vec<u64> = Records::new(&data).map(|r| r.unwrap().offset).collect();
+    let mid = offsets[offsets.len() / 2] as usize;
+    data[mid..mid + 40].fill(0xff);
+    let read_all = |chunk| {
+        let mut r = ChunkReader::with_chunk(&data[..], chunk);
+        let mut recs = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            recs.push(rec.offset);
+        }
+        (recs, r.damage().to_vec())
+    };
+    let reference = read_all(1 << 20);
+    assert_eq!(reference.1.len(), 1);
+    for chunk in [1, 3, 16, 100, 999] {
+        assert_eq!(read_all(chunk), reference, "chunk {chunk}");
+    }
+}
+
+#[test]
+fn damaged_pcapng_block_is_skipped_by_its_repeated_length() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .wait(900.0)
+        .c_data(10)
+        .forged_rst_from_server(64, 0);
+    let mut data = conv.pcapng(LINKTYPE_ETHERNET);
+    let offsets: Vec<u64> = Records::new(&data).map(|r| r.unwrap().offset).collect();
+    // Corrupt the length of the third packet block.
+    let at = offsets[2] as usize + 4;
+    data[at..at + 4].copy_from_slice(&7u32.to_le_bytes());
+    let (fa, read) = analyse_bytes(&data, Config::default());
+    assert_eq!(read.damage.len(), 1, "{:?}", read.damage);
+    assert_eq!(read.damage[0].offset, offsets[2]);
+    assert_eq!(read.damage[0].offset + read.damage[0].skipped, offsets[3]);
+    assert_eq!(fa.packets, offsets.len() as u64 - 1);
+    assert_eq!(fa.analysis.events.len(), 1);
+}
+
+#[test]
+fn header_damage_is_an_error_and_io_errors_carry_the_offset() {
+    let mut r = ChunkReader::new(&b"not a capture at all"[..]);
+    assert!(matches!(r.next_record(), Err(ChunkError::Header(_))));
+    assert!(matches!(r.next_record(), Ok(None)));
+
+    struct Failing;
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk on fire"))
+        }
+    }
+    let mut r = ChunkReader::new(Failing);
+    let err = r.next_record().err().unwrap();
+    assert!(matches!(err, ChunkError::Io { offset: 0, .. }), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn never_panics_never_loops_on_mutated_captures(
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..64),
+        cut in any::<usize>(),
+        ng in any::<bool>(),
+        chunk in 1usize..300,
+    ) {
+        let mut conv = Conv::new(V4_A, V4_B);
+        conv.handshake().exchange().exchange().wait(900.0).c_data(10).forged_rst_from_server(64, 0);
+        let mut data = if ng { conv.pcapng(LINKTYPE_ETHERNET) } else { conv.pcap(LINKTYPE_ETHERNET, false) };
+        for (at, byte) in flips {
+            let i = at % data.len();
+            data[i] = byte;
+        }
+        data.truncate(cut % (data.len() + 1));
+        let mut r = ChunkReader::with_chunk(&data[..], chunk);
+        let mut n = 0usize;
+        let mut last = None;
+        while let Ok(Some(rec)) = r.next_record() {
+            prop_assert!(last.is_none_or(|l| rec.offset > l), "offsets must advance");
+            last = Some(rec.offset);
+            n += 1;
+            prop_assert!(n <= data.len(), "more records than bytes");
+        }
+        for d in r.damage() {
+            prop_assert!(d.offset + d.skipped <= data.len() as u64);
+        }
+        let _ = analyse_bytes(&data, Config::default());
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_bytes_after_a_valid_header(
+        body in proptest::collection::vec(any::<u8>(), 0..2048),
+        chunk in 1usize..64,
+    ) {
+        let mut data = Conv::new(V4_A, V4_B).pcap(LINKTYPE_ETHERNET, false);
+        data.extend_from_slice(&body);
+        let mut r = ChunkReader::with_chunk(&data[..], chunk);
+        let mut n = 0usize;
+        while let Ok(Some(_)) = r.next_record() {
+            n += 1;
+            prop_assert!(n <= data.len());
+        }
+    }
+}
