@@ -61,6 +61,63 @@ fn lab_of(child: &Child) -> String {
     name
 }
 
+/// The report with the fields that change from run to run replaced by their type, so the
+/// snapshot pins the contract's shape and the stable values (outcome, settings, verdict).
+fn redacted(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let mut v = v.clone();
+    let volatile = [
+        "/lab",
+        "/idle_s",
+        "/elapsed_s",
+        "/timeline",
+        "/app_log",
+        "/evidence/ct_gone_at_s",
+        "/evidence/ct_refreshes",
+        "/evidence/packets_during_idle",
+        "/evidence/retransmissions",
+        "/evidence/rst_at_app",
+        "/evidence/rst_on_db_link",
+        "/evidence/db_errors",
+    ];
+    for path in volatile {
+        if let Some(x) = v.pointer_mut(path) {
+            let kind = match x {
+                Value::Null => "null",
+                Value::Bool(_) => "bool",
+                Value::Number(_) => "number",
+                Value::String(_) => "string",
+                Value::Array(_) => "array",
+                Value::Object(_) => "object",
+            };
+            *x = Value::String(format!("[{kind}]"));
+        }
+    }
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+#[test]
+fn presets_refuse_knobs_they_cannot_honour() {
+    // Refused before any lab is built: no privileges needed.
+    let out = Command::new(env!("CARGO_BIN_EXE_idlereset"))
+        .args(["lab", "reproduce", "--preset", "nat-43200-invalid"])
+        .args(["--keepalive-time", "5m", "--hops", "2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot honour --hops, --keepalive-time"),
+        "{err}"
+    );
+    let up = Command::new(env!("CARGO_BIN_EXE_idlereset"))
+        .args(["lab", "up", "--preset", "nat-43200-invalid"])
+        .output()
+        .unwrap();
+    assert_eq!(up.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&up.stderr).contains("not a scenario"));
+}
+
 macro_rules! privileged {
     ($name:literal) => {
         if !require_or_skip($name) {
@@ -103,6 +160,8 @@ fn reproduce_json_contract() {
             .contains("Connection reset by peer")
     );
     assert!(v["timeline"].as_array().unwrap().len() >= 4);
+    assert!(v["maintenance_failures"].as_array().unwrap().is_empty());
+    insta::assert_snapshot!("reproduce_json_firewall_900", redacted(&v));
 
     let ok = bin()
         .args([
