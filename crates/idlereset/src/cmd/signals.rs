@@ -51,19 +51,25 @@ pub fn interrupted(sig: &str) -> anyhow::Error {
     anyhow::anyhow!("interrupted by {sig}; the lab was cleaned up")
 }
 
+/// A fresh runtime with the stop signals' handlers already installed.
+fn runtime_with_stop() -> anyhow::Result<(tokio::runtime::Runtime, Stop)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let stop = {
+        let _guard = rt.enter();
+        Stop::install()?
+    };
+    Ok((rt, stop))
+}
+
 /// Run `fut` on a fresh runtime; SIGINT / SIGTERM / SIGHUP cancels it (dropping it, which cleans
 /// up) and turns into an "interrupted" error. The handlers are in place before `fut` starts.
 pub fn run_cancellable<T>(
     fut: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let mut stop = {
-        let _guard = rt.enter();
-        Stop::install()?
-    };
+    let (rt, mut stop) = runtime_with_stop()?;
     rt.block_on(async {
         tokio::select! {
             biased;
@@ -82,14 +88,7 @@ where
     F: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let mut stop = {
-        let _guard = rt.enter();
-        Stop::install()?
-    };
+    let (rt, mut stop) = runtime_with_stop()?;
     rt.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(None::<&'static str>);
         let listener = tokio::spawn(async move {
