@@ -10,7 +10,9 @@ pub type Result<T, E = LabError> = std::result::Result<T, E>;
 pub enum LabError {
     #[error(transparent)]
     Linux(#[from] LinuxError),
-    #[error("{op} {}: {source}", path.display())]
+    /// The cause is the error's `source` only (not repeated in the message, so a chain printer
+    /// such as anyhow's `{:#}` shows it once); [`LabError::with_causes`] spells it out.
+    #[error("{op} {}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -31,6 +33,19 @@ pub enum LabError {
 }
 
 impl LabError {
+    /// The message followed by every cause, `: `-separated (for a report field that must carry
+    /// the whole story in one string).
+    pub fn with_causes(&self) -> String {
+        let mut s = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            cause = c.source();
+        }
+        s
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         LabError::Io {
             op,
@@ -56,5 +71,23 @@ pub fn require_privileges() -> Result<()> {
         Err(LabError::Privilege {
             missing: missing.join(", "),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_is_printed_once() {
+        let e = LabError::io(
+            "read",
+            "/run/x.json",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert_eq!(e.to_string(), "read /run/x.json");
+        let full = e.with_causes();
+        assert!(full.starts_with("read /run/x.json: "), "{full}");
+        assert_eq!(full.matches("not found").count(), 1, "{full}");
     }
 }

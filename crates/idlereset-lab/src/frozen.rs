@@ -27,14 +27,17 @@ use idlereset_core::ctwatch::{EventKind, Sample, WatchConfig, Watcher};
 use idlereset_linux::conntrack::{self, Family};
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{LabError, Result};
+use crate::evidence::FlowCapture;
 use crate::fault;
 use crate::firewall::{FirewallSettings, Profile};
 use crate::lab::{Lab, LabSpec};
 use crate::registry::Ownership;
+use crate::reproduce::Outcome;
+use crate::scenario::Preset;
 use crate::traffic::BusyFlow;
 
-/// The preset's name.
+/// The preset's name ([`Preset::Nat43200Invalid`]).
 pub const PRESET: &str = "nat-43200-invalid";
 /// Its one-line description for `lab reproduce --list`.
 pub const DESCRIPTION: &str = "Field report: busy flow marked INVALID after an asymmetric path, conntrack timer frozen (43200 s scaled), then expiry; plus the report's fixes";
@@ -52,6 +55,34 @@ pub struct Options {
     pub rate: usize,
     /// How long to watch the connection after the entry expired.
     pub after_expiry_s: f64,
+    /// Write the story run's `app.pcap` (app's link) and `fw-db.pcap` (fw's db link) here.
+    #[serde(skip)]
+    pub pcap_dir: Option<std::path::PathBuf>,
+}
+
+/// The incident's established timeout, seconds (12 h).
+pub const INCIDENT_TIMEOUT_S: f64 = 43_200.0;
+
+impl Options {
+    /// Options from the knobs this preset honours: the incident's firewall timeout (default
+    /// 43200 s) divided by the time scale (default: 43200 / 15 = 2880) gives the lab timeout.
+    pub fn from_knobs(time_scale: Option<f64>, fw_timeout_s: Option<f64>) -> Result<Options> {
+        let default = Options::default();
+        let incident = fw_timeout_s.unwrap_or(INCIDENT_TIMEOUT_S);
+        let scale =
+            time_scale.unwrap_or(INCIDENT_TIMEOUT_S / f64::from(default.established_timeout_s));
+        let lab = incident / scale;
+        if !(lab.is_finite() && (2.0..=600.0).contains(&lab)) {
+            return Err(LabError::Config(format!(
+                "firewall timeout {incident} s at time scale {scale} is {lab:.2} lab seconds; preset {} needs 2 to 600 (the story lasts about three timeouts)",
+                Preset::Nat43200Invalid
+            )));
+        }
+        Ok(Options {
+            established_timeout_s: lab.round() as u32,
+            ..default
+        })
+    }
 }
 
 impl Default for Options {
@@ -61,6 +92,7 @@ impl Default for Options {
             fault_s: 6.0,
             rate: 2_000_000,
             after_expiry_s: 4.0,
+            pcap_dir: None,
         }
     }
 }
@@ -111,8 +143,9 @@ const FIXES: [Variant; 4] = [
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
     pub fix: String,
-    /// `reset` | `blackhole` | `survived`: the connection after the story.
-    pub outcome: String,
+    /// The connection after the story (`reset` | `blackhole` | `survived`); null when the run
+    /// itself failed (then `error` says why).
+    pub outcome: Option<Outcome>,
     pub detail: String,
     pub frozen_at_s: Option<f64>,
     pub expired_at_s: Option<f64>,
@@ -127,20 +160,34 @@ pub struct RunResult {
     pub app_error: Option<String>,
 }
 
+/// What a fix did, compared with the story.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FixOutcome {
+    /// The timer is refreshed again, or never froze: the connection lives and is tracked.
+    Helps,
+    /// The connection lives, but the firewall no longer tracks it.
+    SurvivesUntracked,
+    /// The same end, later.
+    Postpones,
+    DoesNotHelp,
+    /// The fix's run failed (lab error); `detail` says why.
+    Error,
+}
+
 /// One fix's verdict in the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct FixVerdict {
     pub fix: String,
-    /// `helps` | `does-not-help` | `postpones`
-    pub outcome: String,
+    pub outcome: FixOutcome,
     pub detail: String,
 }
 
-/// The preset's JSON: design.md's `outcome`, `idle_s`, `error`, plus the fixes.
+/// The preset's JSON: the contract's `outcome`, `idle_s`, `error`, plus the fixes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub preset: &'static str,
-    pub outcome: String,
+    pub preset: Preset,
+    pub outcome: Outcome,
     pub idle_s: Option<f64>,
     pub error: Option<String>,
     pub options: Options,
@@ -169,7 +216,7 @@ fn sample(lab: &Lab, sport: u16) -> Result<(Option<EntrySample>, u64)> {
 async fn run_variant(v: Variant, opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> RunResult {
     let mut r = RunResult {
         fix: v.fix.to_string(),
-        outcome: "survived".into(),
+        outcome: Some(Outcome::Survived),
         detail: String::new(),
         frozen_at_s: None,
         expired_at_s: None,
@@ -181,8 +228,8 @@ async fn run_variant(v: Variant, opts: &Options, progress: &(dyn Fn(&str) + Sync
         app_error: None,
     };
     if let Err(e) = story(v, opts, progress, &mut r).await {
-        r.outcome = "error".into();
-        r.error = Some(e.to_string());
+        r.outcome = None;
+        r.error = Some(e.with_causes());
     }
     r
 }
@@ -199,8 +246,24 @@ async fn story(
     fw.be_liberal = v.be_liberal;
     let spec = LabSpec::new(0, fw);
     let lab = Lab::create(spec, None, Ownership::Foreground).await?;
-    let flow = BusyFlow::start(&lab, PORT, opts.rate, v.ping)?;
     let t0 = Instant::now();
+    // Only the story run is captured (the fixes run at the same time, in labs of their own).
+    let capture = match (&opts.pcap_dir, v.fix == BASE.fix) {
+        (Some(dir), true) => {
+            let topo = lab.topology();
+            Some(FlowCapture::start(
+                vec![
+                    (lab.ns("app")?, topo.app_link(), "app"),
+                    (lab.ns("fw")?, topo.fw_links().1, "fw->db"),
+                ],
+                PORT,
+                t0,
+                Some(dir),
+            )?)
+        }
+        _ => None,
+    };
+    let flow = BusyFlow::start(&lab, PORT, opts.rate, v.ping)?;
     let log = |r: &mut RunResult, t: f64, m: String| {
         progress(&format!("[{}] {t:6.1}s {m}", v.fix));
         r.timeline.push(format!("{t:6.1}s {m}"));
@@ -265,7 +328,7 @@ async fn story(
             && let Some(m) = g.as_ref()
         {
             log(r, t, format!("connection failed: {m}"));
-            r.outcome = "reset".into();
+            r.outcome = Some(Outcome::Reset);
             r.app_error = Some(m.clone());
             break;
         }
@@ -310,7 +373,7 @@ async fn story(
         {
             let more = flow.received.load(Ordering::Relaxed) - received_at_expiry;
             if more == 0 {
-                r.outcome = "blackhole".into();
+                r.outcome = Some(Outcome::Blackhole);
             }
             log(
                 r,
@@ -326,6 +389,9 @@ async fn story(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     flow.stop();
+    if let Some(c) = capture {
+        c.finish();
+    }
     let (_, invalid) = sample(&lab, flow.sport).unwrap_or((None, 0));
     r.invalid_packets = invalid.saturating_sub(invalid0.unwrap_or(0));
     r.detail = describe(r, timeout);
@@ -343,9 +409,10 @@ fn describe(r: &RunResult, timeout: u32) -> String {
         (false, Some(t)) => format!("the entry (timeout {timeout} s) expired at {t:.0} s"),
         (false, None) => format!("the entry (timeout {timeout} s) had not expired by the end"),
     };
+    let conn = r.outcome.map_or("unknown", Outcome::name);
     format!(
-        "{frozen}; {end}; connection {}; {} INVALID packets",
-        r.outcome, r.invalid_packets
+        "{frozen}; {end}; connection {conn}; {} INVALID packets",
+        r.invalid_packets
     )
 }
 
@@ -354,25 +421,26 @@ fn verdict(story: &RunResult, fix: &RunResult) -> FixVerdict {
         (Some(a), Some(b)) => b > a * 1.5,
         _ => false,
     };
-    let outcome = if fix.error.is_some() {
-        "error"
-    } else if fix.outcome != "survived" && later {
+    let survived = fix.outcome == Some(Outcome::Survived);
+    let outcome = if fix.error.is_some() || fix.outcome.is_none() {
+        FixOutcome::Error
+    } else if !survived && later {
         // The same end, later.
-        "postpones"
-    } else if fix.outcome != "survived" {
-        "does-not-help"
+        FixOutcome::Postpones
+    } else if !survived {
+        FixOutcome::DoesNotHelp
     } else if fix.resynchronised || (fix.frozen_at_s.is_none() && fix.expired_at_s.is_none()) {
-        "helps"
+        FixOutcome::Helps
     } else if fix.expired_at_s.is_some() {
         // Connection alive, but the firewall no longer tracks it.
-        "survives-untracked"
+        FixOutcome::SurvivesUntracked
     } else {
         // Frozen, not expired within the run: the same end, later.
-        "postpones"
+        FixOutcome::Postpones
     };
     FixVerdict {
         fix: fix.fix.clone(),
-        outcome: outcome.into(),
+        outcome,
         detail: fix.error.clone().unwrap_or_else(|| fix.detail.clone()),
     }
 }
@@ -395,8 +463,12 @@ fn loose_verdict(story: &RunResult) -> FixVerdict {
     }
 }
 
-/// Run the story and every fix (concurrently, each in its own lab).
+/// Run the story and every fix (concurrently, each in its own lab). A story run that fails
+/// (a lab error, not the connection) is the error.
 pub async fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<Report> {
+    if let Some(dir) = &opts.pcap_dir {
+        std::fs::create_dir_all(dir).map_err(|e| LabError::io("create", dir, e))?;
+    }
     let (story, strict, longer, pings, liberal) = tokio::join!(
         run_variant(BASE, opts, progress),
         run_variant(FIXES[0], opts, progress),
@@ -404,14 +476,23 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<Rep
         run_variant(FIXES[2], opts, progress),
         run_variant(FIXES[3], opts, progress),
     );
+    let outcome = match (story.outcome, &story.error) {
+        (Some(o), None) => o,
+        (_, e) => {
+            return Err(LabError::Config(format!(
+                "the {PRESET} story run failed: {}",
+                e.as_deref().unwrap_or("no outcome")
+            )));
+        }
+    };
     let runs = vec![strict, longer, pings, liberal];
     let mut fixes = vec![loose_verdict(&story)];
     fixes.extend(runs.iter().map(|f| verdict(&story, f)));
     Ok(Report {
-        preset: PRESET,
-        outcome: story.outcome.clone(),
+        preset: Preset::Nat43200Invalid,
+        outcome,
         idle_s: story.idle_s,
-        error: story.app_error.clone().or_else(|| story.error.clone()),
+        error: story.app_error.clone(),
         options: opts.clone(),
         story,
         fixes,
@@ -426,7 +507,11 @@ mod tests {
     fn run_result(frozen: bool, expired: bool, resync: bool, outcome: &str) -> RunResult {
         RunResult {
             fix: "x".into(),
-            outcome: outcome.into(),
+            outcome: match outcome {
+                "reset" => Some(Outcome::Reset),
+                "survived" => Some(Outcome::Survived),
+                _ => None,
+            },
             detail: "d".into(),
             frozen_at_s: frozen.then_some(8.0),
             expired_at_s: expired.then_some(20.0),
@@ -443,23 +528,24 @@ mod tests {
     fn verdicts_follow_what_the_run_saw() {
         let base = run_result(true, true, false, "reset");
         let v = |f: RunResult| verdict(&base, &f).outcome;
-        assert_eq!(v(run_result(false, false, true, "survived")), "helps");
+        use FixOutcome::*;
+        assert_eq!(v(run_result(false, false, true, "survived")), Helps);
         assert_eq!(
             v(run_result(true, true, false, "survived")),
-            "survives-untracked"
+            SurvivesUntracked
         );
-        assert_eq!(v(run_result(true, false, false, "survived")), "postpones");
-        assert_eq!(v(run_result(false, false, false, "survived")), "helps");
-        assert_eq!(v(run_result(true, true, false, "reset")), "does-not-help");
+        assert_eq!(v(run_result(true, false, false, "survived")), Postpones);
+        assert_eq!(v(run_result(false, false, false, "survived")), Helps);
+        assert_eq!(v(run_result(true, true, false, "reset")), DoesNotHelp);
         let mut err = run_result(false, false, false, "error");
         err.error = Some("boom".into());
         assert_eq!(verdict(&base, &err).detail, "boom");
-        assert_eq!(verdict(&base, &err).outcome, "error");
+        assert_eq!(verdict(&base, &err).outcome, FixOutcome::Error);
         let mut later = run_result(true, true, false, "reset");
         later.expired_at_s = Some(60.0);
-        assert_eq!(v(later), "postpones");
+        assert_eq!(v(later), FixOutcome::Postpones);
         let story = loose_verdict(&run_result(true, true, false, "reset"));
-        assert_eq!(story.outcome, "does-not-help");
+        assert_eq!(story.outcome, FixOutcome::DoesNotHelp);
         assert!(story.detail.contains("does not re-synchronise"));
     }
 

@@ -102,6 +102,7 @@ impl Lab {
                 .map(|d| d.as_millis())
                 .unwrap_or(0),
             spec: serde_json::to_value(&spec).unwrap_or_default(),
+            scope: registry::current_scope(),
         }
         .save()?;
         let mut lab = Lab {
@@ -281,8 +282,8 @@ impl Lab {
         self.topo.hosts.iter().map(|h| h.name.clone()).collect()
     }
 
-    /// Remove everything now.
-    pub fn destroy(mut self) -> Result<()> {
+    /// Remove everything now: processes still running inside the lab are stopped and reported.
+    pub fn destroy(mut self) -> Result<registry::Removal> {
         self.owned = false;
         self.namespaces.clear();
         registry::remove(&self.name, &self.host_names())

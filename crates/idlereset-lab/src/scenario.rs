@@ -45,17 +45,96 @@ pub struct Scenario {
     pub port: u16,
 }
 
-/// Names of the built-in presets.
-pub const PRESETS: &[(&str, &str)] = &[
-    (
-        "firewall-900",
-        "Seed replay: firewall conntrack 900 s, pool idle timeout 3600 s, no keepalive",
-    ),
-    (
-        "firewall-3600",
-        "Runbook: firewall 3600 s, SO_KEEPALIVE on but OS default tcp_keepalive_time 7200 s",
-    ),
-];
+/// The built-in incident presets of `lab reproduce`.
+///
+/// Two kinds: [`Preset::Firewall900`] and [`Preset::Firewall3600`] are [`Scenario`]s (one
+/// connection, idle, used again; every knob settable), [`Preset::Nat43200Invalid`] is the
+/// frozen-timer story of `frozen` (a busy flow, a fault, the report's fixes), which honours only
+/// the knobs [`Preset::honours`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Preset {
+    #[serde(rename = "firewall-900")]
+    Firewall900,
+    #[serde(rename = "firewall-3600")]
+    Firewall3600,
+    #[serde(rename = "nat-43200-invalid")]
+    Nat43200Invalid,
+}
+
+impl Preset {
+    /// Every preset, in `--list` order.
+    pub const ALL: [Preset; 3] = [
+        Preset::Firewall900,
+        Preset::Firewall3600,
+        Preset::Nat43200Invalid,
+    ];
+
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Firewall900 => "firewall-900",
+            Preset::Firewall3600 => "firewall-3600",
+            Preset::Nat43200Invalid => "nat-43200-invalid",
+        }
+    }
+
+    /// One line for `--list`.
+    pub fn description(self) -> &'static str {
+        match self {
+            Preset::Firewall900 => {
+                "Seed replay: firewall conntrack 900 s, pool idle timeout 3600 s, no keepalive"
+            }
+            Preset::Firewall3600 => {
+                "Runbook: firewall 3600 s, SO_KEEPALIVE on but OS default tcp_keepalive_time 7200 s"
+            }
+            Preset::Nat43200Invalid => crate::frozen::DESCRIPTION,
+        }
+    }
+
+    /// The preset named `name`, or an error listing them.
+    pub fn parse(name: &str) -> Result<Preset> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                LabError::Config(format!(
+                    "unknown preset {name:?}; presets: {}",
+                    Preset::ALL.map(Preset::name).join(", ")
+                ))
+            })
+    }
+
+    /// Is this preset a [`Scenario`] (every scenario knob applies)?
+    pub fn is_scenario(self) -> bool {
+        !matches!(self, Preset::Nat43200Invalid)
+    }
+
+    /// Whether the preset can honour the command-line knob `flag` (e.g. `--fw-timeout`).
+    /// Scenario presets honour every knob; the frozen-timer story only its time scale and
+    /// firewall timeout (and `--capture-dir`, which is not a scenario knob).
+    pub fn honours(self, flag: &str) -> bool {
+        self.is_scenario() || matches!(flag, "--time-scale" | "--fw-timeout")
+    }
+
+    /// Refuse the knobs in `given` this preset cannot honour (never ignore them silently).
+    pub fn check_knobs(self, given: &[&str]) -> Result<()> {
+        let refused: Vec<&str> = given.iter().copied().filter(|f| !self.honours(f)).collect();
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(LabError::Config(format!(
+            "preset {} cannot honour {} (it runs its own busy flow and fault; it takes only --time-scale and --fw-timeout)",
+            self.name(),
+            refused.join(", ")
+        )))
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 impl Scenario {
     fn base(preset: &str, description: &str, fw_timeout_s: f64, time_scale: f64) -> Scenario {
@@ -88,30 +167,22 @@ impl Scenario {
         }
     }
 
-    /// A built-in preset.
+    /// A built-in preset, by name (see [`Preset`]).
     pub fn preset(name: &str) -> Result<Scenario> {
-        let desc = PRESETS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, d)| *d)
-            .ok_or_else(|| {
-                LabError::Config(format!(
-                    "unknown preset {name:?}; presets: {}",
-                    PRESETS
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
-        Ok(match name {
-            "firewall-900" => {
+        Scenario::of(Preset::parse(name)?)
+    }
+
+    /// The scenario of a scenario preset; the frozen-timer story is not one (see [`Preset`]).
+    pub fn of(preset: Preset) -> Result<Scenario> {
+        let (name, desc) = (preset.name(), preset.description());
+        Ok(match preset {
+            Preset::Firewall900 => {
                 let mut s = Scenario::base(name, desc, 900.0, 100.0);
                 s.pool_idle_timeout_s = Some(3600.0);
                 s.idle_s = 1200.0;
                 s
             }
-            _ => {
+            Preset::Firewall3600 => {
                 let mut s = Scenario::base(name, desc, 3600.0, 400.0);
                 s.pool_idle_timeout_s = Some(10800.0);
                 s.so_keepalive = true;
@@ -120,6 +191,11 @@ impl Scenario {
                 s.os_keepalive_probes = Some(9);
                 s.idle_s = 4800.0;
                 s
+            }
+            Preset::Nat43200Invalid => {
+                return Err(LabError::Config(format!(
+                    "preset {name} is the frozen-timer story of `lab reproduce` (a busy flow, a fault and the fixes), not a scenario a lab can run with `lab up`; use firewall-900 or firewall-3600"
+                )));
             }
         })
     }
@@ -274,6 +350,35 @@ mod tests {
             ("net.ipv4.tcp_keepalive_time".into(), "18".into())
         );
         assert!(Scenario::preset("nope").is_err());
+        assert!(Scenario::preset("nat-43200-invalid").is_err());
+    }
+
+    #[test]
+    fn presets_round_trip_and_refuse_what_they_cannot_honour() {
+        for p in Preset::ALL {
+            assert_eq!(Preset::parse(p.name()).unwrap(), p);
+            assert_eq!(
+                serde_json::to_value(p).unwrap(),
+                serde_json::Value::String(p.name().into())
+            );
+        }
+        assert!(
+            Preset::Firewall900
+                .check_knobs(&["--keepalive-time"])
+                .is_ok()
+        );
+        let frozen = Preset::Nat43200Invalid;
+        assert!(
+            frozen
+                .check_knobs(&["--time-scale", "--fw-timeout"])
+                .is_ok()
+        );
+        let err = frozen
+            .check_knobs(&["--time-scale", "--keepalive-time", "--hops"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--keepalive-time, --hops"), "{err}");
+        assert!(!err.contains("--time-scale,"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ fn frozen_timer_story_and_fixes() {
     if !require_or_skip("frozen_timer_story_and_fixes") {
         return;
     }
+    let dir = std::env::temp_dir().join(format!("idlereset-frozen-cap-{}", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_idlereset"))
         .args([
             "lab",
@@ -18,13 +19,27 @@ fn frozen_timer_story_and_fixes() {
             "--preset",
             "nat-43200-invalid",
             "--json",
+            "--capture-dir",
         ])
+        .arg(&dir)
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     // design.md's contract fields.
+    assert_eq!(v["preset"], "nat-43200-invalid");
     assert_eq!(v["outcome"], "reset", "{v}");
+    // --capture-dir: the story run's two capture points, with the busy flow's packets.
+    for f in ["app.pcap", "fw-db.pcap"] {
+        let bytes = std::fs::read(dir.join(f)).unwrap();
+        assert_eq!(&bytes[..4], &0xa1b2_3c4du32.to_le_bytes(), "{f}");
+        assert!(
+            bytes.len() > 100_000,
+            "{f} has the busy flow: {} bytes",
+            bytes.len()
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
     assert!(v["idle_s"].as_f64().is_some());
     assert!(
         v["error"].as_str().is_some_and(|e| !e.is_empty()),

@@ -95,6 +95,38 @@ pub struct ScenarioArgs {
 }
 
 impl ScenarioArgs {
+    /// The flags given on the command line (so a preset can refuse what it cannot honour).
+    pub fn given(&self) -> Vec<&'static str> {
+        let set = [
+            ("--time-scale", self.time_scale.is_some()),
+            ("--hops", self.hops.is_some()),
+            ("--ipv6", self.ipv6),
+            ("--profile", self.profile.is_some()),
+            ("--fw-timeout", self.fw_timeout.is_some()),
+            ("--loose", self.loose.is_some()),
+            ("--be-liberal", self.be_liberal.is_some()),
+            ("--drop-invalid", self.drop_invalid.is_some()),
+            ("--idle", self.idle.is_some()),
+            ("--pool-idle-timeout", self.pool_idle_timeout.is_some()),
+            ("--max-lifetime", self.max_lifetime.is_some()),
+            ("--heartbeat", self.heartbeat.is_some()),
+            ("--keepalive", self.keepalive.is_some()),
+            ("--keepalive-time", self.keepalive_time.is_some()),
+            ("--keepalive-intvl", self.keepalive_intvl.is_some()),
+            ("--keepalive-probes", self.keepalive_probes.is_some()),
+            ("--user-timeout", self.user_timeout.is_some()),
+            ("--os-keepalive-time", self.os_keepalive_time.is_some()),
+            ("--os-keepalive-intvl", self.os_keepalive_intvl.is_some()),
+            ("--os-keepalive-probes", self.os_keepalive_probes.is_some()),
+            ("--server-idle-close", self.server_idle_close.is_some()),
+            ("--query-timeout", self.query_timeout.is_some()),
+        ];
+        set.into_iter()
+            .filter(|(_, s)| *s)
+            .map(|(f, _)| f)
+            .collect()
+    }
+
     /// The preset with these overrides applied.
     pub fn apply(&self, mut s: Scenario) -> Scenario {
         macro_rules! set {

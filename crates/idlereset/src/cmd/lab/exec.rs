@@ -6,14 +6,21 @@ use idlereset_linux::NetNs;
 use idlereset_linux::capture::CaptureToFile;
 
 use crate::app::Outcome;
-use crate::cmd::signals::run_cancellable;
+use nix::sys::signal::Signal;
 
+use crate::cmd::signals::{Stop, run_cancellable};
+
+// Runs the command inside the host's namespace; SIGINT, SIGTERM and SIGHUP sent to `lab exec`
+// are forwarded to it, and `lab exec` exits with its exit code (2 when it died of a signal).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
   idlereset lab exec app -- ping -c1 198.18.2.10
   idlereset lab exec fw --lab idlereset-3fa9c1 -- cat /proc/sys/net/netfilter/nf_conntrack_count
-  idlereset lab exec app -- idlereset audit --path-timeout 900")]
+  idlereset lab exec app -- idlereset audit --path-timeout 900
+
+SIGINT, SIGTERM and SIGHUP are forwarded to the command; the exit code is the command's
+(2 when it was killed by a signal).")]
 pub struct ExecArgs {
     /// Host: app, r1..rN, fw, db
     pub host: String,
@@ -62,9 +69,37 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<Outcome> {
         .cmd
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("no command given"))?;
-    let status = ns
-        .run(|| std::process::Command::new(prog).args(args).status())?
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Handlers first: a signal from now on is forwarded to the child, never kills this process
+    // and orphans it.
+    let mut stop = {
+        let _guard = rt.enter();
+        Stop::install()?
+    };
+    let mut child = ns
+        .run(|| std::process::Command::new(prog).args(args).spawn())?
         .map_err(|e| anyhow::anyhow!("cannot run {prog:?} in {}: {e}", ns.name()))?;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let status = rt.block_on(async {
+        loop {
+            if let Some(st) = child.try_wait()? {
+                return Ok::<_, std::io::Error>(st);
+            }
+            tokio::select! {
+                sig = stop.recv() => {
+                    let sig = match sig {
+                        "SIGINT" => Signal::SIGINT,
+                        "SIGHUP" => Signal::SIGHUP,
+                        _ => Signal::SIGTERM,
+                    };
+                    let _ = nix::sys::signal::kill(pid, sig);
+                }
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    })?;
     std::process::exit(status.code().unwrap_or(2));
 }
 

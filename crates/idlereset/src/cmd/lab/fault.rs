@@ -6,7 +6,7 @@ use idlereset_lab::Lab;
 use idlereset_lab::fault;
 
 use crate::app::Outcome;
-use crate::cmd::signals::{run_cancellable, shutdown};
+use crate::cmd::signals::run_graceful;
 
 #[derive(Debug, clap::Subcommand)]
 #[command(after_help = "\
@@ -60,8 +60,9 @@ fn asymmetric(a: AsymmetricArgs) -> anyhow::Result<Outcome> {
         );
     }
     // The fault itself listens for Ctrl-C so the route is restored before the runtime stops.
-    let report = run_cancellable(async move {
-        Ok(fault::asymmetric(&lab, Duration::from_secs_f64(a.for_s), shutdown()).await?)
+    // A signal ends it as interrupted (exit 2), after the route was restored.
+    let report = run_graceful(|cancel| async move {
+        Ok(fault::asymmetric(&lab, Duration::from_secs_f64(a.for_s), cancel).await?)
     })?;
     if json {
         crate::cmd::print_json(&report)?;

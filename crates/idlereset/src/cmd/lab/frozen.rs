@@ -1,31 +1,10 @@
-//! `lab reproduce --preset nat-43200-invalid`: print the frozen-timer story and the fixes.
+//! Human rendering of the `nat-43200-invalid` report: the frozen-timer story and the fixes.
 
 use std::io::Write;
 
-use idlereset_lab::frozen::{self, Options, Report};
+use idlereset_lab::frozen::Report;
 
-use crate::app::Outcome;
-use crate::cmd::signals::run_cancellable;
-
-pub fn run(json: bool) -> anyhow::Result<Outcome> {
-    let opts = Options::default();
-    let report =
-        run_cancellable(
-            async move { Ok(frozen::run(&opts, &|m| eprintln!("idlereset: {m}")).await?) },
-        )?;
-    if json {
-        crate::cmd::print_json(&report)?;
-    } else {
-        print(&report, &mut std::io::stdout().lock())?;
-    }
-    Ok(if report.outcome == "survived" && report.error.is_none() {
-        Outcome::Clean
-    } else {
-        Outcome::Findings
-    })
-}
-
-fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
+pub fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{}: established timeout {} s, asymmetric fault {} s at {} B/s",
@@ -40,7 +19,11 @@ fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     }
     writeln!(out, "Fixes (each in its own lab run):")?;
     for f in &r.fixes {
-        writeln!(out, "  {:<34} {:<14} {}", f.fix, f.outcome, f.detail)?;
+        let outcome = serde_json::to_value(f.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        writeln!(out, "  {:<34} {:<18} {}", f.fix, outcome, f.detail)?;
     }
     Ok(())
 }

@@ -2,8 +2,9 @@
 
 use std::io::Write;
 
-use idlereset_lab::reproduce::{self, Options, Outcome as LabOutcome};
-use idlereset_lab::scenario::{PRESETS, Scenario};
+use idlereset_lab::frozen;
+use idlereset_lab::reproduce::{self, Options, PresetReport};
+use idlereset_lab::scenario::{Preset, Scenario};
 
 use super::args::ScenarioArgs;
 use crate::app::Outcome;
@@ -20,6 +21,9 @@ Examples:
   idlereset lab reproduce --preset nat-43200-invalid        (frozen conntrack timer, and the fixes)
   idlereset lab reproduce --list
 
+nat-43200-invalid takes only --time-scale and --fw-timeout (default 43200 s at scale 2880);
+any other knob is refused, never ignored.
+
 Exit code: 1 when the connection failed (reset, blackhole, closed), 0 when it survived.")]
 pub struct ReproduceArgs {
     /// Incident preset (see --list)
@@ -30,7 +34,8 @@ pub struct ReproduceArgs {
     pub list: bool,
     #[command(flatten)]
     pub knobs: ScenarioArgs,
-    /// Write app.pcap (app's link) and fw-db.pcap (firewall's database link) into DIR
+    /// Write app.pcap (app's link) and fw-db.pcap (firewall's database link) into DIR (for
+    /// nat-43200-invalid: of the story run)
     #[arg(long, value_name = "DIR")]
     pub capture_dir: Option<std::path::PathBuf>,
     /// Print one JSON object: outcome, idle_s, error, timeline, evidence, verdict
@@ -40,34 +45,38 @@ pub struct ReproduceArgs {
 
 pub fn run(a: ReproduceArgs) -> anyhow::Result<Outcome> {
     if a.list {
-        for (name, desc) in PRESETS {
-            println!("{name:<16} {desc}");
+        for p in Preset::ALL {
+            println!("{:<18} {}", p.name(), p.description());
         }
-        println!(
-            "{:<16} {}",
-            idlereset_lab::frozen::PRESET,
-            idlereset_lab::frozen::DESCRIPTION
-        );
         return Ok(Outcome::Clean);
     }
-    if a.preset == idlereset_lab::frozen::PRESET {
-        return super::frozen::run(a.json);
-    }
-    let sc = a.knobs.apply(Scenario::preset(&a.preset)?);
-    if let Some(d) = &a.capture_dir {
-        std::fs::create_dir_all(d)?;
-    }
-    let opts = Options {
-        pcap_dir: a.capture_dir.clone(),
+    let preset = Preset::parse(&a.preset)?;
+    preset.check_knobs(&a.knobs.given())?;
+    let progress = |m: &str| eprintln!("idlereset: {m}");
+    let report = if preset.is_scenario() {
+        let sc = a.knobs.apply(Scenario::of(preset)?);
+        if let Some(d) = &a.capture_dir {
+            std::fs::create_dir_all(d)?;
+        }
+        let opts = Options {
+            pcap_dir: a.capture_dir.clone(),
+        };
+        let r = run_cancellable(async { Ok(reproduce::run_with(&sc, &opts, &progress).await?) })?;
+        PresetReport::Incident(Box::new(r))
+    } else {
+        let mut opts = frozen::Options::from_knobs(a.knobs.time_scale, a.knobs.fw_timeout)?;
+        opts.pcap_dir = a.capture_dir.clone();
+        let r = run_cancellable(async { Ok(frozen::run(&opts, &progress).await?) })?;
+        PresetReport::FrozenTimer(Box::new(r))
     };
-    let report = run_cancellable(async {
-        Ok(reproduce::run_with(&sc, &opts, &|m| eprintln!("idlereset: {m}")).await?)
-    })?;
     if a.json {
         crate::cmd::print_json(&report)?;
     } else {
         let mut out = std::io::stdout().lock();
-        super::report::print(&report, &mut out)?;
+        match &report {
+            PresetReport::Incident(r) => super::report::print(r, &mut out)?,
+            PresetReport::FrozenTimer(r) => super::frozen::print(r, &mut out)?,
+        }
         if let Some(d) = &a.capture_dir {
             writeln!(
                 out,
@@ -77,9 +86,9 @@ pub fn run(a: ReproduceArgs) -> anyhow::Result<Outcome> {
             )?;
         }
     }
-    Ok(if report.outcome == LabOutcome::Survived {
-        Outcome::Clean
-    } else {
+    Ok(if report.outcome().failed() {
         Outcome::Findings
+    } else {
+        Outcome::Clean
     })
 }

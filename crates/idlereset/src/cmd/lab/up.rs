@@ -4,6 +4,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use idlereset_lab::procs::StoppedProcess;
 use idlereset_lab::registry::{self, LabRecord, Ownership};
 use idlereset_lab::scenario::Scenario;
 use idlereset_lab::{Lab, LabSpec, supervise};
@@ -11,7 +12,7 @@ use serde::Serialize;
 
 use super::args::ScenarioArgs;
 use crate::app::Outcome;
-use crate::cmd::signals::{run_cancellable, shutdown};
+use crate::cmd::signals::{run_cancellable, run_graceful};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -77,8 +78,34 @@ pub struct SuperviseArgs {
     pub db: String,
 }
 
+/// How long `lab up` waits for its supervisor's first status.
+const SUPERVISOR_START: Duration = Duration::from_secs(60);
+
 fn scenario_file(lab: &str) -> std::path::PathBuf {
     registry::run_dir(lab).join("scenario.json")
+}
+
+/// Create the lab's run directory and write the scenario the supervisor reads; returns the
+/// directory.
+fn write_scenario(lab: &str, sc: &Scenario) -> anyhow::Result<std::path::PathBuf> {
+    let dir = registry::run_dir(lab);
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    std::fs::write(scenario_file(lab), serde_json::to_vec_pretty(sc)?)?;
+    Ok(dir)
+}
+
+/// Say which processes still ran inside a removed lab (they were stopped).
+fn report_stopped(procs: &[StoppedProcess]) {
+    for p in procs {
+        eprintln!(
+            "idlereset: stopped process {} ({}) in {} with {}{}",
+            p.pid,
+            p.command,
+            p.namespace,
+            p.signal,
+            if p.survived { " (still present!)" } else { "" }
+        );
+    }
 }
 
 pub fn up(a: UpArgs) -> anyhow::Result<Outcome> {
@@ -96,23 +123,31 @@ pub fn up(a: UpArgs) -> anyhow::Result<Outcome> {
     }
     let spec = sc.lab_spec()?;
     let pool_size = a.pool_size;
+    if a.foreground {
+        // The workload stops on the signal, then PostgreSQL and the lab are removed in order;
+        // the command still ends as interrupted (exit 2).
+        run_graceful(|cancel| async {
+            // Supervised: `lab down NAME` stops this process (SIGTERM), which removes the lab.
+            let lab = Lab::create(spec, a.name.clone(), Ownership::Supervised).await?;
+            let name = lab.name().to_string();
+            write_scenario(&name, &sc)?;
+            eprintln!(
+                "idlereset: lab {name} up in {:.0} ms; running the workload, Ctrl-C to remove it",
+                lab.build_time.as_secs_f64() * 1000.0
+            );
+            let pg = postgres.then(|| start_postgres(&lab, &sc)).transpose()?;
+            supervise::run(&lab, &sc, pool_size, cancel).await?;
+            drop(pg);
+            report_stopped(&lab.destroy()?.stopped_processes);
+            Ok(())
+        })?;
+        return Ok(Outcome::Clean);
+    }
     let (name, build_ms) = run_cancellable(async {
         let lab = Lab::create(spec, a.name.clone(), Ownership::Supervised).await?;
         let name = lab.name().to_string();
         let build_ms = lab.build_time.as_secs_f64() * 1000.0;
-        let dir = registry::run_dir(&name);
-        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        std::fs::write(scenario_file(&name), serde_json::to_vec_pretty(&sc)?)?;
-        if a.foreground {
-            eprintln!(
-                "idlereset: lab {name} up in {build_ms:.0} ms; running the workload, Ctrl-C to remove it"
-            );
-            let pg = postgres.then(|| start_postgres(&lab, &sc)).transpose()?;
-            supervise::run(&lab, &sc, pool_size, shutdown()).await?;
-            drop(pg);
-            lab.destroy()?;
-            return Ok((name, build_ms));
-        }
+        let dir = write_scenario(&name, &sc)?;
         let log = std::fs::File::create(dir.join("supervisor.log"))?;
         let mut cmd = std::process::Command::new(std::env::current_exe()?);
         cmd.args([
@@ -140,19 +175,20 @@ pub fn up(a: UpArgs) -> anyhow::Result<Outcome> {
                 drop(lab);
                 anyhow::bail!("lab supervisor exited ({st}): {log}");
             }
-            if started.elapsed() > Duration::from_secs(10) {
+            // initdb alone can take many seconds on a loaded machine.
+            if started.elapsed() > SUPERVISOR_START {
                 let _ = child.kill();
                 drop(lab);
-                anyhow::bail!("lab supervisor did not start within 10 s");
+                anyhow::bail!(
+                    "lab supervisor did not start within {} s",
+                    SUPERVISOR_START.as_secs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         lab.detach();
         Ok((name, build_ms))
     })?;
-    if a.foreground {
-        return Ok(Outcome::Clean);
-    }
     if a.json {
         crate::cmd::print_json(&describe(&LabRecord::load(&name)?))?;
     } else {
@@ -176,14 +212,14 @@ pub fn up(a: UpArgs) -> anyhow::Result<Outcome> {
 
 pub fn supervise(a: SuperviseArgs) -> anyhow::Result<Outcome> {
     let sc: Scenario = serde_json::from_slice(&std::fs::read(scenario_file(&a.lab))?)?;
-    run_cancellable(async {
+    run_graceful(|cancel| async {
         let lab = Lab::open(&a.lab)?.adopt(Ownership::Supervised)?;
         let pg = (a.db == "postgres")
             .then(|| start_postgres(&lab, &sc))
             .transpose()?;
-        supervise::run(&lab, &sc, a.pool_size, shutdown()).await?;
+        supervise::run(&lab, &sc, a.pool_size, cancel).await?;
         drop(pg);
-        lab.destroy()?;
+        report_stopped(&lab.destroy()?.stopped_processes);
         Ok(())
     })?;
     Ok(Outcome::Clean)
@@ -221,6 +257,10 @@ fn stop_supervisor(r: &LabRecord) {
 }
 
 pub fn down(a: DownArgs) -> anyhow::Result<Outcome> {
+    // Unmounting namespaces and signalling other users' processes needs root: say so up front
+    // instead of failing half-way with a bare EPERM.
+    idlereset_lab::error::require_privileges()
+        .context("lab down removes namespaces (umount) and stops processes inside them")?;
     if a.all {
         let sweep = registry::sweep(a.force, stop_supervisor)?;
         if a.json {
@@ -235,9 +275,22 @@ pub fn down(a: DownArgs) -> anyhow::Result<Outcome> {
             for s in &sweep.skipped {
                 println!("skipped {s}");
             }
+            for p in &sweep.stopped_processes {
+                println!(
+                    "stopped process {} ({}) in {} with {}",
+                    p.pid, p.command, p.namespace, p.signal
+                );
+            }
+            if sweep.removed_tracefs_instances > 0 {
+                println!(
+                    "removed {} stale tracefs instance(s) of killed watch/exporter processes",
+                    sweep.removed_tracefs_instances
+                );
+            }
             if sweep.removed_labs.is_empty()
                 && sweep.removed_namespaces.is_empty()
                 && sweep.skipped.is_empty()
+                && sweep.removed_tracefs_instances == 0
             {
                 println!("nothing to remove");
             }
@@ -256,13 +309,29 @@ pub fn down(a: DownArgs) -> anyhow::Result<Outcome> {
             Ownership::Foreground => {}
         }
     }
-    registry::remove(&name, &rec.hosts)?;
+    let removal = registry::remove(&name, &rec.hosts)?;
     if a.json {
-        crate::cmd::print_json(&serde_json::json!({ "removed_labs": [name] }))?;
+        crate::cmd::print_json(&DownJson {
+            removed_labs: vec![name],
+            stopped_processes: removal.stopped_processes,
+        })?;
     } else {
+        for p in &removal.stopped_processes {
+            println!(
+                "stopped process {} ({}) in {} with {}",
+                p.pid, p.command, p.namespace, p.signal
+            );
+        }
         println!("removed lab {name}");
     }
     Ok(Outcome::Clean)
+}
+
+/// `lab down NAME --json`.
+#[derive(Debug, Serialize)]
+struct DownJson {
+    removed_labs: Vec<String>,
+    stopped_processes: Vec<StoppedProcess>,
 }
 
 #[derive(Debug, Serialize)]
