@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use idlereset_core::audit::{ConntrackFacts, KernelSettings, SocketFacts};
 use idlereset_linux::conntrack::{CtStats, Ctnetlink};
-use idlereset_linux::sockdiag::{SocketInfo, TcpFilter, TimerKind, dump_tcp};
+use idlereset_linux::sockdiag::{TcpFilter, dump_tcp};
 use idlereset_linux::{LinuxError, sysctl};
 
 /// What was read in one namespace.
@@ -30,23 +30,6 @@ pub struct NsFacts {
 impl NsFacts {
     pub fn kernel(&self) -> KernelSettings {
         KernelSettings::from_sysctls(&self.sysctl)
-    }
-}
-
-/// The audit's view of a sock_diag socket (process fields filled in later).
-pub fn facts(s: &SocketInfo) -> SocketFacts {
-    let ka_timer = s.timer.filter(|t| t.kind == TimerKind::Keepalive);
-    SocketFacts {
-        local: Some(s.local),
-        remote: Some(s.remote),
-        keepalive: s.keepalive_known(),
-        keepalive_timer_ms: ka_timer.map(|t| u64::from(t.expires_ms)),
-        probes_out: ka_timer.map_or(0, |t| t.retrans),
-        last_data_sent_ms: s.last_data_sent_ms.map(u64::from),
-        last_data_recv_ms: s.last_data_recv_ms.map(u64::from),
-        last_ack_recv_ms: s.last_ack_recv_ms.map(u64::from),
-        pid: None,
-        process: None,
     }
 }
 
@@ -93,7 +76,7 @@ pub fn gather(netns: Option<String>, sample: Duration) -> anyhow::Result<NsFacts
 
     let (mut sockets, mut inodes) = (Vec::new(), Vec::new());
     let summary = dump_tcp(TcpFilter::established(), |s| {
-        sockets.push(facts(&s));
+        sockets.push(s.facts());
         inodes.push(s.inode);
     })
     .map_err(|e| anyhow::Error::new(e).context("dumping TCP sockets over sock_diag"))?;

@@ -12,16 +12,17 @@ mod render;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use idlereset_core::audit::{self, PathTimeout, Report, default_path_timeout};
+use idlereset_core::audit::{self, Report};
 use idlereset_core::catalog::Catalog;
 use idlereset_core::duration::parse_duration;
 use idlereset_core::inventory::Inventory;
+use idlereset_core::path::PathPolicy;
+use idlereset_core::socket::is_loopback;
 use idlereset_linux::NetNs;
 use idlereset_linux::procfs::SocketOwners;
 
@@ -64,39 +65,11 @@ pub struct Args {
     pub sample: String,
 }
 
-/// Resolves a socket's remote to its path's idle timeout.
-enum Paths {
-    Fixed(PathTimeout),
-    Inventory(Inventory, String),
-}
-
-impl Paths {
-    fn resolve(&self, remote: SocketAddr) -> Option<PathTimeout> {
-        match self {
-            Paths::Fixed(p) => Some(p.clone()),
-            Paths::Inventory(inv, file) => {
-                inv.path_timeout_for(remote).map(|(s, hop)| PathTimeout {
-                    seconds: s,
-                    source: format!(
-                        "{file}: hop {} ({}, line {})",
-                        hop.name,
-                        hop.kind.as_str(),
-                        hop.line
-                    ),
-                })
-            }
-        }
-    }
-}
-
-fn paths(args: &Args, catalog: &Catalog) -> anyhow::Result<Paths> {
+fn paths(args: &Args, catalog: &Catalog) -> anyhow::Result<PathPolicy> {
     if let Some(t) = &args.path_timeout {
         let d = parse_duration(t).with_context(|| format!("--path-timeout {t:?}"))?;
         anyhow::ensure!(!d.is_zero(), "--path-timeout must be more than 0");
-        return Ok(Paths::Fixed(PathTimeout {
-            seconds: d.as_secs_f64(),
-            source: "--path-timeout".into(),
-        }));
+        return Ok(PathPolicy::fixed(d.as_secs_f64(), "--path-timeout"));
     }
     if let Some(path) = &args.inventory {
         let (name, text) = if path.as_os_str() == "-" {
@@ -111,10 +84,9 @@ fn paths(args: &Args, catalog: &Catalog) -> anyhow::Result<Paths> {
             (path.display().to_string(), t)
         };
         let inv = Inventory::parse(&text, &name, catalog)?;
-        return Ok(Paths::Inventory(inv, name));
+        return Ok(PathPolicy::inventory(inv, name));
     }
-    default_path_timeout(catalog)
-        .map(Paths::Fixed)
+    PathPolicy::catalog_default(catalog)
         .context("the catalog has no NAT entry to assume a path timeout from: pass --path-timeout")
 }
 
@@ -222,18 +194,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     })
 }
 
-fn is_loopback(a: SocketAddr) -> bool {
-    a.ip().to_canonical().is_loopback()
-}
-
-fn judge(mut facts: NsFacts, paths: &Paths, include_loopback: bool) -> NsAudit {
+fn judge(mut facts: NsFacts, paths: &PathPolicy, include_loopback: bool) -> NsAudit {
     let kernel = facts.kernel();
     let (judged, loopback): (Vec<_>, Vec<_>) = std::mem::take(&mut facts.sockets)
         .into_iter()
         .partition(|s| include_loopback || !s.remote.is_some_and(is_loopback));
-    let mut report = audit::evaluate(&judged, &kernel, facts.conntrack.as_ref(), &|r| {
-        paths.resolve(r)
-    });
+    let mut report = audit::evaluate(&judged, &kernel, facts.conntrack.as_ref(), paths);
     if !loopback.is_empty() {
         report.notes.push(format!(
             "{} loopback connections not judged (no middlebox on them; --include-loopback to judge them)",
