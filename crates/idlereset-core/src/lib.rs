@@ -10,6 +10,7 @@ pub mod audit;
 pub mod catalog;
 pub mod ctwatch;
 pub mod duration;
+pub mod host;
 pub mod inventory;
 pub mod logs;
 pub mod netstat;

@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod conntrack;
 pub mod error;
+pub mod host;
 pub mod listen;
 pub mod mapped_file;
 pub mod netns;

@@ -17,6 +17,7 @@
 //! what was observed and what was assumed; the limits go to [`Report::notes`].
 
 pub mod conntrack;
+pub mod gather;
 pub mod keepalive;
 mod model;
 #[cfg(test)]

@@ -2,18 +2,15 @@
 //! connections an idle timeout will cut (no keepalive, keepalive slower than the path), the
 //! processes that own them, the keepalive sysctl trap, and the local conntrack table's state.
 //!
-//! The flow: per namespace, [`gather`] reads sockets, sysctls and conntrack counters; one `/proc`
-//! scan maps all socket inodes to processes; `idlereset_core::audit::evaluate` decides; [`render`]
-//! prints. Loopback connections are counted and attributed but not judged (no middlebox sits on
+//! The flow: per namespace, core's `audit::gather` reads sockets, sysctls and conntrack counters
+//! through the host trait (here the real `LinuxHost`); one `/proc` scan maps all socket inodes
+//! to processes; `idlereset_core::audit::evaluate` decides; [`render`] prints. Loopback connections are counted and attributed but not judged (no middlebox sits on
 //! them) unless `--include-loopback`.
 
-mod gather;
 mod render;
 
-use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -24,10 +21,10 @@ use idlereset_core::inventory::Inventory;
 use idlereset_core::path::PathPolicy;
 use idlereset_core::socket::is_loopback;
 use idlereset_linux::NetNs;
-use idlereset_linux::procfs::SocketOwners;
 
-use self::gather::{NsFacts, gather};
 use crate::app::Outcome;
+use idlereset_core::audit::gather::{NsFacts, attribute, gather};
+use idlereset_linux::host::LinuxHost;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -90,6 +87,12 @@ fn paths(args: &Args, catalog: &Catalog) -> anyhow::Result<PathPolicy> {
         .context("the catalog has no NAT entry to assume a path timeout from: pass --path-timeout")
 }
 
+/// Gather the calling thread's namespace from the real host.
+fn gather_here(netns: Option<String>, sample: Duration) -> anyhow::Result<NsFacts> {
+    gather(&mut LinuxHost::new(), netns, sample)
+        .map_err(|e| anyhow::Error::new(e).context("dumping TCP sockets over sock_diag"))
+}
+
 /// One namespace's facts and conclusions.
 pub struct NsAudit {
     pub facts: NsFacts,
@@ -117,15 +120,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if let Some(name) = &args.netns {
         let ns = NetNs::open(name).with_context(|| format!("open network namespace {name}"))?;
         gathered.push(
-            ns.run(|| gather(Some(name.clone()), sample))
+            ns.run(|| gather_here(Some(name.clone()), sample))
                 .with_context(|| format!("enter network namespace {name} (needs root)"))??,
         );
     } else {
-        gathered.push(gather(None, sample)?);
+        gathered.push(gather_here(None, sample)?);
         if args.all_netns {
             for name in NetNs::list_with_prefix("")? {
-                let res =
-                    NetNs::open(&name).and_then(|ns| ns.run(|| gather(Some(name.clone()), sample)));
+                let res = NetNs::open(&name)
+                    .and_then(|ns| ns.run(|| gather_here(Some(name.clone()), sample)));
                 match res {
                     Ok(Ok(f)) => gathered.push(f),
                     Ok(Err(e)) => could_not_see.push(format!("netns {name}: {e:#}")),
@@ -135,37 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
     }
 
-    let wanted: HashSet<u64> = gathered
-        .iter()
-        .flat_map(|f| f.inodes.iter().copied())
-        .filter(|i| *i != 0)
-        .collect();
-    let owners =
-        SocketOwners::scan(Some(&wanted)).context("mapping sockets to processes via /proc")?;
-    if let Some(n) = owners.visibility_note() {
-        could_not_see.push(format!(
-            "{n} (their sockets show without pid; run as root to see them)"
-        ));
-    }
-    let mut comms: BTreeMap<u32, Arc<str>> = BTreeMap::new();
-    let mut unowned = 0usize;
-    for f in &mut gathered {
-        for (s, inode) in f.sockets.iter_mut().zip(&f.inodes) {
-            match owners.process(*inode) {
-                Some((pid, comm)) => {
-                    s.pid = Some(pid);
-                    let c = comms.entry(pid).or_insert_with(|| Arc::from(comm));
-                    s.process = Some(c.to_string());
-                }
-                None => unowned += 1,
-            }
-        }
-    }
-    if unowned > 0 {
-        could_not_see.push(format!(
-            "{unowned} sockets have no visible owner (other users' processes without root, another PID namespace, or closed during the scan)"
-        ));
-    }
+    could_not_see.extend(attribute(&mut LinuxHost::new(), &mut gathered));
 
     let processes = render::processes(&gathered);
     let namespaces = gathered

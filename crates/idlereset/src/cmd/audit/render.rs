@@ -7,8 +7,8 @@ use std::io::Write;
 use idlereset_core::audit::{ConntrackFacts, Finding, Severity};
 use serde::Serialize;
 
-use super::gather::NsFacts;
 use super::{AuditResult, NsAudit};
+use idlereset_core::audit::gather::NsFacts;
 
 /// Sockets of one process in one namespace, by keepalive state.
 #[derive(Debug, Clone, Serialize)]

@@ -12,25 +12,17 @@
 //! into `process="other"`) so a host with thousands of short-lived programs cannot blow up the
 //! series count.
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Instant;
 
 use idlereset_core::ctwatch::{Sample, WatchConfig, Watcher};
+use idlereset_core::host::HostSource;
 use idlereset_core::netstat::Counters;
 use idlereset_core::path::PathPolicy;
-use idlereset_core::tally::{Tally, cap_processes};
+pub use idlereset_core::tally::Sockets;
+use idlereset_core::tally::collect_sockets;
 use idlereset_linux::conntrack::{self, CpuStats, CtCount, Family};
-use idlereset_linux::procfs::SocketOwners;
-use idlereset_linux::sockdiag::{self, TcpFilter};
-
-/// Socket tallies by process label (already capped).
-#[derive(Debug, Clone)]
-pub struct Sockets {
-    pub by_process: Vec<(String, Tally)>,
-    /// Whether the /proc owner scan worked (process labels are "unknown" otherwise).
-    pub owners: Result<(), String>,
-}
+use idlereset_linux::host::LinuxHost;
 
 /// Conntrack table sampling for frozen timers.
 #[derive(Debug, Clone, Copy, Default)]
@@ -139,45 +131,12 @@ impl Collector {
     }
 
     fn sockets(&self) -> Result<Sockets, String> {
-        // Pass 1: stream sockets into per-inode classifications (3 bits each), keeping only what
-        // the owner lookup needs.
-        let mut per_inode: HashMap<u64, Tally> = HashMap::new();
-        sockdiag::dump_tcp(TcpFilter::established(), |s| {
-            let t = Tally::of(&s.facts(), &self.path);
-            per_inode.entry(s.inode).or_default().add(t);
-        })
-        .map_err(|e| e.to_string())?;
-        let wanted: HashSet<u64> = per_inode.keys().copied().filter(|&i| i != 0).collect();
-        let owners = SocketOwners::scan(Some(&wanted));
-        let mut by_comm: HashMap<String, Tally> = HashMap::new();
-        let owners_ok = match &owners {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        };
-        for (inode, t) in per_inode {
-            let name = owners
-                .as_ref()
-                .ok()
-                .and_then(|o| o.process(inode))
-                .map_or_else(|| "unknown".to_string(), |(_, comm)| comm.to_string());
-            by_comm.entry(name).or_default().add(t);
-        }
-        Ok(Sockets {
-            by_process: cap_processes(by_comm, self.max_processes),
-            owners: owners_ok,
-        })
+        collect_sockets(&mut LinuxHost::new(), &self.path, self.max_processes)
+            .map_err(|e| e.to_string())
     }
 }
 
 /// `/proc/net/snmp` and `/proc/net/netstat` of the calling thread's namespace.
 fn read_netstat() -> Result<Counters, String> {
-    let mut c = Counters::default();
-    for name in ["snmp", "netstat"] {
-        // thread-self: the namespace of this thread (the exporter reads lab namespaces from a
-        // thread that entered them; /proc/self/net is the main thread's).
-        let path = format!("/proc/thread-self/net/{name}");
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("read {path}: {e}"))?;
-        c.add_file(&text, &path).map_err(|e| e.to_string())?;
-    }
-    Ok(c)
+    LinuxHost::new().netstat().map_err(|e| e.to_string())
 }
