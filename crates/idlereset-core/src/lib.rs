@@ -12,6 +12,7 @@ pub mod ctwatch;
 pub mod duration;
 pub mod host;
 pub mod inventory;
+pub mod live;
 pub mod logs;
 pub mod netstat;
 pub mod path;

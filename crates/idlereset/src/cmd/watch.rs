@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use idlereset_core::catalog::Catalog;
 use idlereset_core::inventory::Inventory;
+use idlereset_core::live::read_reset;
 use idlereset_core::path::PathPolicy;
-use idlereset_core::resets::{Direction, PathHop, reading};
+use idlereset_core::resets::Direction;
 use idlereset_linux::tracefs;
 use serde::Serialize;
 
@@ -90,22 +91,7 @@ impl Reader {
     }
 
     pub fn read(&self, j: &Joined) -> String {
-        let lookup = self.paths.resolve(j.remote);
-        let hop = lookup.timeout().map(|t| match &t.hop {
-            Some(h) => PathHop {
-                name: &h.name,
-                kind: h.kind,
-                timeout_s: t.seconds,
-                from_inventory: true,
-            },
-            None => PathHop {
-                name: "--path-timeout",
-                kind: "path",
-                timeout_s: t.seconds,
-                from_inventory: false,
-            },
-        });
-        reading(j.idle_s, hop, self.catalog.as_ref())
+        read_reset(j, &self.paths.resolve(j.remote), self.catalog.as_ref())
     }
 }
 
