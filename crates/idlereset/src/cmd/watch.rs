@@ -156,6 +156,20 @@ fn endpoint(a: std::net::SocketAddr) -> String {
     a.to_string()
 }
 
+/// The `--json` line of one joined reset.
+fn event(j: &Joined, reader: &Reader) -> Event {
+    Event {
+        time: event_time(j.mono_s),
+        direction: j.direction,
+        local: endpoint(j.local),
+        remote: endpoint(j.remote),
+        pid: j.pid,
+        process: j.process.clone(),
+        idle_s: j.idle_s.map(|s| (s * 1000.0).round() / 1000.0),
+        reading: reader.read(j),
+    }
+}
+
 /// Source of reset events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Source {
@@ -232,16 +246,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             return;
         }
         seen += 1;
-        let ev = Event {
-            time: event_time(j.mono_s),
-            direction: j.direction,
-            local: endpoint(j.local),
-            remote: endpoint(j.remote),
-            pid: j.pid,
-            process: j.process.clone(),
-            idle_s: j.idle_s.map(|s| (s * 1000.0).round() / 1000.0),
-            reading: reader.read(&j),
-        };
+        let ev = event(&j, &reader);
         let mut out = std::io::stdout().lock();
         let r = if args.json {
             serde_json::to_writer(&mut out, &ev)
@@ -299,7 +304,25 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
 #[cfg(test)]
 mod tests {
-    use super::banner;
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The `watch --json` line for a reset read against a fixed path timeout.
+    #[test]
+    fn json_snapshot() {
+        let j = Joined {
+            mono_s: 10.0,
+            direction: Direction::Received,
+            local: "198.18.0.10:40000".parse().unwrap(),
+            remote: "198.18.2.10:5432".parse().unwrap(),
+            pid: Some(77),
+            process: Some("psql".into()),
+            idle_s: Some(902.0),
+        };
+        let reader = Reader::new(PathPolicy::fixed(900.0, "--path-timeout"));
+        let ev = event(&j, &reader);
+        insta::assert_json_snapshot!("watch_json", ev, { ".time" => "[time]" });
+    }
 
     #[test]
     fn banner_names_the_source_in_use() {
