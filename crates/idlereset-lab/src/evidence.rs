@@ -1,13 +1,14 @@
 //! Evidence the lab collects while a scenario runs: the flow's TCP packets as seen on chosen
-//! links (AF_PACKET, parsed with etherparse) and the firewall's conntrack entry for the flow,
+//! links (AF_PACKET, parsed with core's pcap link and TCP parsers) and the firewall's conntrack entry for the flow,
 //! sampled over time.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use idlereset_core::pcap::link::ip_payload;
+use idlereset_core::pcap::packet::{ACK, FIN, RST, SYN, parse_tcp};
 use idlereset_core::pcap::writer::PcapWriter;
 use idlereset_linux::NetNs;
 use idlereset_linux::capture::Capture;
@@ -36,42 +37,31 @@ pub struct SeenPacket {
     pub seq: u32,
 }
 
-/// Parse an Ethernet frame into a TCP packet of interest (`port` on either side).
-pub fn parse_frame(data: &[u8], port: u16, t: f64, point: &'static str) -> Option<SeenPacket> {
-    let p = SlicedPacket::from_ethernet(data).ok()?;
-    let (src_ip, dst_ip, ttl): (IpAddr, IpAddr, u8) = match p.net? {
-        NetSlice::Ipv4(v4) => {
-            let h = v4.header();
-            (h.source_addr().into(), h.destination_addr().into(), h.ttl())
-        }
-        NetSlice::Ipv6(v6) => {
-            let h = v6.header();
-            (
-                h.source_addr().into(),
-                h.destination_addr().into(),
-                h.hop_limit(),
-            )
-        }
-        _ => return None,
-    };
-    let TransportSlice::Tcp(tcp) = p.transport? else {
-        return None;
-    };
-    if tcp.source_port() != port && tcp.destination_port() != port {
+/// Parse a captured frame (`linktype` as the capture reports it) into a TCP packet of interest
+/// (`port` on either side), with the same link and TCP parsers `idlereset pcap` uses.
+pub fn parse_frame(
+    linktype: u32,
+    data: &[u8],
+    port: u16,
+    t: f64,
+    point: &'static str,
+) -> Option<SeenPacket> {
+    let seg = parse_tcp(ip_payload(linktype, data)?)?;
+    if seg.sport != port && seg.dport != port {
         return None;
     }
     Some(SeenPacket {
         t,
         point,
-        src: SocketAddr::new(src_ip, tcp.source_port()),
-        dst: SocketAddr::new(dst_ip, tcp.destination_port()),
-        ttl,
-        syn: tcp.syn(),
-        ack: tcp.ack(),
-        fin: tcp.fin(),
-        rst: tcp.rst(),
-        payload: tcp.payload().len(),
-        seq: tcp.sequence_number(),
+        src: SocketAddr::new(seg.src, seg.sport),
+        dst: SocketAddr::new(seg.dst, seg.dport),
+        ttl: seg.ttl,
+        syn: seg.has(SYN),
+        ack: seg.has(ACK),
+        fin: seg.has(FIN),
+        rst: seg.has(RST),
+        payload: seg.payload_len as usize,
+        seq: seg.seq,
     })
 }
 
@@ -96,6 +86,7 @@ impl FlowCapture {
         let mut threads = Vec::new();
         for (ns, link, label) in points {
             let cap = Capture::open(ns, &link)?;
+            let linktype = cap.linktype();
             let mut writer = match pcap_dir {
                 Some(dir) => {
                     let path = dir.join(format!("{}.pcap", label.replace("->", "-")));
@@ -115,7 +106,7 @@ impl FlowCapture {
                         let _ = w.write_packet(f.ts, &f.data, f.data.len() as u32);
                     }
                     let t = t0.elapsed().as_secs_f64();
-                    if let Some(p) = parse_frame(&f.data, port, t, label) {
+                    if let Some(p) = parse_frame(linktype, &f.data, port, t, label) {
                         if let Ok(mut v) = packets.lock() {
                             if v.len() < MAX_PACKETS {
                                 v.push(p);

@@ -14,6 +14,7 @@ pub mod capture;
 pub mod conntrack;
 pub mod error;
 pub mod fuzzing;
+pub mod host;
 pub mod listen;
 pub mod mapped_file;
 pub mod netns;

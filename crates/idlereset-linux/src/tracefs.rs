@@ -32,20 +32,44 @@ pub const RESET_EVENTS: [&str; 2] = ["tcp/tcp_receive_reset", "tcp/tcp_send_rese
 
 const PREFIX: &str = "idlereset-";
 
-/// The mounted tracefs root, or an error saying how to mount it.
+/// The mounted tracefs root, or an error saying how to mount it (not mounted) or that it is
+/// there but not readable (permission: run as root).
 pub fn find_root() -> Result<PathBuf> {
-    TRACEFS_ROOTS
-        .iter()
-        .map(Path::new)
-        .find(|p| p.join("instances").is_dir())
-        .map(Path::to_path_buf)
-        .ok_or_else(|| {
-            LinuxError::Unsupported(
-                "tracefs is not mounted (no /sys/kernel/tracing/instances); mount it with \
-                 `mount -t tracefs nodev /sys/kernel/tracing` (needs root)"
-                    .into(),
-            )
-        })
+    find_root_among(TRACEFS_ROOTS.iter().map(Path::new), |p| {
+        fs::metadata(p).map(|m| m.is_dir())
+    })
+}
+
+/// [`find_root`] over `roots`, with `probe` reading whether `<root>/instances` is a directory.
+/// A permission error wins over "not mounted": the message must say what is really wrong.
+fn find_root_among<'a>(
+    roots: impl Iterator<Item = &'a Path>,
+    probe: impl Fn(&Path) -> std::io::Result<bool>,
+) -> Result<PathBuf> {
+    let mut denied = None;
+    for root in roots {
+        let instances = root.join("instances");
+        match probe(&instances) {
+            Ok(true) => return Ok(root.to_path_buf()),
+            Ok(false) => {}
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                denied.get_or_insert((instances, e));
+            }
+            Err(_) => {}
+        }
+    }
+    Err(match denied {
+        Some((path, source)) => LinuxError::Io {
+            op: "open tracefs (needs root)",
+            path,
+            source,
+        },
+        None => LinuxError::Unsupported(
+            "tracefs is not mounted (no /sys/kernel/tracing/instances); mount it with \
+             `mount -t tracefs nodev /sys/kernel/tracing` (needs root)"
+                .into(),
+        ),
+    })
 }
 
 /// CLOCK_MONOTONIC in seconds, the clock of the instance's timestamps.
@@ -219,6 +243,34 @@ pub fn remove_stale(root: &Path) -> usize {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn roots() -> [&'static Path; 2] {
+        [Path::new("/a"), Path::new("/b")]
+    }
+
+    #[test]
+    fn permission_is_reported_as_permission_not_as_unmounted() {
+        let denied = |_: &Path| Err(std::io::Error::from(ErrorKind::PermissionDenied));
+        let e = find_root_among(roots().into_iter(), denied).unwrap_err();
+        assert!(e.is_permission_denied(), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("needs root") && !msg.contains("not mounted"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_is_reported_as_unmounted_and_a_later_root_is_found() {
+        let missing = |_: &Path| Err(std::io::Error::from(ErrorKind::NotFound));
+        let e = find_root_among(roots().into_iter(), missing).unwrap_err();
+        assert!(e.to_string().contains("not mounted"), "{e}");
+        let second = |p: &Path| Ok(p.starts_with("/b"));
+        assert_eq!(
+            find_root_among(roots().into_iter(), second).unwrap(),
+            Path::new("/b")
+        );
+    }
 
     #[test]
     fn instance_lifecycle_captures_a_reset() {

@@ -1,91 +1,27 @@
 //! Per-socket keepalive checks: `no-keepalive`, `keepalive-too-late`, and the host-level
 //! `sysctl-only` trap.
 //!
-//! # What the keepalive timer shows
-//!
-//! sock_diag reports the pending keepalive timer (ms until it fires) and the unanswered probe
-//! count, not the socket's TCP_KEEPIDLE / TCP_KEEPINTVL. `tcp_keepalive_timer()`
-//! (net/ipv4/tcp_timer.c) re-arms the timer in three ways:
-//! - nothing received for `keepalive_time` yet: for the rest of it, so the timer fires
-//!   `TCP_KEEPIDLE` after the last received packet;
-//! - it just sent a probe: in `TCP_KEEPINTVL`. When the probe is answered, the ACK resets the
-//!   probe count and the receive clock, and at the next expiry the kernel probes again at once if
-//!   `TCP_KEEPINTVL >= TCP_KEEPIDLE`, or waits out the rest of `TCP_KEEPIDLE` otherwise.
-//!
-//! So in every phase `timer + time since the last received packet` is when the next probe (or
-//! re-check) is due, counted from the last packet the middlebox saw. That is the number to
-//! compare with the path timeout: the first probe at KEEPIDLE in the first phase, the re-probe
-//! spacing (KEEPINTVL when it is the longer one) once probes were answered. An ACK newer than the
-//! last data in both directions means a probe was answered (a window update can look the same);
-//! the finding says which phase it saw.
+//! How the pending timer reads as the next probe, and the one rule that judges it, live in
+//! [`crate::socket`] (shared with the exporter and `watch`).
 //!
 //! Limit: before the first probe the interval is invisible. Such sockets are counted in a note,
 //! with the namespace's `tcp_keepalive_intvl` as the value they get unless they set their own.
-//! Unanswered probes (`probes_out > 0`) only bound the interval from below (`>= timer`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 use super::model::{
-    DEFAULT_KEEPALIVE_INTVL_S, Finding, KernelSettings, PathTimeout, Report, Severity, SocketFacts,
-    round1, who,
+    DEFAULT_KEEPALIVE_INTVL_S, Finding, KernelSettings, Report, Severity, round1, who,
 };
+use crate::path::{PathLookup, PathTimeout};
 use crate::plan::keepalive::{keepalive as plan_keepalive, pool as plan_pool};
+pub use crate::socket::{NextProbe, PROBE_EVIDENCE_MS, Phase, next_probe};
+use crate::socket::{SocketFacts, Verdict, classify};
 
 /// Connections from one process to one remote that make a pool.
 pub const POOL_MIN: usize = 3;
-/// An ACK this much newer than the last data in both directions is an answered probe.
-pub const PROBE_EVIDENCE_MS: u64 = 1000;
 /// Keepalive probes planned in fixes (the runbook's value).
 const FIX_PROBES: u32 = 5;
-
-/// Which stage of keepalive a socket was seen in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// No probe answered since the last data: the timer counts towards TCP_KEEPIDLE.
-    FirstProbe,
-    /// An ACK arrived after the last data (a probe was answered): re-probe spacing.
-    Reprobe,
-    /// Probes sent and not answered yet: the timer runs at TCP_KEEPINTVL.
-    Unanswered(u8),
-}
-
-/// The next keepalive probe as read from the timer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NextProbe {
-    pub phase: Phase,
-    /// Seconds until the timer fires.
-    pub timer_s: f64,
-    /// Seconds from the last received packet to the next probe (a lower bound of the interval
-    /// when probes are unanswered).
-    pub after_last_packet_s: f64,
-}
-
-/// Read the next probe from a socket with its keepalive timer pending.
-pub fn next_probe(s: &SocketFacts) -> Option<NextProbe> {
-    let timer_ms = s.keepalive_timer_ms?;
-    let timer_s = timer_ms as f64 / 1000.0;
-    if s.probes_out > 0 {
-        return Some(NextProbe {
-            phase: Phase::Unanswered(s.probes_out),
-            timer_s,
-            after_last_packet_s: timer_s,
-        });
-    }
-    let since = s.since_receive_ms()?;
-    let last_data = s.last_data_sent_ms?.min(s.last_data_recv_ms?);
-    let ack = s.last_ack_recv_ms?;
-    let phase = if ack.saturating_add(PROBE_EVIDENCE_MS) < last_data {
-        Phase::Reprobe
-    } else {
-        Phase::FirstProbe
-    };
-    Some(NextProbe {
-        phase,
-        timer_s,
-        after_last_packet_s: (timer_ms + since) as f64 / 1000.0,
-    })
-}
 
 fn fix_keepalive(path: &PathTimeout) -> String {
     let k = plan_keepalive(path.seconds, FIX_PROBES);
@@ -109,7 +45,7 @@ fn fix_no_keepalive(path: &PathTimeout) -> String {
 pub fn check(
     sockets: &[SocketFacts],
     kernel: &KernelSettings,
-    path_timeout: &dyn Fn(SocketAddr) -> Option<PathTimeout>,
+    path_timeout: &dyn Fn(SocketAddr) -> PathLookup,
     report: &mut Report,
 ) {
     let mut pools: HashMap<(u32, SocketAddr), usize> = HashMap::new();
@@ -125,36 +61,38 @@ pub fn check(
     let mut unverified_min_path = f64::INFINITY;
     let mut no_ka_procs = BTreeSet::new();
     for s in sockets {
-        let Some(path) = s.remote.and_then(path_timeout) else {
-            off_path += 1;
-            continue;
+        let lookup = s.remote.map_or(PathLookup::OffPath, path_timeout);
+        let path = match &lookup {
+            PathLookup::Known(p) => p,
+            // audit always resolves a timeout (the catalog default at worst).
+            PathLookup::Unknown | PathLookup::OffPath => {
+                off_path += 1;
+                continue;
+            }
         };
-        match s.keepalive {
-            None => hidden += 1,
-            Some(false) => {
+        match classify(s, &lookup) {
+            Verdict::OffPath => off_path += 1,
+            Verdict::Hidden | Verdict::KeepaliveOn { next: None } => hidden += 1,
+            Verdict::NoKeepalive => {
                 no_ka += 1;
                 no_ka_procs.insert(who(s));
                 let pool = match (s.pid, s.remote) {
                     (Some(pid), Some(r)) => pools.get(&(pid, r)).copied().unwrap_or(1),
                     _ => 1,
                 };
-                if let Some(f) = no_keepalive(s, &path, pool) {
+                if let Some(f) = no_keepalive(s, path, pool) {
                     report.findings.push(f);
                 }
             }
-            Some(true) => match next_probe(s) {
-                Some(np) if np.after_last_packet_s > path.seconds => {
-                    report.findings.push(too_late(s, &path, np));
-                }
-                Some(np)
-                    if np.phase == Phase::FirstProbe && intvl_default as f64 > path.seconds =>
-                {
+            Verdict::KeepaliveTooLate { next, path } => {
+                report.findings.push(too_late(s, &path, next));
+            }
+            Verdict::KeepaliveOn { next: Some(np) } => {
+                if np.phase == Phase::FirstProbe && intvl_default as f64 > path.seconds {
                     unverified += 1;
                     unverified_min_path = unverified_min_path.min(path.seconds);
                 }
-                Some(_) => {}
-                None => hidden += 1,
-            },
+            }
         }
     }
     if kernel.keepalive_lowered() && no_ka > 0 {

@@ -17,27 +17,29 @@
 //! what was observed and what was assumed; the limits go to [`Report::notes`].
 
 pub mod conntrack;
+pub mod gather;
 pub mod keepalive;
 mod model;
 #[cfg(test)]
 mod tests;
 
+pub use crate::path::PathPolicy;
 pub use model::{
     ConntrackFacts, Finding, KernelSettings, PathTimeout, Report, Severity, SocketFacts,
     default_path_timeout,
 };
 
-/// Run every check over one namespace's facts. `path_timeout` resolves a socket's remote to
-/// the idle timeout of its path (`--path-timeout`, an inventory, or the assumed default);
-/// `None` means the socket does not cross a known path and is not judged.
+/// Run every check over one namespace's facts. `paths` resolves a socket's remote to the idle
+/// timeout of its path (`--path-timeout`, an inventory, or the assumed default); a remote off
+/// the path, or with an unknown timeout, is not judged.
 pub fn evaluate(
     sockets: &[SocketFacts],
     kernel: &KernelSettings,
     ct: Option<&ConntrackFacts>,
-    path_timeout: &dyn Fn(std::net::SocketAddr) -> Option<PathTimeout>,
+    paths: &PathPolicy,
 ) -> Report {
     let mut report = Report::default();
-    keepalive::check(sockets, kernel, path_timeout, &mut report);
+    keepalive::check(sockets, kernel, &|r| paths.resolve(r), &mut report);
     if let Some(ct) = ct {
         conntrack::check(ct, kernel, sockets, &mut report);
     }

@@ -2,69 +2,11 @@
 //! what they produce (findings, notes). Kept free of kernel types so the checks are testable.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use crate::catalog::Catalog;
-
-/// What was seen of one established TCP socket (times in milliseconds ago, as `tcp_info`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SocketFacts {
-    pub local: Option<SocketAddr>,
-    pub remote: Option<SocketAddr>,
-    /// `Some(true)`: keepalive timer pending; `Some(false)`: established with no timer, so no
-    /// `SO_KEEPALIVE`; `None`: hidden by a retransmit / zero-window timer.
-    pub keepalive: Option<bool>,
-    /// Milliseconds until the keepalive timer fires (when it is the pending timer).
-    pub keepalive_timer_ms: Option<u64>,
-    /// Unanswered keepalive probes (`idiag_retrans` for the keepalive timer).
-    pub probes_out: u8,
-    pub last_data_sent_ms: Option<u64>,
-    pub last_data_recv_ms: Option<u64>,
-    pub last_ack_recv_ms: Option<u64>,
-    pub pid: Option<u32>,
-    pub process: Option<String>,
-}
-
-impl SocketFacts {
-    /// Seconds since data went either way (the idle a middlebox sees, keepalives aside).
-    pub fn idle_s(&self) -> Option<f64> {
-        let ms = self.last_data_sent_ms?.min(self.last_data_recv_ms?);
-        Some(ms as f64 / 1000.0)
-    }
-
-    /// Milliseconds since anything was received (the keepalive clock).
-    pub fn since_receive_ms(&self) -> Option<u64> {
-        Some(self.last_data_recv_ms?.min(self.last_ack_recv_ms?))
-    }
-}
-
-/// The idle timeout of the path a socket crosses and where that number came from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PathTimeout {
-    pub seconds: f64,
-    /// "--path-timeout", "inventory hop dc-firewall", "assumed: ...".
-    pub source: String,
-}
-
-/// The path timeout assumed when neither `--path-timeout` nor an inventory is given: the
-/// shortest NAT idle timeout documented in the catalog (NAT gateways are the middlebox most
-/// hosts cross without knowing). `None` only if the catalog has no NAT entry.
-pub fn default_path_timeout(catalog: &Catalog) -> Option<PathTimeout> {
-    let e = catalog
-        .entries()
-        .iter()
-        .filter(|e| e.kind == "nat")
-        .min_by(|a, b| a.idle_timeout_s.total_cmp(&b.idle_timeout_s))?;
-    Some(PathTimeout {
-        seconds: e.idle_timeout_s,
-        source: format!(
-            "assumed: {} {} s, the shortest NAT idle timeout in the catalog (pass --path-timeout or --inventory)",
-            e.name, e.idle_timeout_s
-        ),
-    })
-}
+pub use crate::path::{PathTimeout, default_path_timeout};
+pub use crate::socket::SocketFacts;
 
 /// Kernel settings of one namespace, parsed from sysctl text. Unreadable ones are `None`.
 #[derive(Debug, Clone, PartialEq, Default)]

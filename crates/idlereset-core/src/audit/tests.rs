@@ -37,13 +37,8 @@ fn ka(port: u16, idle_ms: u64, timer_ms: u64, ack_ms: u64) -> SocketFacts {
     }
 }
 
-fn fixed(t: f64) -> impl Fn(SocketAddr) -> Option<PathTimeout> {
-    move |_| {
-        Some(PathTimeout {
-            seconds: t,
-            source: "--path-timeout".into(),
-        })
-    }
+fn fixed(t: f64) -> PathPolicy {
+    PathPolicy::fixed(t, "--path-timeout")
 }
 
 fn kinds(r: &Report) -> Vec<(&'static str, Option<String>)> {
@@ -206,7 +201,13 @@ fn hidden_and_off_path_sockets_are_counted() {
     let r = evaluate(&[hidden], &KernelSettings::default(), None, &fixed(5.0));
     assert!(r.findings.is_empty());
     assert!(r.notes[0].starts_with("1 sockets have unacknowledged"));
-    let none = |_: SocketAddr| None;
+    let inv = crate::inventory::Inventory::parse(
+        "[[hop]]\nname = \"fw\"\nkind = \"firewall\"\nidle_timeout_s = 900\nmatches = [\"203.0.113.0/24\"]\n",
+        "paths.toml",
+        &Catalog::builtin().unwrap(),
+    )
+    .unwrap();
+    let none = PathPolicy::inventory(inv, "paths.toml");
     let r = evaluate(&[sock(1, 100_000)], &KernelSettings::default(), None, &none);
     assert!(r.findings.is_empty());
     assert!(r.notes[0].contains("no inventory hop"));

@@ -31,6 +31,7 @@ mod tests;
 
 use std::net::{IpAddr, SocketAddr};
 
+use idlereset_core::socket::SocketFacts;
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NlasIterator, Parseable,
 };
@@ -176,6 +177,24 @@ impl SocketInfo {
             .filter(|t| t.kind == TimerKind::Keepalive && t.retrans == 0)?;
         let info = self.info?;
         Some(u64::from(t.expires_ms) + u64::from(info.since_last_receive_ms()))
+    }
+
+    /// The socket as core's analysis sees it (`audit`, `exporter`, `watch` judge these with
+    /// `idlereset_core::socket::classify`); owner fields are filled in later from `/proc`.
+    pub fn facts(&self) -> SocketFacts {
+        let ka_timer = self.timer.filter(|t| t.kind == TimerKind::Keepalive);
+        SocketFacts {
+            local: Some(self.local),
+            remote: Some(self.remote),
+            keepalive: self.keepalive_known(),
+            keepalive_timer_ms: ka_timer.map(|t| u64::from(t.expires_ms)),
+            probes_out: ka_timer.map_or(0, |t| t.retrans),
+            last_data_sent_ms: self.last_data_sent_ms.map(u64::from),
+            last_data_recv_ms: self.last_data_recv_ms.map(u64::from),
+            last_ack_recv_ms: self.last_ack_recv_ms.map(u64::from),
+            pid: None,
+            process: None,
+        }
     }
 
     /// Milliseconds since the last data in either direction (the connection's idle time).

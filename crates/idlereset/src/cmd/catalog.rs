@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use idlereset_core::catalog::Catalog;
+use idlereset_core::catalog::{Catalog, Entry};
 use idlereset_core::duration::Human;
 
 use crate::app::Outcome;
@@ -17,10 +17,18 @@ pub struct Args {
     pub json: bool,
 }
 
+/// `catalog --json`.
+#[derive(Debug, serde::Serialize)]
+struct CatalogJson<'a> {
+    entries: &'a [Entry],
+}
+
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let catalog = Catalog::builtin()?;
     if args.json {
-        super::print_json(&serde_json::json!({ "entries": catalog.entries() }))?;
+        super::print_json(&CatalogJson {
+            entries: catalog.entries(),
+        })?;
         return Ok(Outcome::Clean);
     }
     let mut out = std::io::stdout().lock();
@@ -36,4 +44,21 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         writeln!(out, "{:<32} source: {}", "", e.source)?;
     }
     Ok(Outcome::Clean)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn json_snapshot() {
+        let catalog = Catalog::builtin().unwrap();
+        insta::assert_json_snapshot!(
+            "catalog_json",
+            CatalogJson {
+                entries: catalog.entries()
+            }
+        );
+    }
 }

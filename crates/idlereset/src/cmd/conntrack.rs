@@ -12,7 +12,9 @@ use std::net::IpAddr;
 
 use anyhow::Context;
 use idlereset_linux::NetNs;
-use idlereset_linux::conntrack::{self, ConntrackEntry, CtCount, CtStats, CtTcpState, Family};
+use idlereset_linux::conntrack::{
+    self, ConntrackEntry, CpuStats, CtCount, CtStats, CtTcpState, Family,
+};
 use serde::Serialize;
 
 use crate::app::Outcome;
@@ -103,7 +105,7 @@ impl Filter {
     }
 }
 
-/// One entry in `--json` output. `src`/`dst`/`packets`/`bytes` are the design.md contract;
+/// One entry in `--json` output. `src`/`dst`/`packets`/`bytes` are the contract of docs/json.md;
 /// `packets`/`bytes` sum both directions and are null without accounting.
 #[derive(Debug, Serialize)]
 struct EntryJson {
@@ -198,12 +200,19 @@ fn dump(args: &Args) -> anyhow::Result<Outcome> {
     Ok(Outcome::Clean)
 }
 
-fn stats_json(stats: &CtStats) -> anyhow::Result<serde_json::Value> {
-    let mut v = serde_json::to_value(stats.total)?;
-    if let Some(o) = v.as_object_mut() {
-        o.insert("cpus".into(), stats.per_cpu.len().into());
-    }
-    Ok(v)
+/// The `stats` object of `conntrack --json`: the counters summed over CPUs, and how many CPUs.
+#[derive(Debug, Serialize)]
+struct StatsJson {
+    #[serde(flatten)]
+    total: CpuStats,
+    cpus: usize,
+}
+
+fn stats_json(stats: &CtStats) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(&StatsJson {
+        total: stats.total,
+        cpus: stats.per_cpu.len(),
+    })?)
 }
 
 /// Writes the JSON object by hand around a streamed `entries` array.
@@ -392,6 +401,20 @@ mod tests {
             use_count: 1,
             start_ns: None,
         }
+    }
+
+    #[test]
+    fn stats_json_snapshot() {
+        let stats = CtStats {
+            per_cpu: vec![],
+            total: CpuStats {
+                invalid: 7,
+                found: 3,
+                ..CpuStats::default()
+            },
+        };
+        let doc: serde_json::Value = serde_json::from_str(&stats_json(&stats).unwrap()).unwrap();
+        insta::assert_json_snapshot!("conntrack_stats_json", doc);
     }
 
     #[test]

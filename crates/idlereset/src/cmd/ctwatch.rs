@@ -198,6 +198,20 @@ mod tests {
     }
 
     #[test]
+    fn json_snapshot() {
+        let e = Event {
+            kind: EventKind::Frozen,
+            t_s: 12.34567,
+            flow: Some(key()),
+            evidence: "900 packets in 2 s while the timeout fell 2 s".into(),
+            time_left_s: Some(27),
+            packets_delta: Some(900),
+            timeout_fall_s: Some(2),
+        };
+        insta::assert_json_snapshot!("conntrack_watch_json", event_json(&e));
+    }
+
+    #[test]
     fn event_renderings_carry_flow_evidence_and_time_left() {
         let e = Event {
             kind: EventKind::Frozen,

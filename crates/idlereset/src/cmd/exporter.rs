@@ -26,7 +26,7 @@ use prometheus_client::metrics::family::Family;
 use crate::app::Outcome;
 use crate::cmd::watch::stream::{self, IdleCache};
 
-use self::collect::{Collector, PathTimeout};
+use self::collect::Collector;
 use self::encode::{ResetHistogram, ResetSource};
 
 #[derive(Debug, clap::Args)]
@@ -144,17 +144,7 @@ fn write_ready_file(path: &std::path::Path, addr: SocketAddr) -> anyhow::Result<
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = match (&args.inventory, args.path_timeout) {
-        (Some(f), _) => PathTimeout::Inventory(Box::new(crate::cmd::watch::load_inventory(f)?)),
-        (None, Some(t)) => {
-            anyhow::ensure!(
-                t > 0.0 && t.is_finite(),
-                "--path-timeout must be a positive number of seconds"
-            );
-            PathTimeout::Fixed(t)
-        }
-        (None, None) => PathTimeout::Unknown,
-    };
+    let path = crate::cmd::watch::path_policy(args.inventory.as_deref(), args.path_timeout)?;
     anyhow::ensure!(args.max_processes > 0, "--max-processes must be at least 1");
     let netns = args
         .netns

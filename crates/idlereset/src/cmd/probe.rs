@@ -8,7 +8,8 @@ use idlereset_core::catalog::Catalog;
 use idlereset_core::duration::{Human, parse_duration};
 use idlereset_core::probe::{Failure, Precision, advise_keepalive};
 use idlereset_linux::probe::{ProbeConfig, Progress, refresh_test, run as run_probe, run_reverse};
-use serde_json::json;
+use idlereset_linux::probe::{RefreshOutcome, RungOutcome};
+use serde::Serialize;
 
 use crate::app::Outcome;
 
@@ -61,6 +62,47 @@ fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
         .map_err(|e| anyhow::anyhow!("cannot resolve {target:?} (expected HOST:PORT): {e}"))?
         .next()
         .ok_or_else(|| anyhow::anyhow!("{target:?} resolves to no address"))
+}
+
+/// `probe --json`.
+#[derive(Debug, Serialize)]
+struct ProbeJson<'a> {
+    target: String,
+    direction: &'static str,
+    timeout_s: TimeoutRange,
+    failure: &'static str,
+    elapsed_s: f64,
+    connections: usize,
+    passes: u32,
+    truncated: bool,
+    recommendation: Option<RecommendationJson>,
+    refresh: Option<&'a RefreshOutcome>,
+    candidates: Vec<CandidateJson<'a>>,
+    rungs: &'a [RungOutcome],
+}
+
+/// Longest idle that survived, shortest that failed.
+#[derive(Debug, Serialize)]
+struct TimeoutRange {
+    low: Option<f64>,
+    high: Option<f64>,
+}
+
+/// Keepalive settings below the measured timeout.
+#[derive(Debug, Serialize)]
+struct RecommendationJson {
+    keepalive_time_s: u32,
+    keepalive_intvl_s: u32,
+    keepalive_probes: u32,
+    dead_peer_detection_s: u32,
+}
+
+/// A catalog entry within 5 % of the measured timeout.
+#[derive(Debug, Serialize)]
+struct CandidateJson<'a> {
+    id: &'a str,
+    timeout_s: f64,
+    source: &'a str,
 }
 
 fn failure_name(f: Failure) -> &'static str {
@@ -144,24 +186,43 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         _ => None,
     };
     let catalog = Catalog::builtin()?;
-    let candidates: Vec<_> = high
-        .map(|h| catalog.near(h, 0.05).into_iter().map(|c| json!({"id": c.entry.id, "timeout_s": c.entry.idle_timeout_s, "source": c.entry.source})).collect())
+    let candidates: Vec<CandidateJson<'_>> = high
+        .map(|h| {
+            catalog
+                .near(h, 0.05)
+                .into_iter()
+                .map(|c| CandidateJson {
+                    id: &c.entry.id,
+                    timeout_s: c.entry.idle_timeout_s,
+                    source: &c.entry.source,
+                })
+                .collect()
+        })
         .unwrap_or_default();
     if a.json {
-        crate::cmd::print_json(&json!({
-            "target": target.to_string(),
-            "direction": if a.reverse { "server-to-client" } else { "client-to-server" },
-            "timeout_s": { "low": low, "high": high },
-            "failure": failure_name(failure),
-            "elapsed_s": outcome.elapsed_s,
-            "connections": outcome.connections,
-            "passes": outcome.passes,
-            "truncated": outcome.truncated,
-            "recommendation": advice.map(|k| json!({"keepalive_time_s": k.time_s, "keepalive_intvl_s": k.intvl_s, "keepalive_probes": k.probes, "dead_peer_detection_s": k.dead_peer_detection_s})),
-            "refresh": refresh,
-            "candidates": candidates,
-            "rungs": outcome.rungs,
-        }))?;
+        crate::cmd::print_json(&ProbeJson {
+            target: target.to_string(),
+            direction: if a.reverse {
+                "server-to-client"
+            } else {
+                "client-to-server"
+            },
+            timeout_s: TimeoutRange { low, high },
+            failure: failure_name(failure),
+            elapsed_s: outcome.elapsed_s,
+            connections: outcome.connections,
+            passes: outcome.passes,
+            truncated: outcome.truncated,
+            recommendation: advice.map(|k| RecommendationJson {
+                keepalive_time_s: k.time_s,
+                keepalive_intvl_s: k.intvl_s,
+                keepalive_probes: k.probes,
+                dead_peer_detection_s: k.dead_peer_detection_s,
+            }),
+            refresh: refresh.as_ref(),
+            candidates,
+            rungs: &outcome.rungs,
+        })?;
     } else {
         let mut out = std::io::stdout().lock();
         match (low, b.high) {
@@ -216,7 +277,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
             writeln!(
                 out,
                 "matches catalog: {} ({} s) — {}",
-                c["id"], c["timeout_s"], c["source"]
+                c.id, c.timeout_s, c.source
             )?;
         }
         if let Some(r) = &refresh {
@@ -238,4 +299,41 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Clean
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `probe --json` shape (a measurement needs a lab; the lab test checks the values).
+    #[test]
+    fn json_snapshot() {
+        let doc = ProbeJson {
+            target: "198.18.2.10:5432".into(),
+            direction: "client-to-server",
+            timeout_s: TimeoutRange {
+                low: Some(345.0),
+                high: Some(355.0),
+            },
+            failure: failure_name(Failure::Reset),
+            elapsed_s: 712.5,
+            connections: 12,
+            passes: 2,
+            truncated: false,
+            recommendation: Some(RecommendationJson {
+                keepalive_time_s: 300,
+                keepalive_intvl_s: 30,
+                keepalive_probes: 5,
+                dead_peer_detection_s: 450,
+            }),
+            refresh: None,
+            candidates: vec![CandidateJson {
+                id: "aws-nat-gateway",
+                timeout_s: 350.0,
+                source: "https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-troubleshooting.html",
+            }],
+            rungs: &[],
+        };
+        insta::assert_json_snapshot!("probe_json", doc);
+    }
 }

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use idlereset_core::catalog::Catalog;
 use idlereset_core::inventory::Inventory;
-use idlereset_core::resets::{Direction, PathHop, reading};
+use idlereset_core::live::read_reset;
+use idlereset_core::path::PathPolicy;
+use idlereset_core::resets::Direction;
 use idlereset_linux::tracefs;
 use serde::Serialize;
 
@@ -73,39 +75,47 @@ struct Event {
     reading: String,
 }
 
-/// How events are read against the path.
+/// How events are read against the path: the shared path policy, and the catalog for the
+/// "looks like <device>" hint when no timeout is known.
 pub struct Reader {
-    inventory: Option<Inventory>,
-    path_timeout: Option<f64>,
+    paths: PathPolicy,
     catalog: Option<Catalog>,
 }
 
 impl Reader {
-    pub fn new(inventory: Option<Inventory>, path_timeout: Option<f64>) -> Reader {
+    pub fn new(paths: PathPolicy) -> Reader {
         Reader {
-            inventory,
-            path_timeout,
+            paths,
             catalog: Catalog::builtin().ok(),
         }
     }
 
     pub fn read(&self, j: &Joined) -> String {
-        let hop = match (&self.inventory, self.path_timeout) {
-            (Some(inv), _) => inv.path_timeout_for(j.remote).map(|(t, h)| PathHop {
-                name: &h.name,
-                kind: h.kind.as_str(),
-                timeout_s: t,
-                from_inventory: true,
-            }),
-            (None, Some(t)) => Some(PathHop {
-                name: "--path-timeout",
-                kind: "path",
-                timeout_s: t,
-                from_inventory: false,
-            }),
-            (None, None) => None,
-        };
-        reading(j.idle_s, hop, self.catalog.as_ref())
+        read_reset(j, &self.paths.resolve(j.remote), self.catalog.as_ref())
+    }
+}
+
+/// The path policy of `watch` / `exporter` from `--inventory` / `--path-timeout` (nothing
+/// given: the timeout is unknown).
+pub fn path_policy(
+    inventory: Option<&std::path::Path>,
+    path_timeout: Option<f64>,
+) -> anyhow::Result<PathPolicy> {
+    if let Some(f) = inventory {
+        return Ok(PathPolicy::inventory(
+            load_inventory(f)?,
+            f.display().to_string(),
+        ));
+    }
+    match path_timeout {
+        Some(t) => {
+            anyhow::ensure!(
+                t > 0.0 && t.is_finite(),
+                "--path-timeout must be a positive number of seconds"
+            );
+            Ok(PathPolicy::fixed(t, "--path-timeout"))
+        }
+        None => Ok(PathPolicy::Unknown),
     }
 }
 
@@ -146,6 +156,20 @@ fn endpoint(a: std::net::SocketAddr) -> String {
     a.to_string()
 }
 
+/// The `--json` line of one joined reset.
+fn event(j: &Joined, reader: &Reader) -> Event {
+    Event {
+        time: event_time(j.mono_s),
+        direction: j.direction,
+        local: endpoint(j.local),
+        remote: endpoint(j.remote),
+        pid: j.pid,
+        process: j.process.clone(),
+        idle_s: j.idle_s.map(|s| (s * 1000.0).round() / 1000.0),
+        reading: reader.read(j),
+    }
+}
+
 /// Source of reset events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Source {
@@ -154,15 +178,23 @@ pub enum Source {
     SockDiag,
 }
 
+/// The start-up line: names the event source really in use.
+fn banner(use_tracefs: bool, netns: Option<&str>) -> String {
+    let source = if use_tracefs {
+        "tracepoints tcp_receive_reset, tcp_send_reset"
+    } else {
+        "sock_diag destroy events with the namespace's reset counters"
+    };
+    format!(
+        "watching TCP resets ({source}){}; Ctrl-C stops",
+        netns
+            .map(|n| format!(", sockets of namespace {n}"))
+            .unwrap_or_default()
+    )
+}
+
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    if let Some(t) = args.path_timeout {
-        anyhow::ensure!(
-            t > 0.0 && t.is_finite(),
-            "--path-timeout must be a positive number of seconds"
-        );
-    }
-    let inventory = args.inventory.as_deref().map(load_inventory).transpose()?;
-    let reader = Reader::new(inventory, args.path_timeout);
+    let reader = Reader::new(path_policy(args.inventory.as_deref(), args.path_timeout)?);
     let use_tracefs = match args.source {
         Source::Tracefs => {
             tracefs::find_root().context("watch needs the kernel's TCP reset tracepoints")?;
@@ -195,13 +227,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         anyhow::bail!("socket sampler stopped unexpectedly");
     }
     if !args.json {
-        eprintln!(
-            "watching TCP resets (tracepoints tcp_receive_reset, tcp_send_reset){}; Ctrl-C stops",
-            args.netns
-                .as_deref()
-                .map(|n| format!(", sockets of namespace {n}"))
-                .unwrap_or_default()
-        );
+        eprintln!("{}", banner(use_tracefs, args.netns.as_deref()));
     }
     let deadline = args
         .duration
@@ -220,16 +246,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             return;
         }
         seen += 1;
-        let ev = Event {
-            time: event_time(j.mono_s),
-            direction: j.direction,
-            local: endpoint(j.local),
-            remote: endpoint(j.remote),
-            pid: j.pid,
-            process: j.process.clone(),
-            idle_s: j.idle_s.map(|s| (s * 1000.0).round() / 1000.0),
-            reading: reader.read(&j),
-        };
+        let ev = event(&j, &reader);
         let mut out = std::io::stdout().lock();
         let r = if args.json {
             serde_json::to_writer(&mut out, &ev)
@@ -272,11 +289,47 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
-    result.context("read the TCP reset tracepoints")?;
+    result.context(if use_tracefs {
+        "read the TCP reset tracepoints"
+    } else {
+        "read sock_diag destroy events"
+    })?;
     match out_err {
         Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Clean),
         Some(e) => Err(e.into()),
         None if seen > 0 => Ok(Outcome::Findings),
         None => Ok(Outcome::Clean),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The `watch --json` line for a reset read against a fixed path timeout.
+    #[test]
+    fn json_snapshot() {
+        let j = Joined {
+            mono_s: 10.0,
+            direction: Direction::Received,
+            local: "198.18.0.10:40000".parse().unwrap(),
+            remote: "198.18.2.10:5432".parse().unwrap(),
+            pid: Some(77),
+            process: Some("psql".into()),
+            idle_s: Some(902.0),
+        };
+        let reader = Reader::new(PathPolicy::fixed(900.0, "--path-timeout"));
+        let ev = event(&j, &reader);
+        insta::assert_json_snapshot!("watch_json", ev, { ".time" => "[time]" });
+    }
+
+    #[test]
+    fn banner_names_the_source_in_use() {
+        let fallback = banner(false, Some("app"));
+        assert!(!fallback.contains("tracepoints"), "{fallback}");
+        assert!(fallback.contains("sock_diag"), "{fallback}");
+        assert!(fallback.contains("namespace app"), "{fallback}");
+        assert!(banner(true, None).contains("tracepoints"));
     }
 }

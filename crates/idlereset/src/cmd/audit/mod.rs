@@ -2,31 +2,29 @@
 //! connections an idle timeout will cut (no keepalive, keepalive slower than the path), the
 //! processes that own them, the keepalive sysctl trap, and the local conntrack table's state.
 //!
-//! The flow: per namespace, [`gather`] reads sockets, sysctls and conntrack counters; one `/proc`
-//! scan maps all socket inodes to processes; `idlereset_core::audit::evaluate` decides; [`render`]
-//! prints. Loopback connections are counted and attributed but not judged (no middlebox sits on
+//! The flow: per namespace, core's `audit::gather` reads sockets, sysctls and conntrack counters
+//! through the host trait (here the real `LinuxHost`); one `/proc` scan maps all socket inodes
+//! to processes; `idlereset_core::audit::evaluate` decides; [`render`] prints. Loopback connections are counted and attributed but not judged (no middlebox sits on
 //! them) unless `--include-loopback`.
 
-mod gather;
 mod render;
 
-use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use idlereset_core::audit::{self, PathTimeout, Report, default_path_timeout};
+use idlereset_core::audit::{self, Report};
 use idlereset_core::catalog::Catalog;
 use idlereset_core::duration::parse_duration;
 use idlereset_core::inventory::Inventory;
+use idlereset_core::path::PathPolicy;
+use idlereset_core::socket::is_loopback;
 use idlereset_linux::NetNs;
-use idlereset_linux::procfs::SocketOwners;
 
-use self::gather::{NsFacts, gather};
 use crate::app::Outcome;
+use idlereset_core::audit::gather::{NsFacts, attribute, gather};
+use idlereset_linux::host::LinuxHost;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -64,39 +62,11 @@ pub struct Args {
     pub sample: String,
 }
 
-/// Resolves a socket's remote to its path's idle timeout.
-enum Paths {
-    Fixed(PathTimeout),
-    Inventory(Inventory, String),
-}
-
-impl Paths {
-    fn resolve(&self, remote: SocketAddr) -> Option<PathTimeout> {
-        match self {
-            Paths::Fixed(p) => Some(p.clone()),
-            Paths::Inventory(inv, file) => {
-                inv.path_timeout_for(remote).map(|(s, hop)| PathTimeout {
-                    seconds: s,
-                    source: format!(
-                        "{file}: hop {} ({}, line {})",
-                        hop.name,
-                        hop.kind.as_str(),
-                        hop.line
-                    ),
-                })
-            }
-        }
-    }
-}
-
-fn paths(args: &Args, catalog: &Catalog) -> anyhow::Result<Paths> {
+fn paths(args: &Args, catalog: &Catalog) -> anyhow::Result<PathPolicy> {
     if let Some(t) = &args.path_timeout {
         let d = parse_duration(t).with_context(|| format!("--path-timeout {t:?}"))?;
         anyhow::ensure!(!d.is_zero(), "--path-timeout must be more than 0");
-        return Ok(Paths::Fixed(PathTimeout {
-            seconds: d.as_secs_f64(),
-            source: "--path-timeout".into(),
-        }));
+        return Ok(PathPolicy::fixed(d.as_secs_f64(), "--path-timeout"));
     }
     if let Some(path) = &args.inventory {
         let (name, text) = if path.as_os_str() == "-" {
@@ -111,11 +81,16 @@ fn paths(args: &Args, catalog: &Catalog) -> anyhow::Result<Paths> {
             (path.display().to_string(), t)
         };
         let inv = Inventory::parse(&text, &name, catalog)?;
-        return Ok(Paths::Inventory(inv, name));
+        return Ok(PathPolicy::inventory(inv, name));
     }
-    default_path_timeout(catalog)
-        .map(Paths::Fixed)
+    PathPolicy::catalog_default(catalog)
         .context("the catalog has no NAT entry to assume a path timeout from: pass --path-timeout")
+}
+
+/// Gather the calling thread's namespace from the real host.
+fn gather_here(netns: Option<String>, sample: Duration) -> anyhow::Result<NsFacts> {
+    gather(&mut LinuxHost::new(), netns, sample)
+        .map_err(|e| anyhow::Error::new(e).context("dumping TCP sockets over sock_diag"))
 }
 
 /// One namespace's facts and conclusions.
@@ -145,15 +120,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if let Some(name) = &args.netns {
         let ns = NetNs::open(name).with_context(|| format!("open network namespace {name}"))?;
         gathered.push(
-            ns.run(|| gather(Some(name.clone()), sample))
+            ns.run(|| gather_here(Some(name.clone()), sample))
                 .with_context(|| format!("enter network namespace {name} (needs root)"))??,
         );
     } else {
-        gathered.push(gather(None, sample)?);
+        gathered.push(gather_here(None, sample)?);
         if args.all_netns {
             for name in NetNs::list_with_prefix("")? {
-                let res =
-                    NetNs::open(&name).and_then(|ns| ns.run(|| gather(Some(name.clone()), sample)));
+                let res = NetNs::open(&name)
+                    .and_then(|ns| ns.run(|| gather_here(Some(name.clone()), sample)));
                 match res {
                     Ok(Ok(f)) => gathered.push(f),
                     Ok(Err(e)) => could_not_see.push(format!("netns {name}: {e:#}")),
@@ -163,37 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
     }
 
-    let wanted: HashSet<u64> = gathered
-        .iter()
-        .flat_map(|f| f.inodes.iter().copied())
-        .filter(|i| *i != 0)
-        .collect();
-    let owners =
-        SocketOwners::scan(Some(&wanted)).context("mapping sockets to processes via /proc")?;
-    if let Some(n) = owners.visibility_note() {
-        could_not_see.push(format!(
-            "{n} (their sockets show without pid; run as root to see them)"
-        ));
-    }
-    let mut comms: BTreeMap<u32, Arc<str>> = BTreeMap::new();
-    let mut unowned = 0usize;
-    for f in &mut gathered {
-        for (s, inode) in f.sockets.iter_mut().zip(&f.inodes) {
-            match owners.process(*inode) {
-                Some((pid, comm)) => {
-                    s.pid = Some(pid);
-                    let c = comms.entry(pid).or_insert_with(|| Arc::from(comm));
-                    s.process = Some(c.to_string());
-                }
-                None => unowned += 1,
-            }
-        }
-    }
-    if unowned > 0 {
-        could_not_see.push(format!(
-            "{unowned} sockets have no visible owner (other users' processes without root, another PID namespace, or closed during the scan)"
-        ));
-    }
+    could_not_see.extend(attribute(&mut LinuxHost::new(), &mut gathered));
 
     let processes = render::processes(&gathered);
     let namespaces = gathered
@@ -222,18 +167,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     })
 }
 
-fn is_loopback(a: SocketAddr) -> bool {
-    a.ip().to_canonical().is_loopback()
-}
-
-fn judge(mut facts: NsFacts, paths: &Paths, include_loopback: bool) -> NsAudit {
+fn judge(mut facts: NsFacts, paths: &PathPolicy, include_loopback: bool) -> NsAudit {
     let kernel = facts.kernel();
     let (judged, loopback): (Vec<_>, Vec<_>) = std::mem::take(&mut facts.sockets)
         .into_iter()
         .partition(|s| include_loopback || !s.remote.is_some_and(is_loopback));
-    let mut report = audit::evaluate(&judged, &kernel, facts.conntrack.as_ref(), &|r| {
-        paths.resolve(r)
-    });
+    let mut report = audit::evaluate(&judged, &kernel, facts.conntrack.as_ref(), paths);
     if !loopback.is_empty() {
         report.notes.push(format!(
             "{} loopback connections not judged (no middlebox on them; --include-loopback to judge them)",

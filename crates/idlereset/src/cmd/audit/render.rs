@@ -7,8 +7,8 @@ use std::io::Write;
 use idlereset_core::audit::{ConntrackFacts, Finding, Severity};
 use serde::Serialize;
 
-use super::gather::NsFacts;
 use super::{AuditResult, NsAudit};
+use idlereset_core::audit::gather::NsFacts;
 
 /// Sockets of one process in one namespace, by keepalive state.
 #[derive(Debug, Clone, Serialize)]
@@ -51,14 +51,20 @@ pub fn processes(namespaces: &[NsFacts]) -> Vec<ProcessRow> {
     rows
 }
 
-/// Sysctl text as a JSON number when it is one.
-fn sysctl_json(map: &BTreeMap<String, String>) -> BTreeMap<&str, serde_json::Value> {
+/// A sysctl's value: a JSON number when the text is one, the text otherwise.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum SysctlValue<'a> {
+    Number(u64),
+    Text(&'a str),
+}
+
+fn sysctl_json(map: &BTreeMap<String, String>) -> BTreeMap<&str, SysctlValue<'_>> {
     map.iter()
         .map(|(k, v)| {
             let val = v
                 .parse::<u64>()
-                .map(serde_json::Value::from)
-                .unwrap_or_else(|_| serde_json::Value::from(v.as_str()));
+                .map_or(SysctlValue::Text(v.as_str()), SysctlValue::Number);
             (k.as_str(), val)
         })
         .collect()
@@ -77,7 +83,7 @@ struct NsJson<'a> {
     sockets: usize,
     loopback: usize,
     findings: usize,
-    sysctl: BTreeMap<&'a str, serde_json::Value>,
+    sysctl: BTreeMap<&'a str, SysctlValue<'a>>,
     conntrack: Option<&'a ConntrackFacts>,
     notes: &'a [String],
     could_not_see: &'a [String],
@@ -87,7 +93,7 @@ struct NsJson<'a> {
 struct AuditJson<'a> {
     sockets: usize,
     findings: Vec<FindingJson<'a>>,
-    sysctl: BTreeMap<&'a str, serde_json::Value>,
+    sysctl: BTreeMap<&'a str, SysctlValue<'a>>,
     conntrack: Option<&'a ConntrackFacts>,
     notes: Vec<String>,
     could_not_see: Vec<String>,
@@ -118,10 +124,20 @@ fn tagged(result: &AuditResult, pick: impl Fn(&NsAudit) -> &[String]) -> Vec<Str
 }
 
 pub fn json(result: &AuditResult, _all: bool) -> anyhow::Result<()> {
+    let doc = doc(result);
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    serde_json::to_writer(&mut out, &doc).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The `--json` document.
+fn doc(result: &AuditResult) -> AuditJson<'_> {
     let first = result.namespaces.first();
     let mut could_not_see = tagged(result, |n| &n.facts.could_not_see);
     could_not_see.extend(result.could_not_see.iter().cloned());
-    let doc = AuditJson {
+    AuditJson {
         sockets: result.namespaces.iter().map(ns_sockets).sum(),
         findings: result
             .namespaces
@@ -155,12 +171,7 @@ pub fn json(result: &AuditResult, _all: bool) -> anyhow::Result<()> {
             })
             .collect(),
         elapsed_s: result.elapsed.as_secs_f64(),
-    };
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    serde_json::to_writer(&mut out, &doc).map_err(std::io::Error::from)?;
-    writeln!(out)?;
-    out.flush()?;
-    Ok(())
+    }
 }
 
 fn sev(s: Severity) -> &'static str {
@@ -286,4 +297,72 @@ pub fn text(result: &AuditResult) -> anyhow::Result<()> {
     writeln!(out, "audited in {:.2} s", result.elapsed.as_secs_f64())?;
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use idlereset_core::audit::gather::{attribute, gather};
+    use idlereset_core::host::fake::FakeHost;
+    use idlereset_core::host::{CtCounters, CtSize, HostSocket, Owners};
+    use idlereset_core::path::PathPolicy;
+    use idlereset_core::socket::SocketFacts;
+
+    use super::*;
+    use crate::cmd::audit::judge;
+
+    /// The `audit --json` document over a fake host (no root needed); `elapsed_s` redacted.
+    #[test]
+    fn json_snapshot_over_a_fake_host() {
+        let sock = |port: u16, inode, keepalive: bool| HostSocket {
+            facts: SocketFacts {
+                local: format!("198.18.0.10:{port}").parse().ok(),
+                remote: "198.18.2.10:5432".parse().ok(),
+                keepalive: Some(keepalive),
+                keepalive_timer_ms: keepalive.then_some(7_000_000),
+                last_data_sent_ms: Some(400_000),
+                last_data_recv_ms: Some(400_000),
+                last_ack_recv_ms: Some(400_000),
+                ..SocketFacts::default()
+            },
+            inode,
+        };
+        let mut host = FakeHost {
+            sockets: vec![sock(40000, 1, false), sock(40001, 2, true)],
+            owners: Ok(Owners {
+                by_inode: [(1, (42, "java".to_string()))].into_iter().collect(),
+                unreadable: 0,
+            }),
+            sysctls: [
+                ("net.ipv4.tcp_keepalive_time", "7200"),
+                ("net.ipv4.tcp_keepalive_intvl", "75"),
+                ("net.ipv4.tcp_keepalive_probes", "9"),
+                ("net.ipv4.tcp_retries2", "15"),
+                ("net.netfilter.nf_conntrack_count", "10"),
+                ("net.netfilter.nf_conntrack_max", "100"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            ct_size: Ok(CtSize {
+                entries: 10,
+                max: Some(100),
+            }),
+            ct_counters: [Ok(CtCounters::default())].into_iter().collect(),
+            ..FakeHost::default()
+        };
+        let mut facts = vec![gather(&mut host, None, Duration::ZERO).unwrap()];
+        let could_not_see = attribute(&mut host, &mut facts);
+        let processes = processes(&facts);
+        let paths = PathPolicy::fixed(300.0, "--path-timeout");
+        let result = AuditResult {
+            namespaces: facts.into_iter().map(|f| judge(f, &paths, false)).collect(),
+            processes,
+            could_not_see,
+            elapsed: Duration::from_millis(5),
+        };
+        insta::assert_json_snapshot!("audit_json", doc(&result), { ".elapsed_s" => "[elapsed]" });
+    }
 }

@@ -12,62 +12,17 @@
 //! into `process="other"`) so a host with thousands of short-lived programs cannot blow up the
 //! series count.
 
-use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use idlereset_core::ctwatch::{Sample, WatchConfig, Watcher};
-use idlereset_core::inventory::Inventory;
+use idlereset_core::host::HostSource;
 use idlereset_core::netstat::Counters;
+use idlereset_core::path::PathPolicy;
+pub use idlereset_core::tally::Sockets;
+use idlereset_core::tally::collect_sockets;
 use idlereset_linux::conntrack::{self, CpuStats, CtCount, Family};
-use idlereset_linux::procfs::SocketOwners;
-use idlereset_linux::sockdiag::{self, TcpFilter};
-
-/// Which idle timeout a socket's remote has to survive.
-#[derive(Debug, Clone)]
-pub enum PathTimeout {
-    /// Nothing known: only "without keepalive" is judged.
-    Unknown,
-    /// One timeout for every remote (`--path-timeout`).
-    Fixed(f64),
-    /// Per remote, from a path inventory; remotes no hop applies to are not on the path.
-    Inventory(Box<Inventory>),
-}
-
-impl PathTimeout {
-    /// `None`: the remote is not on the monitored path. `Some(None)`: on it, timeout unknown.
-    fn for_remote(&self, remote: SocketAddr) -> Option<Option<f64>> {
-        match self {
-            PathTimeout::Unknown => Some(None),
-            PathTimeout::Fixed(t) => Some(Some(*t)),
-            PathTimeout::Inventory(inv) => inv.path_timeout_for(remote).map(|(t, _)| Some(t)),
-        }
-    }
-}
-
-/// Per-process socket counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub established: u64,
-    pub no_keepalive: u64,
-    pub keepalive_late: u64,
-}
-
-impl Tally {
-    fn add(&mut self, o: Tally) {
-        self.established += o.established;
-        self.no_keepalive += o.no_keepalive;
-        self.keepalive_late += o.keepalive_late;
-    }
-}
-
-/// Socket tallies by process label (already capped).
-#[derive(Debug, Clone)]
-pub struct Sockets {
-    pub by_process: Vec<(String, Tally)>,
-    /// Whether the /proc owner scan worked (process labels are "unknown" otherwise).
-    pub owners: Result<(), String>,
-}
+use idlereset_linux::host::LinuxHost;
 
 /// Conntrack table sampling for frozen timers.
 #[derive(Debug, Clone, Copy, Default)]
@@ -91,7 +46,7 @@ pub struct Snapshot {
 
 /// State kept between scrapes (the frozen-timer sampler) and the scrape settings.
 pub struct Collector {
-    pub path: PathTimeout,
+    pub path: PathPolicy,
     pub max_processes: usize,
     frozen: Watcher<FlowKey>,
     started: Instant,
@@ -100,7 +55,7 @@ pub struct Collector {
 type FlowKey = (u32, u8, IpAddr, IpAddr, Option<u16>, Option<u16>);
 
 impl Collector {
-    pub fn new(path: PathTimeout, max_processes: usize) -> Collector {
+    pub fn new(path: PathPolicy, max_processes: usize) -> Collector {
         Collector {
             path,
             max_processes,
@@ -179,145 +134,12 @@ impl Collector {
     }
 
     fn sockets(&self) -> Result<Sockets, String> {
-        // Pass 1: stream sockets into per-inode classifications (3 bits each), keeping only what
-        // the owner lookup needs.
-        let mut per_inode: HashMap<u64, Tally> = HashMap::new();
-        sockdiag::dump_tcp(TcpFilter::established(), |s| {
-            let t = classify(&s, &self.path);
-            per_inode.entry(s.inode).or_default().add(t);
-        })
-        .map_err(|e| e.to_string())?;
-        let wanted: HashSet<u64> = per_inode.keys().copied().filter(|&i| i != 0).collect();
-        let owners = SocketOwners::scan(Some(&wanted));
-        let mut by_comm: HashMap<String, Tally> = HashMap::new();
-        let owners_ok = match &owners {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        };
-        for (inode, t) in per_inode {
-            let name = owners
-                .as_ref()
-                .ok()
-                .and_then(|o| o.process(inode))
-                .map_or_else(|| "unknown".to_string(), |(_, comm)| comm.to_string());
-            by_comm.entry(name).or_default().add(t);
-        }
-        Ok(Sockets {
-            by_process: cap_processes(by_comm, self.max_processes),
-            owners: owners_ok,
-        })
+        collect_sockets(&mut LinuxHost::new(), &self.path, self.max_processes)
+            .map_err(|e| e.to_string())
     }
-}
-
-/// Classify one established socket.
-fn classify(s: &sockdiag::SocketInfo, path: &PathTimeout) -> Tally {
-    let mut t = Tally {
-        established: 1,
-        ..Tally::default()
-    };
-    // Loopback never crosses a middlebox; remotes off the inventory's path are not at risk.
-    if s.remote.ip().is_loopback() || is_mapped_loopback(s.remote.ip()) {
-        return t;
-    }
-    let Some(timeout) = path.for_remote(s.remote) else {
-        return t;
-    };
-    match s.keepalive_known() {
-        Some(false) => t.no_keepalive = 1,
-        Some(true) => {
-            if let (Some(limit), Some(ka_ms)) = (timeout, s.keepalive_idle_estimate_ms()) {
-                // Allow the timer wheel's granularity: the estimate is in ms, timeouts in s.
-                if ka_ms as f64 / 1000.0 > limit + 1.0 {
-                    t.keepalive_late = 1;
-                }
-            }
-        }
-        None => {}
-    }
-    t
-}
-
-fn is_mapped_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
-        IpAddr::V4(_) => false,
-    }
-}
-
-/// Keep the `max` processes with the most established sockets; fold the rest into "other".
-pub fn cap_processes(by_comm: HashMap<String, Tally>, max: usize) -> Vec<(String, Tally)> {
-    let mut v: Vec<(String, Tally)> = by_comm.into_iter().collect();
-    v.sort_by(|a, b| b.1.established.cmp(&a.1.established).then(a.0.cmp(&b.0)));
-    if v.len() > max {
-        let mut other = Tally::default();
-        for (_, t) in v.drain(max..) {
-            other.add(t);
-        }
-        match v.iter_mut().find(|(n, _)| n == "other") {
-            Some((_, t)) => t.add(other),
-            None => v.push(("other".into(), other)),
-        }
-    }
-    v
 }
 
 /// `/proc/net/snmp` and `/proc/net/netstat` of the calling thread's namespace.
 fn read_netstat() -> Result<Counters, String> {
-    let mut c = Counters::default();
-    for name in ["snmp", "netstat"] {
-        // thread-self: the namespace of this thread (the exporter reads lab namespaces from a
-        // thread that entered them; /proc/self/net is the main thread's).
-        let path = format!("/proc/thread-self/net/{name}");
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("read {path}: {e}"))?;
-        c.add_file(&text, &path).map_err(|e| e.to_string())?;
-    }
-    Ok(c)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(e: u64, n: u64) -> Tally {
-        Tally {
-            established: e,
-            no_keepalive: n,
-            keepalive_late: 0,
-        }
-    }
-
-    #[test]
-    fn cap_keeps_biggest_and_folds_rest() {
-        let m: HashMap<String, Tally> = [
-            ("pg".to_string(), t(50, 1)),
-            ("java".into(), t(40, 40)),
-            ("nginx".into(), t(3, 0)),
-            ("cron".into(), t(1, 1)),
-        ]
-        .into_iter()
-        .collect();
-        let v = cap_processes(m, 2);
-        let names: Vec<&str> = v.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["pg", "java", "other"]);
-        assert_eq!(v[2].1, t(4, 1));
-        let total: u64 = v.iter().map(|(_, t)| t.established).sum();
-        assert_eq!(total, 94);
-    }
-
-    #[test]
-    fn cap_merges_into_existing_other() {
-        let m: HashMap<String, Tally> = [
-            ("other".to_string(), t(9, 0)),
-            ("a".into(), t(1, 0)),
-            ("b".into(), t(10, 0)),
-        ]
-        .into_iter()
-        .collect();
-        let v = cap_processes(m, 2);
-        assert_eq!(v.len(), 2);
-        assert_eq!(
-            v.iter().find(|(n, _)| n == "other").map(|x| x.1),
-            Some(t(10, 0))
-        );
-    }
+    LinuxHost::new().netstat().map_err(|e| e.to_string())
 }

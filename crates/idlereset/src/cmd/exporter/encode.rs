@@ -215,9 +215,10 @@ pub fn render(snap: &Snapshot, resets: Option<ResetSource<'_>>) -> String {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::super::collect::{Frozen, Sockets, Tally};
+    use super::super::collect::{Frozen, Sockets};
     use super::*;
     use idlereset_core::netstat::Counters;
+    use idlereset_core::tally::Tally;
     use idlereset_linux::conntrack::{CpuStats, CtCount};
 
     fn snap() -> Snapshot {

@@ -1,0 +1,154 @@
+//! What `audit`, `exporter`, `watch` (and `triage`) read from a host, behind one small trait, so
+//! their analysis runs the same over the real kernel (`idlereset_linux::host::LinuxHost`:
+//! sock_diag, `/proc`, sysctls, ctnetlink, tracefs) and over [`fake::FakeHost`] in tests that
+//! need no root, the way trippy hides its platform behind a trait.
+//!
+//! Each method reads one source of the calling thread's network namespace; a failure is a
+//! [`HostError`] saying which source and whether it was a permission problem, so callers can
+//! report "could not see" per source instead of failing whole.
+
+pub mod fake;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::netstat::Counters;
+use crate::resets::Direction;
+use crate::socket::SocketFacts;
+
+/// Why a source could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: {message}")]
+pub struct HostError {
+    /// The source (`sock_diag`, `conntrack`, `sysctl net.ipv4.tcp_keepalive_time`, ...).
+    pub source_name: String,
+    /// What went wrong.
+    pub message: String,
+    /// What kind of failure it was.
+    pub kind: HostErrorKind,
+}
+
+/// The failures callers treat differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostErrorKind {
+    /// Missing privilege (EPERM / EACCES).
+    Permission,
+    /// The source does not exist here (sysctl of a module not loaded).
+    NotFound,
+    /// Anything else.
+    Other,
+}
+
+impl HostError {
+    /// A failure of `source_name`.
+    pub fn new(
+        source_name: impl Into<String>,
+        kind: HostErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        HostError {
+            source_name: source_name.into(),
+            message: message.into(),
+            kind,
+        }
+    }
+
+    /// True for missing privileges.
+    pub fn is_permission_denied(&self) -> bool {
+        self.kind == HostErrorKind::Permission
+    }
+}
+
+/// One established socket as the host reports it, with its inode for the owner lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSocket {
+    /// What the analysis judges.
+    pub facts: SocketFacts,
+    /// Socket inode (0 when unknown).
+    pub inode: u64,
+}
+
+/// Processes owning socket inodes, from one `/proc` scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owners {
+    /// Inode -> (pid, command name).
+    pub by_inode: HashMap<u64, (u32, String)>,
+    /// Processes whose file descriptors could not be read (permission).
+    pub unreadable: usize,
+}
+
+impl Owners {
+    /// The owner of a socket inode.
+    pub fn process(&self, inode: u64) -> Option<(u32, &str)> {
+        self.by_inode.get(&inode).map(|(p, c)| (*p, c.as_str()))
+    }
+
+    /// "could not see N processes: permission", when some were unreadable.
+    pub fn visibility_note(&self) -> Option<String> {
+        (self.unreadable > 0)
+            .then(|| format!("could not see {} processes: permission", self.unreadable))
+    }
+}
+
+/// Conntrack table size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CtSize {
+    /// Entries in this namespace's table.
+    pub entries: u64,
+    /// `nf_conntrack_max`, when readable.
+    pub max: Option<u64>,
+}
+
+/// Conntrack statistics summed over CPUs (the counters `audit` and the exporter use).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CtCounters {
+    /// Packets conntrack could not track.
+    pub invalid: u64,
+    /// Packets dropped because conntrack failed.
+    pub drop: u64,
+    /// Entries dropped to make room.
+    pub early_drop: u64,
+    /// Entries that could not be inserted.
+    pub insert_failed: u64,
+}
+
+/// One TCP reset the host saw (tracepoint or destroyed socket), in monotonic seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResetSeen {
+    /// Monotonic seconds of the event.
+    pub mono_s: f64,
+    /// Which way the reset went.
+    pub direction: Direction,
+    /// This host's end.
+    pub local: SocketAddr,
+    /// The peer's end.
+    pub remote: SocketAddr,
+}
+
+/// The sources of one host (one network namespace: the calling thread's).
+pub trait HostSource {
+    /// Stream the established TCP sockets to `on`; `Ok(true)` when the dump was interrupted by
+    /// table changes (counts may be inexact).
+    fn sockets(&mut self, on: &mut dyn FnMut(HostSocket)) -> Result<bool, HostError>;
+    /// Owners of the given socket inodes.
+    fn owners(&mut self, inodes: &std::collections::HashSet<u64>) -> Result<Owners, HostError>;
+    /// One sysctl's text (`net.ipv4.tcp_keepalive_time`).
+    fn sysctl(&mut self, name: &str) -> Result<String, HostError>;
+    /// Conntrack table size.
+    fn conntrack_size(&mut self) -> Result<CtSize, HostError>;
+    /// Conntrack counters.
+    fn conntrack_counters(&mut self) -> Result<CtCounters, HostError>;
+    /// `/proc/net/snmp` and `/proc/net/netstat`.
+    fn netstat(&mut self) -> Result<Counters, HostError>;
+    /// Read TCP resets until `stop` is set, handing each to `on` (tracepoints on a real host).
+    fn reset_events(
+        &mut self,
+        stop: &std::sync::atomic::AtomicBool,
+        on: &mut dyn FnMut(ResetSeen),
+    ) -> Result<(), HostError>;
+    /// Monotonic seconds (the clock of reset events).
+    fn monotonic_s(&self) -> f64;
+    /// Wait `d` (a fake host advances its clock instead).
+    fn pause(&mut self, d: Duration);
+}
