@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod ctwatch;
 pub mod duration;
 pub mod inventory;
+pub mod libraries;
 pub mod logs;
 pub mod netstat;
 pub mod pcap;

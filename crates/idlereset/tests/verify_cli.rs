@@ -101,7 +101,7 @@ fn failing_plan_exits_1() {
     std::fs::write(
         &inv,
         "[[hop]]\nname = \"tiny-fw\"\nkind = \"firewall\"\nidle_timeout_s = 8\nfailure = \"reset\"\n\
-         [[client]]\nname = \"stream\"\nlibrary = \"grpc\"\nconnections = 1\n",
+         [[client]]\nname = \"stream\"\nlibrary = \"grpcio\"\nconnections = 1\n",
     )
     .unwrap();
     let out = run(&["verify", inv.to_str().unwrap()]);

@@ -15,8 +15,9 @@ use toml::Spanned;
 use crate::catalog::{Catalog, Failure};
 use crate::inventory::matches::Match;
 use crate::inventory::model::{
-    Client, Current, Hop, HopKind, Inventory, IpVersion, Library, Options,
+    Client, Current, Hop, HopKind, Inventory, IpVersion, Library, MAX_CONNECTIONS, Options,
 };
+use crate::libraries::Version;
 
 /// Shortest idle timeout a hop may have: keepalive options are whole seconds >= 1, and a plan
 /// needs room for a probe below the timeout.
@@ -100,6 +101,7 @@ struct RawHop {
 struct RawClient {
     name: Option<Spanned<String>>,
     library: Option<Spanned<String>>,
+    version: Option<Spanned<String>>,
     connections: Option<Spanned<i64>>,
     current: Option<RawCurrent>,
 }
@@ -436,7 +438,7 @@ fn check_client(c: &mut Checker<'_>, cl: &Spanned<RawClient>) -> Option<Client> 
         }
     };
     let library = match &raw.library {
-        Some(l) => one_of(c, l, "client library", &Library::ALL),
+        Some(l) => library(c, l),
         None => {
             let names: Vec<&str> = Library::ALL.iter().map(|(n, _)| *n).collect();
             c.at(
@@ -447,13 +449,26 @@ fn check_client(c: &mut Checker<'_>, cl: &Spanned<RawClient>) -> Option<Client> 
             None
         }
     };
+    let version = raw
+        .version
+        .as_ref()
+        .and_then(|v| match Version::parse(v.get_ref()) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                c.at(v.span(), e.to_string(), None);
+                None
+            }
+        });
     let connections = match &raw.connections {
         None => 1,
-        Some(n) if *n.get_ref() >= 1 => n.get_ref().unsigned_abs(),
+        Some(n) if (1..=MAX_CONNECTIONS as i64).contains(n.get_ref()) => n.get_ref().unsigned_abs(),
         Some(n) => {
             c.at(
                 n.span(),
-                format!("connections must be at least 1, got {}", n.get_ref()),
+                format!(
+                    "connections must be 1-{MAX_CONNECTIONS}, got {}",
+                    n.get_ref()
+                ),
                 None,
             );
             0
@@ -475,12 +490,34 @@ fn check_client(c: &mut Checker<'_>, cl: &Spanned<RawClient>) -> Option<Client> 
     if c.diags.len() > before {
         return None;
     }
+    let (library, alias) = library?;
     Some(Client {
         name: name?,
-        library: library?,
+        library,
+        version,
+        library_alias: alias
+            .then(|| raw.library.as_ref().map(|l| l.get_ref().clone()))
+            .flatten(),
         connections,
         current,
     })
+}
+
+/// A library identity or alias (`redis` -> redis-py); unknown names get a "did you mean".
+fn library(c: &mut Checker<'_>, l: &Spanned<String>) -> Option<(Library, bool)> {
+    if let Some(r) = Library::resolve(l.get_ref()) {
+        return Some(r);
+    }
+    let cands = crate::libraries::Libraries::builtin().candidates(l.get_ref());
+    if !cands.is_empty() {
+        c.at(
+            l.span(),
+            format!("client library {:?} names several libraries", l.get_ref()),
+            Some(format!("did you mean one of: {}?", cands.join(", "))),
+        );
+        return None;
+    }
+    one_of(c, l, "client library", &Library::ALL).map(|lib| (lib, false))
 }
 
 fn probes(c: &mut Checker<'_>, p: &Spanned<i64>) -> Option<u32> {
@@ -617,8 +654,55 @@ current = { keepalive = false, pool_idle_timeout_s = 3600 }
     }
 
     #[test]
+    fn library_aliases_versions_and_ambiguous_names() {
+        let hop = "[[hop]]\nname='x'\nkind='firewall'\nidle_timeout_s=900\n";
+        let inv = parse(&format!(
+            "{hop}[[client]]\nname='a'\nlibrary='psycopg2'\nversion='2.9.13'\n"
+        ))
+        .unwrap();
+        let c = &inv.clients[0];
+        assert_eq!(c.library, Library::Libpq);
+        assert_eq!(c.library_alias.as_deref(), Some("psycopg2"));
+        assert_eq!(c.version.map(|v| v.to_string()).as_deref(), Some("2.9.13"));
+        let inv = parse(&format!("{hop}[[client]]\nname='a'\nlibrary='go'\n")).unwrap();
+        assert_eq!(
+            (
+                inv.clients[0].library,
+                inv.clients[0].library_alias.as_deref()
+            ),
+            (Library::Go, None)
+        );
+        let e = parse(&format!("{hop}[[client]]\nname='a'\nlibrary='grpc'\n")).unwrap_err();
+        let hint = e.diagnostics[0].hint.clone().unwrap_or_default();
+        assert!(
+            hint.contains("grpcio") && hint.contains("grpc-go"),
+            "{hint}"
+        );
+        let e = parse(&format!(
+            "{hop}[[client]]\nname='a'\nlibrary='hikaricp'\nversion='2.x'\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("2.x"), "{e}");
+    }
+
+    #[test]
+    fn connections_have_an_upper_bound() {
+        let hop = "[[hop]]\nname='x'\nkind='firewall'\nidle_timeout_s=900\n";
+        let e = parse(&format!(
+            "{hop}[[client]]\nname='a'\nlibrary='go'\nconnections=9223372036854775807\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("connections must be 1-"), "{e}");
+        let ok = parse(&format!(
+            "{hop}[[client]]\nname='a'\nlibrary='go'\nconnections={MAX_CONNECTIONS}\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.clients[0].connections, MAX_CONNECTIONS);
+    }
+
+    #[test]
     fn unknown_kind_and_library_suggest() {
-        let text = "[[hop]]\nname='x'\nkind = 'firewal'\nidle_timeout_s = 900\n[[client]]\nname='c'\nlibrary = 'hikari'\n";
+        let text = "[[hop]]\nname='x'\nkind = 'firewal'\nidle_timeout_s = 900\n[[client]]\nname='c'\nlibrary = 'hikarcp'\n";
         let e = parse(text).unwrap_err();
         assert_eq!(e.diagnostics.len(), 2, "{e}");
         assert_eq!(
@@ -631,7 +715,7 @@ current = { keepalive = false, pool_idle_timeout_s = 3600 }
         );
         assert_eq!(
             (e.diagnostics[1].line, e.diagnostics[1].column),
-            pos(text, "'hikari'")
+            pos(text, "'hikarcp'")
         );
         assert_eq!(
             e.diagnostics[1].hint.as_deref(),
