@@ -31,6 +31,16 @@ pub enum SetBy {
     Os,
 }
 
+/// What a library does with a ping period below its minimum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BelowMin {
+    /// Ignores it: no ping at all.
+    Off,
+    /// Pings at the minimum instead.
+    Raised,
+}
+
 /// Where one fact comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +83,8 @@ pub struct Behaviour {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lifetime_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_below_min: Option<BelowMin>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_pool_idle_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_max_lifetime_s: Option<f64>,
@@ -103,6 +115,31 @@ impl Behaviour {
         self.supports
             .iter()
             .any(|k| key == k || (key.starts_with(k.as_str()) && key[k.len()..].starts_with('.')))
+    }
+
+    /// The ping period the library really uses when configured with `s`.
+    pub fn effective_ping(&self, s: f64) -> Option<f64> {
+        match (self.min_ping_s, self.ping_below_min) {
+            (Some(min), Some(BelowMin::Off)) if s < min => None,
+            (Some(min), _) if s < min => Some(min),
+            _ => Some(s),
+        }
+    }
+
+    /// A pool limit as the library applies it: below its minimum it falls back to the default.
+    pub fn effective_pool(
+        &self,
+        idle_s: Option<f64>,
+        life_s: Option<f64>,
+    ) -> (Option<f64>, Option<f64>) {
+        let fix = |v: Option<f64>, min: Option<f64>, default: Option<f64>| match (v, min) {
+            (Some(x), Some(m)) if x < m => default,
+            _ => v,
+        };
+        (
+            fix(idle_s, self.min_pool_idle_s, self.pool_idle_s),
+            fix(life_s, self.min_max_lifetime_s, self.max_lifetime_s),
+        )
     }
 
     /// Keepalive (idle, interval, count) on the wire by default, the host's values (7200 / 75 /

@@ -189,6 +189,11 @@ pub fn planned(plan: &Plan, p: &ClientPlan) -> Model {
         m.keepintvl_s = b.runtime_keepintvl_s.or(m.keepintvl_s);
         m.keepcnt = b.runtime_keepcnt.or(m.keepcnt);
     }
+    // What the library really does with values below its minimums (from its data row).
+    let asked = (m.heartbeat_s, m.pool_idle_s, m.max_lifetime_s);
+    m.heartbeat_s = m.heartbeat_s.and_then(|h| b.effective_ping(h));
+    (m.pool_idle_s, m.max_lifetime_s) = b.effective_pool(m.pool_idle_s, m.max_lifetime_s);
+    let corrected = asked != (m.heartbeat_s, m.pool_idle_s, m.max_lifetime_s);
     m.how = format!(
         "{} -> socket options / pool limits / application ping{}",
         used.join(", "),
@@ -198,8 +203,14 @@ pub fn planned(plan: &Plan, p: &ClientPlan) -> Model {
             ""
         }
     );
-    // The plan asks every client for application traffic when a hop ignores keepalives.
-    if let Some(h) = &plan.heartbeat {
+    if corrected {
+        m.how.push_str(
+            "; values below the library's minimums as the library applies them (ignored, raised or its default)",
+        );
+    }
+    // The plan asks for application traffic when a hop ignores keepalives; a pool's idle
+    // connections are out of the application's reach, only the pool's own ping counts.
+    if let Some(h) = plan.heartbeat.as_ref().filter(|_| b.pool_idle_s.is_none()) {
         let hb = h.interval_s as f64;
         if m.heartbeat_s.is_none_or(|x| x > hb) {
             m.heartbeat_s = Some(hb);
