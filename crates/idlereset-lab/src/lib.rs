@@ -13,6 +13,7 @@ pub mod firewall;
 pub mod frozen;
 pub mod lab;
 pub mod postgres;
+pub mod redis;
 pub mod registry;
 pub mod reproduce;
 pub mod scenario;

@@ -17,6 +17,7 @@
 //! options and pool limits their settings amount to (see [`mapping`]). All runs share the lab
 //! and run concurrently, each on its own flow.
 
+pub mod driver;
 pub mod mapping;
 pub mod psql;
 
@@ -25,7 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idlereset_core::catalog::Failure;
-use idlereset_core::inventory::{Hop, HopKind, Inventory, IpVersion, Library};
+use idlereset_core::inventory::{Current, Hop, HopKind, Inventory, IpVersion, Library};
+use idlereset_core::libraries::Libraries;
 use idlereset_core::plan::Plan;
 use idlereset_core::scale::TimeScale;
 use serde::Serialize;
@@ -34,15 +36,20 @@ use crate::error::{LabError, Result};
 use crate::firewall::{FirewallSettings, Profile};
 use crate::lab::{Lab, LabSpec};
 use crate::postgres::{self, PgOptions, Postgres};
+use crate::redis::{self as redis_server, REDIS_PORT, Redis};
 use crate::registry::Ownership;
 use crate::server::DbServer;
 use crate::workload::{AppLog, ClientOptions, FailureKind, Pool, PoolConfig};
+use driver::Driver;
 use mapping::{Model, Which};
 
 /// Port of the built-in line-protocol server during `verify` (PostgreSQL keeps 5432).
 pub const BUILTIN_PORT: u16 = 5433;
 /// Port of PostgreSQL in the lab.
 pub const PG_PORT: u16 = 5432;
+/// Longest path timeout run in real time so library defaults (fixed in their code, not
+/// scalable) can be run as they are.
+pub const REAL_TIME_MAX_S: f64 = 120.0;
 /// The kernel's default established timeout, for a path with no conntrack hop.
 const KERNEL_DEFAULT_S: u32 = 432_000;
 
@@ -99,8 +106,19 @@ pub struct RunReport {
     pub idle_s: f64,
     pub error: Option<String>,
     pub detail: String,
-    /// `psql` (real libpq against PostgreSQL) or `sockets` (lab workload).
+    /// `real:<runtime>:<module>` (the real library through its driver), `psql` (real libpq
+    /// against PostgreSQL) or `sockets` (the socket-level model, lab workload).
     pub via: String,
+    /// Why this run used the real library or the model.
+    #[serde(default)]
+    pub why: String,
+    /// Version of the real library that ran.
+    pub library_version: Option<String>,
+    /// The real library answered only after replacing the connection (retry / reconnect hid
+    /// a reset from the application).
+    pub retried: Option<bool>,
+    /// What the real run's application logged (stderr of the driver).
+    pub app_log: Option<String>,
     pub model: Model,
 }
 
@@ -211,7 +229,17 @@ pub async fn run(
     if inv.hops.iter().filter(|h| h.honours_keepalive).count() > 20 {
         return Err(LabError::Config("more than 20 hops".into()));
     }
-    let factor = (plan.path_timeout_s / f64::from(opts.lab_path_timeout_s.max(1))).max(1.0);
+    let drivers = available_drivers(plan, opts).await;
+    // Real time only when a library whose defaults are timed in its own code will run for real.
+    let real_time = plan.path_timeout_s <= REAL_TIME_MAX_S
+        && drivers.iter().any(|(l, d)| {
+            d.is_ok() && fixed_timing(Libraries::builtin().profile(*l, None).behaviour)
+        });
+    let factor = if real_time {
+        1.0
+    } else {
+        (plan.path_timeout_s / f64::from(opts.lab_path_timeout_s.max(1))).max(1.0)
+    };
     let scale = TimeScale::new(factor)
         .ok_or_else(|| LabError::Config(format!("path timeout {}", plan.path_timeout_s)))?;
     let (mut spec, hops, proxy_lab) = path(inv, scale);
@@ -259,7 +287,20 @@ pub async fn run(
     let db_ns = lab.ns("db")?;
     let idle_close = proxy_lab.map(|s| Duration::from_secs(u64::from(s)));
     let server = DbServer::start(db_ns, BUILTIN_PORT, idle_close)?;
-    let want_pg = clients.iter().any(|c| c.library == Library::Libpq);
+    let protocol_of = |l: Library| {
+        Libraries::builtin()
+            .profile(l, None)
+            .library
+            .protocol
+            .clone()
+    };
+    let real = |l: Library| drivers.get(&l).is_some_and(|d| d.is_ok());
+    let want_pg = clients.iter().any(|c| {
+        c.library == Library::Libpq || (real(c.library) && protocol_of(c.library) == "postgres")
+    });
+    let want_redis = clients
+        .iter()
+        .any(|c| real(c.library) && protocol_of(c.library) == "redis");
     let pg_tools = postgres::Binaries::find().zip(postgres::find_psql());
     let mut notes = Vec::new();
     let pg = match (opts.db, &pg_tools) {
@@ -292,6 +333,20 @@ pub async fn run(
     let db_addr = lab
         .topology()
         .db_addr(inv.options.ip_version == IpVersion::V6);
+    let redis = match (want_redis, redis_server::find()) {
+        (true, Some(_)) => {
+            progress("starting redis-server in the db namespace");
+            Some(Redis::start(db_ns, lab.name(), db_addr)?)
+        }
+        (true, None) => {
+            notes.push(
+                "redis-server is not installed: Redis clients verified with the socket-level model"
+                    .into(),
+            );
+            None
+        }
+        _ => None,
+    };
     let ctx = RunCtx {
         lab: &lab,
         scale,
@@ -299,6 +354,9 @@ pub async fn run(
         reply_timeout,
         target: SocketAddr::new(db_addr, BUILTIN_PORT),
         pg: pg.as_ref().map(|(p, psql)| (p, psql.as_path())),
+        redis: redis.is_some(),
+        real_time,
+        drivers: &drivers,
     };
 
     let mut jobs = Vec::new();
@@ -306,20 +364,23 @@ pub async fn run(
         let Some(client) = inv.clients.iter().find(|c| c.name == cp.name) else {
             continue;
         };
+        let defaults = client.current == Current::default();
         jobs.push((
             cp.name.clone(),
             cp.library,
             Which::Planned,
             mapping::planned(plan, cp),
+            false,
         ));
         jobs.push((
             cp.name.clone(),
             cp.library,
             Which::Current,
             mapping::current(client),
+            defaults,
         ));
         if let Some(m) = mapping::sysctl_only(client) {
-            jobs.push((cp.name.clone(), cp.library, Which::SysctlOnly, m));
+            jobs.push((cp.name.clone(), cp.library, Which::SysctlOnly, m, false));
         }
     }
     progress(&format!(
@@ -331,7 +392,7 @@ pub async fn run(
     ));
     let runs = futures::future::join_all(
         jobs.into_iter()
-            .map(|(name, lib, which, model)| ctx.one(name, lib, which, model)),
+            .map(|(name, lib, which, model, defaults)| ctx.one(name, lib, which, model, defaults)),
     )
     .await;
     let db = if ctx.pg.is_some() {
@@ -341,6 +402,13 @@ pub async fn run(
     };
     drop(server);
     drop(pg);
+    drop(redis);
+    if real_time {
+        notes.push(format!(
+            "run in real time (time scale 1): the path timeout {} s is short enough to run library defaults as they are (fixed in the libraries' code, they cannot be time-scaled)",
+            plan.path_timeout_s
+        ));
+    }
     let verified = runs
         .iter()
         .filter(|r| r.settings == Which::Planned)
@@ -362,7 +430,41 @@ pub async fn run(
     })
 }
 
+/// Whether a library's defaults carry durations fixed in its code (keepalive idle, the runtime's
+/// interval, a ping): those cannot be divided by a time scale.
+fn fixed_timing(b: &idlereset_core::libraries::Behaviour) -> bool {
+    (b.so_keepalive && (b.keepidle_s.is_some() || b.runtime_keepintvl_s.is_some()))
+        || b.ping_s.is_some()
+}
+
+/// Which clients' real libraries can run here (or why not), by library.
+async fn available_drivers(
+    plan: &Plan,
+    opts: &Options,
+) -> std::collections::HashMap<Library, std::result::Result<Driver, String>> {
+    let mut out = std::collections::HashMap::new();
+    for c in plan
+        .clients
+        .iter()
+        .filter(|c| opts.client.as_deref().is_none_or(|n| n == c.name))
+    {
+        if out.contains_key(&c.library) {
+            continue;
+        }
+        let data = Libraries::builtin().profile(c.library, None).library;
+        let d = match Driver::of(data) {
+            Some(d) => d.availability().await.map(|()| d),
+            None => Err(format!("no driver program for {} yet", data.display)),
+        };
+        out.insert(c.library, d);
+    }
+    out
+}
+
 struct RunCtx<'a> {
+    redis: bool,
+    real_time: bool,
+    drivers: &'a std::collections::HashMap<Library, std::result::Result<Driver, String>>,
     lab: &'a Lab,
     scale: TimeScale,
     idle: Duration,
@@ -372,7 +474,14 @@ struct RunCtx<'a> {
 }
 
 impl RunCtx<'_> {
-    async fn one(&self, client: String, lib: Library, which: Which, model: Model) -> RunReport {
+    async fn one(
+        &self,
+        client: String,
+        lib: Library,
+        which: Which,
+        model: Model,
+        defaults: bool,
+    ) -> RunReport {
         let mut r = RunReport {
             client,
             library: lib.as_str().into(),
@@ -382,11 +491,35 @@ impl RunCtx<'_> {
             error: None,
             detail: String::new(),
             via: "sockets".into(),
+            why: String::new(),
+            library_version: None,
+            retried: None,
+            app_log: None,
             model,
         };
-        let res = match (lib, self.pg) {
-            (Library::Libpq, Some((pg, psql))) => {
+        // libpq runs through psql when installed (real libpq, heartbeat queries included).
+        let psql_first = lib == Library::Libpq && self.pg.is_some();
+        let real = match self.real_plan(lib, which, defaults).and_then(|d| {
+            if psql_first {
+                Err("psql is installed: real libpq through psql".to_string())
+            } else {
+                Ok(d)
+            }
+        }) {
+            Ok(d) => Some(d),
+            Err(why) => {
+                r.why = why;
+                None
+            }
+        };
+        let res = match (real, lib, self.pg) {
+            (Some(d), _, _) => {
+                r.via = format!("real:{}:{}", d.runtime, d.module);
+                self.real(&mut r, &d, defaults).await
+            }
+            (None, Library::Libpq, Some((pg, psql))) => {
                 r.via = "psql".into();
+                r.why = "real libpq through psql".into();
                 self.psql(&mut r, pg, psql).await
             }
             _ => self.pool(&mut r).await,
@@ -396,6 +529,107 @@ impl RunCtx<'_> {
             r.error = Some(e.to_string());
         }
         r
+    }
+
+    /// The real library's driver for this run, or why the socket-level model runs instead.
+    fn real_plan(
+        &self,
+        lib: Library,
+        which: Which,
+        defaults: bool,
+    ) -> std::result::Result<Driver, String> {
+        let d = match self.drivers.get(&lib) {
+            Some(Ok(d)) => d.clone(),
+            Some(Err(why)) => return Err(format!("socket-level model: {why}")),
+            None => return Err("socket-level model: no driver".into()),
+        };
+        if which == Which::SysctlOnly {
+            return Err("socket-level model: the sysctl-only trap is the library's socket without SO_KEEPALIVE".into());
+        }
+        let proto = Libraries::builtin()
+            .profile(lib, None)
+            .library
+            .protocol
+            .clone();
+        if proto == "postgres" && self.pg.is_none() {
+            return Err("socket-level model: PostgreSQL is not running in the lab".into());
+        }
+        if proto == "redis" && !self.redis {
+            return Err("socket-level model: redis-server is not running in the lab".into());
+        }
+        if which == Which::Current
+            && defaults
+            && !self.real_time
+            && fixed_timing(Libraries::builtin().profile(lib, None).behaviour)
+        {
+            return Err(format!(
+                "socket-level model: the library's defaults are fixed in its code and cannot be time-scaled, and the path is longer than {REAL_TIME_MAX_S} s: its defaults from the library data were replayed as socket options, scaled"
+            ));
+        }
+        Ok(d)
+    }
+
+    async fn real(&self, r: &mut RunReport, d: &Driver, defaults: bool) -> Result<()> {
+        let host = self.target.ip();
+        let target = match (d.module.as_str(), self.pg) {
+            ("psycopg2", Some((pg, _))) => serde_json::json!({
+                "dsn": format!("{} connect_timeout=5 application_name=idlereset-verify", pg.conninfo(host))
+            }),
+            ("pg", Some((pg, _))) => serde_json::json!({
+                "host": host.to_string(), "port": pg.port, "user": pg.user, "database": "postgres",
+                "connectionTimeoutMillis": 5000
+            }),
+            _ => serde_json::json!({"host": host.to_string(), "port": REDIS_PORT}),
+        };
+        let b = Libraries::builtin()
+            .profile(
+                Library::resolve(&r.library).map_or(Library::Raw, |(l, _)| l),
+                None,
+            )
+            .behaviour;
+        // A library that leaves the timing to the OS gets the host's defaults explicitly: the
+        // lab's app host carries the planned sysctls, which are not what runs today.
+        let os_timing = b.so_keepalive && b.keepidle_s.is_none();
+        let settings = if r.settings == Which::Current && defaults && !os_timing {
+            Default::default()
+        } else {
+            driver::settings(&d.module, &r.model, &|s| {
+                u64::from(self.scale.lab_whole_secs(s))
+            })
+        };
+        let ns = self.lab.ns("app")?;
+        let res = driver::run(d, ns, &target, self.idle, &settings).await?;
+        r.idle_s = self.scale.configured(self.idle);
+        r.library_version = res.version.clone();
+        r.retried = Some(res.retried);
+        r.error = res.error.clone();
+        r.outcome = if res.survived {
+            "survived".into()
+        } else {
+            psql::classify(res.error.as_deref().unwrap_or("")).into()
+        };
+        let what = if settings.is_empty() {
+            "the library's own defaults".to_string()
+        } else if r.settings == Which::Current && defaults {
+            format!(
+                "the library's defaults; it leaves keepalive timing to the OS, so the host defaults are passed explicitly: {}",
+                serde_json::to_string(&settings).unwrap_or_default()
+            )
+        } else {
+            serde_json::to_string(&settings).unwrap_or_default()
+        };
+        r.why = format!(
+            "real library {} {} ({what})",
+            d.module,
+            res.version.as_deref().unwrap_or("?")
+        );
+        r.detail = match (res.survived, res.retried) {
+            (true, false) => "the same connection answered after the idle".into(),
+            (true, true) => "answered only on a new connection: the library's retry / reconnect hid a reset from the application".into(),
+            (false, _) => "the library raised an error to the application".into(),
+        };
+        r.app_log = Some(res.app_log);
+        Ok(())
     }
 
     fn secs(&self, s: Option<f64>) -> Option<u32> {
