@@ -388,7 +388,7 @@ pub async fn run(
         jobs.len(),
         idle.as_secs_f64(),
         scale.configured(idle),
-        opts.lab_path_timeout_s
+        scale.lab_whole_secs(plan.path_timeout_s)
     ));
     let runs = futures::future::join_all(
         jobs.into_iter()
