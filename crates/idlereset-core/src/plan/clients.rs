@@ -133,7 +133,7 @@ pub struct ClientPlan {
     pub library: Library,
     /// The library version the advice is for (the inventory's, or the assumed one).
     #[serde(default)]
-    pub library_version: String,
+    pub version: String,
     /// `true` when the inventory named no version and the data file's assumed one was used.
     #[serde(default)]
     pub version_assumed: bool,
@@ -170,7 +170,7 @@ pub fn plan_client(c: &Client, ctx: &Ctx<'_>, ip: IpVersion) -> ClientPlan {
     let mut p = ClientPlan {
         name: c.name.clone(),
         library: c.library,
-        library_version: prof.version.to_string(),
+        version: prof.version.to_string(),
         version_assumed: prof.assumed,
         connections: c.connections,
         settings: Settings::default(),
@@ -332,7 +332,7 @@ pub fn profile_of(p: &ClientPlan) -> Profile<'static> {
     let v = if p.version_assumed {
         None
     } else {
-        crate::libraries::Version::parse(&p.library_version).ok()
+        crate::libraries::Version::parse(&p.version).ok()
     };
     Libraries::builtin().profile(p.library, v)
 }

@@ -130,7 +130,7 @@ pub fn text(p: &Plan) -> String {
             "Client {} ({} {}{}, {} connections)",
             c.name,
             c.library.as_str(),
-            c.library_version,
+            c.version,
             if c.version_assumed { " assumed" } else { "" },
             c.connections
         );

@@ -27,7 +27,7 @@ fn hikaricp_2_7_never_gets_keepalive_time_but_5_does() {
     assert!(!old.snippet.contains("keepaliveTime="), "{}", old.snippet);
     assert!(old.notes.iter().any(|n| n.contains("has no keepaliveTime")));
     assert!(old.settings.get("dataSource.tcpKeepAlive").is_some());
-    assert_eq!(old.library_version, "2.7.9");
+    assert_eq!(old.version, "2.7.9");
     assert!(!old.version_assumed);
     let new = one(900.0, client("a", Library::Hikaricp, Some("5.1.0")));
     assert!(new.settings.get("keepaliveTime").is_some());
@@ -49,7 +49,7 @@ fn no_version_says_which_version_the_advice_assumes() {
         .unwrap()
         .assumed_version;
     assert!(c.version_assumed);
-    assert_eq!(c.library_version, assumed.to_string());
+    assert_eq!(c.version, assumed.to_string());
     assert!(
         c.notes.iter().any(|n| n.contains("assumed")),
         "{:?}",

@@ -115,7 +115,7 @@ fn hikaricp(w: &mut W<'_>, ctx: &Ctx<'_>, idle: u64, life: u64) {
             w.problem(format!("{} needs keepaliveTime >= {min} s (smaller values fall back to 0, no ping) but the {t} s path needs a ping every {ping} s: rely on dataSource.tcpKeepAlive=true with the host sysctls (TCP keepalive holds conntrack paths) or raise the hop's timeout", w.name));
         }
     } else {
-        w.note(format!("{} {} has no keepaliveTime: do not set it (the pool throws at start-up); TCP keepalive (dataSource.tcpKeepAlive=true + the host sysctls) is what keeps idle connections alive, maxLifetime / idleTimeout retire them", w.name, w.p.library_version));
+        w.note(format!("{} {} has no keepaliveTime: do not set it (the pool throws at start-up); TCP keepalive (dataSource.tcpKeepAlive=true + the host sysctls) is what keeps idle connections alive, maxLifetime / idleTimeout retire them", w.name, w.p.version));
     }
     w.set("idleTimeout", secs_ms(idle));
     w.set("maxLifetime", secs_ms(life));
