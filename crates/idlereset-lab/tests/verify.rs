@@ -304,7 +304,8 @@ library = "libpq"
 
 /// Real redis-py, ioredis and node-postgres (drivers under `drivers/`, installed by
 /// `.ci/install-deps`) and libpq through psql: each library's defaults fail or survive as the
-/// library data says, and the plan's settings survive, all in real time.
+/// library data says, their sockets read back over sock_diag carry the data's SO_KEEPALIVE and
+/// TCP_KEEPIDLE, and the plan's settings survive, all in real time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_library_matrix_matches_the_library_data() {
     use idlereset_core::inventory::Library;
@@ -341,6 +342,30 @@ async fn real_library_matrix_matches_the_library_data() {
                     "{name} must run the real library (run .ci/install-deps): {run:?}"
                 );
                 assert!(run.library_version.is_some(), "{run:?}");
+            }
+            // The real sockets, read back over sock_diag, carry what the library data says.
+            let so = current
+                .sockopts
+                .expect("sock_diag read-back of the real connection");
+            assert_eq!(so.so_keepalive, Some(b.so_keepalive), "{name}: {so:?}");
+            if let (Some(want), true) = (b.keepidle_s, b.so_keepalive) {
+                let got = so.keepidle_s.expect("keepalive idle estimate");
+                assert!(
+                    (got - want).abs() <= 2.0,
+                    "{name}: TCP_KEEPIDLE {got} vs data {want}"
+                );
+            }
+            let sp = planned.sockopts.expect("planned read-back");
+            assert_eq!(
+                sp.so_keepalive,
+                Some(planned.model.so_keepalive),
+                "{name}: {sp:?}"
+            );
+            if let (Some(want), Some(got)) = (planned.model.keepidle_s, sp.keepidle_s) {
+                assert!(
+                    (got - want).abs() <= 2.0,
+                    "{name}: planned TCP_KEEPIDLE {got} vs {want}"
+                );
             }
         }
         assert_eq!(

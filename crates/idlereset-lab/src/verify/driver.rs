@@ -104,6 +104,37 @@ struct Event {
     version: Option<String>,
     #[serde(default)]
     wrapper: Option<String>,
+    #[serde(default)]
+    local_port: Option<u16>,
+}
+
+/// The socket options of the real connection, read back over sock_diag in the `app` namespace
+/// shortly after the first query.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SockReadback {
+    /// SO_KEEPALIVE as the keepalive timer shows it; `None` = another timer hid it.
+    pub so_keepalive: Option<bool>,
+    /// Effective TCP_KEEPIDLE estimated from the pending keepalive timer, seconds.
+    pub keepidle_s: Option<f64>,
+}
+
+/// Read back the connection from `local_port` in `ns`.
+fn readback(ns: &NetNs, local_port: u16) -> Option<SockReadback> {
+    use idlereset_linux::sockdiag::{TcpFilter, dump_tcp};
+    let mut found = None;
+    ns.run(|| {
+        dump_tcp(TcpFilter::established(), |s| {
+            if s.local.port() == local_port {
+                found = Some(SockReadback {
+                    so_keepalive: s.keepalive_known(),
+                    keepidle_s: s.keepalive_idle_estimate_ms().map(|ms| ms as f64 / 1000.0),
+                });
+            }
+        })
+    })
+    .ok()?
+    .ok()?;
+    found
 }
 
 /// What a real run saw.
@@ -117,6 +148,8 @@ pub struct DriverResult {
     pub version: Option<String>,
     /// The application log the driver wrote (stderr).
     pub app_log: String,
+    /// The connection's socket options read back over sock_diag.
+    pub sockopts: Option<SockReadback>,
 }
 
 /// Run `driver` in `ns` against `target` (JSON for the driver), idle `idle`.
@@ -157,6 +190,7 @@ pub async fn run(
     let deadline = idle + Duration::from_secs(60);
     let mut version = None;
     let mut result = None;
+    let mut sockopts = None;
     let read = async {
         while let Ok(Some(line)) = lines.next_line().await {
             let Ok(ev) = serde_json::from_str::<Event>(&line) else {
@@ -167,6 +201,11 @@ pub async fn run(
                     version = match (ev.version, ev.wrapper) {
                         (Some(v), Some(w)) => Some(format!("{v} ({w})")),
                         (v, _) => v,
+                    };
+                    if let Some(port) = ev.local_port {
+                        // Let the keepalive timer settle after the first query's ACKs.
+                        tokio::time::sleep(Duration::from_millis(500).min(idle / 4)).await;
+                        sockopts = readback(ns, port);
                     }
                 }
                 "result" => result = Some(ev),
@@ -198,6 +237,7 @@ pub async fn run(
         error: ev.error,
         version,
         app_log,
+        sockopts,
     })
 }
 

@@ -119,6 +119,8 @@ pub struct RunReport {
     pub retried: Option<bool>,
     /// What the real run's application logged (stderr of the driver).
     pub app_log: Option<String>,
+    /// Real runs: the connection's socket options read back over sock_diag.
+    pub sockopts: Option<driver::SockReadback>,
     pub model: Model,
 }
 
@@ -495,6 +497,7 @@ impl RunCtx<'_> {
             library_version: None,
             retried: None,
             app_log: None,
+            sockopts: None,
             model,
         };
         // libpq runs through psql when installed (real libpq, heartbeat queries included).
@@ -629,6 +632,7 @@ impl RunCtx<'_> {
             (false, _) => "the library raised an error to the application".into(),
         };
         r.app_log = Some(res.app_log);
+        r.sockopts = res.sockopts;
         Ok(())
     }
 
