@@ -12,14 +12,17 @@
 //!
 //! Then, for every client, one connection per settings variant (planned, current, and the
 //! runbook's "OS sysctl only" trap for clients without SO_KEEPALIVE) idles well beyond every
-//! hop's timeout and sends one more query. libpq clients run the real `psql` against a real
-//! PostgreSQL when both are installed; the others run the lab's pooled workload with the socket
-//! options and pool limits their settings amount to (see [`mapping`]). All runs share the lab
-//! and run concurrently, each on its own flow.
+//! hop's timeout and sends one more query. Libraries with a driver program (see [`driver`];
+//! psycopg2, redis-py, node-postgres, ioredis) run for real against PostgreSQL / redis-server
+//! when installed, libpq runs the real `psql`; the others run the lab's pooled workload with the
+//! socket options and pool limits their settings amount to (see [`mapping`]). A library whose
+//! defaults are timed in its own code cannot be time-scaled: paths up to [`REAL_TIME_MAX_S`] then
+//! run in real time. All runs share the lab and run concurrently, each on its own flow.
 
 pub mod driver;
 pub mod mapping;
 pub mod psql;
+mod real;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +39,7 @@ use crate::error::{LabError, Result};
 use crate::firewall::{FirewallSettings, Profile};
 use crate::lab::{Lab, LabSpec};
 use crate::postgres::{self, PgOptions, Postgres};
-use crate::redis::{self as redis_server, REDIS_PORT, Redis};
+use crate::redis::{self as redis_server, Redis};
 use crate::registry::Ownership;
 use crate::server::DbServer;
 use crate::workload::{AppLog, ClientOptions, FailureKind, Pool, PoolConfig};
@@ -231,11 +234,11 @@ pub async fn run(
     if inv.hops.iter().filter(|h| h.honours_keepalive).count() > 20 {
         return Err(LabError::Config("more than 20 hops".into()));
     }
-    let drivers = available_drivers(plan, opts).await;
+    let drivers = real::available_drivers(plan, opts).await;
     // Real time only when a library whose defaults are timed in its own code will run for real.
     let real_time = plan.path_timeout_s <= REAL_TIME_MAX_S
         && drivers.iter().any(|(l, d)| {
-            d.is_ok() && fixed_timing(Libraries::builtin().profile(*l, None).behaviour)
+            d.is_ok() && real::fixed_timing(Libraries::builtin().profile(*l, None).behaviour)
         });
     let factor = if real_time {
         1.0
@@ -432,37 +435,6 @@ pub async fn run(
     })
 }
 
-/// Whether a library's defaults carry durations fixed in its code (keepalive idle, the runtime's
-/// interval, a ping): those cannot be divided by a time scale.
-fn fixed_timing(b: &idlereset_core::libraries::Behaviour) -> bool {
-    (b.so_keepalive && (b.keepidle_s.is_some() || b.runtime_keepintvl_s.is_some()))
-        || b.ping_s.is_some()
-}
-
-/// Which clients' real libraries can run here (or why not), by library.
-async fn available_drivers(
-    plan: &Plan,
-    opts: &Options,
-) -> std::collections::HashMap<Library, std::result::Result<Driver, String>> {
-    let mut out = std::collections::HashMap::new();
-    for c in plan
-        .clients
-        .iter()
-        .filter(|c| opts.client.as_deref().is_none_or(|n| n == c.name))
-    {
-        if out.contains_key(&c.library) {
-            continue;
-        }
-        let data = Libraries::builtin().profile(c.library, None).library;
-        let d = match Driver::of(data) {
-            Some(d) => d.availability().await.map(|()| d),
-            None => Err(format!("no driver program for {} yet", data.display)),
-        };
-        out.insert(c.library, d);
-    }
-    out
-}
-
 struct RunCtx<'a> {
     redis: bool,
     real_time: bool,
@@ -532,108 +504,6 @@ impl RunCtx<'_> {
             r.error = Some(e.to_string());
         }
         r
-    }
-
-    /// The real library's driver for this run, or why the socket-level model runs instead.
-    fn real_plan(
-        &self,
-        lib: Library,
-        which: Which,
-        defaults: bool,
-    ) -> std::result::Result<Driver, String> {
-        let d = match self.drivers.get(&lib) {
-            Some(Ok(d)) => d.clone(),
-            Some(Err(why)) => return Err(format!("socket-level model: {why}")),
-            None => return Err("socket-level model: no driver".into()),
-        };
-        if which == Which::SysctlOnly {
-            return Err("socket-level model: the sysctl-only trap is the library's socket without SO_KEEPALIVE".into());
-        }
-        let proto = Libraries::builtin()
-            .profile(lib, None)
-            .library
-            .protocol
-            .clone();
-        if proto == "postgres" && self.pg.is_none() {
-            return Err("socket-level model: PostgreSQL is not running in the lab".into());
-        }
-        if proto == "redis" && !self.redis {
-            return Err("socket-level model: redis-server is not running in the lab".into());
-        }
-        if which == Which::Current
-            && defaults
-            && !self.real_time
-            && fixed_timing(Libraries::builtin().profile(lib, None).behaviour)
-        {
-            return Err(format!(
-                "socket-level model: the library's defaults are fixed in its code and cannot be time-scaled, and the path is longer than {REAL_TIME_MAX_S} s: its defaults from the library data were replayed as socket options, scaled"
-            ));
-        }
-        Ok(d)
-    }
-
-    async fn real(&self, r: &mut RunReport, d: &Driver, defaults: bool) -> Result<()> {
-        let host = self.target.ip();
-        let target = match (d.module.as_str(), self.pg) {
-            ("psycopg2", Some((pg, _))) => serde_json::json!({
-                "dsn": format!("{} connect_timeout=5 application_name=idlereset-verify", pg.conninfo(host))
-            }),
-            ("pg", Some((pg, _))) => serde_json::json!({
-                "host": host.to_string(), "port": pg.port, "user": pg.user, "database": "postgres",
-                "connectionTimeoutMillis": 5000
-            }),
-            _ => serde_json::json!({"host": host.to_string(), "port": REDIS_PORT}),
-        };
-        let b = Libraries::builtin()
-            .profile(
-                Library::resolve(&r.library).map_or(Library::Raw, |(l, _)| l),
-                None,
-            )
-            .behaviour;
-        // A library that leaves the timing to the OS gets the host's defaults explicitly: the
-        // lab's app host carries the planned sysctls, which are not what runs today.
-        let os_timing = b.so_keepalive && b.keepidle_s.is_none();
-        let settings = if r.settings == Which::Current && defaults && !os_timing {
-            Default::default()
-        } else {
-            driver::settings(&d.module, &r.model, &|s| {
-                u64::from(self.scale.lab_whole_secs(s))
-            })
-        };
-        let ns = self.lab.ns("app")?;
-        let res = driver::run(d, ns, &target, self.idle, &settings).await?;
-        r.idle_s = self.scale.configured(self.idle);
-        r.library_version = res.version.clone();
-        r.retried = Some(res.retried);
-        r.error = res.error.clone();
-        r.outcome = if res.survived {
-            "survived".into()
-        } else {
-            psql::classify(res.error.as_deref().unwrap_or("")).into()
-        };
-        let what = if settings.is_empty() {
-            "the library's own defaults".to_string()
-        } else if r.settings == Which::Current && defaults {
-            format!(
-                "the library's defaults; it leaves keepalive timing to the OS, so the host defaults are passed explicitly: {}",
-                serde_json::to_string(&settings).unwrap_or_default()
-            )
-        } else {
-            serde_json::to_string(&settings).unwrap_or_default()
-        };
-        r.why = format!(
-            "real library {} {} ({what})",
-            d.module,
-            res.version.as_deref().unwrap_or("?")
-        );
-        r.detail = match (res.survived, res.retried) {
-            (true, false) => "the same connection answered after the idle".into(),
-            (true, true) => "answered only on a new connection: the library's retry / reconnect hid a reset from the application".into(),
-            (false, _) => "the library raised an error to the application".into(),
-        };
-        r.app_log = Some(res.app_log);
-        r.sockopts = res.sockopts;
-        Ok(())
     }
 
     fn secs(&self, s: Option<f64>) -> Option<u32> {
