@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod host;
 pub mod inventory;
 pub mod live;
+pub mod libraries;
 pub mod logs;
 pub mod netstat;
 pub mod path;

@@ -14,6 +14,7 @@ pub mod frozen;
 pub mod lab;
 pub mod postgres;
 pub mod procs;
+pub mod redis;
 pub mod registry;
 pub mod reproduce;
 pub mod scenario;

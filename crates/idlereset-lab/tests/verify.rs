@@ -279,3 +279,103 @@ async fn postgres_idle_session_needs_heartbeat_over_ipv6() {
     assert_eq!(planned.outcome, "survived", "{planned:?}");
     assert!(planned.detail.contains("heartbeat queries"), "{planned:?}");
 }
+
+/// The client matrix on a 60 s path, short enough to run library defaults in real time.
+const MATRIX_60: &str = r#"
+name = "client matrix"
+[[hop]]
+name = "fw"
+kind = "firewall"
+idle_timeout_s = 60
+failure = "reset"
+[[client]]
+name = "redis-py"
+library = "redis-py"
+[[client]]
+name = "ioredis"
+library = "ioredis"
+[[client]]
+name = "node-pg"
+library = "node-pg"
+[[client]]
+name = "libpq"
+library = "libpq"
+"#;
+
+/// Real redis-py, ioredis and node-postgres (drivers under `drivers/`, installed by
+/// `.ci/install-deps`) and libpq through psql: each library's defaults fail or survive as the
+/// library data says, their sockets read back over sock_diag carry the data's SO_KEEPALIVE and
+/// TCP_KEEPIDLE, and the plan's settings survive, all in real time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_library_matrix_matches_the_library_data() {
+    use idlereset_core::inventory::Library;
+    use idlereset_core::libraries::Libraries;
+    use idlereset_core::plan::clients::HOST_KEEPALIVE;
+    if !require_or_skip("real_library_matrix_matches_the_library_data") {
+        return;
+    }
+    let opts = Options {
+        db: Db::Postgres,
+        ..Options::default()
+    };
+    let r = verify(MATRIX_60, opts).await;
+    assert_eq!(r.time_scale, 1.0, "library defaults run in real time");
+    let t = r.path_timeout_s;
+    for (name, lib) in [
+        ("redis-py", Library::RedisPy),
+        ("ioredis", Library::Ioredis),
+        ("node-pg", Library::NodePg),
+        ("libpq", Library::Libpq),
+    ] {
+        let b = Libraries::builtin().profile(lib, None).behaviour;
+        let holds = b
+            .wire_keepalive(HOST_KEEPALIVE)
+            .is_some_and(|(idle, intvl, _)| idle < t && intvl < t);
+        let current = find(&r, name, Which::Current);
+        let planned = find(&r, name, Which::Planned);
+        if lib == Library::Libpq {
+            assert_eq!(current.via, "psql", "{current:?}");
+        } else {
+            for run in [current, planned] {
+                assert!(
+                    run.via.starts_with("real:"),
+                    "{name} must run the real library (run .ci/install-deps): {run:?}"
+                );
+                assert!(run.library_version.is_some(), "{run:?}");
+            }
+            // The real sockets, read back over sock_diag, carry what the library data says.
+            let so = current
+                .sockopts
+                .expect("sock_diag read-back of the real connection");
+            assert_eq!(so.so_keepalive, Some(b.so_keepalive), "{name}: {so:?}");
+            if let (Some(want), true) = (b.keepidle_s, b.so_keepalive) {
+                let got = so.keepidle_s.expect("keepalive idle estimate");
+                assert!(
+                    (got - want).abs() <= 2.0,
+                    "{name}: TCP_KEEPIDLE {got} vs data {want}"
+                );
+            }
+            let sp = planned.sockopts.expect("planned read-back");
+            assert_eq!(
+                sp.so_keepalive,
+                Some(planned.model.so_keepalive),
+                "{name}: {sp:?}"
+            );
+            if let (Some(want), Some(got)) = (planned.model.keepidle_s, sp.keepidle_s) {
+                assert!(
+                    (got - want).abs() <= 2.0,
+                    "{name}: planned TCP_KEEPIDLE {got} vs {want}"
+                );
+            }
+        }
+        assert_eq!(
+            current.outcome == "survived",
+            holds,
+            "{name}: library data says defaults {} a {t} s path: {current:?}",
+            if holds { "hold" } else { "do not hold" }
+        );
+        assert_eq!(planned.outcome, "survived", "{planned:?}");
+        assert!(current.idle_s > t && planned.idle_s > t);
+    }
+    assert!(r.verified);
+}

@@ -89,7 +89,10 @@ fn seed_inventory_verifies_as_json() {
     }
 }
 
-/// A path too short for gRPC's 10 s minimum ping: the plan warns, and the lab proves it fails.
+/// A proxy that ignores keepalives and cuts after 8 s, in front of HikariCP 5: keepaliveTime,
+/// maxLifetime and idleTimeout all fall below HikariCP's minimums (it ignores or resets them,
+/// per the library data), TCP keepalive does not reach the proxy: the plan warns, and the lab
+/// proves it fails.
 #[test]
 fn failing_plan_exits_1() {
     if !require_or_skip("failing_plan_exits_1") {
@@ -100,8 +103,8 @@ fn failing_plan_exits_1() {
     let inv = dir.join("short.toml");
     std::fs::write(
         &inv,
-        "[[hop]]\nname = \"tiny-fw\"\nkind = \"firewall\"\nidle_timeout_s = 8\nfailure = \"reset\"\n\
-         [[client]]\nname = \"stream\"\nlibrary = \"grpc\"\nconnections = 1\n",
+        "[[hop]]\nname = \"tiny-proxy\"\nkind = \"proxy\"\nidle_timeout_s = 8\nfailure = \"fin\"\n\
+         [[client]]\nname = \"pool\"\nlibrary = \"hikaricp\"\nversion = \"5.1.0\"\nconnections = 1\n",
     )
     .unwrap();
     let out = run(&["verify", inv.to_str().unwrap()]);
@@ -110,7 +113,7 @@ fn failing_plan_exits_1() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("FAIL"), "{text}");
     assert!(text.contains("NOT verified"), "{text}");
-    assert!(text.contains("tiny-fw"), "{text}");
+    assert!(text.contains("tiny-proxy"), "{text}");
 }
 
 /// `lab up --db postgres`: a real server on db, reachable from app over both address families

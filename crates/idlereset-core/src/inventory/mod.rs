@@ -24,7 +24,9 @@
 //!
 //! [[client]]
 //! name = "orders-api"
-//! library = "hikaricp"   # libpq pgjdbc hikaricp go java python node-pg grpc redis raw
+//! library = "hikaricp"   # libpq pgjdbc hikaricp node-pg pgx lib-pq redis-py ioredis go-redis
+//!                        # grpcio grpc-go grpc-java grpc-js go java python raw (data/libraries.toml)
+//! version = "2.7.9"      # optional; default: the version the data file assumes (said in the plan)
 //! connections = 40       # all instances together; default 1
 //! current = { keepalive = false, pool_idle_timeout_s = 3600 }   # optional, what runs today
 //!
@@ -42,5 +44,8 @@ pub mod model;
 pub mod validate;
 
 pub use matches::{Match, MatchError};
-pub use model::{Client, Current, Hop, HopKind, Inventory, IpVersion, Library, Options, OtherPath};
+pub use model::{
+    Client, Current, Hop, HopKind, Inventory, IpVersion, Library, MAX_CONNECTIONS, Options,
+    OtherPath,
+};
 pub use validate::{Diagnostic, InventoryError};

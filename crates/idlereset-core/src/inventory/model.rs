@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Failure;
 use crate::inventory::matches::Match;
+use crate::libraries::Version;
 
 /// A path: the middleboxes between clients and a server, and the clients that cross them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,38 +110,62 @@ impl HopKind {
 pub struct Client {
     pub name: String,
     pub library: Library,
-    /// Connections held open across the path (all instances together).
+    /// The library version (`version = "2.7.9"`); `None` = the data file's assumed version.
+    pub version: Option<Version>,
+    /// The older or informal name the inventory used for `library` (`redis`, `grpc`, ...).
+    pub library_alias: Option<String>,
+    /// Connections held open across the path (all instances together), at most
+    /// [`MAX_CONNECTIONS`].
     pub connections: u64,
     pub current: Current,
 }
 
-/// The client library, which decides in whose terms the settings are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Upper bound on a client's `connections`: far above any conntrack table (a few million
+/// entries), low enough that cost arithmetic cannot overflow.
+pub const MAX_CONNECTIONS: u64 = 100_000_000;
+
+/// The client library identity, which decides in whose terms the settings are written. Its
+/// behaviour lives in `data/libraries.toml` ([`crate::libraries`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Library {
     Libpq,
     Pgjdbc,
     Hikaricp,
+    NodePg,
+    Pgx,
+    LibPq,
+    RedisPy,
+    Ioredis,
+    GoRedis,
+    Grpcio,
+    GrpcGo,
+    GrpcJava,
+    GrpcJs,
     Go,
     Java,
     Python,
-    NodePg,
-    Grpc,
-    Redis,
     Raw,
 }
 
 impl Library {
-    pub const ALL: [(&'static str, Library); 10] = [
+    pub const ALL: [(&'static str, Library); 17] = [
         ("libpq", Library::Libpq),
         ("pgjdbc", Library::Pgjdbc),
         ("hikaricp", Library::Hikaricp),
+        ("node-pg", Library::NodePg),
+        ("pgx", Library::Pgx),
+        ("lib-pq", Library::LibPq),
+        ("redis-py", Library::RedisPy),
+        ("ioredis", Library::Ioredis),
+        ("go-redis", Library::GoRedis),
+        ("grpcio", Library::Grpcio),
+        ("grpc-go", Library::GrpcGo),
+        ("grpc-java", Library::GrpcJava),
+        ("grpc-js", Library::GrpcJs),
         ("go", Library::Go),
         ("java", Library::Java),
         ("python", Library::Python),
-        ("node-pg", Library::NodePg),
-        ("grpc", Library::Grpc),
-        ("redis", Library::Redis),
         ("raw", Library::Raw),
     ];
 
@@ -149,6 +174,14 @@ impl Library {
             .iter()
             .find(|(_, l)| *l == self)
             .map_or("raw", |(s, _)| s)
+    }
+
+    /// The identity for a name or one of its aliases in the data file; the flag says an alias
+    /// was used.
+    pub fn resolve(name: &str) -> Option<(Library, bool)> {
+        let (data, alias) = crate::libraries::Libraries::builtin().resolve(name)?;
+        let lib = Library::ALL.iter().find(|(n, _)| *n == data.name)?.1;
+        Some((lib, alias))
     }
 }
 

@@ -16,8 +16,10 @@ use toml::Spanned;
 use crate::catalog::{Catalog, Failure};
 use crate::inventory::matches::Match;
 use crate::inventory::model::{
-    Client, Current, Hop, HopKind, Inventory, IpVersion, Library, Options, OtherPath,
+    Client, Current, Hop, HopKind, Inventory, IpVersion, Library, MAX_CONNECTIONS, Options,
+    OtherPath,
 };
+use crate::libraries::Version;
 
 /// Shortest idle timeout a hop may have: keepalive options are whole seconds >= 1, and a plan
 /// needs room for a probe below the timeout.
@@ -26,9 +28,6 @@ pub const MIN_IDLE_TIMEOUT_S: f64 = 2.0;
 pub const MAX_IDLE_TIMEOUT_S: f64 = 30.0 * 86400.0;
 /// Linux caps TCP_KEEPCNT at 127.
 pub const MAX_PROBES: i64 = 127;
-/// Most connections one client entry may hold: beyond this the number is a typo (and the cost
-/// arithmetic would overflow).
-pub const MAX_CONNECTIONS: i64 = 1_000_000;
 
 /// One problem in an inventory, at a position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +105,7 @@ struct RawHop {
 struct RawClient {
     name: Option<Spanned<String>>,
     library: Option<Spanned<String>>,
+    version: Option<Spanned<String>>,
     connections: Option<Spanned<i64>>,
     current: Option<RawCurrent>,
 }
@@ -529,7 +529,7 @@ fn check_client(c: &mut Checker<'_>, cl: &Spanned<RawClient>) -> Option<Client> 
         }
     };
     let library = match &raw.library {
-        Some(l) => one_of(c, l, "client library", &Library::ALL),
+        Some(l) => library(c, l),
         None => {
             let names: Vec<&str> = Library::ALL.iter().map(|(n, _)| *n).collect();
             c.at(
@@ -540,9 +540,19 @@ fn check_client(c: &mut Checker<'_>, cl: &Spanned<RawClient>) -> Option<Client> 
             None
         }
     };
+    let version = raw
+        .version
+        .as_ref()
+        .and_then(|v| match Version::parse(v.get_ref()) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                c.at(v.span(), e.to_string(), None);
+                None
+            }
+        });
     let connections = match &raw.connections {
         None => 1,
-        Some(n) if (1..=MAX_CONNECTIONS).contains(n.get_ref()) => n.get_ref().unsigned_abs(),
+        Some(n) if (1..=MAX_CONNECTIONS as i64).contains(n.get_ref()) => n.get_ref().unsigned_abs(),
         Some(n) => {
             c.at(
                 n.span(),
@@ -571,12 +581,34 @@ fn check_client(c: &mut Checker<'_>, cl: &Spanned<RawClient>) -> Option<Client> 
     if c.diags.len() > before {
         return None;
     }
+    let (library, alias) = library?;
     Some(Client {
         name: name?,
-        library: library?,
+        library,
+        version,
+        library_alias: alias
+            .then(|| raw.library.as_ref().map(|l| l.get_ref().clone()))
+            .flatten(),
         connections,
         current,
     })
+}
+
+/// A library identity or alias (`redis` -> redis-py); unknown names get a "did you mean".
+fn library(c: &mut Checker<'_>, l: &Spanned<String>) -> Option<(Library, bool)> {
+    if let Some(r) = Library::resolve(l.get_ref()) {
+        return Some(r);
+    }
+    let cands = crate::libraries::Libraries::builtin().candidates(l.get_ref());
+    if !cands.is_empty() {
+        c.at(
+            l.span(),
+            format!("client library {:?} names several libraries", l.get_ref()),
+            Some(format!("did you mean one of: {}?", cands.join(", "))),
+        );
+        return None;
+    }
+    one_of(c, l, "client library", &Library::ALL).map(|lib| (lib, false))
 }
 
 fn probes(c: &mut Checker<'_>, p: &Spanned<i64>) -> Option<u32> {
@@ -713,8 +745,55 @@ current = { keepalive = false, pool_idle_timeout_s = 3600 }
     }
 
     #[test]
+    fn library_aliases_versions_and_ambiguous_names() {
+        let hop = "[[hop]]\nname='x'\nkind='firewall'\nidle_timeout_s=900\n";
+        let inv = parse(&format!(
+            "{hop}[[client]]\nname='a'\nlibrary='psycopg2'\nversion='2.9.13'\n"
+        ))
+        .unwrap();
+        let c = &inv.clients[0];
+        assert_eq!(c.library, Library::Libpq);
+        assert_eq!(c.library_alias.as_deref(), Some("psycopg2"));
+        assert_eq!(c.version.map(|v| v.to_string()).as_deref(), Some("2.9.13"));
+        let inv = parse(&format!("{hop}[[client]]\nname='a'\nlibrary='go'\n")).unwrap();
+        assert_eq!(
+            (
+                inv.clients[0].library,
+                inv.clients[0].library_alias.as_deref()
+            ),
+            (Library::Go, None)
+        );
+        let e = parse(&format!("{hop}[[client]]\nname='a'\nlibrary='grpc'\n")).unwrap_err();
+        let hint = e.diagnostics[0].hint.clone().unwrap_or_default();
+        assert!(
+            hint.contains("grpcio") && hint.contains("grpc-go"),
+            "{hint}"
+        );
+        let e = parse(&format!(
+            "{hop}[[client]]\nname='a'\nlibrary='hikaricp'\nversion='2.x'\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("2.x"), "{e}");
+    }
+
+    #[test]
+    fn connections_have_an_upper_bound() {
+        let hop = "[[hop]]\nname='x'\nkind='firewall'\nidle_timeout_s=900\n";
+        let e = parse(&format!(
+            "{hop}[[client]]\nname='a'\nlibrary='go'\nconnections=9223372036854775807\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("connections must be 1-"), "{e}");
+        let ok = parse(&format!(
+            "{hop}[[client]]\nname='a'\nlibrary='go'\nconnections={MAX_CONNECTIONS}\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.clients[0].connections, MAX_CONNECTIONS);
+    }
+
+    #[test]
     fn unknown_kind_and_library_suggest() {
-        let text = "[[hop]]\nname='x'\nkind = 'firewal'\nidle_timeout_s = 900\n[[client]]\nname='c'\nlibrary = 'hikari'\n";
+        let text = "[[hop]]\nname='x'\nkind = 'firewal'\nidle_timeout_s = 900\n[[client]]\nname='c'\nlibrary = 'hikarcp'\n";
         let e = parse(text).unwrap_err();
         assert_eq!(e.diagnostics.len(), 2, "{e}");
         assert_eq!(
@@ -727,7 +806,7 @@ current = { keepalive = false, pool_idle_timeout_s = 3600 }
         );
         assert_eq!(
             (e.diagnostics[1].line, e.diagnostics[1].column),
-            pos(text, "'hikari'")
+            pos(text, "'hikarcp'")
         );
         assert_eq!(
             e.diagnostics[1].hint.as_deref(),
@@ -876,25 +955,6 @@ connections = 0
                 .contains(&format!("already used on line {}", 12_345 * 5 + 1)),
             "{e}"
         );
-    }
-
-    #[test]
-    fn connections_have_a_sane_upper_bound() {
-        let hop = "[[hop]]\nname='x'\nkind='nat'\nidle_timeout_s=300\n";
-        let e = parse(&format!(
-            "{hop}[[client]]\nname='c'\nlibrary='go'\nconnections = 9223372036854775807\n"
-        ))
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("inv.toml:8:15: connections must be 1-1000000 (all instances together), got 9223372036854775807"),
-            "{e}"
-        );
-        let inv = parse(&format!(
-            "{hop}[[client]]\nname='c'\nlibrary='go'\nconnections = 1000000\n"
-        ))
-        .unwrap();
-        assert_eq!(inv.clients[0].connections, 1_000_000);
     }
 
     proptest::proptest! {

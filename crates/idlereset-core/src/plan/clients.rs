@@ -4,7 +4,12 @@
 //! the exact keys it reads (connection-string parameters, pool properties, dialer fields, socket
 //! options, channel arguments), a snippet to paste, the opt-in the runbook warns about (the OS
 //! sysctls only apply to sockets that set SO_KEEPALIVE), and the problems with what the client
-//! runs today, judged against the library's documented defaults (design.md).
+//! runs today. What a library does by default, which settings its version has and its minimum
+//! ping period come from `data/libraries.toml` ([`crate::libraries`]); the writers in
+//! [`writers`] only know where each library reads a value, and never emit a key the version
+//! lacks.
+
+mod writers;
 
 use std::fmt;
 
@@ -13,9 +18,10 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::inventory::{Client, IpVersion, Library};
+use crate::libraries::{Behaviour, Libraries, Profile};
 use crate::plan::Heartbeat;
 use crate::plan::cost::{self, KeepaliveCost};
-use crate::plan::keepalive::{self, Keepalive, Pool};
+use crate::plan::keepalive::{Keepalive, Pool};
 
 /// What [`plan_client`] needs from the path plan.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +57,7 @@ impl fmt::Display for Value {
 pub struct Settings(pub Vec<(String, Value)>);
 
 impl Settings {
-    fn set(&mut self, key: &str, value: impl Into<Value>) {
+    pub(crate) fn set(&mut self, key: &str, value: impl Into<Value>) {
         self.0.push((key.to_string(), value.into()));
     }
 
@@ -111,10 +117,11 @@ impl<'de> Deserialize<'de> for Settings {
     }
 }
 
-/// A problem with what the client runs today.
+/// A problem with what the client runs today (or with what the path asks of the library).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Problem {
-    /// `no-keepalive`, `keepalive-too-late`, `pool-idle-too-long`, `no-heartbeat`.
+    /// `no-keepalive`, `keepalive-too-late`, `pool-idle-too-long`, `no-heartbeat`,
+    /// `below-library-minimum`.
     pub kind: String,
     pub detail: String,
 }
@@ -124,6 +131,12 @@ pub struct Problem {
 pub struct ClientPlan {
     pub name: String,
     pub library: Library,
+    /// The library version the advice is for (the inventory's, or the assumed one).
+    #[serde(default)]
+    pub version: String,
+    /// `true` when the inventory named no version and the data file's assumed one was used.
+    #[serde(default)]
+    pub version_assumed: bool,
     pub connections: u64,
     /// Exact keys and values in the library's terms.
     pub settings: Settings,
@@ -137,60 +150,28 @@ pub struct ClientPlan {
     pub cost: KeepaliveCost,
 }
 
-/// Library defaults (design.md): SO_KEEPALIVE on?, keepalive time, pool idle, app heartbeat.
-struct Defaults {
-    keepalive: bool,
-    time_s: Option<f64>,
-    intvl_s: f64,
-    pool_idle_s: Option<f64>,
-    heartbeat_s: Option<f64>,
-}
-
-fn defaults(lib: Library) -> Defaults {
-    let os = |on: bool| Defaults {
-        keepalive: on,
-        time_s: Some(7200.0),
-        intvl_s: 75.0,
-        pool_idle_s: None,
-        heartbeat_s: None,
-    };
-    match lib {
-        // libpq: keepalives=1 by default, idle from the OS (7200 s).
-        Library::Libpq => os(true),
-        // net.Dialer: KeepAlive 15 s for idle and interval.
-        Library::Go => Defaults {
-            keepalive: true,
-            time_s: Some(15.0),
-            intvl_s: 15.0,
-            pool_idle_s: None,
-            heartbeat_s: None,
-        },
-        // HikariCP: idleTimeout 10 min. Its keepaliveTime (an isValid() ping of idle
-        // connections) defaults to 2 min only in recent versions, so it is not assumed.
-        Library::Hikaricp => Defaults {
-            pool_idle_s: Some(600.0),
-            ..os(false)
-        },
-        // node-postgres: keepAlive false, pool idleTimeoutMillis 10 s.
-        Library::NodePg => Defaults {
-            pool_idle_s: Some(10.0),
-            ..os(false)
-        },
-        Library::Pgjdbc
-        | Library::Java
-        | Library::Python
-        | Library::Grpc
-        | Library::Redis
-        | Library::Raw => os(false),
+impl ClientPlan {
+    fn problem(&mut self, kind: &str, detail: String) {
+        self.problems.push(Problem {
+            kind: kind.into(),
+            detail,
+        });
     }
 }
 
+/// Host keepalive values when nothing on the socket overrides them (Linux defaults).
+pub const HOST_KEEPALIVE: (f64, f64, u32) = (7200.0, 75.0, 9);
+
 /// Settings, snippet, notes and problems for one client.
 pub fn plan_client(c: &Client, ctx: &Ctx<'_>, ip: IpVersion) -> ClientPlan {
-    let (problems, bound) = problems(c, ctx);
+    let prof = Libraries::builtin().profile(c.library, c.version);
+    let b = prof.behaviour;
+    let (problems, bound) = problems(c, b, ctx);
     let mut p = ClientPlan {
         name: c.name.clone(),
         library: c.library,
+        version: prof.version.to_string(),
+        version_assumed: prof.assumed,
         connections: c.connections,
         settings: Settings::default(),
         snippet: String::new(),
@@ -199,26 +180,31 @@ pub fn plan_client(c: &Client, ctx: &Ctx<'_>, ip: IpVersion) -> ClientPlan {
         current_idle_bound_s: bound,
         cost: cost::keepalive_cost(&ctx.keepalive, c.connections, ip),
     };
-    let d = defaults(c.library);
+    if let Some(alias) = &c.library_alias {
+        p.notes.push(format!(
+            "library {alias:?} is read as {:?}; name the library exactly to get its own defaults",
+            c.library.as_str()
+        ));
+    }
+    if prof.assumed {
+        p.notes.push(format!(
+            "advice for {}: add `version = \"...\"` to the client when it runs another version",
+            prof.describe()
+        ));
+    }
     // Only ever shorten a pool's idle timeout / lifetime: a shorter current value is kept.
     let idle = shorter(
         ctx.pool.idle_timeout_s,
-        c.current.pool_idle_timeout_s.or(d.pool_idle_s),
+        c.current.pool_idle_timeout_s.or(b.pool_idle_s),
     );
     let life = shorter(ctx.pool.max_lifetime_s, c.current.max_lifetime_s);
-    let write = match c.library {
-        Library::Libpq => libpq,
-        Library::Pgjdbc => pgjdbc,
-        Library::Hikaricp => hikaricp,
-        Library::Go => go,
-        Library::Java => java,
-        Library::Python => python,
-        Library::NodePg => node_pg,
-        Library::Grpc => grpc,
-        Library::Redis => redis,
-        Library::Raw => raw,
-    };
-    write(&mut p, ctx, idle, life);
+    writers::write(&mut p, &prof, ctx, idle, life);
+    p.notes.extend(b.notes.iter().cloned());
+    if let Some(h) = &b.hides_resets {
+        p.notes.push(format!(
+            "{h}: it hides resets from the application but does not keep the flow alive"
+        ));
+    }
     if let Some(h) = ctx.heartbeat {
         p.notes.push(format!(
             "hop {:?} ignores TCP keepalives (idle timeout {} s): send application traffic on connections idle for {} s, or retire connections before {} s of age",
@@ -235,11 +221,47 @@ fn shorter(planned: u64, current: Option<f64>) -> u64 {
     }
 }
 
-fn problems(c: &Client, ctx: &Ctx<'_>) -> (Vec<Problem>, Option<f64>) {
-    let d = defaults(c.library);
+/// What the client does today on an idle connection (library defaults with the inventory's
+/// `current` values over them), in configured seconds. Shared by `plan` and `verify`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Today {
+    pub so_keepalive: bool,
+    pub keepidle_s: f64,
+    pub keepintvl_s: f64,
+    pub keepcnt: u32,
+    pub pool_idle_s: Option<f64>,
+    pub max_lifetime_s: Option<f64>,
+    /// Application traffic on idle connections (the inventory's heartbeat or the library's ping).
+    pub heartbeat_s: Option<f64>,
+}
+
+/// The client's behaviour today, from its library row and `current`.
+pub fn today(c: &Client, b: &Behaviour) -> Today {
+    let cur = &c.current;
+    let (hi, hv, hc) = HOST_KEEPALIVE;
+    Today {
+        so_keepalive: cur.keepalive.unwrap_or(b.so_keepalive),
+        keepidle_s: cur.keepalive_time_s.or(b.keepidle_s).unwrap_or(hi),
+        keepintvl_s: cur
+            .keepalive_intvl_s
+            .or(b.keepintvl_s)
+            .or(b.runtime_keepintvl_s)
+            .unwrap_or(hv),
+        keepcnt: cur
+            .keepalive_probes
+            .or(b.keepcnt)
+            .or(b.runtime_keepcnt)
+            .unwrap_or(hc),
+        pool_idle_s: cur.pool_idle_timeout_s.or(b.pool_idle_s),
+        max_lifetime_s: cur.max_lifetime_s.or(b.max_lifetime_s),
+        heartbeat_s: cur.heartbeat_s.or(b.ping_s),
+    }
+}
+
+fn problems(c: &Client, b: &Behaviour, ctx: &Ctx<'_>) -> (Vec<Problem>, Option<f64>) {
     let t = ctx.path_timeout_s;
     let hop = ctx.limiting_hop;
-    let cur = &c.current;
+    let now = today(c, b);
     let mut out = Vec::new();
     let mut add = |kind: &str, detail: String| {
         out.push(Problem {
@@ -247,41 +269,45 @@ fn problems(c: &Client, ctx: &Ctx<'_>) -> (Vec<Problem>, Option<f64>) {
             detail,
         })
     };
-    let on = cur.keepalive.unwrap_or(d.keepalive);
-    let time = cur.keepalive_time_s.or(d.time_s).unwrap_or(7200.0);
-    let intvl = cur.keepalive_intvl_s.unwrap_or(d.intvl_s);
-    if !on {
+    // Application traffic more often than the path timeout keeps the flow alive by itself.
+    let beats = now.heartbeat_s.is_some_and(|h| h < t);
+    let (on, time, intvl) = (now.so_keepalive, now.keepidle_s, now.keepintvl_s);
+    if !beats && !on {
+        let hidden = b
+            .hides_resets
+            .as_ref()
+            .map(|_| " (the library's retry / validation hides the resets from the application; the flow still dies)")
+            .unwrap_or_default();
         add(
             "no-keepalive",
             format!(
-                "sockets do not set SO_KEEPALIVE, so no OS keepalive setting applies; {hop:?} forgets an idle connection after {t} s"
+                "sockets do not set SO_KEEPALIVE, so no OS keepalive setting applies; {hop:?} forgets an idle connection after {t} s{hidden}"
             ),
         );
-    } else if time >= t {
+    } else if !beats && time >= t {
         add(
             "keepalive-too-late",
             format!(
                 "first keepalive probe after {time} s idle, but {hop:?} forgets the flow after {t} s"
             ),
         );
-    } else if intvl >= t {
+    } else if !beats && intvl >= t {
         add(
             "keepalive-too-late",
             format!("keepalive interval {intvl} s is not below {hop:?}'s {t} s"),
         );
     }
-    let ka_holds = on && time < t && intvl < t;
-    let pool_idle = cur.pool_idle_timeout_s.or(d.pool_idle_s);
+    let ka_holds = beats || (on && time < t && intvl < t);
+    let pool_idle = now.pool_idle_s;
     if let Some(idle) = pool_idle.filter(|&i| i >= t && !ka_holds) {
         add(
             "pool-idle-too-long",
             format!("the pool keeps idle connections {idle} s, longer than {hop:?}'s {t} s"),
         );
     }
-    let heartbeat = cur.heartbeat_s.or(d.heartbeat_s);
     if let Some(h) = ctx.heartbeat {
-        let covered = heartbeat.is_some_and(|x| x < h.hop_timeout_s)
-            || cur.max_lifetime_s.is_some_and(|x| x < h.hop_timeout_s)
+        let covered = now.heartbeat_s.is_some_and(|x| x < h.hop_timeout_s)
+            || now.max_lifetime_s.is_some_and(|x| x < h.hop_timeout_s)
             || pool_idle.is_some_and(|x| x < h.hop_timeout_s);
         if !covered {
             add(
@@ -293,7 +319,7 @@ fn problems(c: &Client, ctx: &Ctx<'_>) -> (Vec<Problem>, Option<f64>) {
             );
         }
     }
-    let bounds = [on.then_some(time), heartbeat, pool_idle];
+    let bounds = [on.then_some(time), now.heartbeat_s, pool_idle];
     let bound = bounds
         .into_iter()
         .flatten()
@@ -301,191 +327,12 @@ fn problems(c: &Client, ctx: &Ctx<'_>) -> (Vec<Problem>, Option<f64>) {
     (out, bound)
 }
 
-fn secs_ms(s: u64) -> u64 {
-    s * 1000
-}
-
-fn libpq(p: &mut ClientPlan, ctx: &Ctx<'_>, idle: u64, _life: u64) {
-    let k = ctx.keepalive;
-    let s = &mut p.settings;
-    s.set("keepalives", 1u64);
-    s.set("keepalives_idle", k.time_s);
-    s.set("keepalives_interval", k.intvl_s);
-    s.set("keepalives_count", k.probes);
-    s.set("tcp_user_timeout", k.tcp_user_timeout_ms);
-    p.snippet = format!(
-        "postgresql://USER@HOST:5432/DB?keepalives=1&keepalives_idle={}&keepalives_interval={}&keepalives_count={}&tcp_user_timeout={}",
-        k.time_s, k.intvl_s, k.probes, k.tcp_user_timeout_ms
-    );
-    p.notes.push("libpq enables keepalives by default but leaves the idle time to the OS (7200 s): keepalives_idle is the setting that matters".into());
-    p.notes.push(format!("libpq has no pool: close connections idle longer than {idle} s in the application (or PgBouncer server_idle_timeout = {idle})"));
-}
-
-fn sysctl_keys(p: &mut ClientPlan, k: &Keepalive) {
-    p.settings.set("net.ipv4.tcp_keepalive_time", k.time_s);
-    p.settings.set("net.ipv4.tcp_keepalive_intvl", k.intvl_s);
-    p.settings.set("net.ipv4.tcp_keepalive_probes", k.probes);
-}
-
-fn pgjdbc(p: &mut ClientPlan, ctx: &Ctx<'_>, _idle: u64, _life: u64) {
-    p.settings.set("tcpKeepAlive", true);
-    sysctl_keys(p, &ctx.keepalive);
-    p.snippet = "jdbc:postgresql://HOST:5432/DB?tcpKeepAlive=true\n# plus the sysctl file (idlereset plan --format sysctl) on every client host".into();
-    p.notes.push("tcpKeepAlive=true is the opt-in: PgJDBC leaves SO_KEEPALIVE off by default, and the OS sysctls only apply to sockets that set it".into());
-    p.notes.push("PgJDBC cannot set the idle time per socket (JDBC predates Java 11's jdk.net.ExtendedSocketOptions); once tcpKeepAlive=true the host's net.ipv4.tcp_keepalive_* apply".into());
-}
-
-fn hikaricp(p: &mut ClientPlan, ctx: &Ctx<'_>, idle: u64, life: u64) {
-    let t = ctx.path_timeout_s;
-    let ping = keepalive::heartbeat(t).min(life.saturating_sub(1).max(1));
-    let s = &mut p.settings;
-    s.set("keepaliveTime", secs_ms(ping));
-    s.set("idleTimeout", secs_ms(idle));
-    s.set("maxLifetime", secs_ms(life));
-    s.set("dataSource.tcpKeepAlive", true);
-    sysctl_keys(p, &ctx.keepalive);
-    p.snippet = format!(
-        "# HikariCP properties (milliseconds)\nkeepaliveTime={}\nidleTimeout={}\nmaxLifetime={}\ndataSource.tcpKeepAlive=true",
-        secs_ms(ping),
-        secs_ms(idle),
-        secs_ms(life)
-    );
-    p.notes.push(format!("keepaliveTime is an application-level ping (Connection.isValid) of idle pooled connections every {ping} s: it also holds hops that ignore TCP keepalives; only recent HikariCP versions default it to 2 min, so set it explicitly"));
-    p.notes.push("idleTimeout only applies when minimumIdle < maximumPoolSize; maxLifetime must stay below the path timeout (HikariCP: a few seconds below any infrastructure limit)".into());
-    p.notes.push("dataSource.tcpKeepAlive=true is the opt-in for PgJDBC underneath; its idle time comes from the host sysctls".into());
-    if ping < 30 || life < 30 || idle < 10 {
-        p.problems.push(Problem {
-            kind: "below-library-minimum".into(),
-            detail: format!("HikariCP needs keepaliveTime and maxLifetime >= 30 s and idleTimeout >= 10 s (smaller values fall back to defaults); the {t} s path is too short"),
-        });
-    }
-}
-
-fn go(p: &mut ClientPlan, ctx: &Ctx<'_>, idle: u64, life: u64) {
-    let k = ctx.keepalive;
-    let s = &mut p.settings;
-    s.set("net.KeepAliveConfig.Enable", true);
-    s.set("net.KeepAliveConfig.Idle", format!("{}s", k.time_s));
-    s.set("net.KeepAliveConfig.Interval", format!("{}s", k.intvl_s));
-    s.set("net.KeepAliveConfig.Count", k.probes);
-    s.set("sql.DB.SetConnMaxIdleTime", format!("{idle}s"));
-    s.set("sql.DB.SetConnMaxLifetime", format!("{life}s"));
-    p.snippet = format!(
-        "d := &net.Dialer{{KeepAliveConfig: net.KeepAliveConfig{{\n\tEnable: true, Idle: {} * time.Second, Interval: {} * time.Second, Count: {},\n}}}} // Go 1.23+\n// before Go 1.23: &net.Dialer{{KeepAlive: {} * time.Second}} sets idle and interval to that value\ndb.SetConnMaxIdleTime({idle} * time.Second)\ndb.SetConnMaxLifetime({life} * time.Second)",
-        k.time_s, k.intvl_s, k.probes, k.time_s
-    );
-    p.notes.push("Go's default (KeepAlive 15 s for idle and interval) already holds paths longer than 15 s; KeepAlive < 0 disables it".into());
-}
-
-fn java(p: &mut ClientPlan, ctx: &Ctx<'_>, _idle: u64, _life: u64) {
-    let k = ctx.keepalive;
-    let s = &mut p.settings;
-    s.set("SO_KEEPALIVE", true);
-    s.set("ExtendedSocketOptions.TCP_KEEPIDLE", k.time_s);
-    s.set("ExtendedSocketOptions.TCP_KEEPINTERVAL", k.intvl_s);
-    s.set("ExtendedSocketOptions.TCP_KEEPCOUNT", k.probes);
-    p.snippet = format!(
-        "socket.setKeepAlive(true); // the opt-in: Java sockets leave SO_KEEPALIVE off\nsocket.setOption(jdk.net.ExtendedSocketOptions.TCP_KEEPIDLE, {});     // Java 11+, Linux\nsocket.setOption(jdk.net.ExtendedSocketOptions.TCP_KEEPINTERVAL, {});\nsocket.setOption(jdk.net.ExtendedSocketOptions.TCP_KEEPCOUNT, {});",
-        k.time_s, k.intvl_s, k.probes
-    );
-    p.notes.push(
-        "before Java 11 only setKeepAlive(true) exists: the host sysctls then decide the timing"
-            .into(),
-    );
-}
-
-fn python(p: &mut ClientPlan, ctx: &Ctx<'_>, _idle: u64, _life: u64) {
-    let k = ctx.keepalive;
-    let s = &mut p.settings;
-    s.set("SO_KEEPALIVE", 1u64);
-    s.set("TCP_KEEPIDLE", k.time_s);
-    s.set("TCP_KEEPINTVL", k.intvl_s);
-    s.set("TCP_KEEPCNT", k.probes);
-    s.set("TCP_USER_TIMEOUT", k.tcp_user_timeout_ms);
-    p.snippet = format!(
-        "sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # the opt-in\nsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, {})\nsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, {})\nsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, {})\nsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, {})",
-        k.time_s, k.intvl_s, k.probes, k.tcp_user_timeout_ms
-    );
-}
-
-fn node_pg(p: &mut ClientPlan, ctx: &Ctx<'_>, idle: u64, life: u64) {
-    let k = ctx.keepalive;
-    let s = &mut p.settings;
-    s.set("keepAlive", true);
-    s.set("keepAliveInitialDelayMillis", secs_ms(k.time_s));
-    s.set("idleTimeoutMillis", secs_ms(idle));
-    s.set("maxLifetimeSeconds", life);
-    sysctl_keys(p, &k);
-    p.snippet = format!(
-        "new Pool({{ keepAlive: true, keepAliveInitialDelayMillis: {}, idleTimeoutMillis: {}, maxLifetimeSeconds: {life} }})",
-        secs_ms(k.time_s),
-        secs_ms(idle)
-    );
-    p.notes.push("keepAlive: true is the opt-in (node-postgres default false); Node sets only the idle delay, interval and count come from libuv / the host sysctls".into());
-}
-
-fn grpc(p: &mut ClientPlan, ctx: &Ctx<'_>, _idle: u64, _life: u64) {
-    let ping = ctx.keepalive.time_s.max(10);
-    let s = &mut p.settings;
-    s.set("grpc.keepalive_time_ms", secs_ms(ping));
-    s.set("grpc.keepalive_timeout_ms", 20_000u64);
-    s.set("grpc.keepalive_permit_without_calls", 1u64);
-    s.set("grpc.http2.max_pings_without_data", 0u64);
-    s.set(
-        "server:grpc.http2.min_ping_interval_without_data_ms",
-        secs_ms(ping),
-    );
-    s.set("server:grpc.keepalive_permit_without_calls", 1u64);
-    p.snippet = format!(
-        "# client channel arguments (C-core / Python / C++)\ngrpc.keepalive_time_ms={ms}\ngrpc.keepalive_timeout_ms=20000\ngrpc.keepalive_permit_without_calls=1\ngrpc.http2.max_pings_without_data=0\n# grpc-go: keepalive.ClientParameters{{Time: {ping} * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}}\n# grpc-java: ManagedChannelBuilder.keepAliveTime({ping}, SECONDS).keepAliveWithoutCalls(true)\n# SERVER side, or it answers these pings with GOAWAY too_many_pings:\n# C-core: grpc.http2.min_ping_interval_without_data_ms={ms}, grpc.keepalive_permit_without_calls=1\n# grpc-go: keepalive.EnforcementPolicy{{MinTime: {ping} * time.Second, PermitWithoutStream: true}}\n# grpc-java: NettyServerBuilder.permitKeepAliveTime({ping}, SECONDS).permitKeepAliveWithoutCalls(true)",
-        ms = secs_ms(ping)
-    );
-    p.notes.push("gRPC client keepalive is disabled by default; without permit_without_calls an idle channel sends no pings at all".into());
-    if ping < 300 {
-        p.notes.push(format!(
-            "gRPC servers reject client pings more frequent than every 5 min by default (GOAWAY too_many_pings): lower the server's permit_keepalive_time / MinTime to {ping} s or less before rolling out the client"
-        ));
-    }
-}
-
-fn redis(p: &mut ClientPlan, ctx: &Ctx<'_>, idle: u64, life: u64) {
-    let k = ctx.keepalive;
-    let s = &mut p.settings;
-    s.set("socket_keepalive", true);
-    s.set(
-        "socket_keepalive_options",
-        format!(
-            "{{TCP_KEEPIDLE: {}, TCP_KEEPINTVL: {}, TCP_KEEPCNT: {}}}",
-            k.time_s, k.intvl_s, k.probes
-        ),
-    );
-    s.set(
-        "health_check_interval",
-        keepalive::heartbeat(ctx.path_timeout_s),
-    );
-    s.set("go-redis:ConnMaxIdleTime", format!("{idle}s"));
-    s.set("go-redis:ConnMaxLifetime", format!("{life}s"));
-    s.set("server:tcp-keepalive", k.time_s);
-    p.snippet = format!(
-        "# redis-py\nredis.Redis(host=HOST, socket_keepalive=True,\n    socket_keepalive_options={{socket.TCP_KEEPIDLE: {t}, socket.TCP_KEEPINTVL: {i}, socket.TCP_KEEPCNT: {n}}},\n    health_check_interval={hb})\n// go-redis: Options{{Dialer: (&net.Dialer{{KeepAliveConfig: net.KeepAliveConfig{{Enable: true, Idle: {t} * time.Second, Interval: {i} * time.Second, Count: {n}}}}}).DialContext,\n//   ConnMaxIdleTime: {idle} * time.Second, ConnMaxLifetime: {life} * time.Second}}\n# redis.conf (server side keepalive, default 300): tcp-keepalive {t}",
-        t = k.time_s,
-        i = k.intvl_s,
-        n = k.probes,
-        hb = keepalive::heartbeat(ctx.path_timeout_s)
-    );
-    p.notes.push("socket_keepalive=True is the opt-in (redis-py default off); health_check_interval sends PING on connections idle that long".into());
-}
-
-fn raw(p: &mut ClientPlan, ctx: &Ctx<'_>, _idle: u64, _life: u64) {
-    let k = ctx.keepalive;
-    let s = &mut p.settings;
-    s.set("SO_KEEPALIVE", 1u64);
-    s.set("TCP_KEEPIDLE", k.time_s);
-    s.set("TCP_KEEPINTVL", k.intvl_s);
-    s.set("TCP_KEEPCNT", k.probes);
-    s.set("TCP_USER_TIMEOUT", k.tcp_user_timeout_ms);
-    p.snippet = format!(
-        "int on = 1, idle = {}, intvl = {}, cnt = {};\nunsigned int uto = {};\nsetsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);   /* the opt-in */\nsetsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);\nsetsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);\nsetsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);\nsetsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof uto);",
-        k.time_s, k.intvl_s, k.probes, k.tcp_user_timeout_ms
-    );
+/// The profile a client plan was written for (for `verify`).
+pub fn profile_of(p: &ClientPlan) -> Profile<'static> {
+    let v = if p.version_assumed {
+        None
+    } else {
+        crate::libraries::Version::parse(&p.version).ok()
+    };
+    Libraries::builtin().profile(p.library, v)
 }

@@ -120,7 +120,7 @@ pub fn plan(inv: &Inventory) -> Plan {
     let mut warnings = Vec::new();
     if t < 60.0 {
         warnings.push(format!(
-            "path timeout {t} s is shorter than most pools allow (HikariCP: maxLifetime and keepaliveTime >= 30 s, gRPC keepalive >= 10 s); prefer raising the hop's timeout"
+            "path timeout {t} s is shorter than many libraries' minimum ping or pool limits (see each client's below-library-minimum problems); prefer raising the hop's timeout"
         ));
     }
     if let Some(h) = &heartbeat {
@@ -248,3 +248,7 @@ fn firewall_hop(h: &Hop, target: u64) -> FirewallHop {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_libraries;
+#[cfg(test)]
+mod tests_support;

@@ -127,9 +127,11 @@ pub fn text(p: &Plan) -> String {
         w!(o);
         w!(
             o,
-            "Client {} ({}, {} connections)",
+            "Client {} ({} {}{}, {} connections)",
             c.name,
             c.library.as_str(),
+            c.version,
+            if c.version_assumed { " assumed" } else { "" },
             c.connections
         );
         for pr in &c.problems {

@@ -2,6 +2,7 @@
 //! keep below the path timeout is checked against the inventory, not against fixed numbers.
 #![allow(clippy::unwrap_used)]
 
+use super::tests_support::client;
 use super::*;
 use crate::catalog::Catalog;
 use crate::inventory::{Client, Current, HopKind, Library, Options};
@@ -258,12 +259,7 @@ fn firewall_alternative_never_shortens_a_hop() {
 #[test]
 fn grpc_says_the_server_must_permit_pings() {
     let mut inv = example("multi-hop-aws.toml");
-    inv.clients = vec![Client {
-        name: "g".into(),
-        library: Library::Grpc,
-        connections: 1,
-        current: Current::default(),
-    }];
+    inv.clients = vec![client("g", Library::Grpcio, None)];
     let p = plan(&inv);
     let c = &p.clients[0];
     assert!(
@@ -375,7 +371,7 @@ proptest::proptest! {
     #[test]
     fn generated_paths_plan_safely(
         hops in proptest::collection::vec((2.0f64..500_000.0, proptest::prelude::any::<bool>()), 1..6),
-        libs in proptest::collection::vec(0usize..10, 0..5),
+        libs in proptest::collection::vec(0usize..Library::ALL.len(), 0..5),
         probes in 1u32..=127,
     ) {
         let inv = Inventory {
@@ -393,10 +389,8 @@ proptest::proptest! {
                 other_path: None,
             }).collect(),
             clients: libs.iter().enumerate().map(|(i, l)| Client {
-                name: format!("c{i}"),
-                library: Library::ALL[*l].1,
                 connections: 3,
-                current: Current::default(),
+                ..client(&format!("c{i}"), Library::ALL[*l].1, None)
             }).collect(),
             options: Options { probes, ..Options::default() },
         };

@@ -1,7 +1,7 @@
 //! From a client's plan (or what it runs today) to what the lab can run: socket options, pool
 //! limits and an application heartbeat.
 //!
-//! The lab cannot run HikariCP, Go or gRPC, but what those libraries do to an idle connection
+//! Where the real library cannot run (see `drivers`), what it does to an idle connection
 //! comes down to a few things the kernel and the lab workload reproduce exactly: whether the
 //! socket sets SO_KEEPALIVE, its TCP_KEEPIDLE / TCP_KEEPINTVL / TCP_KEEPCNT (or the host's
 //! `net.ipv4.tcp_keepalive_*` when it sets none), TCP_USER_TIMEOUT, the pool's idle timeout and
@@ -10,13 +10,14 @@
 //! library's settings became, so the report states what was verified literally (libpq through
 //! the real `psql`) and what through equivalent socket options.
 //!
-//! Library defaults for the "current" runs follow design.md (libpq keepalives on with the OS's
-//! 7200 s, Go 15 s, PgJDBC / Java / node-postgres / gRPC / Python / redis off, HikariCP
-//! idleTimeout 600 s, node-postgres idleTimeoutMillis 10 s), as `plan::clients` assumes them.
+//! Library defaults for the "current" runs come from the library data file
+//! (`idlereset_core::libraries`), through the same `plan::clients::today` that `plan` judges
+//! today's problems with; nothing about a library is written here.
 
-use idlereset_core::inventory::{Client, Library};
+use idlereset_core::inventory::Client;
+use idlereset_core::libraries::Libraries;
 use idlereset_core::plan::Plan;
-use idlereset_core::plan::clients::{ClientPlan, Value};
+use idlereset_core::plan::clients::{ClientPlan, Value, profile_of, today};
 use serde::Serialize;
 
 /// Which settings a run uses.
@@ -75,92 +76,141 @@ impl Model {
     }
 }
 
-fn num(p: &ClientPlan, key: &str) -> Option<f64> {
-    match p.settings.get(key)? {
+/// Where a plan setting goes in the model, and its unit.
+#[derive(Clone, Copy)]
+enum Field {
+    On,
+    Idle,
+    Intvl,
+    Cnt,
+    UserTimeoutMs,
+    PoolIdle,
+    Lifetime,
+    Heartbeat,
+}
+
+/// Setting keys (as `plan` writes them for any library) and what they set. Values are seconds
+/// unless the key's unit is milliseconds (`ms = true`); Go / gRPC durations are written "420s".
+const KEYS: &[(&str, Field, bool)] = &[
+    ("keepalives", Field::On, false),
+    ("tcpKeepAlive", Field::On, false),
+    ("dataSource.tcpKeepAlive", Field::On, false),
+    ("net.KeepAliveConfig.Enable", Field::On, false),
+    ("SO_KEEPALIVE", Field::On, false),
+    ("socket_keepalive", Field::On, false),
+    ("ChannelOption.SO_KEEPALIVE", Field::On, false),
+    ("keepalives_idle", Field::Idle, false),
+    ("net.KeepAliveConfig.Idle", Field::Idle, false),
+    ("net.Dialer.KeepAlive", Field::Idle, false),
+    ("ExtendedSocketOptions.TCP_KEEPIDLE", Field::Idle, false),
+    ("EpollChannelOption.TCP_KEEPIDLE", Field::Idle, false),
+    ("TCP_KEEPIDLE", Field::Idle, false),
+    ("keepAliveInitialDelayMillis", Field::Idle, true),
+    ("keepalives_interval", Field::Intvl, false),
+    ("net.KeepAliveConfig.Interval", Field::Intvl, false),
+    (
+        "ExtendedSocketOptions.TCP_KEEPINTERVAL",
+        Field::Intvl,
+        false,
+    ),
+    ("EpollChannelOption.TCP_KEEPINTVL", Field::Intvl, false),
+    ("TCP_KEEPINTVL", Field::Intvl, false),
+    ("keepalives_count", Field::Cnt, false),
+    ("net.KeepAliveConfig.Count", Field::Cnt, false),
+    ("ExtendedSocketOptions.TCP_KEEPCOUNT", Field::Cnt, false),
+    ("EpollChannelOption.TCP_KEEPCNT", Field::Cnt, false),
+    ("TCP_KEEPCNT", Field::Cnt, false),
+    ("tcp_user_timeout", Field::UserTimeoutMs, false),
+    ("TCP_USER_TIMEOUT", Field::UserTimeoutMs, false),
+    ("idleTimeout", Field::PoolIdle, true),
+    ("idleTimeoutMillis", Field::PoolIdle, true),
+    ("sql.DB.SetConnMaxIdleTime", Field::PoolIdle, false),
+    ("pgxpool.MaxConnIdleTime", Field::PoolIdle, false),
+    ("ConnMaxIdleTime", Field::PoolIdle, false),
+    ("maxLifetime", Field::Lifetime, true),
+    ("maxLifetimeSeconds", Field::Lifetime, false),
+    ("sql.DB.SetConnMaxLifetime", Field::Lifetime, false),
+    ("pgxpool.MaxConnLifetime", Field::Lifetime, false),
+    ("ConnMaxLifetime", Field::Lifetime, false),
+    ("keepaliveTime", Field::Heartbeat, true),
+    ("grpc.keepalive_time_ms", Field::Heartbeat, true),
+    ("keepalive.ClientParameters.Time", Field::Heartbeat, false),
+    ("keepAliveTime", Field::Heartbeat, false),
+    ("health_check_interval", Field::Heartbeat, false),
+];
+
+fn num(v: &Value) -> Option<f64> {
+    match v {
         Value::Int(n) => Some(*n as f64),
         Value::Bool(b) => Some(f64::from(u8::from(*b))),
-        // Go durations are written "420s".
         Value::Text(t) => t.trim_end_matches('s').parse().ok(),
     }
 }
 
-fn on(p: &ClientPlan, key: &str) -> bool {
-    num(p, key).is_some_and(|v| v > 0.0)
-}
-
-/// The planned settings of client `p` as a lab model.
+/// The planned settings of client `p` as a lab model: every key the plan wrote, read through
+/// [`KEYS`]; keepalive interval / count the library's runtime forces come from its data row.
 pub fn planned(plan: &Plan, p: &ClientPlan) -> Model {
-    let ms = |k: &str| num(p, k).map(|v| v / 1000.0);
-    let mut m = match p.library {
-        Library::Libpq => Model {
-            keepidle_s: num(p, "keepalives_idle"),
-            keepintvl_s: num(p, "keepalives_interval"),
-            keepcnt: num(p, "keepalives_count").map(|c| c as u32),
-            user_timeout_ms: num(p, "tcp_user_timeout").map(|c| c as u64),
-            how: "connection string keepalives_* / tcp_user_timeout (run literally with psql against PostgreSQL when installed, else as the same socket options)".into(),
-            ..Model::sockets(on(p, "keepalives"))
-        },
-        Library::Pgjdbc => Model {
-            how: "tcpKeepAlive=true -> SO_KEEPALIVE with the host's planned net.ipv4.tcp_keepalive_* sysctls".into(),
-            ..Model::sockets(on(p, "tcpKeepAlive"))
-        },
-        Library::Hikaricp => Model {
-            heartbeat_s: ms("keepaliveTime"),
-            pool_idle_s: ms("idleTimeout"),
-            max_lifetime_s: ms("maxLifetime"),
-            how: "keepaliveTime -> application ping of idle connections; idleTimeout / maxLifetime -> pool limits; dataSource.tcpKeepAlive -> SO_KEEPALIVE with the planned sysctls".into(),
-            ..Model::sockets(on(p, "dataSource.tcpKeepAlive"))
-        },
-        Library::Go => Model {
-            keepidle_s: num(p, "net.KeepAliveConfig.Idle"),
-            keepintvl_s: num(p, "net.KeepAliveConfig.Interval"),
-            keepcnt: num(p, "net.KeepAliveConfig.Count").map(|c| c as u32),
-            pool_idle_s: num(p, "sql.DB.SetConnMaxIdleTime"),
-            max_lifetime_s: num(p, "sql.DB.SetConnMaxLifetime"),
-            how: "net.KeepAliveConfig -> SO_KEEPALIVE + TCP_KEEPIDLE/INTVL/CNT; SetConnMaxIdleTime / SetConnMaxLifetime -> pool limits".into(),
-            ..Model::sockets(on(p, "net.KeepAliveConfig.Enable"))
-        },
-        Library::Java => Model {
-            keepidle_s: num(p, "ExtendedSocketOptions.TCP_KEEPIDLE"),
-            keepintvl_s: num(p, "ExtendedSocketOptions.TCP_KEEPINTERVAL"),
-            keepcnt: num(p, "ExtendedSocketOptions.TCP_KEEPCOUNT").map(|c| c as u32),
-            how: "setKeepAlive + ExtendedSocketOptions -> the same socket options".into(),
-            ..Model::sockets(on(p, "SO_KEEPALIVE"))
-        },
-        Library::Python | Library::Raw => Model {
-            keepidle_s: num(p, "TCP_KEEPIDLE"),
-            keepintvl_s: num(p, "TCP_KEEPINTVL"),
-            keepcnt: num(p, "TCP_KEEPCNT").map(|c| c as u32),
-            user_timeout_ms: num(p, "TCP_USER_TIMEOUT").map(|c| c as u64),
-            how: "setsockopt calls -> the same socket options".into(),
-            ..Model::sockets(on(p, "SO_KEEPALIVE"))
-        },
-        Library::NodePg => Model {
-            keepidle_s: ms("keepAliveInitialDelayMillis"),
-            pool_idle_s: ms("idleTimeoutMillis"),
-            max_lifetime_s: num(p, "maxLifetimeSeconds"),
-            how: "keepAlive + keepAliveInitialDelayMillis -> SO_KEEPALIVE + TCP_KEEPIDLE (interval and count from the planned sysctls); idleTimeoutMillis / maxLifetimeSeconds -> pool limits".into(),
-            ..Model::sockets(on(p, "keepAlive"))
-        },
-        Library::Grpc => Model {
-            heartbeat_s: ms("grpc.keepalive_time_ms"),
-            how: "grpc.keepalive_time_ms with permit_without_calls -> HTTP/2 PING on the idle channel, modelled as an application ping (gRPC does not set SO_KEEPALIVE)".into(),
-            ..Model::sockets(false)
-        },
-        Library::Redis => {
-            let (i, v, c) = parse_redis_opts(p);
-            Model {
-                keepidle_s: i,
-                keepintvl_s: v,
-                keepcnt: c,
-                heartbeat_s: num(p, "health_check_interval"),
-                how: "socket_keepalive_options -> TCP_KEEPIDLE/INTVL/CNT; health_check_interval -> PING on idle connections".into(),
-                ..Model::sockets(on(p, "socket_keepalive"))
+    let mut m = Model::sockets(false);
+    let mut used = Vec::new();
+    for (key, v) in &p.settings.0 {
+        // ioredis' keepAlive is a number of ms (the delay), node-pg's a bool.
+        let special = (key == "keepAlive").then(|| match v {
+            Value::Int(ms) => (Field::Idle, Some(*ms as f64 / 1000.0)),
+            _ => (Field::On, num(v)),
+        });
+        let Some((field, val)) = special.or_else(|| {
+            let (_, f, ms) = KEYS.iter().find(|(k, _, _)| k == key)?;
+            Some((*f, num(v).map(|x| if *ms { x / 1000.0 } else { x })))
+        }) else {
+            continue;
+        };
+        let Some(x) = val else { continue };
+        used.push(key.as_str());
+        match field {
+            Field::On => m.so_keepalive |= x > 0.0,
+            Field::Idle => {
+                m.keepidle_s = Some(x);
+                m.so_keepalive = true;
             }
+            Field::Intvl => m.keepintvl_s = Some(x),
+            Field::Cnt => m.keepcnt = Some(x as u32),
+            Field::UserTimeoutMs => m.user_timeout_ms = Some(x as u64),
+            Field::PoolIdle => m.pool_idle_s = Some(x),
+            Field::Lifetime => m.max_lifetime_s = Some(x),
+            Field::Heartbeat => m.heartbeat_s = Some(x),
         }
-    };
-    // The plan asks every client for application traffic when a hop ignores keepalives.
-    if let Some(h) = &plan.heartbeat {
+    }
+    if let Some((i, v, c)) = parse_redis_opts(p) {
+        (m.keepidle_s, m.keepintvl_s, m.keepcnt) = (i, v, c);
+        used.push("socket_keepalive_options");
+    }
+    let b = profile_of(p).behaviour;
+    if m.so_keepalive {
+        m.keepintvl_s = b.runtime_keepintvl_s.or(m.keepintvl_s);
+        m.keepcnt = b.runtime_keepcnt.or(m.keepcnt);
+    }
+    // What the library really does with values below its minimums (from its data row).
+    let asked = (m.heartbeat_s, m.pool_idle_s, m.max_lifetime_s);
+    m.heartbeat_s = m.heartbeat_s.and_then(|h| b.effective_ping(h));
+    (m.pool_idle_s, m.max_lifetime_s) = b.effective_pool(m.pool_idle_s, m.max_lifetime_s);
+    let corrected = asked != (m.heartbeat_s, m.pool_idle_s, m.max_lifetime_s);
+    m.how = format!(
+        "{} -> socket options / pool limits / application ping{}",
+        used.join(", "),
+        if b.runtime_keepintvl_s.is_some() {
+            " (interval and count as the runtime forces them, from the library data)"
+        } else {
+            ""
+        }
+    );
+    if corrected {
+        m.how.push_str(
+            "; values below the library's minimums as the library applies them (ignored, raised or its default)",
+        );
+    }
+    // The plan asks for application traffic when a hop ignores keepalives; a pool's idle
+    // connections are out of the application's reach, only the pool's own ping counts.
+    if let Some(h) = plan.heartbeat.as_ref().filter(|_| b.pool_idle_s.is_none()) {
         let hb = h.interval_s as f64;
         if m.heartbeat_s.is_none_or(|x| x > hb) {
             m.heartbeat_s = Some(hb);
@@ -173,52 +223,43 @@ pub fn planned(plan: &Plan, p: &ClientPlan) -> Model {
     m
 }
 
-fn parse_redis_opts(p: &ClientPlan) -> (Option<f64>, Option<f64>, Option<u32>) {
+type KeepaliveTriple = (Option<f64>, Option<f64>, Option<u32>);
+
+fn parse_redis_opts(p: &ClientPlan) -> Option<KeepaliveTriple> {
     let Some(Value::Text(t)) = p.settings.get("socket_keepalive_options") else {
-        return (None, None, None);
+        return None;
     };
     let field = |name: &str| -> Option<f64> {
         let rest = t.split(&format!("{name}:")).nth(1)?;
         rest.split([',', '}']).next()?.trim().parse().ok()
     };
-    (
+    Some((
         field("TCP_KEEPIDLE"),
         field("TCP_KEEPINTVL"),
         field("TCP_KEEPCNT").map(|c| c as u32),
-    )
+    ))
 }
 
-/// Whether a library sets SO_KEEPALIVE without being asked, and its pool idle default.
-fn library_defaults(lib: Library) -> (bool, f64, f64, Option<f64>) {
-    // (keepalive on, idle, interval, pool idle)
-    match lib {
-        Library::Libpq => (true, 7200.0, 75.0, None),
-        Library::Go => (true, 15.0, 15.0, None),
-        Library::Hikaricp => (false, 7200.0, 75.0, Some(600.0)),
-        Library::NodePg => (false, 7200.0, 75.0, Some(10.0)),
-        _ => (false, 7200.0, 75.0, None),
-    }
-}
-
-/// What the client runs today, library defaults filled in. Keepalive timing is always explicit
-/// (the OS defaults 7200 / 75 / 9 when the inventory says nothing), because the lab's `app`
-/// host carries the *planned* sysctls.
+/// What the client runs today: the library's defaults from its data row (at the inventory's
+/// version) with the inventory's `current` values over them. Keepalive timing is always
+/// explicit (the host's 7200 / 75 / 9 when neither sets it), because the lab's `app` host
+/// carries the *planned* sysctls.
 pub fn current(c: &Client) -> Model {
-    let (ka, idle, intvl, pool_idle) = library_defaults(c.library);
-    let cur = &c.current;
-    let on = cur.keepalive.unwrap_or(ka);
+    let prof = Libraries::builtin().profile(c.library, c.version);
+    let now = today(c, prof.behaviour);
+    let on = now.so_keepalive;
     Model {
         so_keepalive: on,
-        keepidle_s: on.then(|| cur.keepalive_time_s.unwrap_or(idle)),
-        keepintvl_s: on.then(|| cur.keepalive_intvl_s.unwrap_or(intvl)),
-        keepcnt: on.then(|| cur.keepalive_probes.unwrap_or(9)),
+        keepidle_s: on.then_some(now.keepidle_s),
+        keepintvl_s: on.then_some(now.keepintvl_s),
+        keepcnt: on.then_some(now.keepcnt),
         user_timeout_ms: None,
-        pool_idle_s: cur.pool_idle_timeout_s.or(pool_idle),
-        max_lifetime_s: cur.max_lifetime_s,
-        heartbeat_s: cur.heartbeat_s,
+        pool_idle_s: now.pool_idle_s,
+        max_lifetime_s: now.max_lifetime_s,
+        heartbeat_s: now.heartbeat_s,
         how: format!(
-            "{} defaults with the inventory's `current` values",
-            c.library.as_str()
+            "defaults of {} (data/libraries.toml) with the inventory's `current` values",
+            prof.describe()
         ),
     }
 }
@@ -270,11 +311,12 @@ library = "go"
 connections = 1
 [[client]]
 name = "e"
-library = "redis"
+library = "redis-py"
+version = "7.4.0"
 connections = 1
 [[client]]
 name = "f"
-library = "grpc"
+library = "grpcio"
 connections = 1
 [[client]]
 name = "g"

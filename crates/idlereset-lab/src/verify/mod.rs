@@ -12,20 +12,25 @@
 //!
 //! Then, for every client, one connection per settings variant (planned, current, and the
 //! runbook's "OS sysctl only" trap for clients without SO_KEEPALIVE) idles well beyond every
-//! hop's timeout and sends one more query. libpq clients run the real `psql` against a real
-//! PostgreSQL when both are installed; the others run the lab's pooled workload with the socket
-//! options and pool limits their settings amount to (see [`mapping`]). All runs share the lab
-//! and run concurrently, each on its own flow.
+//! hop's timeout and sends one more query. Libraries with a driver program (see [`driver`];
+//! psycopg2, redis-py, node-postgres, ioredis) run for real against PostgreSQL / redis-server
+//! when installed, libpq runs the real `psql`; the others run the lab's pooled workload with the
+//! socket options and pool limits their settings amount to (see [`mapping`]). A library whose
+//! defaults are timed in its own code cannot be time-scaled: paths up to [`REAL_TIME_MAX_S`] then
+//! run in real time. All runs share the lab and run concurrently, each on its own flow.
 
+pub mod driver;
 pub mod mapping;
 pub mod psql;
+mod real;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idlereset_core::catalog::Failure;
-use idlereset_core::inventory::{Hop, HopKind, Inventory, IpVersion, Library};
+use idlereset_core::inventory::{Current, Hop, HopKind, Inventory, IpVersion, Library};
+use idlereset_core::libraries::Libraries;
 use idlereset_core::plan::Plan;
 use idlereset_core::scale::TimeScale;
 use serde::Serialize;
@@ -34,15 +39,20 @@ use crate::error::{LabError, Result};
 use crate::firewall::{FirewallSettings, Profile};
 use crate::lab::{Lab, LabSpec};
 use crate::postgres::{self, PgOptions, Postgres};
+use crate::redis::{self as redis_server, Redis};
 use crate::registry::Ownership;
 use crate::server::DbServer;
 use crate::workload::{AppLog, ClientOptions, FailureKind, Pool, PoolConfig};
+use driver::Driver;
 use mapping::{Model, Which};
 
 /// Port of the built-in line-protocol server during `verify` (PostgreSQL keeps 5432).
 pub const BUILTIN_PORT: u16 = 5433;
 /// Port of PostgreSQL in the lab.
 pub const PG_PORT: u16 = 5432;
+/// Longest path timeout run in real time so library defaults (fixed in their code, not
+/// scalable) can be run as they are.
+pub const REAL_TIME_MAX_S: f64 = 120.0;
 /// The kernel's default established timeout, for a path with no conntrack hop.
 const KERNEL_DEFAULT_S: u32 = 432_000;
 
@@ -99,8 +109,21 @@ pub struct RunReport {
     pub idle_s: f64,
     pub error: Option<String>,
     pub detail: String,
-    /// `psql` (real libpq against PostgreSQL) or `sockets` (lab workload).
+    /// `real:<runtime>:<module>` (the real library through its driver), `psql` (real libpq
+    /// against PostgreSQL) or `sockets` (the socket-level model, lab workload).
     pub via: String,
+    /// Why this run used the real library or the model.
+    #[serde(default)]
+    pub why: String,
+    /// Version of the real library that ran.
+    pub library_version: Option<String>,
+    /// The real library answered only after replacing the connection (retry / reconnect hid
+    /// a reset from the application).
+    pub retried: Option<bool>,
+    /// What the real run's application logged (stderr of the driver).
+    pub app_log: Option<String>,
+    /// Real runs: the connection's socket options read back over sock_diag.
+    pub sockopts: Option<driver::SockReadback>,
     pub model: Model,
 }
 
@@ -211,7 +234,17 @@ pub async fn run(
     if inv.hops.iter().filter(|h| h.honours_keepalive).count() > 20 {
         return Err(LabError::Config("more than 20 hops".into()));
     }
-    let factor = (plan.path_timeout_s / f64::from(opts.lab_path_timeout_s.max(1))).max(1.0);
+    let drivers = real::available_drivers(plan, opts).await;
+    // Real time only when a library whose defaults are timed in its own code will run for real.
+    let real_time = plan.path_timeout_s <= REAL_TIME_MAX_S
+        && drivers.iter().any(|(l, d)| {
+            d.is_ok() && real::fixed_timing(Libraries::builtin().profile(*l, None).behaviour)
+        });
+    let factor = if real_time {
+        1.0
+    } else {
+        (plan.path_timeout_s / f64::from(opts.lab_path_timeout_s.max(1))).max(1.0)
+    };
     let scale = TimeScale::new(factor)
         .ok_or_else(|| LabError::Config(format!("path timeout {}", plan.path_timeout_s)))?;
     let (mut spec, hops, proxy_lab) = path(inv, scale);
@@ -259,7 +292,20 @@ pub async fn run(
     let db_ns = lab.ns("db")?;
     let idle_close = proxy_lab.map(|s| Duration::from_secs(u64::from(s)));
     let server = DbServer::start(db_ns, BUILTIN_PORT, idle_close)?;
-    let want_pg = clients.iter().any(|c| c.library == Library::Libpq);
+    let protocol_of = |l: Library| {
+        Libraries::builtin()
+            .profile(l, None)
+            .library
+            .protocol
+            .clone()
+    };
+    let real = |l: Library| drivers.get(&l).is_some_and(|d| d.is_ok());
+    let want_pg = clients.iter().any(|c| {
+        c.library == Library::Libpq || (real(c.library) && protocol_of(c.library) == "postgres")
+    });
+    let want_redis = clients
+        .iter()
+        .any(|c| real(c.library) && protocol_of(c.library) == "redis");
     let pg_tools = postgres::Binaries::find().zip(postgres::find_psql());
     let mut notes = Vec::new();
     let pg = match (opts.db, &pg_tools) {
@@ -292,6 +338,20 @@ pub async fn run(
     let db_addr = lab
         .topology()
         .db_addr(inv.options.ip_version == IpVersion::V6);
+    let redis = match (want_redis, redis_server::find()) {
+        (true, Some(_)) => {
+            progress("starting redis-server in the db namespace");
+            Some(Redis::start(db_ns, lab.name(), db_addr)?)
+        }
+        (true, None) => {
+            notes.push(
+                "redis-server is not installed: Redis clients verified with the socket-level model"
+                    .into(),
+            );
+            None
+        }
+        _ => None,
+    };
     let ctx = RunCtx {
         lab: &lab,
         scale,
@@ -299,6 +359,9 @@ pub async fn run(
         reply_timeout,
         target: SocketAddr::new(db_addr, BUILTIN_PORT),
         pg: pg.as_ref().map(|(p, psql)| (p, psql.as_path())),
+        redis: redis.is_some(),
+        real_time,
+        drivers: &drivers,
     };
 
     let mut jobs = Vec::new();
@@ -306,20 +369,23 @@ pub async fn run(
         let Some(client) = inv.clients.iter().find(|c| c.name == cp.name) else {
             continue;
         };
+        let defaults = client.current == Current::default();
         jobs.push((
             cp.name.clone(),
             cp.library,
             Which::Planned,
             mapping::planned(plan, cp),
+            false,
         ));
         jobs.push((
             cp.name.clone(),
             cp.library,
             Which::Current,
             mapping::current(client),
+            defaults,
         ));
         if let Some(m) = mapping::sysctl_only(client) {
-            jobs.push((cp.name.clone(), cp.library, Which::SysctlOnly, m));
+            jobs.push((cp.name.clone(), cp.library, Which::SysctlOnly, m, false));
         }
     }
     progress(&format!(
@@ -327,11 +393,11 @@ pub async fn run(
         jobs.len(),
         idle.as_secs_f64(),
         scale.configured(idle),
-        opts.lab_path_timeout_s
+        scale.lab_whole_secs(plan.path_timeout_s)
     ));
     let runs = futures::future::join_all(
         jobs.into_iter()
-            .map(|(name, lib, which, model)| ctx.one(name, lib, which, model)),
+            .map(|(name, lib, which, model, defaults)| ctx.one(name, lib, which, model, defaults)),
     )
     .await;
     let db = if ctx.pg.is_some() {
@@ -341,6 +407,13 @@ pub async fn run(
     };
     drop(server);
     drop(pg);
+    drop(redis);
+    if real_time {
+        notes.push(format!(
+            "run in real time (time scale 1): the path timeout {} s is short enough to run library defaults as they are (fixed in the libraries' code, they cannot be time-scaled)",
+            plan.path_timeout_s
+        ));
+    }
     let verified = runs
         .iter()
         .filter(|r| r.settings == Which::Planned)
@@ -363,6 +436,9 @@ pub async fn run(
 }
 
 struct RunCtx<'a> {
+    redis: bool,
+    real_time: bool,
+    drivers: &'a std::collections::HashMap<Library, std::result::Result<Driver, String>>,
     lab: &'a Lab,
     scale: TimeScale,
     idle: Duration,
@@ -372,7 +448,14 @@ struct RunCtx<'a> {
 }
 
 impl RunCtx<'_> {
-    async fn one(&self, client: String, lib: Library, which: Which, model: Model) -> RunReport {
+    async fn one(
+        &self,
+        client: String,
+        lib: Library,
+        which: Which,
+        model: Model,
+        defaults: bool,
+    ) -> RunReport {
         let mut r = RunReport {
             client,
             library: lib.as_str().into(),
@@ -382,11 +465,36 @@ impl RunCtx<'_> {
             error: None,
             detail: String::new(),
             via: "sockets".into(),
+            why: String::new(),
+            library_version: None,
+            retried: None,
+            app_log: None,
+            sockopts: None,
             model,
         };
-        let res = match (lib, self.pg) {
-            (Library::Libpq, Some((pg, psql))) => {
+        // libpq runs through psql when installed (real libpq, heartbeat queries included).
+        let psql_first = lib == Library::Libpq && self.pg.is_some();
+        let real = match self.real_plan(lib, which, defaults).and_then(|d| {
+            if psql_first {
+                Err("psql is installed: real libpq through psql".to_string())
+            } else {
+                Ok(d)
+            }
+        }) {
+            Ok(d) => Some(d),
+            Err(why) => {
+                r.why = why;
+                None
+            }
+        };
+        let res = match (real, lib, self.pg) {
+            (Some(d), _, _) => {
+                r.via = format!("real:{}:{}", d.runtime, d.module);
+                self.real(&mut r, &d, defaults).await
+            }
+            (None, Library::Libpq, Some((pg, psql))) => {
                 r.via = "psql".into();
+                r.why = "real libpq through psql".into();
                 self.psql(&mut r, pg, psql).await
             }
             _ => self.pool(&mut r).await,

@@ -36,7 +36,8 @@ Inventory (TOML):
   catalog = \"aws-nat-gateway\"   # values from `idlereset catalog`
   [[client]]
   name = \"orders-api\"
-  library = \"hikaricp\"          # libpq pgjdbc hikaricp go java python node-pg grpc redis raw
+  library = \"hikaricp\"          # see docs/plan.md: libpq pgjdbc hikaricp node-pg pgx lib-pq redis-py ioredis go-redis grpcio grpc-go grpc-java grpc-js go java python raw
+  version = \"2.7.9\"             # optional: advice for that version (else the assumed one, said in the plan)
   connections = 40
   current = { keepalive = false, pool_idle_timeout_s = 3600 }";
 

@@ -152,6 +152,9 @@ fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
         }
         writeln!(out, "       {}", run.detail)?;
         writeln!(out, "       settings as run: {}", run.model.how)?;
+        if !run.why.is_empty() {
+            writeln!(out, "       how it ran: {}", run.why)?;
+        }
     }
     for n in &r.notes {
         writeln!(out, "note: {n}")?;

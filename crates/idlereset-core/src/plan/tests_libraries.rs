@@ -1,0 +1,175 @@
+//! Plans per library and version: defaults, settings a version lacks and library minimums come
+//! from `data/libraries.toml`, so each expectation here is read from that data where it can be.
+#![allow(clippy::unwrap_used)]
+
+use super::tests_support::{client, path};
+use super::*;
+use crate::inventory::{Client, Current, Library};
+use crate::libraries::{Libraries, Version};
+use crate::plan::clients::Value;
+
+fn one(t: f64, c: Client) -> ClientPlan {
+    plan(&path(t, vec![c])).clients.remove(0)
+}
+
+fn kinds(c: &ClientPlan) -> Vec<&str> {
+    c.problems.iter().map(|p| p.kind.as_str()).collect()
+}
+
+#[test]
+fn hikaricp_2_7_never_gets_keepalive_time_but_5_does() {
+    let old = one(900.0, client("a", Library::Hikaricp, Some("2.7.9")));
+    assert!(
+        old.settings.get("keepaliveTime").is_none(),
+        "{:?}",
+        old.settings
+    );
+    assert!(!old.snippet.contains("keepaliveTime="), "{}", old.snippet);
+    assert!(old.notes.iter().any(|n| n.contains("has no keepaliveTime")));
+    assert!(old.settings.get("dataSource.tcpKeepAlive").is_some());
+    assert_eq!(old.version, "2.7.9");
+    assert!(!old.version_assumed);
+    let new = one(900.0, client("a", Library::Hikaricp, Some("5.1.0")));
+    assert!(new.settings.get("keepaliveTime").is_some());
+    assert!(new.snippet.contains("keepaliveTime="));
+    // Validation on borrow hides resets but is not a keepalive: still a problem today.
+    assert!(kinds(&old).contains(&"no-keepalive"), "{:?}", old.problems);
+    assert!(
+        old.notes
+            .iter()
+            .any(|n| n.contains("does not keep the flow alive"))
+    );
+}
+
+#[test]
+fn no_version_says_which_version_the_advice_assumes() {
+    let c = one(900.0, client("a", Library::Hikaricp, None));
+    let assumed = Libraries::builtin()
+        .get("hikaricp")
+        .unwrap()
+        .assumed_version;
+    assert!(c.version_assumed);
+    assert_eq!(c.version, assumed.to_string());
+    assert!(
+        c.notes.iter().any(|n| n.contains("assumed")),
+        "{:?}",
+        c.notes
+    );
+}
+
+#[test]
+fn five_second_path_grpcio_holds_grpc_go_needs_tcp_keepalive() {
+    let py = one(5.0, client("py", Library::Grpcio, None));
+    let ms = match py.settings.get("grpc.keepalive_time_ms") {
+        Some(Value::Int(ms)) => *ms,
+        other => panic!("{other:?}"),
+    };
+    assert!((ms as f64) < 5000.0, "grpcio pings below the path: {ms}");
+    assert!(
+        !kinds(&py).contains(&"below-library-minimum"),
+        "{:?}",
+        py.problems
+    );
+    let go = one(5.0, client("go", Library::GrpcGo, None));
+    let p = go
+        .problems
+        .iter()
+        .find(|p| p.kind == "below-library-minimum")
+        .expect("grpc-go's floor is a per-client problem");
+    assert!(p.detail.contains("TCP keepalive"), "{}", p.detail);
+    assert!(go.settings.get("keepalive.ClientParameters.Time").is_none());
+    assert!(go.settings.get("net.KeepAliveConfig.Idle").is_some());
+    let java = one(5.0, client("j", Library::GrpcJava, None));
+    assert!(kinds(&java).contains(&"below-library-minimum"));
+    assert!(
+        java.settings
+            .get("EpollChannelOption.TCP_KEEPIDLE")
+            .is_some()
+    );
+    // Above the floor grpc-go gets its HTTP/2 keepalive, at least the floor.
+    let ok = one(60.0, client("go", Library::GrpcGo, None));
+    assert!(ok.settings.get("keepalive.ClientParameters.Time").is_some());
+    assert!(!kinds(&ok).contains(&"below-library-minimum"));
+}
+
+#[test]
+fn defaults_on_the_wire_decide_todays_problems() {
+    // redis-py 8 holds a 60 s path by its own keepalive (30 s); 7.x does not set SO_KEEPALIVE.
+    assert!(
+        one(60.0, client("r", Library::RedisPy, Some("8.1.0")))
+            .problems
+            .is_empty()
+    );
+    assert!(
+        kinds(&one(60.0, client("r", Library::RedisPy, Some("7.4.0")))).contains(&"no-keepalive")
+    );
+    // ioredis 6: keepAlive 30 s by default.
+    assert!(
+        one(60.0, client("i", Library::Ioredis, Some("6.0.0")))
+            .problems
+            .is_empty()
+    );
+    // Go's net.Dialer 15 s and lib/pq (which keeps it) hold 60 s; pgx's 5 min does not.
+    assert!(
+        one(60.0, client("g", Library::Go, None))
+            .problems
+            .is_empty()
+    );
+    assert!(
+        one(60.0, client("l", Library::LibPq, None))
+            .problems
+            .is_empty()
+    );
+    assert!(kinds(&one(60.0, client("x", Library::Pgx, None))).contains(&"keepalive-too-late"));
+    // libpq: on, but the OS's 7200 s.
+    assert!(kinds(&one(60.0, client("p", Library::Libpq, None))).contains(&"keepalive-too-late"));
+}
+
+#[test]
+fn heartbeat_is_honoured_as_application_traffic() {
+    let mut c = client("a", Library::Pgjdbc, None);
+    c.current = Current {
+        heartbeat_s: Some(20.0),
+        ..Current::default()
+    };
+    let p = one(60.0, c);
+    assert!(p.problems.is_empty(), "{:?}", p.problems);
+    assert_eq!(p.current_idle_bound_s, Some(20.0));
+}
+
+#[test]
+fn node_runtime_interval_replaces_host_sysctls() {
+    let p = one(900.0, client("n", Library::NodePg, None));
+    assert!(p.settings.get("net.ipv4.tcp_keepalive_intvl").is_none());
+    assert!(
+        p.notes.iter().any(|n| n.contains("TCP_KEEPINTVL 1 s")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn every_emitted_key_is_one_the_version_has() {
+    for (_, lib) in Library::ALL {
+        for t in [5.0, 60.0, 900.0] {
+            let c = one(t, client("c", lib, None));
+            let prof = Libraries::builtin().profile(lib, None);
+            for (k, _) in &c.settings.0 {
+                assert!(
+                    k.starts_with("net.ipv4.")
+                        || k.starts_with("server:")
+                        || prof.behaviour.supports(k),
+                    "{}: {k} not in the data file's `supports`",
+                    lib.as_str()
+                );
+            }
+        }
+    }
+    let v = Version::parse("4.0.0").unwrap();
+    assert!(
+        !Libraries::builtin()
+            .profile(Library::Hikaricp, Some(v))
+            .behaviour
+            .supports("keepaliveTime")
+    );
+}
