@@ -19,3 +19,4 @@ pub mod probe;
 pub mod replay;
 pub mod resets;
 pub mod scale;
+pub mod triage;
