@@ -190,6 +190,18 @@ fn lowered_sysctl_with_no_socket_opting_in_is_the_sysctl_only_trap() {
 }
 
 #[test]
+fn a_keepalive_sysctl_above_the_path_without_opt_in_is_not_the_trap() {
+    // Lowered from 7200 s, but still above the 9 s path: no keepalive at all is the story.
+    let ev = Evidence {
+        probes: vec![probe(8.0, 9.5, Failure::Reset)],
+        os_keepalive: Some(os(72)),
+        sockets: Some(sockets(0, 3)),
+        ..Evidence::default()
+    };
+    assert_eq!(decide(&ev).cause, Cause::MiddleboxIdleTimeout);
+}
+
+#[test]
 fn keepalive_later_than_the_path_is_ineffective() {
     let ev = Evidence {
         probes: vec![probe(8.0, 9.5, Failure::Reset)],

@@ -274,18 +274,22 @@ fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 /// Why keepalive does not protect the connections, if it does not.
+///
+/// The sysctl-only trap is the OS keepalive time lowered *below the path's timeout* (someone
+/// applied the runbook's sysctl fix) while no connection sets SO_KEEPALIVE: a keepalive time
+/// above the path would not have helped anyway, so then the plain missing keepalive is the
+/// story (middlebox idle timeout), not the trap.
 fn keepalive_problem(ev: &Evidence, b: &Bracket) -> Option<String> {
     let os = ev.os_keepalive.unwrap_or_default();
     let socks = ev.sockets.as_ref()?;
     let (on, off) = (socks.keepalive_on(), socks.keepalive_off());
-    let sysctl_only = socks.findings.iter().any(|f| f == "sysctl-only");
-    if (os.lowered() || sysctl_only) && on == 0 && off > 0 {
+    let limit = b.low.or(b.high)?;
+    if on == 0 && off > 0 && os.time_s.is_some_and(|t| (t as f64) < limit) {
         return Some(format!(
-            "sysctl-only trap: the OS keepalive time is lowered to {} but none of the {off} connections set SO_KEEPALIVE, so the sysctl applies to none of them",
-            os.time_s.map_or("?".into(), |t| format!("{t} s"))
+            "sysctl-only trap: the OS keepalive time is lowered to {} s, below the path, but none of the {off} connections set SO_KEEPALIVE, so the sysctl applies to none of them",
+            os.time_s.unwrap_or_default()
         ));
     }
-    let limit = b.low.or(b.high)?;
     let too_late = socks.findings.iter().any(|f| f == "keepalive-too-late");
     let t = os.time_s.unwrap_or(OsKeepalive::LINUX_DEFAULT_TIME_S) as f64;
     if on > 0 && (too_late || t >= limit) {

@@ -7,7 +7,7 @@
 //! prints. Loopback connections are counted and attributed but not judged (no middlebox sits on
 //! them) unless `--include-loopback`.
 
-mod gather;
+pub mod gather;
 mod render;
 
 use std::collections::{BTreeMap, HashSet};
