@@ -64,6 +64,9 @@ pub struct LogEvidence {
     pub signatures: Vec<(String, usize)>,
     /// Catalog entries whose timeout fits (ids).
     pub catalog: Vec<String>,
+    /// The failure the error texts name (`Connection reset` -> reset, `timed out` ->
+    /// blackhole); `None` when they do not tell (EOF, broken pipe).
+    pub failure: Failure,
 }
 
 /// Step 2: what packet captures showed.

@@ -39,6 +39,7 @@ fn logs(pattern: LogPattern, low: Option<f64>, high: Option<f64>) -> LogEvidence
         idle_high_s: high,
         signatures: vec![("connection-reset".into(), 6)],
         catalog: vec![],
+        failure: Failure::Reset,
     }
 }
 
@@ -283,6 +284,19 @@ fn logs_that_disagree_with_the_probe_are_named_and_lower_confidence() {
     // Probe and capture agree (High), one contradiction lowers it.
     assert_eq!(v.confidence, Confidence::Medium);
     assert_eq!(v.path_timeout_s.high, Some(9.0));
+}
+
+#[test]
+fn logs_alone_give_a_low_confidence_verdict_with_their_failure() {
+    let ev = Evidence {
+        logs: Some(logs(LogPattern::IdleTimeout, Some(300.0), Some(960.0))),
+        ..Evidence::default()
+    };
+    let v = decide(&ev);
+    assert_eq!(v.cause, Cause::MiddleboxIdleTimeout);
+    assert_eq!(v.failure, Failure::Reset);
+    assert_eq!(v.confidence, Confidence::Low);
+    assert!(v.next.iter().any(|n| n.contains("--remote")));
 }
 
 #[test]

@@ -68,7 +68,16 @@ pub fn logs(files: &[PathBuf], catalog: &Catalog) -> anyhow::Result<LogEvidence>
         .idle_bracket
         .as_ref()
         .map_or((None, None), |b| (b.low.filter(|l| *l > 0.0), b.high));
+    let named = |ids: &[&str]| ids.iter().any(|id| report.signatures.contains_key(*id));
+    let failure = if named(&["connection-reset", "econnreset", "forcibly-closed"]) {
+        Failure::Reset
+    } else if named(&["etimedout", "connection-timed-out"]) {
+        Failure::Blackhole
+    } else {
+        Failure::None
+    };
     Ok(LogEvidence {
+        failure,
         events: report.events,
         incidents: report.incidents,
         pattern,

@@ -89,6 +89,33 @@ pub struct Args {
     /// Also write a Markdown incident report (and the measured inventory beside it)
     #[arg(long, value_name = "OUT.md")]
     pub report: Option<PathBuf>,
+    /// Skip steps 4 and 5 (this host's sockets and sysctls), for logs from another host
+    #[arg(long)]
+    pub skip_host: bool,
+}
+
+/// `demo`'s last act: triage the log of the incident it reproduced. Its lab is gone, so only
+/// the log is read (steps 2 to 5 are skipped and say so).
+pub fn after_demo(app_log: &[String]) -> anyhow::Result<()> {
+    let path = std::env::temp_dir().join(format!("idlereset-demo-{}.log", std::process::id()));
+    std::fs::write(&path, app_log.join("\n") + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    let args = Args {
+        logs: vec![path.clone()],
+        pcaps: Vec::new(),
+        remotes: Vec::new(),
+        inventory: None,
+        probe_at_risk: false,
+        probe_max: Duration::from_secs(7200),
+        capture: None,
+        netns: None,
+        json: false,
+        report: None,
+        skip_host: true,
+    };
+    let r = run(args);
+    let _ = std::fs::remove_file(&path);
+    r.map(|_| ())
 }
 
 /// Raised by Ctrl-C / SIGTERM.
@@ -162,14 +189,18 @@ fn triage(args: &Args, catalog: &Catalog, started: Instant) -> anyhow::Result<Ou
     });
 
     // 4 and 5 are read first, so the probes' own connections are not counted among the host's.
-    let host = match gather::host(args.netns.as_deref()) {
-        Ok(h) => {
-            could_not_see.extend(h.could_not_see.iter().cloned());
-            Some(h)
-        }
-        Err(e) => {
-            could_not_see.push(format!("sockets and sysctls: {e:#}"));
-            None
+    let host = if args.skip_host {
+        None
+    } else {
+        match gather::host(args.netns.as_deref()) {
+            Ok(h) => {
+                could_not_see.extend(h.could_not_see.iter().cloned());
+                Some(h)
+            }
+            Err(e) => {
+                could_not_see.push(format!("sockets and sysctls: {e:#}"));
+                None
+            }
         }
     };
     let first_look = host.as_ref().map(|h| {
@@ -317,13 +348,18 @@ fn triage(args: &Args, catalog: &Catalog, started: Instant) -> anyhow::Result<Ou
             steps.push(output::socket_step(&s));
             ev.sockets = Some(s);
         }
+        None if args.skip_host => {
+            let why = "--skip-host: the logs come from another host".to_string();
+            steps.push(Step::new(4, "keepalive", Status::Skipped, why.clone()));
+            steps.push(Step::new(5, "sockets", Status::Skipped, why));
+        }
         None => {
             let why = could_not_see.last().cloned().unwrap_or_default();
             steps.push(not_possible(4, "keepalive", why.clone()));
             steps.push(not_possible(5, "sockets", why));
         }
     }
-    steps.sort_by_key(|s| s.step);
+    steps.sort_by_key(|s| s.number);
 
     let verdict = decide(&ev);
     let inventory_toml = fix::inventory_toml(&verdict, &ev);

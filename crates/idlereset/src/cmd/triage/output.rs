@@ -31,18 +31,20 @@ impl Status {
 /// One runbook step.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
-    pub step: u8,
-    pub name: &'static str,
+    /// `logs`, `packets`, `path`, `keepalive`, `sockets`.
+    pub step: &'static str,
+    /// 1 to 5, the runbook's order.
+    pub number: u8,
     pub status: Status,
     pub summary: String,
     pub details: Vec<String>,
 }
 
 impl Step {
-    pub fn new(step: u8, name: &'static str, status: Status, summary: String) -> Step {
+    pub fn new(number: u8, step: &'static str, status: Status, summary: String) -> Step {
         Step {
             step,
-            name,
+            number,
             status,
             summary,
             details: Vec::new(),

@@ -23,8 +23,8 @@ pub fn text(o: &Output, report: Option<&Path>) -> anyhow::Result<()> {
         writeln!(
             out,
             "[{}] {:<9} {:<12} {}",
+            s.number,
             s.step,
-            s.name,
             s.status.as_str(),
             s.summary
         )?;

@@ -51,8 +51,8 @@ pub fn markdown(o: &Output, inventory_file: &str) -> String {
         let _ = writeln!(
             m,
             "{}. **{}** — {}: {}",
+            s.number,
             s.step,
-            s.name,
             s.status.as_str(),
             s.summary
         );
