@@ -133,6 +133,87 @@ fn firewall_900_reset_is_a_middlebox_idle_timeout() {
             .unwrap()
             .contains("idlereset verify")
     );
+    drop(lab);
+    fix_survives(&v["fix"]["keepalive"], &["--preset", "firewall-900"], 100.0);
+}
+
+/// Apply the planned keepalive (lab seconds, given to the lab in incident seconds) to the
+/// same story and check the app's connection now survives its idle gaps.
+fn fix_survives(ka: &serde_json::Value, story: &[&str], scale: f64) {
+    let secs = |k: &str| (ka[k].as_f64().unwrap() * scale).to_string();
+    let probes = ka["probes"].as_u64().unwrap().to_string();
+    let mut knobs: Vec<&str> = story.to_vec();
+    let (t, i) = (secs("time_s"), secs("intvl_s"));
+    knobs.extend([
+        "--keepalive-time",
+        t.as_str(),
+        "--keepalive-intvl",
+        i.as_str(),
+        "--keepalive-probes",
+        probes.as_str(),
+    ]);
+    let lab = lab_up("f", &knobs);
+    // Three idle gaps of 12 s through the 9 s firewall.
+    let t0 = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(app_log(&lab.0)).unwrap_or_default();
+        assert!(!log.contains("event=error"), "the fix did not hold:\n{log}");
+        let long_idles = log
+            .lines()
+            .filter_map(|l| l.split("idle_s=").nth(1))
+            .filter_map(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .filter(|&idle| idle > 9.0 && idle < 30.0)
+            .count();
+        if long_idles >= 3 {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "no idle query yet:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_probes_and_still_prints_what_was_found() {
+    if !require_or_skip("ctrl_c_stops_the_probes_and_still_prints_what_was_found") {
+        return;
+    }
+    // A 2 h firewall (72 s in the lab): the probe would run a minute; Ctrl-C after 3 s.
+    let lab = lab_up("e", &["--preset", "firewall-900", "--fw-timeout", "2h"]);
+    let child = bin()
+        .args(["triage", "--netns", &format!("{}-app", lab.0)])
+        .args([
+            "--remote",
+            "198.18.2.10:5432",
+            "--probe-max",
+            "60s",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let t = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?} to stop",
+        t.elapsed()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["interrupted"], true);
+    let p = &v["evidence"]["probes"][0];
+    assert_eq!(p["stopped_early"], true, "{p:#}");
+    assert!(p["low_s"].as_f64().unwrap_or(0.0) >= 1.0, "{p:#}");
+    assert_eq!(v["verdict"]["cause"], "inconclusive");
 }
 
 #[test]
