@@ -274,3 +274,43 @@ fn server_idle_close_is_named() {
     let v = triage(&lab.0);
     check(&v, "server-idle-close", "fin", 6.0);
 }
+
+#[test]
+fn nat_43200_invalid_drop_is_a_blackhole_the_os_keepalive_would_prevent() {
+    if !require_or_skip("nat_43200_invalid_drop_is_a_blackhole_the_os_keepalive_would_prevent") {
+        return;
+    }
+    // A NAT forgetting after 12 h (9 s at scale 4800) that drops INVALID packets, strict TCP
+    // tracking; the app idles 16 h (12 s). Linux's default keepalive time (7200 s, 1.5 s here)
+    // is below the NAT's timeout, but the app does not set SO_KEEPALIVE: the sysctl-only trap.
+    let lab = lab_up(
+        "g",
+        &[
+            "--preset",
+            "firewall-900",
+            "--profile",
+            "nat",
+            "--fw-timeout",
+            "43200",
+            "--drop-invalid",
+            "1",
+            "--loose",
+            "0",
+            "--idle",
+            "57600",
+            "--pool-idle-timeout",
+            "100000",
+            "--time-scale",
+            "4800",
+        ],
+    );
+    wait_for_failure(&lab.0, Duration::from_secs(60));
+    let v = triage(&lab.0);
+    check(&v, "keepalive-ineffective", "blackhole", 9.0);
+    assert!(
+        v["verdict"]["evidence"]
+            .to_string()
+            .contains("sysctl-only trap"),
+        "{v:#}"
+    );
+}

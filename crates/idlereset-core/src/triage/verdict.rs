@@ -279,10 +279,11 @@ fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 
 /// Why keepalive does not protect the connections, if it does not.
 ///
-/// The sysctl-only trap is the OS keepalive time lowered *below the path's timeout* (someone
-/// applied the runbook's sysctl fix) while no connection sets SO_KEEPALIVE: a keepalive time
-/// above the path would not have helped anyway, so then the plain missing keepalive is the
-/// story (middlebox idle timeout), not the trap.
+/// The sysctl-only trap is judged on what the kernel shows, not on who changed what: the OS
+/// keepalive time is below the path's timeout (so it would keep the flows alive) while no
+/// connection sets SO_KEEPALIVE, so it applies to none of them. An OS keepalive time above the
+/// path would not have helped anyway: then the missing keepalive is plainly a middlebox idle
+/// timeout story. Judging by the ratio to the path keeps scaled labs and real hosts alike.
 fn keepalive_problem(ev: &Evidence, b: &Bracket) -> Option<String> {
     let os = ev.os_keepalive.unwrap_or_default();
     let socks = ev.sockets.as_ref()?;
@@ -290,7 +291,7 @@ fn keepalive_problem(ev: &Evidence, b: &Bracket) -> Option<String> {
     let limit = b.low.or(b.high)?;
     if on == 0 && off > 0 && os.time_s.is_some_and(|t| (t as f64) < limit) {
         return Some(format!(
-            "sysctl-only trap: the OS keepalive time is lowered to {} s, below the path, but none of the {off} connections set SO_KEEPALIVE, so the sysctl applies to none of them",
+            "sysctl-only trap: the OS keepalive time ({} s) is below the path's timeout, but none of the {off} connections set SO_KEEPALIVE, so it applies to none of them",
             os.time_s.unwrap_or_default()
         ));
     }
