@@ -28,3 +28,4 @@ pub mod reverse;
 pub mod scale;
 pub mod socket;
 pub mod tally;
+pub mod triage;

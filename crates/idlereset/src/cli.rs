@@ -53,6 +53,8 @@ pub enum Command {
     Catalog(cmd::catalog::Args),
     /// Compute keepalive / pool / firewall settings that fit a whole path
     Plan(cmd::plan::Args),
+    /// Run the runbook on this host: logs, packets, path timeout, keepalive, sockets; verdict and fix
+    Triage(cmd::triage::Args),
     /// Prove a plan in the lab: the inventory's path, planned vs current settings, real idle
     Verify(cmd::verify::Args),
     /// Print shell completions (bash, zsh, fish, elvish, powershell)

@@ -103,6 +103,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             )?;
         }
     }
+    if !args.json {
+        println!(
+            "\n3. The one command that finds it on the app host (here on the incident's log; add --remote DB:PORT there to measure the path):"
+        );
+        println!("   $ idlereset triage --log app.log --skip-host\n");
+        super::triage::after_demo(&before.app_log)?;
+    }
     Ok(if worked {
         Outcome::Clean
     } else {

@@ -16,6 +16,7 @@ pub mod plan;
 pub mod probe;
 pub mod replay;
 pub mod signals;
+pub mod triage;
 pub mod verify;
 pub mod watch;
 
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Audit(args) => audit::run(args),
         Command::Conntrack(args) => conntrack::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Triage(args) => triage::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Exporter(args) => exporter::run(args),
         Command::Watch(args) => watch::run(args),

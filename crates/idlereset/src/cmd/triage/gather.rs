@@ -1,0 +1,495 @@
+//! The one adapter between `triage` and the other engines: logs, pcap, probe, capture and
+//! audit's host gathering. Each function calls an engine's public API and converts its output
+//! into `idlereset_core::triage` evidence types plus a few lines of detail for the step's
+//! text. Nothing else in `triage` touches those engines, so when they change, only this file
+//! follows.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use idlereset_core::audit::{self, KernelSettings, PathTimeout, SocketFacts, default_path_timeout};
+use idlereset_core::catalog::Catalog;
+use idlereset_core::inventory::Inventory;
+use idlereset_core::logs::analysis::Pattern;
+use idlereset_core::logs::signatures::SignatureSet;
+use idlereset_core::logs::timestamp::TimeContext;
+use idlereset_core::logs::{self as core_logs, ScanOptions};
+use idlereset_core::pcap::flow::Config as PcapConfig;
+use idlereset_core::pcap::summary::summarise;
+use idlereset_core::probe::{Failure as ProbeFailure, Precision};
+use idlereset_core::triage::fix::library_for_process;
+use idlereset_core::triage::{
+    Failure, LocalConntrack, LogEvidence, LogPattern, OsKeepalive, PacketEvidence, ProbeEvidence,
+    ProcessSockets, SocketEvidence,
+};
+use idlereset_linux::NetNs;
+use idlereset_linux::capture::CaptureToFile;
+use idlereset_linux::mapped_file::MappedFile;
+use idlereset_linux::probe::{ProbeConfig, Progress};
+use idlereset_linux::procfs::SocketOwners;
+
+use crate::cmd::audit::gather::{NsFacts, gather};
+
+/// Step 1: the given log files through the `logs` engine with its defaults (UTC, built-in
+/// signatures, 2 s merge window).
+pub fn logs(files: &[PathBuf], catalog: &Catalog) -> anyhow::Result<LogEvidence> {
+    let opts = ScanOptions {
+        signatures: SignatureSet::new(true, &[])?,
+        time: TimeContext {
+            tz: jiff::tz::TimeZone::UTC,
+            year: jiff::Zoned::now().year(),
+        },
+        connections: true,
+    };
+    let data: Vec<MappedFile> = files
+        .iter()
+        .map(|p| MappedFile::open(p).with_context(|| format!("reading log {}", p.display())))
+        .collect::<anyhow::Result<_>>()?;
+    let scans: Vec<_> = data.iter().map(|d| core_logs::scan(d, &opts)).collect();
+    let (report, _) = core_logs::report(
+        &scans,
+        &opts.signatures,
+        catalog,
+        &jiff::tz::TimeZone::UTC,
+        2.0,
+    );
+    let pattern = match report.pattern {
+        Pattern::ConnectionAgeTimer => LogPattern::ConnectionAgeTimer,
+        Pattern::WallClockSchedule => LogPattern::WallClockSchedule,
+        Pattern::IdleTimeout => LogPattern::IdleTimeout,
+        Pattern::Irregular => LogPattern::Irregular,
+    };
+    let (low, high) = report
+        .idle_bracket
+        .as_ref()
+        .map_or((None, None), |b| (b.low.filter(|l| *l > 0.0), b.high));
+    let named = |ids: &[&str]| ids.iter().any(|id| report.signatures.contains_key(*id));
+    let failure = if named(&["connection-reset", "econnreset", "forcibly-closed"]) {
+        Failure::Reset
+    } else if named(&["etimedout", "connection-timed-out"]) {
+        Failure::Blackhole
+    } else {
+        Failure::None
+    };
+    Ok(LogEvidence {
+        failure,
+        events: report.events,
+        incidents: report.incidents,
+        pattern,
+        period_s: report.period_s,
+        drift_s_per_day: report.drift_s_per_day,
+        idle_low_s: low,
+        idle_high_s: high,
+        signatures: report.signatures.into_iter().collect(),
+        catalog: report.candidates.into_iter().map(|c| c.id).collect(),
+    })
+}
+
+/// Step 2: captures through the `pcap` engine (idle gaps of at least 2 s count, so scaled
+/// labs show too). Damaged files contribute what was readable; the error is returned beside.
+pub fn pcaps(files: &[PathBuf], catalog: &Catalog) -> (PacketEvidence, Vec<String>) {
+    let cfg = PcapConfig {
+        min_idle_ns: 2_000_000_000,
+        ..PcapConfig::default()
+    };
+    let mut analyses = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match MappedFile::open(f) {
+            Ok(data) => {
+                let (a, err) = idlereset_core::pcap::analyse_bytes(&data, cfg);
+                if let Some(e) = err {
+                    errors.push(format!("{}: {e}", f.display()));
+                }
+                analyses.push(a.analysis);
+            }
+            Err(e) => errors.push(format!("{}: {e}", f.display())),
+        }
+    }
+    let refs: Vec<_> = analyses.iter().collect();
+    let s = summarise(&refs, catalog);
+    let ev = PacketEvidence {
+        flows: s.flows,
+        idle_resets: s.resets,
+        middlebox_resets: s.middlebox_resets,
+        blackholes: s.blackholes,
+        idle_closes: s.idle_closes,
+        active_resets: None,
+        idle_low_s: s.idle_timeout_s.low,
+        idle_high_s: s.idle_timeout_s.high,
+        consistent: s.consistent,
+        catalog: s.candidates.into_iter().map(|c| c.id).collect(),
+    };
+    (ev, errors)
+}
+
+/// Step 2 with `--capture`: an AF_PACKET capture on all interfaces of the namespace, as
+/// `lab capture` does, into a temporary pcap that is analysed and removed afterwards.
+pub struct LiveCapture {
+    cap: CaptureToFile,
+    path: PathBuf,
+}
+
+impl LiveCapture {
+    pub fn start(netns: &str) -> anyhow::Result<LiveCapture> {
+        let ns = NetNs::open(netns).with_context(|| format!("open network namespace {netns}"))?;
+        let path =
+            std::env::temp_dir().join(format!("idlereset-triage-{}.pcap", std::process::id()));
+        let file = std::fs::File::create(&path)
+            .with_context(|| format!("create capture file {}", path.display()))?;
+        let cap = CaptureToFile::start(&ns, "any", file)
+            .with_context(|| format!("capture in {netns} (needs CAP_NET_RAW)"))?;
+        Ok(LiveCapture { cap, path })
+    }
+
+    /// Stop and analyse; returns the evidence, frames captured and read errors.
+    pub fn finish(self, catalog: &Catalog) -> anyhow::Result<(PacketEvidence, u64, Vec<String>)> {
+        let frames = self.cap.finish().context("stopping the capture")?;
+        let (ev, errors) = pcaps(std::slice::from_ref(&self.path), catalog);
+        let _ = std::fs::remove_file(&self.path);
+        Ok((ev, frames, errors))
+    }
+}
+
+/// Resolve HOST:PORT.
+pub fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
+    target
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {target:?} (expected HOST:PORT)"))?
+        .next()
+        .with_context(|| format!("{target:?} resolves to no address"))
+}
+
+/// Probe limits shared by all remotes (the totals `probe` uses for one).
+pub struct ProbeLimits {
+    pub max: Duration,
+    pub connections: usize,
+    pub connect_rate: u32,
+}
+
+#[derive(Default, Clone)]
+struct Snapshot {
+    low: Option<f64>,
+    high: Option<(f64, ProbeFailure)>,
+    done: bool,
+    error: Option<String>,
+}
+
+fn failure(f: ProbeFailure) -> Failure {
+    match f {
+        ProbeFailure::Reset => Failure::Reset,
+        ProbeFailure::Blackhole => Failure::Blackhole,
+        ProbeFailure::Fin => Failure::Fin,
+        ProbeFailure::None => Failure::None,
+    }
+}
+
+/// Step 3: probe every remote at once, splitting the connection budget and connect rate
+/// between them. Stops waiting when `stop` is raised (Ctrl-C) or, once every remote has
+/// failed at some idle, when the bracket has had time to narrow (1.1 x the shortest failure +
+/// 3 s): the result then says `stopped_early`. Abandoned probe connections close when the
+/// process exits.
+pub fn probes(
+    remotes: &[SocketAddr],
+    netns: Option<&str>,
+    limits: &ProbeLimits,
+    catalog: &Catalog,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(&str),
+) -> Vec<ProbeEvidence> {
+    let n = remotes.len().max(1);
+    let t0 = Instant::now();
+    let snaps: Vec<Arc<Mutex<Snapshot>>> = remotes.iter().map(|_| Arc::default()).collect();
+    for (target, snap) in remotes.iter().zip(&snaps) {
+        let cfg = ProbeConfig {
+            target: *target,
+            max: limits.max,
+            precision: Precision::Relative(0.05),
+            connections: (limits.connections / n).max(16),
+            connect_rate: (limits.connect_rate / n as u32).max(10),
+            wall_limit: limits.max * 3 + Duration::from_secs(60),
+            netns: netns.map(str::to_string),
+        };
+        let snap = snap.clone();
+        std::thread::spawn(move || {
+            let s2 = snap.clone();
+            let mut cb = move |p: &Progress| {
+                if let Ok(mut s) = s2.lock() {
+                    s.low = p.survived_up_to;
+                    s.high = p.failed_from;
+                }
+            };
+            let r = idlereset_linux::probe::run(&cfg, &mut cb);
+            if let Ok(mut s) = snap.lock() {
+                match r {
+                    Ok(o) => {
+                        s.low = o.bracket.low;
+                        s.high = o.bracket.high;
+                    }
+                    Err(e) => s.error = Some(e.to_string()),
+                }
+                s.done = true;
+            }
+        });
+    }
+    let mut last = Instant::now();
+    let mut stopped = false;
+    loop {
+        let now: Vec<Snapshot> = snaps
+            .iter()
+            .map(|s| s.lock().map(|g| g.clone()).unwrap_or_default())
+            .collect();
+        if now.iter().all(|s| s.done) {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) {
+            stopped = true;
+            break;
+        }
+        let budget = now
+            .iter()
+            .map(|s| s.high.map(|(h, _)| h * 1.1 + 3.0))
+            .collect::<Option<Vec<f64>>>()
+            .and_then(|v| v.into_iter().reduce(f64::max));
+        if budget.is_some_and(|b| t0.elapsed().as_secs_f64() >= b) {
+            stopped = true;
+            break;
+        }
+        if last.elapsed() >= Duration::from_secs(1) {
+            let line: Vec<String> = remotes
+                .iter()
+                .zip(&now)
+                .map(|(r, s)| {
+                    format!(
+                        "{r}: survived {} failed {}",
+                        s.low.map_or("-".into(), |l| format!("{l:.0} s")),
+                        s.high.map_or("-".into(), |(h, _)| format!("{h:.0} s"))
+                    )
+                })
+                .collect();
+            progress(&format!(
+                "probing {:.0} s | {}",
+                t0.elapsed().as_secs_f64(),
+                line.join(" | ")
+            ));
+            last = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    remotes
+        .iter()
+        .zip(&snaps)
+        .map(|(r, s)| {
+            let s = s.lock().map(|g| g.clone()).unwrap_or_default();
+            let high = s.high.map(|(h, _)| h);
+            ProbeEvidence {
+                remote: match &s.error {
+                    Some(e) => format!("{r} (error: {e})"),
+                    None => r.to_string(),
+                },
+                low_s: s.low,
+                high_s: high,
+                failure: s.high.map_or(Failure::None, |(_, f)| failure(f)),
+                max_s: limits.max.as_secs_f64(),
+                stopped_early: (stopped && !s.done) || s.error.is_some(),
+                catalog: high
+                    .map(|h| {
+                        catalog
+                            .near(h, 0.05)
+                            .into_iter()
+                            .map(|c| c.entry.id.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// Steps 3 (local conntrack), 4 and 5: what audit's gathering reads of the namespace, the
+/// socket owners, and whether the namespace forwards.
+pub struct HostFacts {
+    pub facts: NsFacts,
+    pub forwarding: Option<bool>,
+    pub could_not_see: Vec<String>,
+}
+
+/// Gather once, before probing, so the probe's own connections are not counted.
+pub fn host(netns: Option<&str>) -> anyhow::Result<HostFacts> {
+    let read_forward = || {
+        idlereset_linux::sysctl::read("net.ipv4.ip_forward")
+            .ok()
+            .map(|v| v.trim() == "1")
+    };
+    let (mut facts, forwarding) = match netns {
+        Some(name) => {
+            let ns = NetNs::open(name).with_context(|| format!("open network namespace {name}"))?;
+            let (f, fw) = ns
+                .run(|| {
+                    (
+                        gather(Some(name.to_string()), Duration::ZERO),
+                        read_forward(),
+                    )
+                })
+                .with_context(|| format!("enter network namespace {name} (needs root)"))?;
+            (f?, fw)
+        }
+        None => (gather(None, Duration::ZERO)?, read_forward()),
+    };
+    let mut could_not_see = std::mem::take(&mut facts.could_not_see);
+    let wanted: HashSet<u64> = facts.inodes.iter().copied().filter(|i| *i != 0).collect();
+    match SocketOwners::scan(Some(&wanted)) {
+        Ok(owners) => {
+            if let Some(n) = owners.visibility_note() {
+                could_not_see.push(n);
+            }
+            for (s, inode) in facts.sockets.iter_mut().zip(&facts.inodes) {
+                if let Some((pid, comm)) = owners.process(*inode) {
+                    s.pid = Some(pid);
+                    s.process = Some(comm.to_string());
+                }
+            }
+        }
+        Err(e) => could_not_see.push(format!("socket owners (/proc): {e}")),
+    }
+    Ok(HostFacts {
+        facts,
+        forwarding,
+        could_not_see,
+    })
+}
+
+/// Step 4 from the gathered sysctls.
+pub fn os_keepalive(h: &HostFacts) -> Option<OsKeepalive> {
+    let k = h.facts.kernel();
+    k.keepalive_time_s.map(|_| OsKeepalive {
+        time_s: k.keepalive_time_s,
+        intvl_s: k.keepalive_intvl_s,
+        probes: k.keepalive_probes,
+    })
+}
+
+/// Step 3's local table, when conntrack is loaded in the namespace.
+pub fn local_conntrack(h: &HostFacts) -> Option<LocalConntrack> {
+    let ct = h.facts.conntrack.as_ref()?;
+    let k: KernelSettings = h.facts.kernel();
+    Some(LocalConntrack {
+        established_timeout_s: k.ct_established_s,
+        entries: ct.count,
+        max: ct.max,
+        invalid: ct.invalid,
+    })
+}
+
+fn is_loopback(a: SocketAddr) -> bool {
+    a.ip().to_canonical().is_loopback()
+}
+
+/// How the path timeout for judging sockets is known.
+pub enum PathSource<'a> {
+    Measured(f64),
+    Inventory(&'a Inventory),
+    Assumed,
+}
+
+/// Step 5: per process, which connections opt in to SO_KEEPALIVE, judged by audit's checks
+/// against the path timeout (measured once step 3 ran, else the inventory, else assumed).
+pub fn sockets(h: &HostFacts, path: &PathSource<'_>, catalog: &Catalog) -> SocketEvidence {
+    let judged: Vec<SocketFacts> = h
+        .facts
+        .sockets
+        .iter()
+        .filter(|s| !s.remote.is_some_and(is_loopback))
+        .cloned()
+        .collect();
+    let assumed = default_path_timeout(catalog);
+    let resolve = |r: SocketAddr| -> Option<PathTimeout> {
+        match path {
+            PathSource::Measured(s) => Some(PathTimeout {
+                seconds: *s,
+                source: "measured by triage".into(),
+            }),
+            PathSource::Inventory(inv) => inv.path_timeout_for(r).map(|(s, hop)| PathTimeout {
+                seconds: s,
+                source: format!("inventory hop {}", hop.name),
+            }),
+            PathSource::Assumed => assumed.clone(),
+        }
+    };
+    let report = audit::evaluate(
+        &judged,
+        &h.facts.kernel(),
+        h.facts.conntrack.as_ref(),
+        &resolve,
+    );
+    let mut by_proc: BTreeMap<String, ProcessSockets> = BTreeMap::new();
+    for s in &judged {
+        let name = match (&s.process, s.pid) {
+            (Some(p), Some(pid)) => format!("{p} (pid {pid})"),
+            _ => "unknown".to_string(),
+        };
+        let e = by_proc
+            .entry(name.clone())
+            .or_insert_with(|| ProcessSockets {
+                process: name,
+                library: s
+                    .process
+                    .as_deref()
+                    .and_then(library_for_process)
+                    .map(str::to_string),
+                ..ProcessSockets::default()
+            });
+        e.connections += 1;
+        match s.keepalive {
+            Some(true) => e.keepalive_on += 1,
+            Some(false) => e.keepalive_off += 1,
+            None => {}
+        }
+        if let Some(r) = s.remote {
+            let r = r.to_string();
+            if !e.remotes.contains(&r) && e.remotes.len() < 8 {
+                e.remotes.push(r);
+            }
+        }
+    }
+    let mut at_risk: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == "no-keepalive" || f.kind == "keepalive-too-late")
+        .filter_map(|f| f.remote.clone())
+        .collect();
+    at_risk.sort();
+    at_risk.dedup();
+    let mut findings: Vec<String> = report.findings.iter().map(|f| f.kind.to_string()).collect();
+    findings.sort();
+    findings.dedup();
+    let mut processes: Vec<_> = by_proc.into_values().collect();
+    processes.sort_by_key(|p| std::cmp::Reverse(p.connections));
+    SocketEvidence {
+        processes,
+        at_risk_remotes: at_risk,
+        findings,
+    }
+}
+
+/// Read a path inventory file.
+pub fn inventory(path: &Path, catalog: &Catalog) -> anyhow::Result<Inventory> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading inventory {}", path.display()))?;
+    Ok(Inventory::parse(
+        &text,
+        &path.display().to_string(),
+        catalog,
+    )?)
+}
+
+/// The fix: the planner on the synthetic inventory.
+pub fn plan(inventory_toml: &str, catalog: &Catalog) -> anyhow::Result<idlereset_core::plan::Plan> {
+    let inv = Inventory::parse(inventory_toml, "<triage>", catalog)?;
+    Ok(idlereset_core::plan::plan(&inv))
+}
