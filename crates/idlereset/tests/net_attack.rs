@@ -101,6 +101,22 @@ fn closed_by_server(mut s: &TcpStream, within: Duration) -> bool {
     }
 }
 
+/// Slow senders that sent their first byte: a second byte 4 s later, then, 6 s after the
+/// first, the server must have closed every one (its deadline is for the whole first line or
+/// request head, 5 s, not per read).
+fn assert_slow_senders_cut(slow: &mut [TcpStream]) {
+    std::thread::sleep(Duration::from_secs(4));
+    for s in slow.iter_mut() {
+        let _ = s.write_all(b"D");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let cut = slow
+        .iter()
+        .filter(|s| closed_by_server(s, Duration::from_millis(200)))
+        .count();
+    assert_eq!(cut, slow.len(), "slow senders still held after 6 s");
+}
+
 /// A running `idlereset listen` with its log collected.
 struct Listener {
     child: Child,
@@ -241,17 +257,7 @@ fn listen_serves_the_prober_through_a_flood_oversized_lines_and_slow_senders() {
     for s in &mut slow {
         let _ = s.write_all(b"I");
     }
-    std::thread::sleep(Duration::from_secs(4));
-    for s in &mut slow {
-        let _ = s.write_all(b"D");
-    }
-    // The line deadline (5 s for the whole line) has passed for every slow sender by now.
-    std::thread::sleep(Duration::from_secs(2));
-    let cut = slow
-        .iter()
-        .filter(|s| closed_by_server(s, Duration::from_millis(200)))
-        .count();
-    assert_eq!(cut, slow.len(), "slow senders still held after 6 s");
+    assert_slow_senders_cut(&mut slow);
 
     assert_probe_measured_the_path(probe);
     let sent = big.join().unwrap();
@@ -416,16 +422,7 @@ fn exporter_serves_scrapes_through_a_flood_oversized_headers_and_slow_senders() 
         t.elapsed().as_secs_f64()
     );
 
-    std::thread::sleep(Duration::from_secs(4));
-    for s in &mut slow {
-        let _ = s.write_all(b"E");
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    let cut = slow
-        .iter()
-        .filter(|s| closed_by_server(s, Duration::from_millis(200)))
-        .count();
-    assert_eq!(cut, slow.len(), "slow senders still held after 6 s");
+    assert_slow_senders_cut(&mut slow);
 
     // HEAD and 405 semantics.
     let head = http(lo(1), addr, &get("/metrics", "HEAD"));
