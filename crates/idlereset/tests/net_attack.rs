@@ -126,8 +126,13 @@ struct Listener {
 
 impl Listener {
     fn start() -> Listener {
+        Listener::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> Listener {
         let mut child = Command::new(env!("CARGO_BIN_EXE_idlereset"))
             .args(["listen", "0", "--bind", "127.0.0.1"])
+            .args(args)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -363,6 +368,27 @@ fn listen_refuses_guessed_and_observed_session_tokens_from_strangers() {
     assert!(
         !log.contains(&token),
         "the log must not hand out the token:\n{log}"
+    );
+}
+
+#[test]
+fn listen_allow_admits_only_the_listed_networks() {
+    if !require_or_skip("listen_allow_admits_only_the_listed_networks") {
+        return;
+    }
+    let mut server = Listener::start_with(&["--allow", "127.0.0.1/32", "--allow", "::1/128"]);
+    let mut stranger = connect_from(lo(7), server.addr).unwrap();
+    let _ = stranger.write_all(b"IDLERESET CTRL\n");
+    assert!(closed_by_server(&stranger, Duration::from_secs(3)));
+    let mut ctrl = connect_from(lo(1), server.addr).unwrap();
+    ctrl.write_all(b"IDLERESET CTRL\n").unwrap();
+    let session = read_line(&mut ctrl, Duration::from_secs(5)).unwrap();
+    assert!(session.starts_with("SESSION "), "{session}");
+    server.assert_alive();
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("127.0.0.7") && log.contains("--allow"),
+        "{log}"
     );
 }
 
