@@ -101,6 +101,22 @@ fn closed_by_server(mut s: &TcpStream, within: Duration) -> bool {
     }
 }
 
+/// Slow senders that sent their first byte: a second byte 4 s later, then, 6 s after the
+/// first, the server must have closed every one (its deadline is for the whole first line or
+/// request head, 5 s, not per read).
+fn assert_slow_senders_cut(slow: &mut [TcpStream]) {
+    std::thread::sleep(Duration::from_secs(4));
+    for s in slow.iter_mut() {
+        let _ = s.write_all(b"D");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let cut = slow
+        .iter()
+        .filter(|s| closed_by_server(s, Duration::from_millis(200)))
+        .count();
+    assert_eq!(cut, slow.len(), "slow senders still held after 6 s");
+}
+
 /// A running `idlereset listen` with its log collected.
 struct Listener {
     child: Child,
@@ -110,8 +126,13 @@ struct Listener {
 
 impl Listener {
     fn start() -> Listener {
+        Listener::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> Listener {
         let mut child = Command::new(env!("CARGO_BIN_EXE_idlereset"))
             .args(["listen", "0", "--bind", "127.0.0.1"])
+            .args(args)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -241,17 +262,7 @@ fn listen_serves_the_prober_through_a_flood_oversized_lines_and_slow_senders() {
     for s in &mut slow {
         let _ = s.write_all(b"I");
     }
-    std::thread::sleep(Duration::from_secs(4));
-    for s in &mut slow {
-        let _ = s.write_all(b"D");
-    }
-    // The line deadline (5 s for the whole line) has passed for every slow sender by now.
-    std::thread::sleep(Duration::from_secs(2));
-    let cut = slow
-        .iter()
-        .filter(|s| closed_by_server(s, Duration::from_millis(200)))
-        .count();
-    assert_eq!(cut, slow.len(), "slow senders still held after 6 s");
+    assert_slow_senders_cut(&mut slow);
 
     assert_probe_measured_the_path(probe);
     let sent = big.join().unwrap();
@@ -360,6 +371,27 @@ fn listen_refuses_guessed_and_observed_session_tokens_from_strangers() {
     );
 }
 
+#[test]
+fn listen_allow_admits_only_the_listed_networks() {
+    if !require_or_skip("listen_allow_admits_only_the_listed_networks") {
+        return;
+    }
+    let mut server = Listener::start_with(&["--allow", "127.0.0.1/32", "--allow", "::1/128"]);
+    let mut stranger = connect_from(lo(7), server.addr).unwrap();
+    let _ = stranger.write_all(b"IDLERESET CTRL\n");
+    assert!(closed_by_server(&stranger, Duration::from_secs(3)));
+    let mut ctrl = connect_from(lo(1), server.addr).unwrap();
+    ctrl.write_all(b"IDLERESET CTRL\n").unwrap();
+    let session = read_line(&mut ctrl, Duration::from_secs(5)).unwrap();
+    assert!(session.starts_with("SESSION "), "{session}");
+    server.assert_alive();
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("127.0.0.7") && log.contains("--allow"),
+        "{log}"
+    );
+}
+
 /// One HTTP/1.1 request on a fresh connection from `src`; the raw response.
 fn http(src: Ipv4Addr, addr: SocketAddr, request: &str) -> String {
     let mut s = connect_from(src, addr).unwrap();
@@ -416,16 +448,7 @@ fn exporter_serves_scrapes_through_a_flood_oversized_headers_and_slow_senders() 
         t.elapsed().as_secs_f64()
     );
 
-    std::thread::sleep(Duration::from_secs(4));
-    for s in &mut slow {
-        let _ = s.write_all(b"E");
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    let cut = slow
-        .iter()
-        .filter(|s| closed_by_server(s, Duration::from_millis(200)))
-        .count();
-    assert_eq!(cut, slow.len(), "slow senders still held after 6 s");
+    assert_slow_senders_cut(&mut slow);
 
     // HEAD and 405 semantics.
     let head = http(lo(1), addr, &get("/metrics", "HEAD"));
