@@ -7,6 +7,7 @@
 //! written as the dump arrives: `count`, `max`, `accounting`, `stats`, then `entries`, then
 //! `matched` (entries printed after filtering) and `dump_interrupted`.
 
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -208,14 +209,73 @@ struct StatsJson {
     cpus: usize,
 }
 
-fn stats_json(stats: &CtStats) -> anyhow::Result<String> {
-    Ok(serde_json::to_string(&StatsJson {
-        total: stats.total,
-        cpus: stats.per_cpu.len(),
-    })?)
+/// `conntrack --json`: a serde type whose `entries` are serialised while the table is dumped
+/// (memory stays flat in the table size); `matched` and `dump_interrupted` follow them, so they
+/// are known by the time they are written.
+struct ConntrackJson<'a> {
+    count: CtCount,
+    accounting: bool,
+    stats: StatsJson,
+    entries: Entries<'a>,
 }
 
-/// Writes the JSON object by hand around a streamed `entries` array.
+/// The streamed `entries` array and what the dump learnt while writing it.
+struct Entries<'a> {
+    ct: RefCell<&'a mut conntrack::Ctnetlink>,
+    filter: Filter,
+    matched: Cell<u64>,
+    interrupted: Cell<bool>,
+    /// A dump failure, kept whole for the caller (serde errors carry only text).
+    failed: RefCell<Option<anyhow::Error>>,
+}
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = ser.serialize_seq(None)?;
+        let mut write_err = None;
+        let mut ct = self.ct.borrow_mut();
+        let dumped = ct.dump(Family::All, |e| {
+            if write_err.is_some() || !self.filter.matches(&e) {
+                return;
+            }
+            self.matched.set(self.matched.get() + 1);
+            if let Err(err) = seq.serialize_element(&EntryJson::from(&e)) {
+                write_err = Some(err);
+            }
+        });
+        if let Some(err) = write_err {
+            return Err(err);
+        }
+        match dumped {
+            Ok(summary) => self.interrupted.set(summary.interrupted),
+            Err(e) => {
+                let e = hint(e);
+                let msg = e.to_string();
+                *self.failed.borrow_mut() = Some(e);
+                return Err(S::Error::custom(msg));
+            }
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for ConntrackJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = ser.serialize_struct("ConntrackJson", 7)?;
+        st.serialize_field("count", &self.count.entries)?;
+        st.serialize_field("max", &self.count.max)?;
+        st.serialize_field("accounting", &self.accounting)?;
+        st.serialize_field("stats", &self.stats)?;
+        st.serialize_field("entries", &self.entries)?;
+        st.serialize_field("matched", &self.entries.matched.get())?;
+        st.serialize_field("dump_interrupted", &self.entries.interrupted.get())?;
+        st.end()
+    }
+}
+
+/// Write `conntrack --json`, streaming the entries from the dump.
 fn write_json(
     out: &mut impl Write,
     ct: &mut conntrack::Ctnetlink,
@@ -224,42 +284,28 @@ fn write_json(
     stats: &CtStats,
     accounting: bool,
 ) -> anyhow::Result<()> {
-    write!(
-        out,
-        "{{\"count\":{},\"max\":{},\"accounting\":{accounting},\"stats\":{},\"entries\":[",
-        count.entries,
-        serde_json::to_string(&count.max)?,
-        stats_json(stats)?
-    )?;
-    let mut matched = 0u64;
-    let mut io_err = None;
-    let summary = ct
-        .dump(Family::All, |e| {
-            if io_err.is_some() || !filter.matches(&e) {
-                return;
-            }
-            let sep = if matched == 0 { "\n" } else { ",\n" };
-            matched += 1;
-            let res = out
-                .write_all(sep.as_bytes())
-                .map_err(anyhow::Error::from)
-                .and_then(|()| {
-                    serde_json::to_writer(&mut *out, &EntryJson::from(&e))
-                        .map_err(anyhow::Error::from)
-                });
-            if let Err(err) = res {
-                io_err = Some(err);
-            }
-        })
-        .map_err(hint)?;
-    if let Some(err) = io_err {
-        return Err(err);
+    let doc = ConntrackJson {
+        count,
+        accounting,
+        stats: StatsJson {
+            total: stats.total,
+            cpus: stats.per_cpu.len(),
+        },
+        entries: Entries {
+            ct: RefCell::new(ct),
+            filter,
+            matched: Cell::new(0),
+            interrupted: Cell::new(false),
+            failed: RefCell::new(None),
+        },
+    };
+    if let Err(e) = serde_json::to_writer(&mut *out, &doc) {
+        return Err(match doc.entries.failed.take() {
+            Some(dump_err) => dump_err,
+            None => e.into(),
+        });
     }
-    writeln!(
-        out,
-        "\n],\"matched\":{matched},\"dump_interrupted\":{}}}",
-        summary.interrupted
-    )?;
+    writeln!(out)?;
     Ok(())
 }
 
@@ -413,7 +459,10 @@ mod tests {
                 ..CpuStats::default()
             },
         };
-        let doc: serde_json::Value = serde_json::from_str(&stats_json(&stats).unwrap()).unwrap();
+        let doc = StatsJson {
+            total: stats.total,
+            cpus: stats.per_cpu.len(),
+        };
         insta::assert_json_snapshot!("conntrack_stats_json", doc);
     }
 
