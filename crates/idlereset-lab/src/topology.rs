@@ -3,7 +3,7 @@
 //!
 //! Addressing (198.18.0.0/15 and 2001:db8::/32 only): the app segment is 198.18.1.0/24
 //! (app .10, next hop .1), the database segment 198.18.2.0/24 (fw .1, db .10), router segments
-//! 198.18.(10+k).0/24. IPv6 mirrors it as 2001:db8:<segment>::/64 with the same host numbers.
+//! 198.18.(10+k).0/24. IPv6 mirrors it as `2001:db8:<segment>::/64` with the same host numbers.
 //! Every link is named `idlereset-<peer host>` inside its namespace.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
