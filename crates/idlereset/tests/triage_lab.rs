@@ -87,8 +87,12 @@ fn triage(lab: &str) -> serde_json::Value {
 fn check(v: &serde_json::Value, cause: &str, failure: &str, timeout_s: f64) {
     assert_eq!(v["verdict"]["cause"], cause, "{v:#}");
     assert_eq!(v["failure"], failure, "{v:#}");
-    let low = v["path_timeout_s"]["low"].as_f64().unwrap();
-    let high = v["path_timeout_s"]["high"].as_f64().unwrap();
+    let low = v["path_timeout_s"]["low"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no lower bound: {v:#}"));
+    let high = v["path_timeout_s"]["high"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no upper bound: {v:#}"));
     assert!(
         low <= timeout_s + 0.5 && high >= timeout_s - 0.5,
         "bracket {low}..{high} does not hold {timeout_s}"

@@ -89,6 +89,52 @@ pub struct PacketEvidence {
     pub catalog: Vec<String>,
 }
 
+pub(crate) fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+pub(crate) fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+impl PacketEvidence {
+    /// Two captures' evidence as one (a live capture and given files): counts add up, the
+    /// bracket is the longest survived idle and the shortest failed one over both.
+    pub fn merge(self, other: PacketEvidence) -> PacketEvidence {
+        let low = max_opt(self.idle_low_s, other.idle_low_s);
+        let high = min_opt(self.idle_high_s, other.idle_high_s);
+        let mut catalog = self.catalog;
+        for c in other.catalog {
+            if !catalog.contains(&c) {
+                catalog.push(c);
+            }
+        }
+        PacketEvidence {
+            flows: self.flows + other.flows,
+            idle_resets: self.idle_resets + other.idle_resets,
+            middlebox_resets: self.middlebox_resets + other.middlebox_resets,
+            blackholes: self.blackholes + other.blackholes,
+            idle_closes: self.idle_closes + other.idle_closes,
+            active_resets: match (self.active_resets, other.active_resets) {
+                (Some(x), Some(y)) => Some(x + y),
+                (x, y) => x.or(y),
+            },
+            idle_low_s: low,
+            idle_high_s: high,
+            consistent: self.consistent
+                && other.consistent
+                && !matches!((low, high), (Some(l), Some(h)) if l >= h),
+            catalog,
+        }
+    }
+}
+
 /// Step 3: one probe of the path to a remote.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProbeEvidence {

@@ -373,3 +373,37 @@ fn process_names_map_to_libraries_only_when_unambiguous() {
     assert_eq!(fix::library_for_process("python3.11"), Some("python"));
     assert_eq!(fix::library_for_process("orders-api"), None);
 }
+
+#[test]
+fn two_captures_merge_into_one_bracket() {
+    let a = PacketEvidence {
+        flows: 2,
+        idle_resets: 1,
+        middlebox_resets: 1,
+        idle_low_s: Some(5.0),
+        idle_high_s: Some(9.5),
+        consistent: true,
+        catalog: vec!["x".into()],
+        ..PacketEvidence::default()
+    };
+    let b = PacketEvidence {
+        flows: 3,
+        blackholes: 1,
+        idle_low_s: Some(8.0),
+        idle_high_s: Some(12.0),
+        consistent: true,
+        catalog: vec!["x".into(), "y".into()],
+        ..PacketEvidence::default()
+    };
+    let m = a.merge(b);
+    assert_eq!((m.flows, m.idle_resets, m.blackholes), (5, 1, 1));
+    assert_eq!((m.idle_low_s, m.idle_high_s), (Some(8.0), Some(9.5)));
+    assert!(m.consistent);
+    assert_eq!(m.catalog, vec!["x".to_string(), "y".to_string()]);
+    let c = PacketEvidence {
+        idle_low_s: Some(10.0),
+        consistent: true,
+        ..PacketEvidence::default()
+    };
+    assert!(!m.merge(c).consistent, "a survived idle above a failed one");
+}

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::evidence::{Evidence, Failure, LogPattern, OsKeepalive};
+use super::evidence::{Evidence, Failure, LogPattern, OsKeepalive, max_opt, min_opt};
 
 /// The root cause `triage` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -261,22 +261,6 @@ fn combine(
     (b, Some(best.name.clone()), failure)
 }
 
-fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        (x, None) => x,
-        (None, y) => y,
-    }
-}
-
-fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
-    }
-}
-
 /// Why keepalive does not protect the connections, if it does not.
 ///
 /// The sysctl-only trap is judged on what the kernel shows, not on who changed what: the OS
@@ -305,6 +289,37 @@ fn keepalive_problem(ev: &Evidence, b: &Bracket) -> Option<String> {
         ));
     }
     None
+}
+
+/// An idle failure was measured: a middlebox forgot the flow, or keepalive was there and did
+/// not help. Confidence from how directly and by how many sources it was seen.
+fn idle_cause(
+    ev: &Evidence,
+    bracket: &Bracket,
+    failure: Failure,
+    probe_measured: bool,
+    agreeing: usize,
+    evidence: &mut Vec<String>,
+) -> (Cause, Confidence) {
+    let mut c = match (probe_measured, agreeing) {
+        (true, n) if n >= 2 => Confidence::High,
+        (true, _) | (false, 2..) => Confidence::Medium,
+        _ => Confidence::Low,
+    };
+    if failure == Failure::None && !probe_measured {
+        c = c.min(Confidence::Medium);
+    }
+    if let Some(why) = keepalive_problem(ev, bracket) {
+        evidence.push(why);
+        return (Cause::KeepaliveIneffective, c);
+    }
+    if let Some(s) = ev.sockets.as_ref().filter(|s| s.keepalive_off() > 0) {
+        evidence.push(format!(
+            "{} connection(s) do not set SO_KEEPALIVE: nothing keeps them alive while idle",
+            s.keepalive_off()
+        ));
+    }
+    (Cause::MiddleboxIdleTimeout, c)
 }
 
 /// Decide. Pure: the same evidence always gives the same verdict.
@@ -363,32 +378,15 @@ pub fn decide(ev: &Evidence) -> Verdict {
         evidence.push("resets come at the same time of day: a scheduled event (failover, restart) drops the state, not idleness".into());
         (Cause::StateLostWhileActive, Confidence::Low)
     } else if bracket.high.is_some() {
-        let sources_agreeing = srcs.len() - contradictions.len().min(srcs.len().saturating_sub(1));
-        let mut c = match (probe_measured, sources_agreeing) {
-            (true, n) if n >= 2 => Confidence::High,
-            (true, _) | (false, 2..) => Confidence::Medium,
-            _ => Confidence::Low,
-        };
-        if failure == Failure::None && !probe_measured {
-            c = c.min(Confidence::Medium);
-        }
-        match keepalive_problem(ev, &bracket) {
-            Some(why) => {
-                evidence.push(why);
-                (Cause::KeepaliveIneffective, c)
-            }
-            None => {
-                if let Some(s) = &ev.sockets {
-                    if s.keepalive_off() > 0 {
-                        evidence.push(format!(
-                            "{} connection(s) do not set SO_KEEPALIVE: nothing keeps them alive while idle",
-                            s.keepalive_off()
-                        ));
-                    }
-                }
-                (Cause::MiddleboxIdleTimeout, c)
-            }
-        }
+        let agreeing = srcs.len() - contradictions.len().min(srcs.len().saturating_sub(1));
+        idle_cause(
+            ev,
+            &bracket,
+            failure,
+            probe_measured,
+            agreeing,
+            &mut evidence,
+        )
     } else if let Some(max) = probe_clean {
         evidence.push(format!(
             "the probe held idle connections up to {}",

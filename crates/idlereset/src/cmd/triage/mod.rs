@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use idlereset_core::catalog::Catalog;
 use idlereset_core::duration::parse_duration;
-use idlereset_core::triage::{Evidence, decide, fix};
+use idlereset_core::inventory::Inventory;
+use idlereset_core::triage::{Evidence, PacketEvidence, decide, fix};
 
 use self::gather::{PathSource, ProbeLimits};
 use self::output::{Output, Status, Step};
@@ -158,8 +159,18 @@ fn not_possible(step: u8, name: &'static str, why: String) -> Step {
     Step::new(step, name, Status::NotPossible, why)
 }
 
+/// One triage in progress: what was found so far.
+struct Run<'a> {
+    args: &'a Args,
+    catalog: &'a Catalog,
+    inventory: Option<Inventory>,
+    stop: Arc<AtomicBool>,
+    ev: Evidence,
+    steps: Vec<Step>,
+    could_not_see: Vec<String>,
+}
+
 fn triage(args: &Args, catalog: &Catalog, started: Instant) -> anyhow::Result<Output> {
-    let stop = interrupt_flag();
     let inventory = args
         .inventory
         .as_deref()
@@ -170,259 +181,265 @@ fn triage(args: &Args, catalog: &Catalog, started: Instant) -> anyhow::Result<Ou
         .iter()
         .map(|r| gather::resolve(r))
         .collect::<anyhow::Result<_>>()?;
-    let mut ev = Evidence::default();
-    let mut could_not_see = Vec::new();
-    let mut steps = Vec::new();
+    let mut run = Run {
+        args,
+        catalog,
+        inventory,
+        stop: interrupt_flag(),
+        ev: Evidence::default(),
+        steps: Vec::new(),
+        could_not_see: Vec::new(),
+    };
+    run.logs();
+    // Steps 4 and 5 are read before the probes, so their connections are not counted.
+    let host = run.host();
+    let targets = run.probe_targets(remotes, host.as_ref());
+    run.packets_and_path(&targets, host.as_ref());
+    run.host_steps(host.as_ref());
+    Ok(run.finish(started))
+}
 
-    // 1. logs
-    steps.push(if args.logs.is_empty() {
-        Step::new(1, "logs", Status::Skipped, "no --log given".into())
-    } else {
-        match gather::logs(&args.logs, catalog) {
-            Ok(l) => {
-                let s = output::log_step(&l);
-                ev.logs = Some(l);
-                s
+impl Run<'_> {
+    /// Step 1.
+    fn logs(&mut self) {
+        let step = if self.args.logs.is_empty() {
+            Step::new(1, "logs", Status::Skipped, "no --log given".into())
+        } else {
+            match gather::logs(&self.args.logs, self.catalog) {
+                Ok(l) => {
+                    let s = output::log_step(&l);
+                    self.ev.logs = Some(l);
+                    s
+                }
+                Err(e) => not_possible(1, "logs", format!("{e:#}")),
             }
-            Err(e) => not_possible(1, "logs", format!("{e:#}")),
-        }
-    });
+        };
+        self.steps.push(step);
+    }
 
-    // 4 and 5 are read first, so the probes' own connections are not counted among the host's.
-    let host = if args.skip_host {
-        None
-    } else {
-        match gather::host(args.netns.as_deref()) {
+    /// The facts of steps 3 (local conntrack), 4 and 5.
+    fn host(&mut self) -> Option<gather::HostFacts> {
+        if self.args.skip_host {
+            return None;
+        }
+        match gather::host(self.args.netns.as_deref()) {
             Ok(h) => {
-                could_not_see.extend(h.could_not_see.iter().cloned());
+                self.could_not_see.extend(h.could_not_see.iter().cloned());
                 Some(h)
             }
             Err(e) => {
-                could_not_see.push(format!("sockets and sysctls: {e:#}"));
+                self.could_not_see
+                    .push(format!("sockets and sysctls: {e:#}"));
                 None
             }
         }
-    };
-    let first_look = host.as_ref().map(|h| {
-        let src = match &inventory {
+    }
+
+    /// The `--remote`s, plus with `--probe-at-risk` up to 8 remotes step 5 finds at risk
+    /// (judged against the inventory, or the assumed path timeout).
+    fn probe_targets(
+        &self,
+        remotes: Vec<SocketAddr>,
+        host: Option<&gather::HostFacts>,
+    ) -> Vec<SocketAddr> {
+        let mut targets = remotes;
+        let (Some(h), true) = (host, self.args.probe_at_risk) else {
+            return targets;
+        };
+        let src = match &self.inventory {
             Some(inv) => PathSource::Inventory(inv),
             None => PathSource::Assumed,
         };
-        gather::sockets(h, &src, catalog)
-    });
-
-    // 2 + 3: captures, live capture during the probes, probes.
-    let mut probe_targets = remotes.clone();
-    if args.probe_at_risk {
-        for r in first_look.iter().flat_map(|s| &s.at_risk_remotes) {
+        let limit = targets.len() + 8;
+        for r in gather::sockets(h, &src, self.catalog).at_risk_remotes {
             if let Ok(a) = r.parse::<SocketAddr>() {
-                if !probe_targets.contains(&a) && probe_targets.len() < remotes.len() + 8 {
-                    probe_targets.push(a);
+                if !targets.contains(&a) && targets.len() < limit {
+                    targets.push(a);
                 }
             }
         }
+        targets
     }
-    let live = match (args.capture, args.netns.as_deref()) {
-        (None, _) => None,
-        (Some(_), None) => {
-            could_not_see.push(
+
+    /// Steps 2 and 3: the live capture runs while the probes do; then the given captures.
+    fn packets_and_path(&mut self, targets: &[SocketAddr], host: Option<&gather::HostFacts>) {
+        let live = self.start_capture();
+        let capture_started = Instant::now();
+        let tty = std::io::stderr().is_terminal();
+        let quiet = self.args.json;
+        let mut progress = |line: &str| {
+            if tty {
+                eprint!("\r\x1b[2K{line}");
+            } else if !quiet {
+                eprintln!("{line}");
+            }
+        };
+        if !targets.is_empty() {
+            let limits = ProbeLimits {
+                max: self.args.probe_max,
+                connections: 256,
+                connect_rate: 200,
+            };
+            self.ev.probes = gather::probes(
+                targets,
+                self.args.netns.as_deref(),
+                &limits,
+                self.catalog,
+                &self.stop,
+                &mut progress,
+            );
+            if tty {
+                eprintln!();
+            }
+        }
+        let mut notes = Vec::new();
+        if let (Some(live), Some(d)) = (live, self.args.capture) {
+            while capture_started.elapsed() < d && !self.stop.load(Ordering::Relaxed) {
+                progress(&format!(
+                    "capturing {:.0} s of {:.0} s",
+                    capture_started.elapsed().as_secs_f64(),
+                    d.as_secs_f64()
+                ));
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            if tty {
+                eprintln!();
+            }
+            match live.finish(self.catalog) {
+                Ok((p, frames, errors)) => {
+                    notes.push(format!(
+                        "captured {frames} frame(s) in {:.0} s",
+                        capture_started.elapsed().as_secs_f64()
+                    ));
+                    notes.extend(errors);
+                    self.add_packets(p);
+                }
+                Err(e) => self.could_not_see.push(format!("capture: {e:#}")),
+            }
+        }
+        if !self.args.pcaps.is_empty() {
+            let (p, errors) = gather::pcaps(&self.args.pcaps, self.catalog);
+            notes.extend(errors);
+            self.add_packets(p);
+        }
+        let packets = match &self.ev.packets {
+            Some(p) => output::packet_step(p, notes),
+            None if self.args.capture.is_some() => not_possible(
+                2,
+                "packets",
+                "the capture could not run (see could not see)".into(),
+            ),
+            None => Step::new(
+                2,
+                "packets",
+                Status::Skipped,
+                "no --pcap or --capture given".into(),
+            ),
+        };
+        self.steps.push(packets);
+        let mut path = if self.ev.probes.is_empty() {
+            Step::new(
+                3,
+                "path",
+                Status::Skipped,
+                "no --remote given (and no remote at risk to probe)".into(),
+            )
+        } else {
+            output::probe_step(&self.ev.probes)
+        };
+        if let Some(h) = host {
+            self.ev.conntrack = gather::local_conntrack(h);
+            output::conntrack_details(&mut path, self.ev.conntrack.as_ref(), h.forwarding);
+        }
+        self.steps.push(path);
+    }
+
+    fn start_capture(&mut self) -> Option<gather::LiveCapture> {
+        self.args.capture?;
+        let Some(ns) = self.args.netns.as_deref() else {
+            self.could_not_see.push(
                 "--capture needs --netns in this version (the capture opens the namespace by name)"
                     .into(),
             );
-            None
-        }
-        (Some(_), Some(ns)) => match gather::LiveCapture::start(ns) {
+            return None;
+        };
+        match gather::LiveCapture::start(ns) {
             Ok(c) => Some(c),
             Err(e) => {
-                could_not_see.push(format!("capture: {e:#}"));
+                self.could_not_see.push(format!("capture: {e:#}"));
                 None
             }
-        },
-    };
-    let capture_started = Instant::now();
-    let tty = std::io::stderr().is_terminal();
-    let quiet = args.json;
-    let mut progress = |line: &str| {
-        if tty {
-            eprint!("\r\x1b[2K{line}");
-        } else if !quiet {
-            eprintln!("{line}");
-        }
-    };
-    if !probe_targets.is_empty() {
-        let limits = ProbeLimits {
-            max: args.probe_max,
-            connections: 256,
-            connect_rate: 200,
-        };
-        ev.probes = gather::probes(
-            &probe_targets,
-            args.netns.as_deref(),
-            &limits,
-            catalog,
-            &stop,
-            &mut progress,
-        );
-        if tty {
-            eprintln!();
         }
     }
-    let mut packet_notes = Vec::new();
-    if let (Some(live), Some(d)) = (live, args.capture) {
-        while capture_started.elapsed() < d && !stop.load(Ordering::Relaxed) {
-            progress(&format!(
-                "capturing {:.0} s of {:.0} s",
-                capture_started.elapsed().as_secs_f64(),
-                d.as_secs_f64()
-            ));
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        if tty {
-            eprintln!();
-        }
-        match live.finish(catalog) {
-            Ok((p, frames, errors)) => {
-                packet_notes.push(format!(
-                    "captured {frames} frame(s) in {:.0} s",
-                    capture_started.elapsed().as_secs_f64()
-                ));
-                packet_notes.extend(errors);
-                ev.packets = Some(merge_packets(ev.packets.take(), p));
-            }
-            Err(e) => could_not_see.push(format!("capture: {e:#}")),
-        }
-    }
-    if !args.pcaps.is_empty() {
-        let (p, errors) = gather::pcaps(&args.pcaps, catalog);
-        packet_notes.extend(errors);
-        ev.packets = Some(merge_packets(ev.packets.take(), p));
-    }
-    steps.push(match &ev.packets {
-        Some(p) => output::packet_step(p, packet_notes),
-        None if args.capture.is_some() => not_possible(
-            2,
-            "packets",
-            "the capture could not run (see could not see)".into(),
-        ),
-        None => Step::new(
-            2,
-            "packets",
-            Status::Skipped,
-            "no --pcap or --capture given".into(),
-        ),
-    });
 
-    // 3: path
-    let mut path_step = if ev.probes.is_empty() {
-        Step::new(
-            3,
-            "path",
-            Status::Skipped,
-            "no --remote given (and no remote at risk to probe)".into(),
-        )
-    } else {
-        output::probe_step(&ev.probes)
-    };
-    if let Some(h) = &host {
-        ev.conntrack = gather::local_conntrack(h);
-        output::conntrack_details(&mut path_step, ev.conntrack.as_ref(), h.forwarding);
+    fn add_packets(&mut self, p: PacketEvidence) {
+        self.ev.packets = Some(match self.ev.packets.take() {
+            Some(a) => a.merge(p),
+            None => p,
+        });
     }
-    steps.push(path_step);
 
-    // 4 and 5
-    match &host {
-        Some(h) => {
-            ev.os_keepalive = gather::os_keepalive(h);
-            steps.push(output::keepalive_step(ev.os_keepalive.as_ref()));
-            let measured = ev
-                .probes
-                .iter()
-                .filter_map(|p| p.low_s.filter(|_| p.high_s.is_some()).or(p.high_s))
-                .reduce(f64::min);
-            let src = match (measured, &inventory) {
-                (Some(m), _) => PathSource::Measured(m),
-                (None, Some(inv)) => PathSource::Inventory(inv),
-                (None, None) => PathSource::Assumed,
+    /// Steps 4 and 5; sockets are judged against the measured timeout when there is one.
+    fn host_steps(&mut self, host: Option<&gather::HostFacts>) {
+        let Some(h) = host else {
+            let (status, why) = if self.args.skip_host {
+                (
+                    Status::Skipped,
+                    "--skip-host: the logs come from another host".to_string(),
+                )
+            } else {
+                (
+                    Status::NotPossible,
+                    self.could_not_see.last().cloned().unwrap_or_default(),
+                )
             };
-            let s = gather::sockets(h, &src, catalog);
-            steps.push(output::socket_step(&s));
-            ev.sockets = Some(s);
-        }
-        None if args.skip_host => {
-            let why = "--skip-host: the logs come from another host".to_string();
-            steps.push(Step::new(4, "keepalive", Status::Skipped, why.clone()));
-            steps.push(Step::new(5, "sockets", Status::Skipped, why));
-        }
-        None => {
-            let why = could_not_see.last().cloned().unwrap_or_default();
-            steps.push(not_possible(4, "keepalive", why.clone()));
-            steps.push(not_possible(5, "sockets", why));
-        }
+            self.steps
+                .push(Step::new(4, "keepalive", status, why.clone()));
+            self.steps.push(Step::new(5, "sockets", status, why));
+            return;
+        };
+        self.ev.os_keepalive = gather::os_keepalive(h);
+        self.steps
+            .push(output::keepalive_step(self.ev.os_keepalive.as_ref()));
+        let measured = self
+            .ev
+            .probes
+            .iter()
+            .filter_map(|p| p.low_s.filter(|_| p.high_s.is_some()).or(p.high_s))
+            .reduce(f64::min);
+        let src = match (measured, &self.inventory) {
+            (Some(m), _) => PathSource::Measured(m),
+            (None, Some(inv)) => PathSource::Inventory(inv),
+            (None, None) => PathSource::Assumed,
+        };
+        let s = gather::sockets(h, &src, self.catalog);
+        self.steps.push(output::socket_step(&s));
+        self.ev.sockets = Some(s);
     }
-    steps.sort_by_key(|s| s.number);
 
-    let verdict = decide(&ev);
-    let inventory_toml = fix::inventory_toml(&verdict, &ev);
-    let plan = match &inventory_toml {
-        Some(t) => match gather::plan(t, catalog) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                could_not_see.push(format!("plan: {e:#}"));
-                None
-            }
-        },
-        None => None,
-    };
-    Ok(Output::new(
-        steps,
-        verdict,
-        plan,
-        inventory_toml,
-        ev,
-        could_not_see,
-        stop.load(Ordering::Relaxed),
-        started.elapsed().as_secs_f64(),
-    ))
-}
-
-/// Sum two captures' evidence (a live capture and given files).
-fn merge_packets(
-    a: Option<idlereset_core::triage::PacketEvidence>,
-    b: idlereset_core::triage::PacketEvidence,
-) -> idlereset_core::triage::PacketEvidence {
-    let Some(a) = a else { return b };
-    let min = |x: Option<f64>, y: Option<f64>| match (x, y) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
-    };
-    let max = |x: Option<f64>, y: Option<f64>| match (x, y) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        (x, y) => x.or(y),
-    };
-    let mut catalog = a.catalog;
-    catalog.extend(
-        b.catalog
-            .into_iter()
-            .filter(|c| !catalog.contains(c))
-            .collect::<Vec<_>>(),
-    );
-    let low = max(a.idle_low_s, b.idle_low_s);
-    let high = min(a.idle_high_s, b.idle_high_s);
-    idlereset_core::triage::PacketEvidence {
-        flows: a.flows + b.flows,
-        idle_resets: a.idle_resets + b.idle_resets,
-        middlebox_resets: a.middlebox_resets + b.middlebox_resets,
-        blackholes: a.blackholes + b.blackholes,
-        idle_closes: a.idle_closes + b.idle_closes,
-        active_resets: match (a.active_resets, b.active_resets) {
-            (Some(x), Some(y)) => Some(x + y),
-            (x, y) => x.or(y),
-        },
-        idle_low_s: low,
-        idle_high_s: high,
-        consistent: a.consistent
-            && b.consistent
-            && !matches!((low, high), (Some(l), Some(h)) if l >= h),
-        catalog,
+    /// The verdict and the fix.
+    fn finish(mut self, started: Instant) -> Output {
+        self.steps.sort_by_key(|s| s.number);
+        let verdict = decide(&self.ev);
+        let inventory_toml = fix::inventory_toml(&verdict, &self.ev);
+        let plan = inventory_toml
+            .as_ref()
+            .and_then(|t| match gather::plan(t, self.catalog) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.could_not_see.push(format!("plan: {e:#}"));
+                    None
+                }
+            });
+        Output::new(
+            self.steps,
+            verdict,
+            plan,
+            inventory_toml,
+            self.ev,
+            self.could_not_see,
+            self.stop.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64(),
+        )
     }
 }

@@ -52,11 +52,9 @@ impl Step {
     }
 }
 
-/// The fix: plan's JSON object plus how to apply, verify and undo it.
+/// How to verify and undo the fix, and what would have caught the incident.
 #[derive(Debug, Clone, Serialize)]
 pub struct FixOut {
-    /// `plan --json` for the measured path (None when nothing idle-related was found).
-    pub plan: Option<Plan>,
     /// The inventory the plan was made from (save it to run `plan` / `verify` yourself).
     pub inventory: Option<String>,
     pub verify: Option<String>,
@@ -105,9 +103,8 @@ impl Output {
             steps,
             path_timeout_s: verdict.path_timeout_s,
             failure: verdict.failure.as_str(),
-            fix: plan.clone(),
+            fix: plan,
             remedy: FixOut {
-                plan,
                 inventory,
                 verify,
                 rollback: fix::rollback(verdict.cause),
