@@ -161,7 +161,6 @@ pub async fn run(
     settings: &BTreeMap<String, serde_json::Value>,
 ) -> Result<DriverResult> {
     let (_, script) = driver.command();
-    let rt = tokio::runtime::Handle::current();
     let mut cmd = driver.base();
     cmd.arg(&script)
         .arg(&driver.module)
@@ -172,12 +171,7 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = ns
-        .run(move || {
-            let _guard = rt.enter();
-            cmd.spawn()
-        })?
-        .map_err(|e| LabError::io("run", script.clone(), e))?;
+    let mut child = super::psql::spawn_in(ns, cmd, &script)?;
     let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(LabError::Config("driver pipes missing".into()));
     };

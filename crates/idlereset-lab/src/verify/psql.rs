@@ -53,6 +53,21 @@ impl Session {
     }
 }
 
+/// Spawn `cmd` from a thread inside `ns`: the program and its sockets live in that namespace
+/// (tokio's child reaper stays on the caller's runtime). `program` names it in errors.
+pub(crate) fn spawn_in(
+    ns: &NetNs,
+    mut cmd: tokio::process::Command,
+    program: &Path,
+) -> Result<Child> {
+    let rt = tokio::runtime::Handle::current();
+    ns.run(move || {
+        let _guard = rt.enter();
+        cmd.spawn()
+    })?
+    .map_err(|e| LabError::io("run", program, e))
+}
+
 /// Run the session. `conninfo` is a libpq connection string; `idle` and `heartbeat` are lab
 /// durations.
 pub async fn session(
@@ -63,7 +78,6 @@ pub async fn session(
     heartbeat: Option<Duration>,
     reply_timeout: Duration,
 ) -> Result<PsqlResult> {
-    let rt = tokio::runtime::Handle::current();
     let mut cmd = tokio::process::Command::new(psql);
     cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
         .arg(conninfo)
@@ -72,13 +86,7 @@ pub async fn session(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    // Spawned from a thread inside `ns`: psql and its socket live in the app namespace.
-    let mut child = ns
-        .run(move || {
-            let _guard = rt.enter();
-            cmd.spawn()
-        })?
-        .map_err(|e| LabError::io("run", psql, e))?;
+    let mut child = spawn_in(ns, cmd, psql)?;
     let (Some(stdin), Some(stdout), Some(mut stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
