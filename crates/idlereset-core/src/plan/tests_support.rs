@@ -27,6 +27,7 @@ pub fn path(t: f64, clients: Vec<Client>) -> Inventory {
             honours_keepalive: true,
             catalog: None,
             matches: vec![],
+            other_path: None,
             line: 1,
         }],
         clients,

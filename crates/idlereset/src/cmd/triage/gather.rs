@@ -4,7 +4,7 @@
 //! text. Nothing else in `triage` touches those engines, so when they change, only this file
 //! follows.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,13 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use idlereset_core::audit::{self, KernelSettings, PathTimeout, SocketFacts, default_path_timeout};
+use idlereset_core::audit::gather::{NsFacts, attribute, gather};
+use idlereset_core::audit::{self, KernelSettings, SocketFacts};
 use idlereset_core::catalog::Catalog;
 use idlereset_core::inventory::Inventory;
 use idlereset_core::logs::analysis::Pattern;
 use idlereset_core::logs::signatures::SignatureSet;
 use idlereset_core::logs::timestamp::TimeContext;
 use idlereset_core::logs::{self as core_logs, ScanOptions};
+use idlereset_core::path::PathPolicy;
 use idlereset_core::pcap::flow::Config as PcapConfig;
 use idlereset_core::pcap::summary::summarise;
 use idlereset_core::probe::{Failure as ProbeFailure, Precision};
@@ -29,11 +31,9 @@ use idlereset_core::triage::{
 };
 use idlereset_linux::NetNs;
 use idlereset_linux::capture::CaptureToFile;
+use idlereset_linux::host::LinuxHost;
 use idlereset_linux::mapped_file::MappedFile;
 use idlereset_linux::probe::{ProbeConfig, Progress};
-use idlereset_linux::procfs::SocketOwners;
-
-use crate::cmd::audit::gather::{NsFacts, gather};
 
 /// Step 1: the given log files through the `logs` engine with its defaults (UTC, built-in
 /// signatures, 2 s merge window).
@@ -44,20 +44,27 @@ pub fn logs(files: &[PathBuf], catalog: &Catalog) -> anyhow::Result<LogEvidence>
             tz: jiff::tz::TimeZone::UTC,
             year: jiff::Zoned::now().year(),
         },
-        connections: true,
+        ..ScanOptions::default()
     };
-    let data: Vec<MappedFile> = files
-        .iter()
-        .map(|p| MappedFile::open(p).with_context(|| format!("reading log {}", p.display())))
-        .collect::<anyhow::Result<_>>()?;
-    let scans: Vec<_> = data.iter().map(|d| core_logs::scan(d, &opts)).collect();
-    let (report, _) = core_logs::report(
-        &scans,
-        &opts.signatures,
-        catalog,
-        &jiff::tz::TimeZone::UTC,
-        2.0,
-    );
+    // The logs engine streams: each file is read in blocks, never mapped (a rotated file may
+    // shrink under us), with the same bounded memory as `idlereset logs`.
+    let mut scanner = core_logs::scanner::Scanner::new(&opts);
+    let mut buf = vec![0u8; 1 << 20];
+    for path in files {
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("reading log {}", path.display()))?;
+        scanner.begin_input(&path.display().to_string());
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf)
+                .with_context(|| format!("reading log {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            scanner.push(&buf[..n], &mut |_| {});
+        }
+        scanner.end_input(&mut |_| {});
+    }
+    let report = scanner.finish(catalog, &jiff::tz::TimeZone::UTC).report;
     let pattern = match report.pattern {
         Pattern::ConnectionAgeTimer => LogPattern::ConnectionAgeTimer,
         Pattern::WallClockSchedule => LogPattern::WallClockSchedule,
@@ -78,14 +85,18 @@ pub fn logs(files: &[PathBuf], catalog: &Catalog) -> anyhow::Result<LogEvidence>
     };
     Ok(LogEvidence {
         failure,
-        events: report.events,
-        incidents: report.incidents,
+        events: usize::try_from(report.events).unwrap_or(usize::MAX),
+        incidents: usize::try_from(report.incidents).unwrap_or(usize::MAX),
         pattern,
         period_s: report.period_s,
         drift_s_per_day: report.drift_s_per_day,
         idle_low_s: low,
         idle_high_s: high,
-        signatures: report.signatures.into_iter().collect(),
+        signatures: report
+            .signatures
+            .into_iter()
+            .map(|(k, v)| (k, usize::try_from(v).unwrap_or(usize::MAX)))
+            .collect(),
         catalog: report.candidates.into_iter().map(|c| c.id).collect(),
     })
 }
@@ -102,9 +113,18 @@ pub fn pcaps(files: &[PathBuf], catalog: &Catalog) -> (PacketEvidence, Vec<Strin
     for f in files {
         match MappedFile::open(f) {
             Ok(data) => {
-                let (a, err) = idlereset_core::pcap::analyse_bytes(&data, cfg);
-                if let Some(e) = err {
+                let (a, outcome) = idlereset_core::pcap::analyse_bytes(&data, cfg);
+                if let Some(e) = &outcome.error {
                     errors.push(format!("{}: {e}", f.display()));
+                }
+                for d in &outcome.damage {
+                    errors.push(format!(
+                        "{}: damaged at byte {} ({} bytes skipped): {}",
+                        f.display(),
+                        d.offset,
+                        d.skipped,
+                        d.reason
+                    ));
                 }
                 analyses.push(a.analysis);
             }
@@ -119,7 +139,7 @@ pub fn pcaps(files: &[PathBuf], catalog: &Catalog) -> (PacketEvidence, Vec<Strin
         middlebox_resets: s.middlebox_resets,
         blackholes: s.blackholes,
         idle_closes: s.idle_closes,
-        active_resets: None,
+        active_resets: Some(s.active_resets),
         idle_low_s: s.idle_timeout_s.low,
         idle_high_s: s.idle_timeout_s.high,
         consistent: s.consistent,
@@ -332,31 +352,26 @@ pub fn host(netns: Option<&str>) -> anyhow::Result<HostFacts> {
             let (f, fw) = ns
                 .run(|| {
                     (
-                        gather(Some(name.to_string()), Duration::ZERO),
+                        gather(
+                            &mut LinuxHost::new(),
+                            Some(name.to_string()),
+                            Duration::ZERO,
+                        ),
                         read_forward(),
                     )
                 })
                 .with_context(|| format!("enter network namespace {name} (needs root)"))?;
             (f?, fw)
         }
-        None => (gather(None, Duration::ZERO)?, read_forward()),
+        None => (
+            gather(&mut LinuxHost::new(), None, Duration::ZERO)?,
+            read_forward(),
+        ),
     };
     let mut could_not_see = std::mem::take(&mut facts.could_not_see);
-    let wanted: HashSet<u64> = facts.inodes.iter().copied().filter(|i| *i != 0).collect();
-    match SocketOwners::scan(Some(&wanted)) {
-        Ok(owners) => {
-            if let Some(n) = owners.visibility_note() {
-                could_not_see.push(n);
-            }
-            for (s, inode) in facts.sockets.iter_mut().zip(&facts.inodes) {
-                if let Some((pid, comm)) = owners.process(*inode) {
-                    s.pid = Some(pid);
-                    s.process = Some(comm.to_string());
-                }
-            }
-        }
-        Err(e) => could_not_see.push(format!("socket owners (/proc): {e}")),
-    }
+    let mut gathered = [facts];
+    could_not_see.extend(attribute(&mut LinuxHost::new(), &mut gathered));
+    let [facts] = gathered;
     Ok(HostFacts {
         facts,
         forwarding,
@@ -407,25 +422,16 @@ pub fn sockets(h: &HostFacts, path: &PathSource<'_>, catalog: &Catalog) -> Socke
         .filter(|s| !s.remote.is_some_and(is_loopback))
         .cloned()
         .collect();
-    let assumed = default_path_timeout(catalog);
-    let resolve = |r: SocketAddr| -> Option<PathTimeout> {
-        match path {
-            PathSource::Measured(s) => Some(PathTimeout {
-                seconds: *s,
-                source: "measured by triage".into(),
-            }),
-            PathSource::Inventory(inv) => inv.path_timeout_for(r).map(|(s, hop)| PathTimeout {
-                seconds: s,
-                source: format!("inventory hop {}", hop.name),
-            }),
-            PathSource::Assumed => assumed.clone(),
-        }
+    let policy = match path {
+        PathSource::Measured(s) => PathPolicy::fixed(*s, "measured by triage"),
+        PathSource::Inventory(inv) => PathPolicy::inventory((*inv).clone(), "the inventory"),
+        PathSource::Assumed => PathPolicy::catalog_default(catalog).unwrap_or(PathPolicy::Unknown),
     };
     let report = audit::evaluate(
         &judged,
         &h.facts.kernel(),
         h.facts.conntrack.as_ref(),
-        &resolve,
+        &policy,
     );
     let mut by_proc: BTreeMap<String, ProcessSockets> = BTreeMap::new();
     for s in &judged {
