@@ -22,6 +22,22 @@ use idlereset_linux::privilege::require_or_skip;
 
 const PORT: u16 = 7421;
 
+/// Wait up to `secs` for the flow to fail, then stop traffic and capture and remove the lab.
+/// Returns the flow's failure.
+fn finish(lab: Lab, flow: &BusyFlow, capture: FlowCapture, secs: u64) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while flow.failed.lock().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let failure = flow.failed.lock().unwrap().clone();
+    // Let the capture see the reset's aftermath.
+    std::thread::sleep(Duration::from_millis(500));
+    flow.stop();
+    drop(capture.finish());
+    lab.destroy().unwrap();
+    failure
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_conntrack_entry_under_a_busy_flow_is_one_active_reset() {
     if !require_or_skip("deleted_conntrack_entry_under_a_busy_flow_is_one_active_reset") {
@@ -62,15 +78,7 @@ async fn deleted_conntrack_entry_under_a_busy_flow_is_one_active_reset() {
         .run(|| Ctnetlink::open().and_then(|mut ct| ct.delete(6, &orig)))
         .unwrap()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while flow.failed.lock().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let failure = flow.failed.lock().unwrap().clone();
-    std::thread::sleep(Duration::from_millis(500));
-    flow.stop();
-    drop(capture.finish());
-    lab.destroy().unwrap();
+    let failure = finish(lab, &flow, capture, 10);
     assert!(failure.is_some(), "the flow survived the deleted entry");
 
     let bytes = std::fs::read(dir.join("app.pcap")).unwrap();
@@ -161,15 +169,7 @@ async fn frozen_timer_story_capture_gives_an_active_reset_with_the_asymmetric_ro
             .await
             .unwrap();
     eprintln!("{report:?}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while flow.failed.lock().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let failure = flow.failed.lock().unwrap().clone();
-    std::thread::sleep(Duration::from_millis(500));
-    flow.stop();
-    drop(capture.finish());
-    lab.destroy().unwrap();
+    let failure = finish(lab, &flow, capture, 30);
     eprintln!("failure: {failure:?}");
     assert!(failure.is_some(), "the flow survived the frozen timer");
 
