@@ -216,7 +216,8 @@ pub struct Profile<'a> {
     pub library: &'a LibraryData,
     pub behaviour: &'a Behaviour,
     pub version: Version,
-    /// `true` when the inventory named no version and [`LibraryData::assumed_version`] is used.
+    /// `true` when the inventory named no version, [`LibraryData::assumed_version`] is used and
+    /// the library's behaviour differs between versions.
     pub assumed: bool,
 }
 
@@ -318,9 +319,11 @@ impl Libraries {
     /// The profile of `lib` at `version` (the assumed version when `None`).
     pub fn profile(&self, lib: Library, version: Option<Version>) -> Profile<'_> {
         let data = self.get(lib.as_str()).unwrap_or_else(|| self.fallback());
+        // A version is only "assumed" when the behaviour depends on it: a library with one
+        // behaviour row (raw sockets, a runtime's defaults) gives the same advice for all.
         let (v, assumed) = match version {
             Some(v) => (v, false),
-            None => (data.assumed_version, true),
+            None => (data.assumed_version, data.behaviour.len() > 1),
         };
         let behaviour = data.behaviour_for(v).unwrap_or_else(|| self.fallback_b());
         Profile {
