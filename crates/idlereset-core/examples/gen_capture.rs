@@ -183,28 +183,28 @@ fn main() {
     let mut idle: std::collections::VecDeque<(u64, Flow)> = Default::default();
     let (mut resets, mut blackholes, mut closed) = (0u64, 0u64, 0u64);
     while g.bytes < target {
-        if let Some(&(wake, _)) = idle.front() {
-            if wake <= g.t_ns {
-                let Some((_, mut f)) = idle.pop_front() else {
-                    break;
-                };
-                g.packet(&mut f, true, ACK | PSH, 120, None, None);
-                match f.fate {
-                    Fate::Reset => {
-                        let forged = f.sseq;
-                        g.packet(&mut f, false, RST | ACK, 0, Some(forged), Some(64));
-                        resets += 1;
-                    }
-                    _ => {
-                        let seq = f.cseq.wrapping_sub(120);
-                        for _ in 0..6 {
-                            g.packet(&mut f, true, ACK | PSH, 120, Some(seq), None);
-                        }
-                        blackholes += 1;
-                    }
+        if let Some(&(wake, _)) = idle.front()
+            && wake <= g.t_ns
+        {
+            let Some((_, mut f)) = idle.pop_front() else {
+                break;
+            };
+            g.packet(&mut f, true, ACK | PSH, 120, None, None);
+            match f.fate {
+                Fate::Reset => {
+                    let forged = f.sseq;
+                    g.packet(&mut f, false, RST | ACK, 0, Some(forged), Some(64));
+                    resets += 1;
                 }
-                continue;
+                _ => {
+                    let seq = f.cseq.wrapping_sub(120);
+                    for _ in 0..6 {
+                        g.packet(&mut f, true, ACK | PSH, 120, Some(seq), None);
+                    }
+                    blackholes += 1;
+                }
             }
+            continue;
         }
         let i = rng.below(active.len() as u64) as usize;
         let mut f = active[i];

@@ -157,12 +157,12 @@ pub fn sample_once(host: &mut dyn HostSource, cache: &Mutex<IdleCache>) -> Resul
                 .collect()
         }
     };
-    if !new_inodes.is_empty() {
-        if let Ok(o) = host.owners(&new_inodes) {
-            let mut c = cache.lock().map_err(|_| poisoned())?;
-            c.last_owner_scan = now;
-            c.owners.extend(o.by_inode);
-        }
+    if !new_inodes.is_empty()
+        && let Ok(o) = host.owners(&new_inodes)
+    {
+        let mut c = cache.lock().map_err(|_| poisoned())?;
+        c.last_owner_scan = now;
+        c.owners.extend(o.by_inode);
     }
     Ok(())
 }

@@ -106,12 +106,11 @@ impl FlowCapture {
                         let _ = w.write_packet(f.ts, &f.data, f.data.len() as u32);
                     }
                     let t = t0.elapsed().as_secs_f64();
-                    if let Some(p) = parse_frame(linktype, &f.data, port, t, label) {
-                        if let Ok(mut v) = packets.lock() {
-                            if v.len() < MAX_PACKETS {
-                                v.push(p);
-                            }
-                        }
+                    if let Some(p) = parse_frame(linktype, &f.data, port, t, label)
+                        && let Ok(mut v) = packets.lock()
+                        && v.len() < MAX_PACKETS
+                    {
+                        v.push(p);
                     }
                     Ok(())
                 });

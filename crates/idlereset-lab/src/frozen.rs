@@ -16,7 +16,7 @@
 //! timeout later. With `loose=1` (the story run) the next packet after expiry is picked up as
 //! a NEW entry in mid-stream, the reject rule answers it with a reset: busy flow, frozen timer,
 //! expiry, reset. With the report's `loose=0` the packet after expiry is INVALID as well and the
-//! routed flow goes on untracked. Under NAT (README) INVALID packets skip the translation and
+//! routed flow goes on untracked. Under NAT (docs/conntrack.md) INVALID packets skip the translation and
 //! the connection breaks at once. `loose=1` does not re-synchronise the window (the report's
 //! expectation); `be_liberal=1` is run as well.
 

@@ -680,13 +680,13 @@ fn verdict(sc: &Scenario, outcome: Outcome, ev: &Evidence) -> String {
                  was a new non-SYN flow and the firewall answered it with a TCP reset",
                 sc.idle_s
             );
-            if let (Some(rst_ttl), Some(db_ttl)) = (ev.rst_at_app.first(), ev.db_ttl_at_app) {
-                if *rst_ttl != db_ttl {
-                    s.push_str(&format!(
+            if let (Some(rst_ttl), Some(db_ttl)) = (ev.rst_at_app.first(), ev.db_ttl_at_app)
+                && *rst_ttl != db_ttl
+            {
+                s.push_str(&format!(
                         ". The RST carries the database's address but TTL {rst_ttl}, while the database's packets arrive with TTL {db_ttl}: \
                          a middlebox made it"
                     ));
-                }
             }
             if ev.rst_on_db_link == 0 {
                 s.push_str(". No RST crossed the firewall's database link: the database still holds the connection as ESTABLISHED");

@@ -157,10 +157,10 @@ impl AppLog {
             jiff::Timestamp::now(),
             if rest.is_empty() { "" } else { " " }
         );
-        if let Some(f) = &self.file {
-            if let Ok(mut f) = f.lock() {
-                let _ = writeln!(f, "{line}");
-            }
+        if let Some(f) = &self.file
+            && let Ok(mut f) = f.lock()
+        {
+            let _ = writeln!(f, "{line}");
         }
         if let Ok(mut l) = self.lines.lock() {
             if l.len() >= LOG_MEMORY {

@@ -121,7 +121,7 @@ impl Drop for Slot {
     }
 }
 
-/// At most one message per kind every [`Throttle::EVERY`].
+/// At most one message per kind every `Throttle::EVERY`.
 #[derive(Debug, Default)]
 pub struct Throttle {
     last: Option<Instant>,

@@ -1,6 +1,6 @@
 //! Entry point: parse the command line, dispatch, map results to exit codes.
 //!
-//! Exit codes (design.md): 0 ok / nothing found, 1 findings or failed verification, 2 usage or
+//! Exit codes (docs/json.md): 0 ok / nothing found, 1 findings or failed verification, 2 usage or
 //! runtime error. A closed stdout (`| head`) is success, as in ripgrep.
 
 use std::process::ExitCode;

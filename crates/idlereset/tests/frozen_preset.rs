@@ -26,7 +26,7 @@ fn frozen_timer_story_and_fixes() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    // design.md's contract fields.
+    // the contract fields (docs/json.md).
     assert_eq!(v["preset"], "nat-43200-invalid");
     assert_eq!(v["outcome"], "reset", "{v}");
     // --capture-dir: the story run's two capture points, with the busy flow's packets.

@@ -1,5 +1,5 @@
 //! `idlereset logs` end to end: the built binary on synthetic log files, checking the JSON
-//! contract (design.md), exit codes and the SVG plot.
+//! contract (docs/json.md), exit codes and the SVG plot.
 #![allow(clippy::unwrap_used)]
 
 use std::fmt::Write as _;
@@ -278,7 +278,7 @@ fn a_pipe_is_streamed_with_bounded_memory() {
         block.clear();
         while block.len() < 1 << 20 {
             k += 1;
-            if k % 8 == 0 {
+            if k.is_multiple_of(8) {
                 // A reset every 300 s on one of 16 pool connections.
                 writeln!(
                     block,

@@ -48,10 +48,10 @@ fn wait_for_failure(lab: &str, timeout: Duration) {
     let t = Instant::now();
     loop {
         let log = std::fs::read_to_string(app_log(lab)).unwrap_or_default();
-        if let Some(at) = log.find("event=error") {
-            if log[at..].contains("event=connect") {
-                return;
-            }
+        if let Some(at) = log.find("event=error")
+            && log[at..].contains("event=connect")
+        {
+            return;
         }
         assert!(
             t.elapsed() < timeout,

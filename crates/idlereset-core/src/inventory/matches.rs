@@ -4,7 +4,7 @@
 //! 350 s NAT gateway). `audit` and `exporter` must pick the right path timeout per socket, so a
 //! hop can be limited to the remotes it actually sits in front of.
 //!
-//! Syntax (documented in the README; hand-rolled because no small crate parses "CIDR with an
+//! Syntax (documented in docs/plan.md; hand-rolled because no small crate parses "CIDR with an
 //! optional port" and the errors must name the offending text):
 //!
 //! | form | meaning |

@@ -37,7 +37,7 @@
 //!
 //! `current` accepts `keepalive`, `keepalive_time_s`, `keepalive_intvl_s`, `keepalive_probes`,
 //! `pool_idle_timeout_s`, `max_lifetime_s`, `heartbeat_s`. The `matches` syntax is described in
-//! [`matches`].
+//! [`mod@matches`].
 
 pub mod matches;
 pub mod model;

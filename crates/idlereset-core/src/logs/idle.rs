@@ -274,10 +274,10 @@ pub fn idle_field(line: &[u8]) -> Option<f64> {
     if let Some(pos) = find_word(line, b"idle=") {
         return duration_at(&line[pos + 5..]).map(|(x, _)| x);
     }
-    if let Some(pos) = find_word(line, b"idle for ") {
-        if let Some((x, true)) = duration_at(&line[pos + 9..]) {
-            return Some(x);
-        }
+    if let Some(pos) = find_word(line, b"idle for ")
+        && let Some((x, true)) = duration_at(&line[pos + 9..])
+    {
+        return Some(x);
     }
     let mut from = 0;
     while let Some(p) = find_word(&line[from..], b"after ") {
@@ -288,10 +288,10 @@ pub fn idle_field(line: &[u8]) -> Option<f64> {
             .take(24)
             .count();
         let phrase = &v[..n];
-        if let Some(idle_at) = memchr::memmem::find(phrase, b" idle") {
-            if let Some((x, true)) = duration_at(&phrase[..idle_at]) {
-                return Some(x);
-            }
+        if let Some(idle_at) = memchr::memmem::find(phrase, b" idle")
+            && let Some((x, true)) = duration_at(&phrase[..idle_at])
+        {
+            return Some(x);
         }
         from += p + 6;
     }

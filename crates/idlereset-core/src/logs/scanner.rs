@@ -296,13 +296,13 @@ impl<'o> Scanner<'o> {
             if sig.is_none_or(|s| s.is_some_and(|m| m.start < pos)) {
                 sig = Some(self.opts.signatures.find(data, pos));
             }
-            if let Some(ac) = &self.markers {
-                if mark.is_none_or(|m| m.is_some_and(|p| p < pos)) {
-                    mark = Some(
-                        ac.find(AcInput::new(data).span(pos..data.len()))
-                            .map(|m| m.start()),
-                    );
-                }
+            if let Some(ac) = &self.markers
+                && mark.is_none_or(|m| m.is_some_and(|p| p < pos))
+            {
+                mark = Some(
+                    ac.find(AcInput::new(data).span(pos..data.len()))
+                        .map(|m| m.start()),
+                );
             }
             let s = sig.flatten();
             let m = mark.flatten();
@@ -395,10 +395,10 @@ impl<'o> Scanner<'o> {
             return;
         }
         self.cur.record = Some(h.offset);
-        if let Some(p) = self.cur.pending.take() {
-            if p.head != h.offset {
-                self.commit(p);
-            }
+        if let Some(p) = self.cur.pending.take()
+            && p.head != h.offset
+        {
+            self.commit(p);
         }
         if self.opts.connections && h.conn.is_none() {
             h.conn = idle::keyed(line).map(|(k, v)| (k, v.to_vec()));

@@ -1,6 +1,6 @@
 //! Per-flow TCP tracking with bounded memory, and the idle episodes that become events.
 //!
-//! Every TCP connection in the capture is a [`Flow`] keyed by its canonical 4-tuple. Per
+//! Every TCP connection in the capture is a `Flow` keyed by its canonical 4-tuple. Per
 //! direction we keep the next expected sequence number (to tell retransmissions and keepalive
 //! probes from new data) and the TTL / IP ID history that the origin verdict needs.
 //!
@@ -706,10 +706,9 @@ impl Tracker {
                 .flows
                 .get(&key)
                 .is_some_and(|f| f.finished_ns.is_some())
+            && let Some(old) = self.flows.remove(&key)
         {
-            if let Some(old) = self.flows.remove(&key) {
-                self.close(key, old);
-            }
+            self.close(key, old);
         }
         let (raw, client) = if let Some(f) = self.flows.get_mut(&key) {
             let was_finished = f.finished_ns.is_some();
@@ -773,10 +772,9 @@ impl Tracker {
                 .flows
                 .get(&key)
                 .is_some_and(|f| f.finished_ns == Some(t))
+                && let Some(f) = self.flows.remove(&key)
             {
-                if let Some(f) = self.flows.remove(&key) {
-                    self.close(key, f);
-                }
+                self.close(key, f);
             }
         }
     }

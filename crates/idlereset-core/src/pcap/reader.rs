@@ -246,7 +246,7 @@ impl Decoder {
                     let btype = endian.u32(h, 0);
                     if !KNOWN_BLOCKS.contains(&btype)
                         || len < 12
-                        || len % 4 != 0
+                        || !len.is_multiple_of(4)
                         || len > MAX_RECORD_LEN
                     {
                         return Some(Err(()));
@@ -430,7 +430,7 @@ fn corrupt(offset: u64, what: &'static str, why: String) -> ReadError {
 
 fn block_len(buf: &[u8], base: u64, endian: Endian) -> Result<usize, ReadError> {
     let len = endian.u32(buf, 4) as usize;
-    if len < 12 || len % 4 != 0 || len > MAX_RECORD_LEN {
+    if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD_LEN {
         return Err(corrupt(base, "pcapng block", format!("total length {len}")));
     }
     Ok(len)

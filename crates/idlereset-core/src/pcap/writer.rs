@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Link-layer header types (http://www.tcpdump.org/linktypes.html).
+/// Link-layer header types (<https://www.tcpdump.org/linktypes.html>).
 pub const LINKTYPE_ETHERNET: u32 = 1;
 pub const LINKTYPE_RAW: u32 = 101;
 pub const LINKTYPE_LINUX_SLL: u32 = 113;

@@ -6,7 +6,7 @@
 //! sysctls only apply to sockets that set SO_KEEPALIVE), and the problems with what the client
 //! runs today. What a library does by default, which settings its version has and its minimum
 //! ping period come from `data/libraries.toml` ([`crate::libraries`]); the writers in
-//! [`writers`] only know where each library reads a value, and never emit a key the version
+//! `writers` only know where each library reads a value, and never emit a key the version
 //! lacks.
 
 mod writers;

@@ -4,7 +4,7 @@
 //! - A keepalive exchange is two frames: the probe (a zero-length segment, seq = SND.UNA - 1)
 //!   and the peer's ACK. Each is 54 bytes as captured on IPv4 Ethernet (14 Ethernet + 20 IPv4 +
 //!   20 TCP, no options, no FCS or padding); IPv6 adds 20 (74 bytes).
-//! - Probe rate of an idle connection: design.md's model (after the first probe at KEEPIDLE,
+//! - Probe rate of an idle connection: the keepalive model of docs/plan.md (after the first probe at KEEPIDLE,
 //!   one every KEEPINTVL) gives the `worst` rate `1 / intvl`; if an answered probe restarts the
 //!   idle clock (Linux updates `rcv_tstamp` on the ACK, so the next probe comes KEEPIDLE later)
 //!   the rate is `1 / time`, reported as `best`. Both assume every connection idle all the time.

@@ -235,7 +235,7 @@ pub fn text(p: &Plan) -> String {
     );
     w!(
         o,
-        "  (low: one probe per idle period; high: one per interval, design.md's model)"
+        "  (low: one probe per idle period; high: one per interval after the first probe)"
     );
     for warn in &p.warnings {
         w!(o, "warning: {warn}");

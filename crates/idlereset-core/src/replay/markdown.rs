@@ -168,13 +168,13 @@ impl Parser<'_> {
             self.section = Section::References;
             return Ok(());
         }
-        if let Some(rest) = strip_ci(&t, "Round ") {
-            if let Some(round) = self.round_heading(ln, rest)? {
-                self.rounds.push(round);
-                self.section = Section::Round;
-                self.last = Last::None;
-                return Ok(());
-            }
+        if let Some(rest) = strip_ci(&t, "Round ")
+            && let Some(round) = self.round_heading(ln, rest)?
+        {
+            self.rounds.push(round);
+            self.section = Section::Round;
+            self.last = Last::None;
+            return Ok(());
         }
         match self.section {
             Section::Preamble => {
@@ -214,16 +214,16 @@ impl Parser<'_> {
         let number: u32 = digits
             .parse()
             .map_err(|_| self.err(ln, format!("round number {digits} is too large")))?;
-        if let Some(prev) = self.rounds.last() {
-            if number <= prev.number {
-                return Err(self.err(
-                    ln,
-                    format!(
-                        "round {number} follows round {}: rounds must be numbered upwards",
-                        prev.number
-                    ),
-                ));
-            }
+        if let Some(prev) = self.rounds.last()
+            && number <= prev.number
+        {
+            return Err(self.err(
+                ln,
+                format!(
+                    "round {number} follows round {}: rounds must be numbered upwards",
+                    prev.number
+                ),
+            ));
         }
         Ok(Some(RawRound {
             number,
@@ -377,10 +377,8 @@ impl Parser<'_> {
             Some(b) => (b, true),
             None => (rest, false),
         };
-        if is_cue {
-            if let Some(r) = self.rounds.last_mut() {
-                r.cue = Some(String::new());
-            }
+        if is_cue && let Some(r) = self.rounds.last_mut() {
+            r.cue = Some(String::new());
         }
         self.append_open(is_cue, body);
         self.last = if is_cue { Last::None } else { Last::Outcome };

@@ -209,7 +209,7 @@ impl Scenario {
     }
 
     /// The checklist a strong response covers: the scenario's own, or one item per decision
-    /// round ("Round 1: <recommended choice>") covered by choosing the recommended answer.
+    /// round ("Round 1: `<recommended choice>`") covered by choosing the recommended answer.
     pub fn effective_checklist(&self) -> Vec<ChecklistItem> {
         if !self.checklist.is_empty() {
             return self.checklist.clone();

@@ -404,15 +404,15 @@ pub fn decide(ev: &Evidence) -> Verdict {
     for _ in &contradictions {
         confidence = confidence.lower();
     }
-    if cause == Cause::MiddleboxIdleTimeout || cause == Cause::KeepaliveIneffective {
-        if let Some(pk) = &ev.packets {
-            if pk.idle_resets > 0 && pk.middlebox_resets == 0 {
-                contradictions.push(format!(
+    if (cause == Cause::MiddleboxIdleTimeout || cause == Cause::KeepaliveIneffective)
+        && let Some(pk) = &ev.packets
+        && pk.idle_resets > 0
+        && pk.middlebox_resets == 0
+    {
+        contradictions.push(format!(
                     "the capture's {} reset(s) after idle came from the peer itself (TTL), not a middlebox: a server that forgot the connection (restart, its own idle timeout) is possible",
                     pk.idle_resets
                 ));
-            }
-        }
     }
     let next = if cause == Cause::Inconclusive || confidence == Confidence::Low {
         next_steps(ev)

@@ -4,7 +4,7 @@
 //!
 //! Which program runs a library is the `driver` field of its row in the library data
 //! (`python:psycopg2`, `node:pg`, ...). A driver runs only when its runtime and the library are
-//! installed (`.ci/install-deps`); [`availability`] says why not otherwise, and `verify` falls
+//! installed (`.ci/install-deps`); `availability` says why not otherwise, and `verify` falls
 //! back to the socket-level model. Settings are passed in the library's own terms, with
 //! durations already scaled to the lab; `{}` runs the library's own defaults.
 

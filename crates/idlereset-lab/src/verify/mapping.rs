@@ -148,7 +148,7 @@ fn num(v: &Value) -> Option<f64> {
 }
 
 /// The planned settings of client `p` as a lab model: every key the plan wrote, read through
-/// [`KEYS`]; keepalive interval / count the library's runtime forces come from its data row.
+/// `KEYS`; keepalive interval / count the library's runtime forces come from its data row.
 pub fn planned(plan: &Plan, p: &ClientPlan) -> Model {
     let mut m = Model::sockets(false);
     let mut used = Vec::new();

@@ -1,6 +1,6 @@
 //! `idlereset exporter`: Prometheus metrics for one host, so a fleet can alert on what the tool
 //! watches on one machine (sockets at risk, conntrack INVALID rising, a table near full, reset
-//! bursts). One exporter per host; Prometheus scrapes them all (see README, deploy/).
+//! bursts). One exporter per host; Prometheus scrapes them all (see docs/exporter.md, deploy/).
 //!
 //! Shape: [`collect`] reads each kernel source per scrape (one failing source only turns its
 //! `idlereset_source_up` to 0), [`encode`] writes the exposition text with prometheus-client,

@@ -199,14 +199,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             }
             Ok(Msg::Block(b)) => {
                 scanner.push(&b, &mut |i| printer.print(i));
-                if let Some(s) = scanner.current() {
-                    if s.lines == 0 && s.bytes >= NOT_TEXT_AFTER && s.overlong_lines > 0 {
-                        anyhow::bail!(
-                            "{}: no line break in the first {} bytes: not a text log (use --max-bytes to read it anyway)",
-                            s.name,
-                            s.bytes
-                        );
-                    }
+                if let Some(s) = scanner.current()
+                    && s.lines == 0
+                    && s.bytes >= NOT_TEXT_AFTER
+                    && s.overlong_lines > 0
+                {
+                    anyhow::bail!(
+                        "{}: no line break in the first {} bytes: not a text log (use --max-bytes to read it anyway)",
+                        s.name,
+                        s.bytes
+                    );
                 }
             }
             Ok(Msg::Truncated { size, read }) => {

@@ -68,7 +68,7 @@ pub struct Args {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Plan only the hops whose `matches` cover this remote (ADDR:PORT, IPv6 as [ADDR]:PORT)
+    /// Plan only the hops whose `matches` cover this remote (ADDR:PORT; an IPv6 address in brackets)
     #[arg(long, value_name = "ADDR:PORT")]
     pub remote: Option<SocketAddr>,
 }

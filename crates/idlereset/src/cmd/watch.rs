@@ -76,7 +76,7 @@ struct Event {
 }
 
 /// How events are read against the path: the shared path policy, and the catalog for the
-/// "looks like <device>" hint when no timeout is known.
+/// "looks like DEVICE" hint when no timeout is known.
 pub struct Reader {
     paths: PathPolicy,
     catalog: Option<Catalog>,

@@ -23,7 +23,7 @@ Examples:
   idlereset lab up --foreground                            stay attached; Ctrl-C removes the lab
   idlereset lab up --db postgres                           a real PostgreSQL on db (port 5432)")]
 pub struct UpArgs {
-    /// Lab name (must start with `idlereset-`); default: idlereset-<random>
+    /// Lab name (must start with `idlereset-`); default: idlereset-RANDOM
     #[arg(long)]
     pub name: Option<String>,
     /// Preset whose settings the lab starts from

@@ -5,7 +5,7 @@
 //!
 //! * `--answers B,B,D`: scripted, for instructors and tests;
 //! * a terminal UI ([`tui`]) when stdin and stdout are terminals;
-//! * a plain line mode ([`line`]) otherwise, or with `--plain`: prompts, one letter per line.
+//! * a plain line mode ([`mod@line`]) otherwise, or with `--plain`: prompts, one letter per line.
 //!
 //! It is training, so the exit code is 0 whatever the score; errors (a scenario that does
 //! not load, a bad answer list) exit 2.
@@ -35,7 +35,7 @@ Examples:
 
 Scenario files: .toml (the documented TOML format) or .md / .txt (the seed's markdown format).
 Scoring: the all-recommended path totals the scenario's optimal time, every all-wrong path its
-worst time; see the README section \"Incident replays\".";
+worst time; see docs/replay.md.";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]

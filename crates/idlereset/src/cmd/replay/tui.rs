@@ -120,10 +120,10 @@ impl<'a> App<'a> {
                     Key::Char(c) => Some(c),
                     Key::Quit => None,
                 };
-                if let Some(letter) = letter {
-                    if let Ok(step) = self.session.answer(letter) {
-                        self.screen = Screen::Outcome(step);
-                    }
+                if let Some(letter) = letter
+                    && let Ok(step) = self.session.answer(letter)
+                {
+                    self.screen = Screen::Outcome(step);
                 }
             }
         }

@@ -252,10 +252,11 @@ impl Run<'_> {
         };
         let limit = targets.len() + 8;
         for r in gather::sockets(h, &src, self.catalog).at_risk_remotes {
-            if let Ok(a) = r.parse::<SocketAddr>() {
-                if !targets.contains(&a) && targets.len() < limit {
-                    targets.push(a);
-                }
+            if let Ok(a) = r.parse::<SocketAddr>()
+                && !targets.contains(&a)
+                && targets.len() < limit
+            {
+                targets.push(a);
             }
         }
         targets
