@@ -86,3 +86,21 @@ pub fn netstat(data: &[u8]) {
         let _ = c.counter("Tcp", "EstabResets");
     }
 }
+
+/// The `listen` protocol as the listener and the reverse prober read it: a connection's first
+/// line, the session line, a result line, and the printable description of untrusted bytes.
+pub fn listen_line(data: &[u8]) {
+    let _ = crate::reverse::parse_hello(data);
+    let _ = crate::reverse::parse_session(data);
+    let _ = crate::reverse::describe(data);
+    for line in String::from_utf8_lossy(data).lines() {
+        let _ = crate::reverse::parse_result(line);
+    }
+}
+
+/// The exporter's request routing: method and target as hyper hands them over.
+pub fn exporter_route(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (method, target) = text.split_once(' ').unwrap_or((&text, "/"));
+    let _ = crate::exporter_http::route(method, target);
+}

@@ -31,3 +31,13 @@ fn trace_line_seeds() {
 fn netstat_seeds() {
     run("netstat", idlereset_core::fuzzing::netstat);
 }
+
+#[test]
+fn listen_line_seeds() {
+    run("listen_line", idlereset_core::fuzzing::listen_line);
+}
+
+#[test]
+fn exporter_route_seeds() {
+    run("exporter_route", idlereset_core::fuzzing::exporter_route);
+}
