@@ -29,7 +29,25 @@ fn scope(test: &str) -> String {
     format!("lab_safety-{}-{test}", std::process::id())
 }
 
+/// Make the children this test spawns start with SIGINT's default action. A test run started in
+/// the background of a non-interactive shell (`cargo test &`, some CI runners) inherits SIGINT
+/// *ignored*, and exec keeps "ignored": a SIGINT sent to a child before it installs its own
+/// handlers would then be lost and the run would finish normally. A handler installed in this
+/// process (it stays for the process's lifetime) turns into the default action across exec.
+fn default_sigint_for_children() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).unwrap();
+    });
+}
+
 fn bin_in(scope: &str) -> Command {
+    default_sigint_for_children();
     let mut c = Command::new(env!("CARGO_BIN_EXE_idlereset"));
     c.env(registry::SCOPE_ENV, scope);
     c
