@@ -6,7 +6,7 @@
 //! shells out to `ip`, `nft`, `tc`, `ss` or `conntrack`.
 #![expect(
     unsafe_code,
-    reason = "the one crate that makes raw syscalls (AF_PACKET, TCP_INFO, readlinkat, poll, mmap)"
+    reason = "the one crate that makes raw syscalls (AF_PACKET, TCP_INFO, readlinkat, poll)"
 )]
 
 pub mod admission;
@@ -16,7 +16,6 @@ pub mod error;
 pub mod fuzzing;
 pub mod host;
 pub mod listen;
-pub mod mapped_file;
 pub mod netns;
 pub mod nft;
 mod nldump;

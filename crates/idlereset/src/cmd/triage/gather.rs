@@ -32,7 +32,6 @@ use idlereset_core::triage::{
 use idlereset_linux::NetNs;
 use idlereset_linux::capture::CaptureToFile;
 use idlereset_linux::host::LinuxHost;
-use idlereset_linux::mapped_file::MappedFile;
 use idlereset_linux::probe::{ProbeConfig, Progress};
 
 /// Step 1: the given log files through the `logs` engine with its defaults (UTC, built-in
@@ -111,9 +110,16 @@ pub fn pcaps(files: &[PathBuf], catalog: &Catalog) -> (PacketEvidence, Vec<Strin
     let mut analyses = Vec::new();
     let mut errors = Vec::new();
     for f in files {
-        match MappedFile::open(f) {
-            Ok(data) => {
-                let (a, outcome) = idlereset_core::pcap::analyse_bytes(&data, cfg);
+        // The same streaming reader as `idlereset pcap` (chunked reads, never mapped: a capture
+        // may be large or still being written).
+        match std::fs::File::open(f) {
+            Ok(file) => {
+                let (analyzer, outcome) = idlereset_core::pcap::pipeline::analyse_reader(
+                    file,
+                    idlereset_core::pcap::Analyzer::new(cfg),
+                    &|_| {},
+                );
+                let a = analyzer.finish(&[&outcome]);
                 if let Some(e) = &outcome.error {
                     errors.push(format!("{}: {e}", f.display()));
                 }
