@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod fault;
 pub mod firewall;
 pub mod frozen;
+pub mod grpc;
 pub mod lab;
 pub mod postgres;
 pub mod procs;

@@ -300,9 +300,12 @@ library = "node-pg"
 [[client]]
 name = "libpq"
 library = "libpq"
+[[client]]
+name = "grpcio"
+library = "grpcio"
 "#;
 
-/// Real redis-py, ioredis and node-postgres (drivers under `drivers/`, installed by
+/// Real redis-py, ioredis, node-postgres and grpcio (drivers under `drivers/`, installed by
 /// `.ci/install-deps`) and libpq through psql: each library's defaults fail or survive as the
 /// library data says, their sockets read back over sock_diag carry the data's SO_KEEPALIVE and
 /// TCP_KEEPIDLE, and the plan's settings survive, all in real time.
@@ -326,6 +329,7 @@ async fn real_library_matrix_matches_the_library_data() {
         ("ioredis", Library::Ioredis),
         ("node-pg", Library::NodePg),
         ("libpq", Library::Libpq),
+        ("grpcio", Library::Grpcio),
     ] {
         let b = Libraries::builtin().profile(lib, None).behaviour;
         let holds = b
@@ -378,4 +382,43 @@ async fn real_library_matrix_matches_the_library_data() {
         assert!(current.idle_s > t && planned.idle_s > t);
     }
     assert!(r.verified);
+}
+
+/// grpcio on a 12 s path, in real time (its ping gap is fixed in its code): its defaults send
+/// nothing on an idle channel and are reset; `plan`'s keepalive_time_ms, chosen so that the
+/// period plus the measured extra gap stays below the path, holds; the socket has no
+/// SO_KEEPALIVE either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_pings_hold_a_path_longer_than_their_wire_gap() {
+    if !require_or_skip("grpcio_pings_hold_a_path_longer_than_their_wire_gap") {
+        return;
+    }
+    let inv = r#"
+name = "grpcio 12 s"
+[[hop]]
+name = "fw"
+kind = "firewall"
+idle_timeout_s = 12
+failure = "reset"
+[[client]]
+name = "grpcio"
+library = "grpcio"
+"#;
+    let r = verify(inv, Options::default()).await;
+    assert_eq!(r.time_scale, 1.0, "grpcio's ping gap cannot be time-scaled");
+    let current = find(&r, "grpcio", Which::Current);
+    let planned = find(&r, "grpcio", Which::Planned);
+    for run in [current, planned] {
+        assert_eq!(run.via, "real:python:grpc", "run .ci/install-deps: {run:?}");
+        let so = run.sockopts.expect("sock_diag read-back");
+        assert_eq!(so.so_keepalive, Some(false), "{run:?}");
+    }
+    assert_eq!(current.outcome, "reset", "{current:?}");
+    let log = current.app_log.as_deref().unwrap_or("");
+    assert!(log.contains("StatusCode.UNAVAILABLE"), "{log}");
+    assert!(
+        planned.why.contains("grpc.keepalive_time_ms"),
+        "{planned:?}"
+    );
+    assert_eq!(planned.outcome, "survived", "{planned:?}");
 }

@@ -94,6 +94,11 @@ pub struct Behaviour {
     /// Smallest keepalive / ping period the library accepts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_ping_s: Option<f64>,
+    /// How much longer than the configured ping period the gap between two pings on the wire
+    /// of an idle connection is (measured: grpcio waits that long before it counts a ping as
+    /// answered and restarts its timer). Fixed in the library's code: it cannot be time-scaled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_wire_extra_s: Option<f64>,
     /// Retry / validation that keeps a reset from reaching the application.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hides_resets: Option<String>,

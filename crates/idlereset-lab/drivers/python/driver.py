@@ -3,7 +3,7 @@
 
 usage: driver.py LIBRARY TARGET_JSON IDLE_S SETTINGS_JSON
 
-LIBRARY is `psycopg2` (libpq) or `redis` (redis-py). SETTINGS_JSON holds the library's own
+LIBRARY is `psycopg2` (libpq), `redis` (redis-py) or `grpc` (grpcio, against grpc_server.py). SETTINGS_JSON holds the library's own
 keyword arguments ({} = the library's defaults). The driver connects, runs one query, prints
 {"event": "connected", ...}, stays idle IDLE_S seconds, runs one more query and prints
 {"event": "result", "outcome": "survived" | "error", ...}. The application log (Python logging,
@@ -73,15 +73,39 @@ def redis_run(target, idle, settings):
     return bool(ok), now != local
 
 
+def grpc_run(target, idle, settings):
+    import grpc
+
+    # Channel arguments exactly as an application passes them ({} = grpcio's defaults).
+    channel = grpc.insecure_channel(f"{target['host']}:{target['port']}",
+                                    options=list(settings.items()))
+    call = channel.unary_unary("/idlereset.Echo/Peer")
+    peer = call(b"before", timeout=5).decode()
+    local = int(peer.rsplit(":", 1)[1])
+    emit(event="connected", library="grpcio", version=grpc.__version__, local_port=local)
+    log.info("connected peer=%s, idle for %.1fs", peer, idle)
+    time.sleep(idle)
+    now = int(call(b"after", timeout=5).decode().rsplit(":", 1)[1])
+    # C-core reconnects a channel whose transport died while idle: a different local port
+    # answering means the connection was lost and replaced before the call.
+    if now != local:
+        log.warning("channel reconnected: conn=%s replaced by conn=%s after %.1fs idle", local, now, idle)
+    return True, now != local
+
+
 def main():
     lib, target, idle, settings = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]), json.loads(sys.argv[4])
-    run = {"psycopg2": psycopg2_run, "redis": redis_run}[lib]
+    run = {"psycopg2": psycopg2_run, "redis": redis_run, "grpc": grpc_run}[lib]
     try:
         ok, retried = run(target, idle, settings)
         emit(event="result", outcome="survived" if ok else "error", retried=retried, error=None)
     except Exception as e:  # the application's view: whatever the library raised
         log.exception("query failed after %.1fs idle", idle)
-        emit(event="result", outcome="error", retried=False, error=str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        if callable(getattr(e, "code", None)) and callable(getattr(e, "details", None)):
+            text = f"{e.code()}: {e.details()}"  # grpc.RpcError: status and details
+        else:
+            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        emit(event="result", outcome="error", retried=False, error=text)
 
 
 if __name__ == "__main__":

@@ -292,6 +292,18 @@ pub fn settings(
                 put("keepAliveInitialDelayMillis", J::from(v * 1000));
             }
         }
+        "grpc" => {
+            // grpcio's channel arguments as `plan` writes them: HTTP/2 PINGs at the heartbeat,
+            // also without calls, never capped by a ping budget. C-core keeps no TCP keepalive
+            // of its own, so a socket-level keepalive has no grpcio argument to map to.
+            if let Some(h) = m.heartbeat_s {
+                let ms = (scale(h) * 1000).max(1000);
+                put("grpc.keepalive_time_ms", J::from(ms));
+                put("grpc.keepalive_timeout_ms", J::from(20_000u64));
+                put("grpc.keepalive_permit_without_calls", J::from(1u8));
+                put("grpc.http2.max_pings_without_data", J::from(0u8));
+            }
+        }
         "ioredis" => {
             if m.so_keepalive {
                 put("keepAlive", J::from(secs(m.keepidle_s).unwrap_or(0) * 1000));

@@ -37,6 +37,7 @@ use serde::Serialize;
 
 use crate::error::{LabError, Result};
 use crate::firewall::{FirewallSettings, Profile};
+use crate::grpc::GrpcServer;
 use crate::lab::{Lab, LabSpec};
 use crate::postgres::{self, PgOptions, Postgres};
 use crate::redis::{self as redis_server, Redis};
@@ -306,6 +307,9 @@ pub async fn run(
     let want_redis = clients
         .iter()
         .any(|c| real(c.library) && protocol_of(c.library) == "redis");
+    let want_grpc = clients
+        .iter()
+        .any(|c| real(c.library) && protocol_of(c.library) == "grpc");
     let pg_tools = postgres::Binaries::find().zip(postgres::find_psql());
     let mut notes = Vec::new();
     let pg = match (opts.db, &pg_tools) {
@@ -352,6 +356,13 @@ pub async fn run(
         }
         _ => None,
     };
+    // The grpcio driver is available, so python3 and grpcio are: the server needs nothing else.
+    let grpc = if want_grpc {
+        progress("starting the gRPC server (grpcio) in the db namespace");
+        Some(GrpcServer::start(db_ns, lab.name(), db_addr)?)
+    } else {
+        None
+    };
     let ctx = RunCtx {
         lab: &lab,
         scale,
@@ -360,6 +371,7 @@ pub async fn run(
         target: SocketAddr::new(db_addr, BUILTIN_PORT),
         pg: pg.as_ref().map(|(p, psql)| (p, psql.as_path())),
         redis: redis.is_some(),
+        grpc: grpc.is_some(),
         real_time,
         drivers: &drivers,
     };
@@ -408,6 +420,7 @@ pub async fn run(
     drop(server);
     drop(pg);
     drop(redis);
+    drop(grpc);
     if real_time {
         notes.push(format!(
             "run in real time (time scale 1): the path timeout {} s is short enough to run library defaults as they are (fixed in the libraries' code, they cannot be time-scaled)",
@@ -437,6 +450,8 @@ pub async fn run(
 
 struct RunCtx<'a> {
     redis: bool,
+    /// The lab's gRPC server runs in `db`.
+    grpc: bool,
     real_time: bool,
     drivers: &'a std::collections::HashMap<Library, std::result::Result<Driver, String>>,
     lab: &'a Lab,

@@ -9,13 +9,23 @@ use super::driver::{self, Driver};
 use super::mapping::Which;
 use super::{Options, REAL_TIME_MAX_S, RunCtx, RunReport, psql};
 use crate::error::Result;
+use crate::grpc::GRPC_PORT;
 use crate::redis::REDIS_PORT;
+
+/// A host as a gRPC target names it (IPv6 in brackets).
+fn target_host(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+        v4 => v4.to_string(),
+    }
+}
 
 /// Whether a library's defaults carry durations fixed in its code (keepalive idle, the runtime's
 /// interval, a ping): those cannot be divided by a time scale.
 pub(super) fn fixed_timing(b: &idlereset_core::libraries::Behaviour) -> bool {
     (b.so_keepalive && (b.keepidle_s.is_some() || b.runtime_keepintvl_s.is_some()))
         || b.ping_s.is_some()
+        || b.ping_wire_extra_s.is_some()
 }
 
 /// Which clients' real libraries can run here (or why not), by library.
@@ -69,6 +79,9 @@ impl RunCtx<'_> {
         if proto == "redis" && !self.redis {
             return Err("socket-level model: redis-server is not running in the lab".into());
         }
+        if proto == "grpc" && !self.grpc {
+            return Err("socket-level model: the gRPC server is not running in the lab".into());
+        }
         if which == Which::Current
             && defaults
             && !self.real_time
@@ -91,6 +104,7 @@ impl RunCtx<'_> {
                 "host": host.to_string(), "port": pg.port, "user": pg.user, "database": "postgres",
                 "connectionTimeoutMillis": 5000
             }),
+            ("grpc", _) => serde_json::json!({"host": target_host(host), "port": GRPC_PORT}),
             _ => serde_json::json!({"host": host.to_string(), "port": REDIS_PORT}),
         };
         let b = Libraries::builtin()

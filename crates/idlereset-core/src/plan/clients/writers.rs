@@ -273,6 +273,18 @@ fn grpc(w: &mut W<'_>, ctx: &Ctx<'_>, lib: Library) {
     let t = ctx.path_timeout_s;
     let k = ctx.keepalive;
     let min = w.b.min_ping_s.unwrap_or(0.0);
+    // The wire gap between two pings is the period plus what the library adds on top.
+    let extra = w.b.ping_wire_extra_s.unwrap_or(0.0);
+    if extra > 0.0 && t - extra < 2.0 {
+        // No ping period can hold this path: an application call is traffic at any period.
+        let alt = grpc_tcp_fallback(w, &k, lib);
+        w.problem(format!(
+            "{} leaves up to {} s more than its keepalive_time between two pings on an idle channel, so HTTP/2 keepalive cannot hold the {t} s path: {alt}, or raise the hop's timeout",
+            w.name,
+            extra + 1.0
+        ));
+        return;
+    }
     if min >= t {
         // HTTP/2 keepalive cannot hold this path: TCP keepalive on the socket instead.
         let alt = grpc_tcp_fallback(w, &k, lib);
@@ -282,7 +294,14 @@ fn grpc(w: &mut W<'_>, ctx: &Ctx<'_>, lib: Library) {
         ));
         return;
     }
-    let ping = (k.time_s as f64).max(min).ceil() as u64;
+    let mut ping = (k.time_s as f64).max(min).ceil() as u64;
+    if extra > 0.0 && ping as f64 + extra >= t {
+        ping = ((t - extra) / 2.0).floor().max(1.0) as u64;
+        w.note(format!(
+            "{} pings an idle channel every keepalive_time + up to {extra} s: planned {ping} s so the gap stays below {t} s",
+            w.name
+        ));
+    }
     let ms = secs_ms(ping);
     let snippet = match lib {
         Library::GrpcGo => {
@@ -350,6 +369,15 @@ fn grpc_tcp_fallback(w: &mut W<'_>, k: &Keepalive, lib: Library) -> String {
                 k.time_s, k.intvl_s, k.probes
             );
             "NettyChannelBuilder.withOption SO_KEEPALIVE + EpollChannelOption.TCP_KEEP*".into()
+        }
+        Library::Grpcio => {
+            // C-core has no channel argument for SO_KEEPALIVE: host sysctls never apply.
+            let period = k.time_s.max(1);
+            w.p.snippet = format!(
+                "# grpcio sets no SO_KEEPALIVE and has no channel argument for it:
+# call a cheap unary RPC (a health check) on the channel every {period} s"
+            );
+            format!("call a cheap unary RPC (health check) every {period} s")
         }
         _ => {
             w.sysctls(k);
