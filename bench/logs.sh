@@ -71,7 +71,7 @@ BIN="$CARGO_TARGET_DIR/release/idlereset"
 # Every built-in signature literal (tests/logs_cli.rs checks this list against the code).
 SIGS=(-e "an i/o error occurred while sending to the backend" -e "this connection has been closed"
       -e "failed to validate connection" -e "server closed the connection unexpectedly"
-      -e "connection terminated unexpectedly" -e "error while reading from socket" -e "stream removed"
+      -e "connection terminated unexpectedly" -e "error while reading from" -e "stream removed" -e "recvmsg:connection reset by peer"
       -e "communications link failure" -e "server has gone away" -e "lost connection to mysql server"
       -e "transport is closing" -e "connection reset" -e "econnreset" -e "forcibly closed by the remote host"
       -e "socket hang up" -e "broken pipe" -e "epipe" -e "unexpected eof" -e "conn closed"

@@ -175,6 +175,31 @@ pub struct Detect {
     pub loaded: Vec<String>,
 }
 
+/// A text `logs` reports under a stable id (its JSON `signatures` keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSignature {
+    /// Stable id (`libpq-server-closed`).
+    pub id: String,
+    /// The text as the library writes it (matched ASCII-case-insensitively).
+    pub text: String,
+}
+
+/// A reset text of the OS, a language runtime or a stack that is no inventory library
+/// (`connection reset`, Node's `socket hang up`, MySQL clients).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericSignature {
+    /// Stable id (`connection-reset`).
+    pub id: String,
+    /// The text (matched ASCII-case-insensitively).
+    pub text: String,
+    /// Who writes it: `os`, `go`, `node`, `mysql-client`, ...
+    pub source: String,
+    /// Where it comes from, for people.
+    pub stack: String,
+}
+
 /// One library identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,6 +220,10 @@ pub struct LibraryData {
     /// How `verify` runs the real library (`python:psycopg2`, `node:pg`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
+    /// Error texts specific enough to name this library in a log (`logs` matches them before
+    /// the generic OS texts); each `text` is one of [`LibraryData::errors`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<LogSignature>,
     pub behaviour: Vec<Behaviour>,
 }
 
@@ -255,6 +284,8 @@ struct File {
     #[serde(default)]
     ambiguous: std::collections::BTreeMap<String, Vec<String>>,
     library: Vec<LibraryData>,
+    #[serde(default)]
+    signature: Vec<GenericSignature>,
 }
 
 /// All library identities.
@@ -262,6 +293,7 @@ struct File {
 pub struct Libraries {
     libs: Vec<LibraryData>,
     ambiguous: std::collections::BTreeMap<String, Vec<String>>,
+    generic: Vec<GenericSignature>,
 }
 
 impl Libraries {
@@ -282,9 +314,33 @@ impl Libraries {
                 )));
             }
         }
+        let mut ids = std::collections::BTreeSet::new();
+        for l in &f.library {
+            for sig in &l.signatures {
+                if !l.errors.iter().any(|e| e.eq_ignore_ascii_case(&sig.text)) {
+                    return Err(LibrariesError::Invalid(format!(
+                        "library {:?}: signature {:?} is not one of its errors",
+                        l.name, sig.id
+                    )));
+                }
+            }
+        }
+        let all_ids = f
+            .library
+            .iter()
+            .flat_map(|l| l.signatures.iter().map(|s| &s.id))
+            .chain(f.signature.iter().map(|s| &s.id));
+        for id in all_ids {
+            if !ids.insert(id.clone()) {
+                return Err(LibrariesError::Invalid(format!(
+                    "signature id {id:?} is used twice"
+                )));
+            }
+        }
         Ok(Libraries {
             libs: f.library,
             ambiguous: f.ambiguous,
+            generic: f.signature,
         })
     }
 
@@ -299,6 +355,11 @@ impl Libraries {
 
     pub fn all(&self) -> &[LibraryData] {
         &self.libs
+    }
+
+    /// Reset texts of the OS, runtimes and stacks that are no inventory library.
+    pub fn generic_signatures(&self) -> &[GenericSignature] {
+        &self.generic
     }
 
     /// A library by identity name.

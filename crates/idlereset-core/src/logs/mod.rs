@@ -118,6 +118,10 @@ pub struct Report {
     pub overlong_lines: u64,
     /// Events per signature id.
     pub signatures: BTreeMap<String, u64>,
+    /// Events per client library (an inventory identity, or `os` / a runtime / another stack)
+    /// of the built-in signatures that matched, from the library data file; `--match` patterns
+    /// belong to none.
+    pub libraries: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_bracket: Option<Bracket>,
     /// Why no idle bracket could be read and what to use instead (set when there are events but
@@ -244,6 +248,12 @@ impl Scanner<'_> {
             .filter(|(_, n)| **n > 0)
             .map(|(i, n)| (names.get(i).cloned().unwrap_or_default(), *n))
             .collect();
+        let mut libraries: BTreeMap<String, u64> = BTreeMap::new();
+        for (id, n) in &signatures {
+            if let Some(lib) = signatures::library_of(id) {
+                *libraries.entry(lib.to_string()).or_default() += n;
+            }
+        }
         let file = |r: &scanner::IncidentRec| {
             t.inputs
                 .get(r.input as usize)
@@ -279,6 +289,7 @@ impl Scanner<'_> {
             lines_in_records: sum(|s| s.lines_in_records),
             overlong_lines: sum(|s| s.overlong_lines),
             signatures,
+            libraries,
             idle_bracket: bracket,
             idle_bracket_note: (t.events > 0).then(|| self.bracket_note(bracket)).flatten(),
             per_connection: analysis.per_connection,

@@ -1,4 +1,5 @@
-//! What a reset looks like in a log line: built-in signatures for common stacks, plus the
+//! What a reset looks like in a log line: built-in signatures for common stacks (read from the
+//! library data file, `data/libraries.toml`: nothing about a library is written here), plus the
 //! user's own `--match REGEX` patterns.
 //!
 //! The built-ins are plain literals matched ASCII-case-insensitively by one Aho-Corasick
@@ -7,156 +8,59 @@
 //! multi-line mode (`^` and `$` match at line boundaries, as in grep); the two searchers are
 //! merged by position so every line is reported once.
 
+use std::sync::OnceLock;
+
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::bytes::{Regex, RegexSet};
 
-/// One built-in signature: a stable id, the literal it matches, the client library (or `os` /
-/// language runtime) that writes it, and where it comes from. The library ids are those of the
-/// inventory's clients, so this table can later be read from the library data file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use crate::libraries::Libraries;
+
+/// One built-in signature: a stable id, the literal it matches (lower case), the client library
+/// (an inventory identity, or `os` / a runtime / another stack) that writes it, and where it
+/// comes from. All of them are read from the library data file (`data/libraries.toml`): each
+/// library's `signatures`, then the generic `[[signature]]` texts.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Builtin {
-    pub id: &'static str,
-    pub literal: &'static str,
-    pub library: &'static str,
-    pub stack: &'static str,
+    pub id: String,
+    pub literal: String,
+    pub library: String,
+    pub stack: String,
 }
 
 /// Built-in reset-like signatures (matched case-insensitively). Order matters only for the id
-/// reported when two overlap at the same position: the more specific text comes first.
-pub const BUILTINS: &[Builtin] = &[
-    Builtin {
-        id: "pgjdbc-io-error",
-        literal: "an i/o error occurred while sending to the backend",
-        library: "pgjdbc",
-        stack: "PostgreSQL JDBC driver: PSQLException when the socket fails mid-query",
-    },
-    Builtin {
-        id: "pgjdbc-connection-closed",
-        literal: "this connection has been closed",
-        library: "pgjdbc",
-        stack: "PostgreSQL JDBC driver: use of a connection already found dead (HikariCP validation WARN carries it)",
-    },
-    Builtin {
-        id: "hikaricp-validation-failed",
-        literal: "failed to validate connection",
-        library: "hikaricp",
-        stack: "HikariCP: validation on borrow found the connection dead (WARN; the app sees no error)",
-    },
-    Builtin {
-        id: "libpq-server-closed",
-        literal: "server closed the connection unexpectedly",
-        library: "libpq",
-        stack: "PostgreSQL libpq (psql, psycopg2, psycopg 3)",
-    },
-    Builtin {
-        id: "node-pg-terminated",
-        literal: "connection terminated unexpectedly",
-        library: "node-pg",
-        stack: "node-postgres (pg)",
-    },
-    Builtin {
-        id: "redis-py-socket-read",
-        literal: "error while reading from socket",
-        library: "redis-py",
-        stack: "redis-py ConnectionError",
-    },
-    Builtin {
-        id: "grpc-stream-removed",
-        literal: "stream removed",
-        library: "grpcio",
-        stack: "gRPC C-core (grpcio): UNAVAILABLE",
-    },
-    Builtin {
-        id: "mysql-link-failure",
-        literal: "communications link failure",
-        library: "mysql-connector-j",
-        stack: "MySQL Connector/J",
-    },
-    Builtin {
-        id: "mysql-gone-away",
-        literal: "server has gone away",
-        library: "mysql-client",
-        stack: "MySQL client",
-    },
-    Builtin {
-        id: "mysql-lost-connection",
-        literal: "lost connection to mysql server",
-        library: "mysql-client",
-        stack: "MySQL client",
-    },
-    Builtin {
-        id: "grpc-transport-closing",
-        literal: "transport is closing",
-        library: "grpc-go",
-        stack: "gRPC (grpc-go UNAVAILABLE)",
-    },
-    Builtin {
-        id: "connection-reset",
-        literal: "connection reset",
-        library: "os",
-        stack: "OS errno ECONNRESET (Go `read: connection reset by peer`, Java, Python, redis-py, Rust)",
-    },
-    Builtin {
-        id: "econnreset",
-        literal: "econnreset",
-        library: "os",
-        stack: "OS errno name (Node.js `read ECONNRESET`, ioredis, C)",
-    },
-    Builtin {
-        id: "forcibly-closed",
-        literal: "forcibly closed by the remote host",
-        library: "os",
-        stack: "Windows WSAECONNRESET",
-    },
-    Builtin {
-        id: "socket-hang-up",
-        literal: "socket hang up",
-        library: "node",
-        stack: "Node.js http",
-    },
-    Builtin {
-        id: "broken-pipe",
-        literal: "broken pipe",
-        library: "os",
-        stack: "OS errno EPIPE (Go `write: broken pipe`)",
-    },
-    Builtin {
-        id: "epipe",
-        literal: "epipe",
-        library: "os",
-        stack: "OS errno name",
-    },
-    Builtin {
-        id: "unexpected-eof",
-        literal: "unexpected eof",
-        library: "go",
-        stack: "Go io.ErrUnexpectedEOF (pgx, HTTP clients), TLS libraries",
-    },
-    Builtin {
-        id: "pgx-conn-closed",
-        literal: "conn closed",
-        library: "pgx",
-        stack: "pgx: use of a connection closed after an error",
-    },
-    Builtin {
-        id: "connection-abort",
-        literal: "connection abort",
-        library: "os",
-        stack: "OS errno ECONNABORTED",
-    },
-    Builtin {
-        id: "etimedout",
-        literal: "etimedout",
-        library: "os",
-        stack: "OS errno name",
-    },
-    Builtin {
-        id: "connection-timed-out",
-        literal: "connection timed out",
-        library: "os",
-        stack: "OS errno ETIMEDOUT text",
-    },
-];
+/// reported when two overlap at the same position: libraries' own texts come first, then the
+/// generic ones.
+pub fn builtins() -> &'static [Builtin] {
+    static B: OnceLock<Vec<Builtin>> = OnceLock::new();
+    B.get_or_init(|| {
+        let data = Libraries::builtin();
+        // A trailing full stop is how the library ends its sentence, not part of what to find.
+        let literal = |t: &str| t.trim_end_matches('.').to_ascii_lowercase();
+        let own = data.all().iter().flat_map(|l| {
+            l.signatures.iter().map(move |s| Builtin {
+                id: s.id.clone(),
+                literal: literal(&s.text),
+                library: l.name.clone(),
+                stack: l.display.clone(),
+            })
+        });
+        let generic = data.generic_signatures().iter().map(|s| Builtin {
+            id: s.id.clone(),
+            literal: literal(&s.text),
+            library: s.source.clone(),
+            stack: s.stack.clone(),
+        });
+        own.chain(generic).collect()
+    })
+}
+
+/// The library (or `os`, a runtime, another stack) a built-in signature id belongs to.
+pub fn library_of(id: &str) -> Option<&'static str> {
+    builtins()
+        .iter()
+        .find(|b| b.id == id)
+        .map(|b| b.library.as_str())
+}
 
 /// Why a signature set could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -196,12 +100,12 @@ impl SignatureSet {
     pub fn new(builtins: bool, user_patterns: &[String]) -> Result<SignatureSet, SignatureError> {
         let mut names = Vec::new();
         let builtin = if builtins {
-            names.extend(BUILTINS.iter().map(|b| b.id.to_string()));
+            names.extend(self::builtins().iter().map(|b| b.id.clone()));
             Some(
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::LeftmostFirst)
-                    .build(BUILTINS.iter().map(|b| b.literal))?,
+                    .build(self::builtins().iter().map(|b| b.literal.as_str()))?,
             )
         } else {
             None
@@ -366,9 +270,19 @@ mod tests {
         for (line, want) in libraries {
             assert_eq!(first_id(&s, line).as_deref(), Some(want), "{line}");
         }
-        for b in BUILTINS {
+        for b in builtins() {
             assert_eq!(b.literal, b.literal.to_ascii_lowercase(), "{}", b.id);
         }
+        assert_eq!(library_of("hikaricp-validation-failed"), Some("hikaricp"));
+        assert_eq!(library_of("connection-reset"), Some("os"));
+        assert_eq!(
+            first_id(
+                &s,
+                "status = StatusCode.UNAVAILABLE details = \"recvmsg:Connection reset by peer\""
+            )
+            .as_deref(),
+            Some("grpcio-recvmsg-reset")
+        );
     }
 
     #[test]

@@ -36,20 +36,36 @@ Examples:
   idlereset logs --follow /var/log/app.log      like tail -F: survives rotation and copytruncate
   idlereset logs --follow app.log --json        one JSON object per incident, then the summary
 
-Built-in signatures (case-insensitive): connection reset, ECONNRESET, broken pipe, EPIPE,
-unexpected EOF, connection abort, ETIMEDOUT, connection timed out, and the texts of client
-libraries: pgjdbc (An I/O error occurred while sending to the backend, This connection has been
-closed), HikariCP (Failed to validate connection), libpq (server closed the connection
-unexpectedly), node-pg (Connection terminated unexpectedly), redis-py (Error while reading from
-socket), grpcio (Stream removed), grpc-go (transport is closing), pgx (conn closed), MySQL
-(Communications link failure, server has gone away, lost connection to MySQL server), Node.js
-(socket hang up), Windows (forcibly closed by the remote host). Stack-trace lines (indented,
-`Caused by:`, `Traceback`, Go panics) belong to the timestamped line above: one failure is one event.
+Stack-trace lines (indented, `Caused by:`, `Traceback`, Go panics) belong to the timestamped line
+above: one failure is one event.
 
 Exit status: 0 no reset events, 1 reset events found, 2 error.";
 
+/// The examples plus the built-in signatures, as the library data file lists them.
+fn help_text() -> String {
+    use idlereset_core::logs::signatures::builtins;
+    let mut by_lib: Vec<(&str, Vec<&str>)> = Vec::new();
+    for b in builtins() {
+        match by_lib.iter_mut().find(|(l, _)| *l == b.library) {
+            Some((_, v)) => v.push(&b.literal),
+            None => by_lib.push((&b.library, vec![&b.literal])),
+        }
+    }
+    let list: Vec<String> = by_lib
+        .iter()
+        .map(|(l, v)| format!("{l} ({})", v.join(", ")))
+        .collect();
+    let (head, tail) = EXAMPLES
+        .split_once("Stack-trace lines")
+        .unwrap_or((EXAMPLES, ""));
+    format!(
+        "{head}Built-in signatures (case-insensitive, from the library data file): {}.\nStack-trace lines{tail}",
+        list.join("; ")
+    )
+}
+
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES)]
+#[command(after_help = help_text())]
 pub struct Args {
     /// Log files to read (`-` for standard input)
     #[arg(required = true, value_name = "FILE")]
@@ -338,7 +354,12 @@ fn print_summary(
     let sigs: Vec<String> = report
         .signatures
         .iter()
-        .map(|(k, v)| format!("{k} {v}"))
+        .map(
+            |(k, v)| match idlereset_core::logs::signatures::library_of(k) {
+                Some(lib) => format!("{k} ({lib}) {v}"),
+                None => format!("{k} {v}"),
+            },
+        )
         .collect();
     writeln!(out, "  signatures: {}", sigs.join(", "))?;
     for s in &report.inputs {
