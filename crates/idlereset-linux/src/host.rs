@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use idlereset_core::host::{
-    CtCounters, CtSize, HostError, HostErrorKind, HostSocket, HostSource, Owners, ResetSeen,
+    CtCounters, CtSize, HostError, HostErrorKind, HostSocket, HostSource, Owners, ProcessLibs,
+    ResetSeen, maps_paths,
 };
 use idlereset_core::netstat::Counters;
 use idlereset_core::resets::parse_trace_line;
@@ -76,6 +77,40 @@ impl HostSource for LinuxHost {
                 .collect(),
             unreadable: o.unreadable,
         })
+    }
+
+    fn process_libs(&mut self, pid: u32) -> Result<ProcessLibs, HostError> {
+        let io = |what: String, e: std::io::Error| {
+            let kind = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => HostErrorKind::Permission,
+                std::io::ErrorKind::NotFound => HostErrorKind::NotFound,
+                _ => HostErrorKind::Other,
+            };
+            HostError::new(what, kind, e.to_string())
+        };
+        let base = format!("/proc/{pid}");
+        let cmdline = std::fs::read(format!("{base}/cmdline"))
+            .map_err(|e| io(format!("{base}/cmdline"), e))?;
+        let cmdline = String::from_utf8_lossy(&cmdline)
+            .split('\0')
+            .filter(|a| !a.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        // maps and fd need the same rights as the owner scan; what cannot be read stays empty.
+        let mut loaded = std::fs::read_to_string(format!("{base}/maps"))
+            .map(|t| maps_paths(&t))
+            .unwrap_or_default();
+        if let Ok(dir) = std::fs::read_dir(format!("{base}/fd")) {
+            for e in dir.flatten() {
+                if let Ok(t) = std::fs::read_link(e.path()) {
+                    let t = t.to_string_lossy().into_owned();
+                    if t.starts_with('/') && !loaded.contains(&t) {
+                        loaded.push(t);
+                    }
+                }
+            }
+        }
+        Ok(ProcessLibs { cmdline, loaded })
     }
 
     fn sysctl(&mut self, name: &str) -> Result<String, HostError> {

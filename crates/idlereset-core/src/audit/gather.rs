@@ -29,6 +29,9 @@ pub struct NsFacts {
     pub could_not_see: Vec<String>,
     /// The socket table changed during the dump.
     pub dump_interrupted: bool,
+    /// Client libraries the sockets' owning processes show, by pid (filled in by
+    /// [`attribute`]).
+    pub libraries: BTreeMap<u32, super::libraries::Detected>,
 }
 
 impl NsFacts {
@@ -157,12 +160,21 @@ pub fn attribute(host: &mut dyn HostSource, namespaces: &mut [NsFacts]) -> Vec<S
         ));
     }
     let mut unowned = 0usize;
+    let mut seen: BTreeMap<u32, Option<super::libraries::Detected>> = BTreeMap::new();
     for f in namespaces.iter_mut() {
         for (s, inode) in f.sockets.iter_mut().zip(&f.inodes) {
             match owners.process(*inode) {
                 Some((pid, comm)) => {
                     s.pid = Some(pid);
                     s.process = Some(comm.to_string());
+                    let lib = seen.entry(pid).or_insert_with(|| {
+                        host.process_libs(pid)
+                            .ok()
+                            .and_then(|p| super::libraries::identify(&p))
+                    });
+                    if let Some(d) = lib {
+                        f.libraries.insert(pid, d.clone());
+                    }
                 }
                 None => unowned += 1,
             }

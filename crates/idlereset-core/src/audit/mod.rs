@@ -19,6 +19,7 @@
 pub mod conntrack;
 pub mod gather;
 pub mod keepalive;
+pub mod libraries;
 mod model;
 #[cfg(test)]
 mod tests;

@@ -120,6 +120,10 @@ pub struct Finding {
     pub detail: String,
     /// The concrete change that removes the finding.
     pub fix: String,
+    /// The client library the owning process shows (an identity of the library data file),
+    /// when it shows one; `fix` is then that library's settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
 }
 
 impl Finding {
@@ -142,6 +146,7 @@ impl Finding {
             keepalive_s: None,
             detail,
             fix,
+            library: None,
         }
     }
 

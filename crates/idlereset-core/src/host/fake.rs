@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{
-    CtCounters, CtSize, HostError, HostErrorKind, HostSocket, HostSource, Owners, ResetSeen,
+    CtCounters, CtSize, HostError, HostErrorKind, HostSocket, HostSource, Owners, ProcessLibs,
+    ResetSeen,
 };
 use crate::netstat::Counters;
 
@@ -30,6 +31,8 @@ pub struct FakeHost {
     pub resets: Vec<ResetSeen>,
     /// The clock.
     pub now_s: f64,
+    /// Command lines and loaded paths by pid; a missing pid is `NotFound` (the process exited).
+    pub processes: BTreeMap<u32, ProcessLibs>,
 }
 
 impl Default for FakeHost {
@@ -43,6 +46,7 @@ impl Default for FakeHost {
             netstat: Ok(Counters::default()),
             resets: Vec::new(),
             now_s: 1000.0,
+            processes: BTreeMap::new(),
         }
     }
 }
@@ -116,6 +120,16 @@ impl HostSource for FakeHost {
             on(r);
         }
         Ok(())
+    }
+
+    fn process_libs(&mut self, pid: u32) -> Result<ProcessLibs, HostError> {
+        self.processes.get(&pid).cloned().ok_or_else(|| {
+            HostError::new(
+                format!("/proc/{pid}"),
+                HostErrorKind::NotFound,
+                "No such process",
+            )
+        })
     }
 
     fn monotonic_s(&self) -> f64 {

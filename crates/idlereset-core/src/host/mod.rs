@@ -91,6 +91,42 @@ impl Owners {
     }
 }
 
+/// A process's command line and loaded / open file paths, for naming its client library.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessLibs {
+    /// Arguments joined by spaces.
+    pub cmdline: String,
+    /// Paths of mapped files (shared objects, jars) and open files, deduplicated.
+    pub loaded: Vec<String>,
+}
+
+/// The file paths of a `/proc/PID/maps` text (the sixth column of lines that have one),
+/// deduplicated in order of appearance. Malformed lines are skipped.
+pub fn maps_paths(text: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        // address perms offset dev inode [path]: the path starts after the fifth field.
+        let mut rest = line;
+        let mut ok = true;
+        for _ in 0..5 {
+            rest = rest.trim_start();
+            match rest.find(char::is_whitespace) {
+                Some(i) => rest = &rest[i..],
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        let path = rest.trim();
+        if ok && path.starts_with('/') && seen.insert(path.to_string()) {
+            out.push(path.to_string());
+        }
+    }
+    out
+}
+
 /// Conntrack table size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CtSize {
@@ -147,6 +183,9 @@ pub trait HostSource {
         stop: &std::sync::atomic::AtomicBool,
         on: &mut dyn FnMut(ResetSeen),
     ) -> Result<(), HostError>;
+    /// What shows which client libraries process `pid` uses: its command line and the paths
+    /// it has loaded or open (`/proc/PID/maps`, `/proc/PID/fd`).
+    fn process_libs(&mut self, pid: u32) -> Result<ProcessLibs, HostError>;
     /// Monotonic seconds (the clock of reset events).
     fn monotonic_s(&self) -> f64;
     /// Wait `d` (a fake host advances its clock instead).

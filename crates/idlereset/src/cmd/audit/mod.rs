@@ -173,6 +173,7 @@ fn judge(mut facts: NsFacts, paths: &PathPolicy, include_loopback: bool) -> NsAu
         .into_iter()
         .partition(|s| include_loopback || !s.remote.is_some_and(is_loopback));
     let mut report = audit::evaluate(&judged, &kernel, facts.conntrack.as_ref(), paths);
+    audit::libraries::name_libraries(&mut report, &facts.libraries);
     if !loopback.is_empty() {
         report.notes.push(format!(
             "{} loopback connections not judged (no middlebox on them; --include-loopback to judge them)",

@@ -306,7 +306,7 @@ mod tests {
 
     use idlereset_core::audit::gather::{attribute, gather};
     use idlereset_core::host::fake::FakeHost;
-    use idlereset_core::host::{CtCounters, CtSize, HostSocket, Owners};
+    use idlereset_core::host::{CtCounters, CtSize, HostSocket, Owners, ProcessLibs};
     use idlereset_core::path::PathPolicy;
     use idlereset_core::socket::SocketFacts;
 
@@ -335,6 +335,16 @@ mod tests {
                 by_inode: [(1, (42, "java".to_string()))].into_iter().collect(),
                 unreadable: 0,
             }),
+            // The JVM has PgJDBC's jar open: the finding names it and its fix.
+            processes: [(
+                42,
+                ProcessLibs {
+                    cmdline: "java -jar /srv/app.jar".into(),
+                    loaded: vec!["/srv/lib/postgresql-42.7.3.jar".into()],
+                },
+            )]
+            .into_iter()
+            .collect(),
             sysctls: [
                 ("net.ipv4.tcp_keepalive_time", "7200"),
                 ("net.ipv4.tcp_keepalive_intvl", "75"),
