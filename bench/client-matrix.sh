@@ -34,13 +34,17 @@ library = "node-pg"
 [[client]]
 name = "libpq"
 library = "libpq"
+[[client]]
+name = "grpcio"
+library = "grpcio"
 TOML
 "$bin" plan --json "$work/matrix.toml" >"$work/plan.json"
 "$bin" verify --db postgres --json "$work/matrix.toml" >"$work/verify.json" || true
 fixtures=crates/idlereset-core/tests/fixtures/client-logs
 mkdir -p "$fixtures"
-python3 - "$work/plan.json" "$work/verify.json" "$fixtures" "$(uname -r)" <<'PY'
-import json, sys
+python3 - "$work/plan.json" "$work/verify.json" "$fixtures" "$(uname -r)" "$PWD/crates/idlereset-lab/drivers" <<'PY'
+import json, re, sys
+drivers = sys.argv[5]
 plan, ver, fixtures, kernel = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3], sys.argv[4]
 t = ver["path_timeout_s"]
 settings = {c["name"]: c["settings"] for c in plan["clients"]}
@@ -59,6 +63,8 @@ for name in settings:
     print(f"| {name} | {cur.get('library_version') or pl.get('library_version') or '-'} | {wire} | {what} | {keys} | {ok} ({pl['via']}) |")
     for r in runs.values():
         if r.get("app_log"):
-            open(f"{fixtures}/{name}-{r['settings']}.log", "w").write(r["app_log"])
+            log = r["app_log"].replace(drivers, "/srv/idlereset/drivers")
+            log = re.sub(r"/\S*?/site-packages", "/usr/local/lib/python3.11/site-packages", log)
+            open(f"{fixtures}/{name}-{r['settings']}.log", "w").write(log)
 print(f"\nkernel {kernel}; runs: " + ", ".join(f"{r['client']}/{r['settings']} via {r['via']}" for r in ver["runs"]))
 PY
