@@ -293,15 +293,7 @@ pub async fn run(
     };
     drop(server);
     drop(dbs);
-    if real_time {
-        notes.push(format!(
-            "run in real time (time scale 1): the path timeout {} s is short enough to run library defaults as they are (fixed in the libraries' code, they cannot be time-scaled)",
-            plan.path_timeout_s
-        ));
-    }
-    if proxy_lab.is_some() {
-        notes.push("hops that ignore keepalives are modelled at the server end (the lab has no L7 proxy); their position on the path does not change the outcome".into());
-    }
+    closing_notes(&mut notes, real_time, plan, proxy_lab.is_some());
     let verified = runs
         .iter()
         .filter(|r| r.settings == Which::Planned)
@@ -318,6 +310,19 @@ pub async fn run(
         verified,
         notes,
     })
+}
+
+/// The notes on how the runs were made (real time, hops modelled at the server).
+fn closing_notes(notes: &mut Vec<String>, real_time: bool, plan: &Plan, proxy: bool) {
+    if real_time {
+        notes.push(format!(
+            "run in real time (time scale 1): the path timeout {} s is short enough to run library defaults as they are (fixed in the libraries' code, they cannot be time-scaled)",
+            plan.path_timeout_s
+        ));
+    }
+    if proxy {
+        notes.push("hops that ignore keepalives are modelled at the server end (the lab has no L7 proxy); their position on the path does not change the outcome".into());
+    }
 }
 
 /// Real time (scale 1) only when a library whose defaults are timed in its own code will run
