@@ -10,6 +10,7 @@ pub mod audit;
 pub mod catalog;
 pub mod ctwatch;
 pub mod duration;
+pub mod exporter_collect;
 pub mod exporter_http;
 pub mod fuzzing;
 pub mod host;

@@ -18,6 +18,7 @@ use std::sync::Mutex;
 
 use crate::catalog::Catalog;
 use crate::host::{HostError, HostErrorKind, HostSource, ResetSeen};
+use crate::netstat::Counters;
 use crate::path::PathLookup;
 use crate::resets::{Direction, PathHop, reading};
 
@@ -167,6 +168,72 @@ pub fn sample_once(host: &mut dyn HostSource, cache: &Mutex<IdleCache>) -> Resul
     Ok(())
 }
 
+/// A namespace's reset counters at one moment: (received, sent), where received is
+/// `Tcp EstabResets` + `TcpExt TCPAbortOnData` + `TCPAbortOnTimeout` and sent is `Tcp OutRsts`.
+/// Counters missing from `c` count as 0.
+pub fn reset_counters(c: &Counters) -> (u64, u64) {
+    let received = c.counter("Tcp", "EstabResets").unwrap_or(0)
+        + ["TCPAbortOnData", "TCPAbortOnTimeout"]
+            .iter()
+            .filter_map(|k| c.counter("TcpExt", k))
+            .sum::<u64>();
+    (received, c.counter("Tcp", "OutRsts").unwrap_or(0))
+}
+
+/// The destroy-event fallback's test of whether a destroyed socket was reset (where tracefs is
+/// unavailable): its namespace's reset counters ([`reset_counters`]) rose since the previous
+/// destroyed socket. Sent when only `OutRsts` rose; when the counters cannot be read, every
+/// destroyed socket counts as a received reset (better a false report than a silent miss).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DestroyGate {
+    last: Option<(u64, u64)>,
+}
+
+impl DestroyGate {
+    /// A gate starting from the counters read before watching.
+    pub fn new(initial: Option<(u64, u64)>) -> DestroyGate {
+        DestroyGate { last: initial }
+    }
+
+    /// The direction of the reset that destroyed a socket, given the counters read now, or
+    /// `None` when the counters did not rise (a normal close).
+    pub fn judge(&mut self, now: Option<(u64, u64)>) -> Option<Direction> {
+        let verdict = match (self.last, now) {
+            (Some((r0, o0)), Some((r1, o1))) => {
+                if r1 > r0 {
+                    Some(Direction::Received)
+                } else if o1 > o0 {
+                    Some(Direction::Sent)
+                } else {
+                    None
+                }
+            }
+            _ => Some(Direction::Received),
+        };
+        self.last = now;
+        verdict
+    }
+}
+
+/// The reset event for a socket destroyed at `now_s` and judged reset, with the moment its idle
+/// gap ended (its last send, from the final `tcp_info`), the time to join it at.
+pub fn destroyed_reset(
+    now_s: f64,
+    direction: Direction,
+    local: SocketAddr,
+    remote: SocketAddr,
+    last_data_sent_ms: Option<u32>,
+) -> (ResetSeen, f64) {
+    let sent_at = now_s - f64::from(last_data_sent_ms.unwrap_or(0)) / 1000.0;
+    let ev = ResetSeen {
+        mono_s: now_s,
+        direction,
+        local,
+        remote,
+    };
+    (ev, sent_at)
+}
+
 /// The one-line reading of a joined reset against what the path policy says of its remote.
 pub fn read_reset(j: &Joined, path: &PathLookup, catalog: Option<&Catalog>) -> String {
     let hop = path.timeout().map(|t| match &t.hop {
@@ -300,5 +367,46 @@ mod tests {
             "reset after 902 s idle: matches firewall \"dc-firewall\" 900 s in inventory"
         );
         assert!(read_reset(&joined[1], &paths.resolve(r), Some(&cat)).contains("unknown"));
+    }
+
+    fn counters(estab: u64, abort: u64, out: u64) -> Option<(u64, u64)> {
+        let text = format!(
+            "Tcp: EstabResets OutRsts\nTcp: {estab} {out}\nTcpExt: TCPAbortOnData TCPAbortOnTimeout\nTcpExt: {abort} 1\n"
+        );
+        Some(reset_counters(&Counters::parse(&text, "snmp").unwrap()))
+    }
+
+    #[test]
+    fn reset_counters_sum_received_causes() {
+        assert_eq!(counters(3, 4, 9), Some((8, 9)));
+        assert_eq!(reset_counters(&Counters::default()), (0, 0));
+    }
+
+    /// A close without counters rising is not a reset; received wins when both rose; only
+    /// OutRsts rising is a sent reset; unreadable counters still report.
+    #[test]
+    fn destroy_gate_judges_by_counters() {
+        let mut g = DestroyGate::new(counters(1, 0, 1));
+        assert_eq!(g.judge(counters(1, 0, 1)), None);
+        assert_eq!(g.judge(counters(2, 0, 1)), Some(Direction::Received));
+        assert_eq!(g.judge(counters(2, 1, 2)), Some(Direction::Received));
+        assert_eq!(g.judge(counters(2, 1, 3)), Some(Direction::Sent));
+        assert_eq!(g.judge(None), Some(Direction::Received));
+        assert_eq!(g.judge(counters(2, 1, 3)), Some(Direction::Received));
+        assert_eq!(g.judge(counters(2, 1, 3)), None);
+    }
+
+    /// A destroyed socket joins the cache at its last send: the idle gap before it.
+    #[test]
+    fn destroyed_reset_joins_at_last_send() {
+        let (ev, at) = destroyed_reset(
+            500.0,
+            Direction::Received,
+            a("198.18.0.10:40000"),
+            a("198.18.2.10:5432"),
+            Some(1500),
+        );
+        assert_eq!((ev.mono_s, at), (500.0, 498.5));
+        assert_eq!(ev.direction, Direction::Received);
     }
 }

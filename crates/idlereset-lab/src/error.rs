@@ -4,30 +4,48 @@ use std::path::PathBuf;
 
 use idlereset_linux::LinuxError;
 
+/// The lab's result type.
 pub type Result<T, E = LabError> = std::result::Result<T, E>;
 
+/// Why a lab operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
+    /// A syscall or netlink request of `idlereset-linux` failed.
     #[error(transparent)]
     Linux(#[from] LinuxError),
     /// The cause is the error's `source` only (not repeated in the message, so a chain printer
     /// such as anyhow's `{:#}` shows it once); [`LabError::with_causes`] spells it out.
     #[error("{op} {}", path.display())]
     Io {
+        /// What was being done (`read`, `write`, `create`...).
         op: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// A step of the named lab failed.
     #[error("lab {lab}: {message}")]
-    Lab { lab: String, message: String },
+    Lab {
+        /// The lab's name.
+        lab: String,
+        /// What failed.
+        message: String,
+    },
+    /// A setting the lab or the kernel cannot honour (the message names it).
     #[error("invalid lab setting: {0}")]
     Config(String),
+    /// Missing root or capabilities.
     #[error(
         "the lab needs {missing}: run as root (sudo) or grant the capabilities \
          (e.g. `sudo setcap cap_net_admin,cap_sys_admin,cap_net_raw+ep $(which idlereset)`)"
     )]
-    Privilege { missing: String },
+    Privilege {
+        /// The capabilities missing, comma-separated.
+        missing: String,
+    },
+    /// Stopped by a signal before it finished.
     #[error("interrupted")]
     Interrupted,
 }

@@ -240,162 +240,225 @@ async fn story(
     progress: &(dyn Fn(&str) + Sync),
     r: &mut RunResult,
 ) -> Result<()> {
-    let timeout = opts.established_timeout_s * v.timeout_mult;
-    let mut fw = FirewallSettings::new(Profile::Reject, timeout);
-    fw.loose = v.loose;
-    fw.be_liberal = v.be_liberal;
-    let spec = LabSpec::new(0, fw);
-    let lab = Lab::create(spec, None, Ownership::Foreground).await?;
-    let t0 = Instant::now();
-    // Only the story run is captured (the fixes run at the same time, in labs of their own).
-    let capture = match (&opts.pcap_dir, v.fix == BASE.fix) {
-        (Some(dir), true) => {
-            let topo = lab.topology();
-            Some(FlowCapture::start(
-                vec![
-                    (lab.ns("app")?, topo.app_link(), "app"),
-                    (lab.ns("fw")?, topo.fw_links().1, "fw->db"),
-                ],
-                PORT,
-                t0,
-                Some(dir),
-            )?)
-        }
-        _ => None,
-    };
-    let flow = BusyFlow::start(&lab, PORT, opts.rate, v.ping)?;
-    let log = |r: &mut RunResult, t: f64, m: String| {
-        progress(&format!("[{}] {t:6.1}s {m}", v.fix));
-        r.timeline.push(format!("{t:6.1}s {m}"));
-    };
-    let mut w: Watcher<u32> = Watcher::new(WatchConfig {
-        expiring_s: (timeout / 3).max(2),
-        ..WatchConfig::default()
-    });
-    let mut events = Vec::new();
-    let (mut last_refresh, mut prev_timeout) = (0.0f64, 0u32);
-    let (mut invalid0, mut fault_done_at) = (None, None);
-    let mut after_fault_high = 0u32;
-    let deadline = f64::from(timeout) + opts.fault_s + 3.0 + 8.0;
-    let mut received_at_expiry = 0u64;
+    let mut st = Story::start(v, opts, progress).await?;
     loop {
-        let t = t0.elapsed().as_secs_f64();
-        let (entry, invalid) = sample(&lab, flow.sport)?;
-        invalid0.get_or_insert(invalid);
-        w.begin_round(t, Some(invalid), &mut events);
-        match entry {
-            Some((timeout_s, packets, id)) => {
-                if timeout_s >= prev_timeout {
-                    last_refresh = t;
-                }
-                prev_timeout = timeout_s;
-                if fault_done_at.is_some() && timeout_s + 1 >= timeout {
-                    after_fault_high += 1;
-                }
-                w.observe(
-                    &id,
-                    Sample {
-                        t_s: t,
-                        timeout_s,
-                        packets,
-                    },
-                    &mut events,
-                );
-            }
-            None if r.expired_at_s.is_none() && fault_done_at.is_some() => {
-                r.expired_at_s = Some(t);
-                r.idle_s = Some(((t - last_refresh) * 10.0).round() / 10.0);
-                received_at_expiry = flow.received.load(Ordering::Relaxed);
-                log(
-                    r,
-                    t,
-                    format!(
-                        "the flow's entry is gone from fw's table (last refreshed {:.1} s earlier)",
-                        t - last_refresh
-                    ),
-                );
-            }
-            None => {}
-        }
-        w.end_round(t, &mut events);
-        for e in events.drain(..) {
-            if e.kind == EventKind::Frozen && r.frozen_at_s.is_none() {
-                r.frozen_at_s = Some(t);
-            }
-            log(r, t, format!("{}: {}", e.kind.name(), e.evidence));
-        }
-        if let Ok(g) = flow.failed.lock()
-            && let Some(m) = g.as_ref()
-        {
-            log(r, t, format!("connection failed: {m}"));
-            r.outcome = Some(Outcome::Reset);
-            r.app_error = Some(m.clone());
+        let t = st.t0.elapsed().as_secs_f64();
+        st.observe(r, t)?;
+        if st.connection_failed(r, t) {
             break;
         }
-        if fault_done_at.is_none() && t >= 3.0 {
-            log(
-                r,
-                t,
-                format!(
-                    "fault: db -> app goes around fw for {} s ({} B/s)",
-                    opts.fault_s, opts.rate
-                ),
-            );
-            let rep = fault::asymmetric(
-                &lab,
-                Duration::from_secs_f64(opts.fault_s),
-                std::future::pending(),
-            )
-            .await?;
-            let t = t0.elapsed().as_secs_f64();
-            log(
-                r,
-                t,
-                format!(
-                    "fault over: fw INVALID statistic +{}",
-                    rep.invalid_after.saturating_sub(rep.invalid_before)
-                ),
-            );
-            fault_done_at = Some(t);
+        if st.fault_done_at.is_none() && t >= 3.0 {
+            st.fault(r, t).await?;
             continue;
         }
-        if after_fault_high >= 3 {
-            r.resynchronised = true;
-            log(
-                r,
-                t,
-                "the entry's timer is refreshed again: conntrack re-synchronised".into(),
-            );
-            break;
-        }
-        if let Some(exp) = r.expired_at_s
-            && t - exp >= opts.after_expiry_s
-        {
-            let more = flow.received.load(Ordering::Relaxed) - received_at_expiry;
-            if more == 0 {
-                r.outcome = Some(Outcome::Blackhole);
-            }
-            log(
-                r,
-                t,
-                format!("{more} bytes reached the app since the entry expired"),
-            );
-            break;
-        }
-        if t > deadline {
-            log(r, t, "deadline reached".into());
+        if st.over(r, t) {
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    flow.stop();
-    if let Some(c) = capture {
-        c.finish();
-    }
-    let (_, invalid) = sample(&lab, flow.sport).unwrap_or((None, 0));
-    r.invalid_packets = invalid.saturating_sub(invalid0.unwrap_or(0));
-    r.detail = describe(r, timeout);
+    st.finish(r);
     Ok(())
+}
+
+/// One run of the story, phase by phase: [`Story::start`] (lab, capture, busy flow), per second
+/// [`Story::observe`] (the entry into the frozen-timer watcher), once [`Story::fault`], until
+/// [`Story::over`], then [`Story::finish`].
+struct Story<'a> {
+    v: Variant,
+    opts: &'a Options,
+    progress: &'a (dyn Fn(&str) + Sync),
+    timeout: u32,
+    lab: Lab,
+    t0: Instant,
+    capture: Option<FlowCapture>,
+    flow: BusyFlow,
+    watcher: Watcher<u32>,
+    events: Vec<idlereset_core::ctwatch::Event<u32>>,
+    last_refresh: f64,
+    prev_timeout: u32,
+    invalid0: Option<u64>,
+    fault_done_at: Option<f64>,
+    after_fault_high: u32,
+    received_at_expiry: u64,
+}
+
+impl<'a> Story<'a> {
+    /// The lab with this variant's firewall, the capture (story run only), the busy flow.
+    async fn start(
+        v: Variant,
+        opts: &'a Options,
+        progress: &'a (dyn Fn(&str) + Sync),
+    ) -> Result<Story<'a>> {
+        let timeout = opts.established_timeout_s * v.timeout_mult;
+        let mut fw = FirewallSettings::new(Profile::Reject, timeout);
+        fw.loose = v.loose;
+        fw.be_liberal = v.be_liberal;
+        let lab = Lab::create(LabSpec::new(0, fw), None, Ownership::Foreground).await?;
+        let t0 = Instant::now();
+        // Only the story run is captured (the fixes run at the same time, in labs of their own).
+        let capture = match (&opts.pcap_dir, v.fix == BASE.fix) {
+            (Some(dir), true) => {
+                let topo = lab.topology();
+                Some(FlowCapture::start(
+                    vec![
+                        (lab.ns("app")?, topo.app_link(), "app"),
+                        (lab.ns("fw")?, topo.fw_links().1, "fw->db"),
+                    ],
+                    PORT,
+                    t0,
+                    Some(dir),
+                )?)
+            }
+            _ => None,
+        };
+        let flow = BusyFlow::start(&lab, PORT, opts.rate, v.ping)?;
+        let watcher = Watcher::new(WatchConfig {
+            expiring_s: (timeout / 3).max(2),
+            ..WatchConfig::default()
+        });
+        Ok(Story {
+            v,
+            opts,
+            progress,
+            timeout,
+            lab,
+            t0,
+            capture,
+            flow,
+            watcher,
+            events: Vec::new(),
+            last_refresh: 0.0,
+            prev_timeout: 0,
+            invalid0: None,
+            fault_done_at: None,
+            after_fault_high: 0,
+            received_at_expiry: 0,
+        })
+    }
+
+    fn log(&self, r: &mut RunResult, t: f64, m: String) {
+        (self.progress)(&format!("[{}] {t:6.1}s {m}", self.v.fix));
+        r.timeline.push(format!("{t:6.1}s {m}"));
+    }
+
+    /// One sampling round of the flow's entry on fw: refreshes, expiry, the watcher's events.
+    fn observe(&mut self, r: &mut RunResult, t: f64) -> Result<()> {
+        let (entry, invalid) = sample(&self.lab, self.flow.sport)?;
+        self.invalid0.get_or_insert(invalid);
+        self.watcher.begin_round(t, Some(invalid), &mut self.events);
+        match entry {
+            Some((timeout_s, packets, id)) => {
+                if timeout_s >= self.prev_timeout {
+                    self.last_refresh = t;
+                }
+                self.prev_timeout = timeout_s;
+                if self.fault_done_at.is_some() && timeout_s + 1 >= self.timeout {
+                    self.after_fault_high += 1;
+                }
+                let sample = Sample {
+                    t_s: t,
+                    timeout_s,
+                    packets,
+                };
+                self.watcher.observe(&id, sample, &mut self.events);
+            }
+            None if r.expired_at_s.is_none() && self.fault_done_at.is_some() => {
+                r.expired_at_s = Some(t);
+                r.idle_s = Some(((t - self.last_refresh) * 10.0).round() / 10.0);
+                self.received_at_expiry = self.flow.received.load(Ordering::Relaxed);
+                let m = format!(
+                    "the flow's entry is gone from fw's table (last refreshed {:.1} s earlier)",
+                    t - self.last_refresh
+                );
+                self.log(r, t, m);
+            }
+            None => {}
+        }
+        self.watcher.end_round(t, &mut self.events);
+        for e in std::mem::take(&mut self.events) {
+            if e.kind == EventKind::Frozen && r.frozen_at_s.is_none() {
+                r.frozen_at_s = Some(t);
+            }
+            self.log(r, t, format!("{}: {}", e.kind.name(), e.evidence));
+        }
+        Ok(())
+    }
+
+    /// Whether the app's connection failed (a reset): the run's outcome.
+    fn connection_failed(&self, r: &mut RunResult, t: f64) -> bool {
+        let failed = match self.flow.failed.lock() {
+            Ok(g) => g.clone(),
+            Err(_) => None,
+        };
+        let Some(m) = failed else {
+            return false;
+        };
+        self.log(r, t, format!("connection failed: {m}"));
+        r.outcome = Some(Outcome::Reset);
+        r.app_error = Some(m);
+        true
+    }
+
+    /// The asymmetric fault: db -> app goes around fw for `fault_s`.
+    async fn fault(&mut self, r: &mut RunResult, t: f64) -> Result<()> {
+        let (fault_s, rate) = (self.opts.fault_s, self.opts.rate);
+        let m = format!("fault: db -> app goes around fw for {fault_s} s ({rate} B/s)");
+        self.log(r, t, m);
+        let rep = fault::asymmetric(
+            &self.lab,
+            Duration::from_secs_f64(fault_s),
+            std::future::pending(),
+        )
+        .await?;
+        let t = self.t0.elapsed().as_secs_f64();
+        let m = format!(
+            "fault over: fw INVALID statistic +{}",
+            rep.invalid_after.saturating_sub(rep.invalid_before)
+        );
+        self.log(r, t, m);
+        self.fault_done_at = Some(t);
+        Ok(())
+    }
+
+    /// Whether the story has ended: re-synchronised, watched long enough after expiry (a
+    /// blackhole when nothing more arrived), or past the deadline.
+    fn over(&self, r: &mut RunResult, t: f64) -> bool {
+        if self.after_fault_high >= 3 {
+            r.resynchronised = true;
+            let m = "the entry's timer is refreshed again: conntrack re-synchronised";
+            self.log(r, t, m.into());
+            return true;
+        }
+        if let Some(exp) = r.expired_at_s
+            && t - exp >= self.opts.after_expiry_s
+        {
+            let received = self.flow.received.load(Ordering::Relaxed);
+            let more = received.saturating_sub(self.received_at_expiry);
+            if more == 0 {
+                r.outcome = Some(Outcome::Blackhole);
+            }
+            let m = format!("{more} bytes reached the app since the entry expired");
+            self.log(r, t, m);
+            return true;
+        }
+        let deadline = f64::from(self.timeout) + self.opts.fault_s + 3.0 + 8.0;
+        if t > deadline {
+            self.log(r, t, "deadline reached".into());
+            return true;
+        }
+        false
+    }
+
+    /// Stop the flow and the capture, count the INVALID packets, describe the run.
+    fn finish(self, r: &mut RunResult) {
+        self.flow.stop();
+        if let Some(c) = self.capture {
+            c.finish();
+        }
+        let (_, invalid) = sample(&self.lab, self.flow.sport).unwrap_or((None, 0));
+        r.invalid_packets = invalid.saturating_sub(self.invalid0.unwrap_or(0));
+        r.detail = describe(r, self.timeout);
+    }
 }
 
 fn describe(r: &RunResult, timeout: u32) -> String {

@@ -14,34 +14,55 @@ use crate::workload::{ClientOptions, PoolConfig};
 /// One reproducible incident, in the incident's own seconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
+    /// The preset it started from.
     pub preset: String,
+    /// One line saying what it reproduces.
     pub description: String,
+    /// Incident seconds per lab second.
     pub time_scale: f64,
+    /// Extra router hops between app and fw.
     pub hops: u8,
+    /// Use the IPv6 path (2001:db8::/32).
     pub ipv6: bool,
+    /// The firewall's ruleset.
     pub profile: Profile,
     /// Firewall conntrack TCP established timeout.
     pub fw_timeout_s: f64,
+    /// `nf_conntrack_tcp_loose` on the firewall.
     pub loose: bool,
+    /// `nf_conntrack_tcp_be_liberal` on the firewall.
     pub be_liberal: bool,
+    /// Whether the firewall drops packets conntrack marks INVALID.
     pub drop_invalid: bool,
+    /// The pool closes connections idle this long.
     pub pool_idle_timeout_s: Option<f64>,
+    /// The pool's maximum connection lifetime.
     pub max_lifetime_s: Option<f64>,
     /// Application heartbeat (pool validation query) interval.
     pub heartbeat_s: Option<f64>,
+    /// SO_KEEPALIVE on the app's sockets.
     pub so_keepalive: bool,
+    /// TCP_KEEPIDLE on the socket.
     pub keepalive_time_s: Option<f64>,
+    /// TCP_KEEPINTVL on the socket.
     pub keepalive_intvl_s: Option<f64>,
+    /// TCP_KEEPCNT on the socket.
     pub keepalive_probes: Option<u32>,
+    /// TCP_USER_TIMEOUT on the socket.
     pub user_timeout_s: Option<f64>,
     /// OS keepalive defaults in the app namespace (sysctls).
     pub os_keepalive_time_s: Option<f64>,
+    /// `net.ipv4.tcp_keepalive_intvl` in the app namespace.
     pub os_keepalive_intvl_s: Option<f64>,
+    /// `net.ipv4.tcp_keepalive_probes` in the app namespace.
     pub os_keepalive_probes: Option<u32>,
     /// Idle gap before the next query.
     pub idle_s: f64,
+    /// The database closes connections idle this long.
     pub server_idle_close_s: Option<f64>,
+    /// How long the app waits for a query's answer.
     pub query_timeout_s: f64,
+    /// The database's port.
     pub port: u16,
 }
 
@@ -53,10 +74,13 @@ pub struct Scenario {
 /// the knobs [`Preset::honours`] lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Preset {
+    /// Seed replay: firewall 900 s, pool idle timeout 3600 s, no keepalive.
     #[serde(rename = "firewall-900")]
     Firewall900,
+    /// Runbook: firewall 3600 s, SO_KEEPALIVE on but the OS default 7200 s.
     #[serde(rename = "firewall-3600")]
     Firewall3600,
+    /// The frozen conntrack timer story (see [`crate::frozen`]).
     #[serde(rename = "nat-43200-invalid")]
     Nat43200Invalid,
 }
@@ -200,6 +224,7 @@ impl Scenario {
         })
     }
 
+    /// The time scale, refused when below 1.
     pub fn scale(&self) -> Result<TimeScale> {
         TimeScale::new(self.time_scale).ok_or_else(|| {
             LabError::Config(format!(
@@ -268,6 +293,7 @@ impl Scenario {
         ])
     }
 
+    /// The app's socket options, scaled to lab time.
     pub fn client_options(&self) -> Result<ClientOptions> {
         let scale = self.scale()?;
         Ok(ClientOptions {
@@ -281,6 +307,7 @@ impl Scenario {
         })
     }
 
+    /// The app's pool settings, scaled to lab time.
     pub fn pool_config(&self) -> Result<PoolConfig> {
         let scale = self.scale()?;
         Ok(PoolConfig {

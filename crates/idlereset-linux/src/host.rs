@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use idlereset_core::host::{
-    CtCounters, CtSize, HostError, HostErrorKind, HostSocket, HostSource, Owners, ProcessLibs,
+    CtCounters, CtFlow, CtSize, HostError, HostErrorKind, HostSocket, HostSource, Owners, ProcessLibs,
     ResetSeen, maps_paths,
 };
 use idlereset_core::netstat::Counters;
 use idlereset_core::resets::parse_trace_line;
 
-use crate::conntrack::Ctnetlink;
+use crate::conntrack::{Ctnetlink, Family};
 use crate::error::LinuxError;
 use crate::procfs::SocketOwners;
 use crate::sockdiag::{self, TcpFilter};
@@ -139,7 +139,29 @@ impl HostSource for LinuxHost {
             drop: s.drop,
             early_drop: s.early_drop,
             insert_failed: s.insert_failed,
+            found: s.found,
+            insert: s.insert,
+            error: s.error,
+            search_restart: s.search_restart,
         })
+    }
+
+    fn conntrack_flows(&mut self, on: &mut dyn FnMut(CtFlow)) -> Result<(), HostError> {
+        self.ct()?
+            .dump(Family::All, |e| {
+                on(CtFlow {
+                    id: e.id,
+                    proto: e.proto,
+                    src: e.orig.src,
+                    dst: e.orig.dst,
+                    sport: e.orig.sport,
+                    dport: e.orig.dport,
+                    timeout_s: e.timeout_s,
+                    packets: e.packets(),
+                })
+            })
+            .map(|_| ())
+            .map_err(|e| host_err("conntrack table", &e))
     }
 
     fn netstat(&mut self) -> Result<Counters, HostError> {

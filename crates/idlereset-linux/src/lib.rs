@@ -16,6 +16,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod host;
 pub mod listen;
+pub mod live;
 pub mod netns;
 pub mod nft;
 mod nldump;

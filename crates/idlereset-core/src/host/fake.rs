@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{
-    CtCounters, CtSize, HostError, HostErrorKind, HostSocket, HostSource, Owners, ProcessLibs,
+    CtCounters, CtFlow, CtSize, HostError, HostErrorKind, HostSocket, HostSource, Owners, ProcessLibs,
     ResetSeen,
 };
 use crate::netstat::Counters;
@@ -25,6 +25,8 @@ pub struct FakeHost {
     pub ct_size: Result<CtSize, HostError>,
     /// Successive conntrack counter readings (the last one repeats).
     pub ct_counters: VecDeque<Result<CtCounters, HostError>>,
+    /// Successive conntrack table dumps (the last one repeats).
+    pub ct_flows: VecDeque<Result<Vec<CtFlow>, HostError>>,
     /// `/proc/net/snmp` + netstat.
     pub netstat: Result<Counters, HostError>,
     /// Reset events handed out by [`HostSource::reset_events`], each at its `mono_s`.
@@ -43,6 +45,7 @@ impl Default for FakeHost {
             sysctls: BTreeMap::new(),
             ct_size: Err(FakeHost::denied("conntrack")),
             ct_counters: VecDeque::new(),
+            ct_flows: VecDeque::new(),
             netstat: Ok(Counters::default()),
             resets: Vec::new(),
             now_s: 1000.0,
@@ -101,6 +104,21 @@ impl HostSource for FakeHost {
                 .pop_front()
                 .unwrap_or_else(|| Err(FakeHost::denied("conntrack statistics"))),
         }
+    }
+
+    fn conntrack_flows(&mut self, on: &mut dyn FnMut(CtFlow)) -> Result<(), HostError> {
+        let dump = match self.ct_flows.len() {
+            0 => Err(FakeHost::denied("conntrack table")),
+            1 => self.ct_flows[0].clone(),
+            _ => self
+                .ct_flows
+                .pop_front()
+                .unwrap_or_else(|| Err(FakeHost::denied("conntrack table"))),
+        };
+        for f in dump? {
+            on(f);
+        }
+        Ok(())
     }
 
     fn netstat(&mut self) -> Result<Counters, HostError> {

@@ -10,7 +10,7 @@
 pub mod fake;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::netstat::Counters;
@@ -147,6 +147,35 @@ pub struct CtCounters {
     pub early_drop: u64,
     /// Entries that could not be inserted.
     pub insert_failed: u64,
+    /// Lookups that found an entry.
+    pub found: u64,
+    /// Entries inserted.
+    pub insert: u64,
+    /// Packets with protocol errors seen by conntrack.
+    pub error: u64,
+    /// Table lookups restarted by a concurrent resize.
+    pub search_restart: u64,
+}
+
+/// One conntrack table entry, as much of it as the frozen-timer check compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CtFlow {
+    /// The kernel's entry id (tells a re-created flow from the old one).
+    pub id: u32,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Original direction's source address.
+    pub src: IpAddr,
+    /// Original direction's destination address.
+    pub dst: IpAddr,
+    /// Original direction's source port (TCP/UDP/SCTP).
+    pub sport: Option<u16>,
+    /// Original direction's destination port.
+    pub dport: Option<u16>,
+    /// Remaining timeout in seconds.
+    pub timeout_s: u32,
+    /// Packets of both directions; `None` without accounting.
+    pub packets: Option<u64>,
 }
 
 /// One TCP reset the host saw (tracepoint or destroyed socket), in monotonic seconds.
@@ -175,6 +204,8 @@ pub trait HostSource {
     fn conntrack_size(&mut self) -> Result<CtSize, HostError>;
     /// Conntrack counters.
     fn conntrack_counters(&mut self) -> Result<CtCounters, HostError>;
+    /// Stream the conntrack table's entries to `on`.
+    fn conntrack_flows(&mut self, on: &mut dyn FnMut(CtFlow)) -> Result<(), HostError>;
     /// `/proc/net/snmp` and `/proc/net/netstat`.
     fn netstat(&mut self) -> Result<Counters, HostError>;
     /// Read TCP resets until `stop` is set, handing each to `on` (tracepoints on a real host).

@@ -32,6 +32,7 @@ use idlereset_core::catalog::Failure;
 use idlereset_core::inventory::{Current, Hop, HopKind, Inventory, IpVersion, Library};
 use idlereset_core::libraries::Libraries;
 use idlereset_core::plan::Plan;
+use idlereset_core::plan::clients::ClientPlan;
 use idlereset_core::scale::TimeScale;
 use serde::Serialize;
 
@@ -225,6 +226,11 @@ pub fn path(inv: &Inventory, scale: TimeScale) -> (LabSpec, Vec<HopReport>, Opti
     (spec, reports, proxy_lab)
 }
 
+type Drivers = std::collections::HashMap<Library, std::result::Result<Driver, String>>;
+
+/// One planned run: client name, library, which settings, the model, whether they are defaults.
+type Job = (String, Library, Which, Model, bool);
+
 /// Verify `plan` (computed from `inv`) in a fresh lab.
 pub async fn run(
     inv: &Inventory,
@@ -236,31 +242,8 @@ pub async fn run(
         return Err(LabError::Config("more than 20 hops".into()));
     }
     let drivers = real::available_drivers(plan, opts).await;
-    // Real time only when a library whose defaults are timed in its own code will run for real.
-    let real_time = plan.path_timeout_s <= REAL_TIME_MAX_S
-        && drivers.iter().any(|(l, d)| {
-            d.is_ok() && real::fixed_timing(Libraries::builtin().profile(*l, None).behaviour)
-        });
-    let factor = if real_time {
-        1.0
-    } else {
-        (plan.path_timeout_s / f64::from(opts.lab_path_timeout_s.max(1))).max(1.0)
-    };
-    let scale = TimeScale::new(factor)
-        .ok_or_else(|| LabError::Config(format!("path timeout {}", plan.path_timeout_s)))?;
-    let (mut spec, hops, proxy_lab) = path(inv, scale);
-    spec.app_sysctls = plan
-        .sysctl
-        .iter()
-        .map(|(k, v)| {
-            let v = if k.ends_with("probes") {
-                *v
-            } else {
-                u64::from(scale.lab_whole_secs(*v as f64))
-            };
-            (k.clone(), v.to_string())
-        })
-        .collect();
+    let (real_time, factor, scale) = timing(plan, opts, &drivers)?;
+    let (spec, hops, proxy_lab) = scaled_path(inv, plan, scale);
     let longest = hops
         .iter()
         .map(|h| h.lab_timeout_s)
@@ -268,138 +251,31 @@ pub async fn run(
         .unwrap_or(opts.lab_path_timeout_s);
     let idle = Duration::from_secs_f64(f64::from(longest) * 1.25 + 1.0);
     let reply_timeout = Duration::from_secs(u64::from(opts.lab_path_timeout_s.clamp(2, 5)));
-
-    let clients: Vec<_> = plan
-        .clients
-        .iter()
-        .filter(|c| opts.client.as_deref().is_none_or(|n| n == c.name))
-        .collect();
-    if clients.is_empty() {
-        let names: Vec<&str> = plan.clients.iter().map(|c| c.name.as_str()).collect();
-        return Err(LabError::Config(match &opts.client {
-            Some(n) => format!(
-                "no client {n:?} in the inventory (clients: {})",
-                names.join(", ")
-            ),
-            None => "the inventory has no clients to verify".into(),
-        }));
-    }
-
+    let clients = selected_clients(plan, opts)?;
     progress(&format!(
         "building the path: {} conntrack hop(s), time scale {factor:.1}",
         hops.iter().filter(|h| h.host != "db").count()
     ));
     let lab = Lab::create(spec, None, Ownership::Foreground).await?;
-    let db_ns = lab.ns("db")?;
     let idle_close = proxy_lab.map(|s| Duration::from_secs(u64::from(s)));
-    let server = DbServer::start(db_ns, BUILTIN_PORT, idle_close)?;
-    let protocol_of = |l: Library| {
-        Libraries::builtin()
-            .profile(l, None)
-            .library
-            .protocol
-            .clone()
-    };
-    let real = |l: Library| drivers.get(&l).is_some_and(|d| d.is_ok());
-    let want_pg = clients.iter().any(|c| {
-        c.library == Library::Libpq || (real(c.library) && protocol_of(c.library) == "postgres")
-    });
-    let want_redis = clients
-        .iter()
-        .any(|c| real(c.library) && protocol_of(c.library) == "redis");
-    let want_grpc = clients
-        .iter()
-        .any(|c| real(c.library) && protocol_of(c.library) == "grpc");
-    let pg_tools = postgres::Binaries::find().zip(postgres::find_psql());
+    let server = DbServer::start(lab.ns("db")?, BUILTIN_PORT, idle_close)?;
     let mut notes = Vec::new();
-    let pg = match (opts.db, &pg_tools) {
-        (Db::Builtin, _) => None,
-        (Db::Postgres, None) => {
-            return Err(LabError::lab(
-                lab.name(),
-                "--db postgres: PostgreSQL (initdb, postgres, psql) is not installed; run .ci/install-deps",
-            ));
-        }
-        (Db::Auto, None) => {
-            notes.push("PostgreSQL is not installed: libpq settings verified as socket options on the built-in server".into());
-            None
-        }
-        (_, Some(_)) if !want_pg && opts.db == Db::Auto => None,
-        (_, Some((_, psql_path))) => {
-            progress("starting PostgreSQL in the db namespace");
-            let pg = Postgres::start(
-                db_ns,
-                lab.name(),
-                &PgOptions {
-                    port: PG_PORT,
-                    idle_session_timeout: idle_close,
-                    parent: None,
-                },
-            )?;
-            Some((pg, psql_path.clone()))
-        }
-    };
-    let db_addr = lab
-        .topology()
-        .db_addr(inv.options.ip_version == IpVersion::V6);
-    let redis = match (want_redis, redis_server::find()) {
-        (true, Some(_)) => {
-            progress("starting redis-server in the db namespace");
-            Some(Redis::start(db_ns, lab.name(), db_addr)?)
-        }
-        (true, None) => {
-            notes.push(
-                "redis-server is not installed: Redis clients verified with the socket-level model"
-                    .into(),
-            );
-            None
-        }
-        _ => None,
-    };
-    // The grpcio driver is available, so python3 and grpcio are: the server needs nothing else.
-    let grpc = if want_grpc {
-        progress("starting the gRPC server (grpcio) in the db namespace");
-        Some(GrpcServer::start(db_ns, lab.name(), db_addr)?)
-    } else {
-        None
-    };
+    let dbs = Databases::start(
+        &lab, inv, opts, &clients, &drivers, idle_close, &mut notes, progress,
+    )?;
     let ctx = RunCtx {
         lab: &lab,
         scale,
         idle,
         reply_timeout,
-        target: SocketAddr::new(db_addr, BUILTIN_PORT),
-        pg: pg.as_ref().map(|(p, psql)| (p, psql.as_path())),
-        redis: redis.is_some(),
-        grpc: grpc.is_some(),
+        target: SocketAddr::new(dbs.db_addr, BUILTIN_PORT),
+        pg: dbs.pg.as_ref().map(|(p, psql)| (p, psql.as_path())),
+        redis: dbs.redis.is_some(),
+        grpc: dbs.grpc.is_some(),
         real_time,
         drivers: &drivers,
     };
-
-    let mut jobs = Vec::new();
-    for cp in &clients {
-        let Some(client) = inv.clients.iter().find(|c| c.name == cp.name) else {
-            continue;
-        };
-        let defaults = client.current == Current::default();
-        jobs.push((
-            cp.name.clone(),
-            cp.library,
-            Which::Planned,
-            mapping::planned(plan, cp),
-            false,
-        ));
-        jobs.push((
-            cp.name.clone(),
-            cp.library,
-            Which::Current,
-            mapping::current(client),
-            defaults,
-        ));
-        if let Some(m) = mapping::sysctl_only(client) {
-            jobs.push((cp.name.clone(), cp.library, Which::SysctlOnly, m, false));
-        }
-    }
+    let jobs = jobs(inv, plan, &clients);
     progress(&format!(
         "{} run(s) in parallel, each idle {:.1} lab s (= {:.0} s) beyond the path timeout {} lab s",
         jobs.len(),
@@ -418,22 +294,12 @@ pub async fn run(
         "builtin"
     };
     drop(server);
-    drop(pg);
-    drop(redis);
-    drop(grpc);
-    if real_time {
-        notes.push(format!(
-            "run in real time (time scale 1): the path timeout {} s is short enough to run library defaults as they are (fixed in the libraries' code, they cannot be time-scaled)",
-            plan.path_timeout_s
-        ));
-    }
+    drop(dbs);
+    closing_notes(&mut notes, real_time, plan, proxy_lab.is_some());
     let verified = runs
         .iter()
         .filter(|r| r.settings == Which::Planned)
         .all(|r| r.outcome == "survived");
-    if proxy_lab.is_some() {
-        notes.push("hops that ignore keepalives are modelled at the server end (the lab has no L7 proxy); their position on the path does not change the outcome".into());
-    }
     Ok(Report {
         path: inv.name.clone(),
         time_scale: factor,
@@ -446,6 +312,206 @@ pub async fn run(
         verified,
         notes,
     })
+}
+
+/// The notes on how the runs were made (real time, hops modelled at the server).
+fn closing_notes(notes: &mut Vec<String>, real_time: bool, plan: &Plan, proxy: bool) {
+    if real_time {
+        notes.push(format!(
+            "run in real time (time scale 1): the path timeout {} s is short enough to run library defaults as they are (fixed in the libraries' code, they cannot be time-scaled)",
+            plan.path_timeout_s
+        ));
+    }
+    if proxy {
+        notes.push("hops that ignore keepalives are modelled at the server end (the lab has no L7 proxy); their position on the path does not change the outcome".into());
+    }
+}
+
+/// Real time (scale 1) only when a library whose defaults are timed in its own code will run
+/// for real and the path is short enough; otherwise the path timeout scaled to the lab's.
+fn timing(plan: &Plan, opts: &Options, drivers: &Drivers) -> Result<(bool, f64, TimeScale)> {
+    let real_time = plan.path_timeout_s <= REAL_TIME_MAX_S
+        && drivers.iter().any(|(l, d)| {
+            d.is_ok() && real::fixed_timing(Libraries::builtin().profile(*l, None).behaviour)
+        });
+    let factor = if real_time {
+        1.0
+    } else {
+        (plan.path_timeout_s / f64::from(opts.lab_path_timeout_s.max(1))).max(1.0)
+    };
+    let scale = TimeScale::new(factor)
+        .ok_or_else(|| LabError::Config(format!("path timeout {}", plan.path_timeout_s)))?;
+    Ok((real_time, factor, scale))
+}
+
+/// The lab of the inventory's path, with the plan's sysctls on `app` (durations scaled).
+fn scaled_path(
+    inv: &Inventory,
+    plan: &Plan,
+    scale: TimeScale,
+) -> (LabSpec, Vec<HopReport>, Option<u32>) {
+    let (mut spec, hops, proxy_lab) = path(inv, scale);
+    spec.app_sysctls = plan
+        .sysctl
+        .iter()
+        .map(|(k, v)| {
+            let v = if k.ends_with("probes") {
+                *v
+            } else {
+                u64::from(scale.lab_whole_secs(*v as f64))
+            };
+            (k.clone(), v.to_string())
+        })
+        .collect();
+    (spec, hops, proxy_lab)
+}
+
+/// The plan's clients `--client` selects (all without it); none is an error.
+fn selected_clients<'p>(plan: &'p Plan, opts: &Options) -> Result<Vec<&'p ClientPlan>> {
+    let clients: Vec<_> = plan
+        .clients
+        .iter()
+        .filter(|c| opts.client.as_deref().is_none_or(|n| n == c.name))
+        .collect();
+    if clients.is_empty() {
+        let names: Vec<&str> = plan.clients.iter().map(|c| c.name.as_str()).collect();
+        return Err(LabError::Config(match &opts.client {
+            Some(n) => format!(
+                "no client {n:?} in the inventory (clients: {})",
+                names.join(", ")
+            ),
+            None => "the inventory has no clients to verify".into(),
+        }));
+    }
+    Ok(clients)
+}
+
+/// Per client: the planned settings, the current ones and (when it differs) sysctls only.
+fn jobs(inv: &Inventory, plan: &Plan, clients: &[&ClientPlan]) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    for cp in clients {
+        let Some(client) = inv.clients.iter().find(|c| c.name == cp.name) else {
+            continue;
+        };
+        let defaults = client.current == Current::default();
+        let (name, lib) = (cp.name.clone(), cp.library);
+        jobs.push((
+            name.clone(),
+            lib,
+            Which::Planned,
+            mapping::planned(plan, cp),
+            false,
+        ));
+        jobs.push((
+            name.clone(),
+            lib,
+            Which::Current,
+            mapping::current(client),
+            defaults,
+        ));
+        if let Some(m) = mapping::sysctl_only(client) {
+            jobs.push((name, lib, Which::SysctlOnly, m, false));
+        }
+    }
+    jobs
+}
+
+/// The real database servers the runs need, in the db namespace (stopped when dropped).
+struct Databases {
+    db_addr: std::net::IpAddr,
+    pg: Option<(Postgres, std::path::PathBuf)>,
+    redis: Option<Redis>,
+    grpc: Option<GrpcServer>,
+}
+
+impl Databases {
+    /// PostgreSQL when libpq or a real postgres driver runs (and it is installed, or `--db
+    /// postgres` asks), redis-server when a real Redis driver runs, the gRPC server when grpcio
+    /// runs; what is missing is noted.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        lab: &Lab,
+        inv: &Inventory,
+        opts: &Options,
+        clients: &[&ClientPlan],
+        drivers: &Drivers,
+        idle_close: Option<Duration>,
+        notes: &mut Vec<String>,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<Databases> {
+        let db_ns = lab.ns("db")?;
+        let protocol_of = |l: Library| {
+            Libraries::builtin()
+                .profile(l, None)
+                .library
+                .protocol
+                .clone()
+        };
+        let real = |l: Library| drivers.get(&l).is_some_and(|d| d.is_ok());
+        let want_pg = clients.iter().any(|c| {
+            c.library == Library::Libpq || (real(c.library) && protocol_of(c.library) == "postgres")
+        });
+        let want_redis = clients
+            .iter()
+            .any(|c| real(c.library) && protocol_of(c.library) == "redis");
+        let want_grpc = clients
+            .iter()
+            .any(|c| real(c.library) && protocol_of(c.library) == "grpc");
+        let pg_tools = postgres::Binaries::find().zip(postgres::find_psql());
+        let pg = match (opts.db, &pg_tools) {
+            (Db::Builtin, _) => None,
+            (Db::Postgres, None) => {
+                return Err(LabError::lab(
+                    lab.name(),
+                    "--db postgres: PostgreSQL (initdb, postgres, psql) is not installed; run .ci/install-deps",
+                ));
+            }
+            (Db::Auto, None) => {
+                notes.push("PostgreSQL is not installed: libpq settings verified as socket options on the built-in server".into());
+                None
+            }
+            (_, Some(_)) if !want_pg && opts.db == Db::Auto => None,
+            (_, Some((_, psql_path))) => {
+                progress("starting PostgreSQL in the db namespace");
+                let pg_opts = PgOptions {
+                    port: PG_PORT,
+                    idle_session_timeout: idle_close,
+                    parent: None,
+                };
+                Some((
+                    Postgres::start(db_ns, lab.name(), &pg_opts)?,
+                    psql_path.clone(),
+                ))
+            }
+        };
+        let db_addr = lab
+            .topology()
+            .db_addr(inv.options.ip_version == IpVersion::V6);
+        let redis = match (want_redis, redis_server::find()) {
+            (true, Some(_)) => {
+                progress("starting redis-server in the db namespace");
+                Some(Redis::start(db_ns, lab.name(), db_addr)?)
+            }
+            (true, None) => {
+                notes.push("redis-server is not installed: Redis clients verified with the socket-level model".into());
+                None
+            }
+            _ => None,
+        };
+        // The grpcio driver is available, so python3 and grpcio are: the server needs nothing else.
+        let grpc = if want_grpc {
+            progress("starting the gRPC server (grpcio) in the db namespace");
+            Some(GrpcServer::start(db_ns, lab.name(), db_addr)?)
+        } else {
+            None
+        };
+        Ok(Databases {
+            db_addr,
+            pg,
+            redis,
+            grpc,
+        })
+    }
 }
 
 struct RunCtx<'a> {

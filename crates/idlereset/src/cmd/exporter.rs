@@ -2,15 +2,14 @@
 //! watches on one machine (sockets at risk, conntrack INVALID rising, a table near full, reset
 //! bursts). One exporter per host; Prometheus scrapes them all (see docs/exporter.md, deploy/).
 //!
-//! Shape: [`collect`] reads each kernel source per scrape (one failing source only turns its
-//! `idlereset_source_up` to 0), [`encode`] writes the exposition text with prometheus-client,
+//! Shape: core's `exporter_collect::Collector` reads each source of the host per scrape (one
+//! failing source only turns its `idlereset_source_up` to 0), [`encode`] writes the exposition text with prometheus-client,
 //! [`http`] serves it. Reset events come from the `watch` pipeline running in the background
 //! (tracefs), feeding an idle-age histogram.
 //!
 //! Scrapes are serialised (one collector with the frozen-timer sampler's state), which also
 //! bounds memory when several Prometheus servers scrape at once.
 
-pub mod collect;
 pub mod encode;
 pub mod http;
 
@@ -20,13 +19,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use idlereset_core::exporter_collect::Collector;
 use idlereset_linux::NetNs;
+use idlereset_linux::host::LinuxHost;
 use prometheus_client::metrics::family::Family;
 
 use crate::app::Outcome;
-use crate::cmd::watch::stream::{self, IdleCache};
+use idlereset_linux::live::{self as stream, IdleCache};
 
-use self::collect::Collector;
 use self::encode::{ResetHistogram, ResetSource};
 
 #[derive(Debug, clap::Args)]
@@ -84,11 +84,12 @@ impl State {
         };
         let col: &mut Collector = &mut c;
         let snap = match &self.netns {
-            Some(ns) => match ns.run(|| col.collect()) {
+            // A fresh host per scrape: its netlink sockets open in the namespace read.
+            Some(ns) => match ns.run(|| col.collect(&mut LinuxHost::new())) {
                 Ok(s) => s,
                 Err(e) => return format!("# cannot enter namespace: {e}\n# EOF\n"),
             },
-            None => col.collect(),
+            None => col.collect(&mut LinuxHost::new()),
         };
         let resets = self.resets.as_ref().map(|(h, up)| ResetSource {
             up: up.load(Ordering::Relaxed),

@@ -4,9 +4,7 @@
 //!
 //! Events come from the kernel's `tcp:tcp_receive_reset` / `tcp:tcp_send_reset` tracepoints in a
 //! private tracefs instance (removed on exit and on Ctrl-C); idle ages and owners from a socket
-//! sampler (see [`stream`]). Runs until Ctrl-C, `--duration` or `--count`.
-
-pub mod stream;
+//! sampler (see `idlereset_linux::live`). Runs until Ctrl-C, `--duration` or `--count`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,7 +23,7 @@ use serde::Serialize;
 
 use crate::app::Outcome;
 
-use self::stream::{IdleCache, Joined};
+use idlereset_linux::live::{self as stream, IdleCache, Joined};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:

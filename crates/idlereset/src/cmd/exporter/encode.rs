@@ -17,7 +17,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use idlereset_core::netstat::RESET_COUNTERS;
 
-use super::collect::Snapshot;
+use idlereset_core::exporter_collect::Snapshot;
 
 pub type Labels = Vec<(String, String)>;
 
@@ -215,21 +215,23 @@ pub fn render(snap: &Snapshot, resets: Option<ResetSource<'_>>) -> String {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::super::collect::{Frozen, Sockets};
     use super::*;
+    use idlereset_core::exporter_collect::{Collector, Frozen};
+    use idlereset_core::host::fake::FakeHost;
+    use idlereset_core::host::{CtCounters, CtSize};
     use idlereset_core::netstat::Counters;
-    use idlereset_core::tally::Tally;
-    use idlereset_linux::conntrack::{CpuStats, CtCount};
+    use idlereset_core::path::PathPolicy;
+    use idlereset_core::tally::{Sockets, Tally};
 
     fn snap() -> Snapshot {
         Snapshot {
-            ct_count: Ok(CtCount {
+            ct_count: Ok(CtSize {
                 entries: 12,
                 max: Some(262144),
             }),
-            ct_stats: Ok(CpuStats {
+            ct_stats: Ok(CtCounters {
                 invalid: 7,
-                ..CpuStats::default()
+                ..CtCounters::default()
             }),
             frozen: Ok(Frozen {
                 accounting: true,
@@ -325,5 +327,31 @@ mod tests {
         assert!(!text.contains("idlereset_conntrack_entries "));
         assert!(!text.contains("idlereset_conntrack_invalid_total"));
         assert!(text.contains("idlereset_tcp_established_sockets{process=\"java\"} 5"));
+    }
+
+    /// A scrape of an unprivileged host, collected over the fake host and rendered: the
+    /// sources it may not read are `source_up 0`, the readable ones 1, and no gauge of an
+    /// unread source appears.
+    #[test]
+    fn unprivileged_scrape_reports_sources_down() {
+        let mut host = FakeHost {
+            owners: Err(FakeHost::denied("/proc")),
+            ..FakeHost::default()
+        };
+        let snap =
+            Collector::new(PathPolicy::fixed(300.0, "--path-timeout"), 20).collect(&mut host);
+        let text = render(&snap, None);
+        for (source, up) in [
+            ("conntrack", 0),
+            ("conntrack_stats", 0),
+            ("conntrack_table", 0),
+            ("procfs", 0),
+            ("sockdiag", 1),
+            ("snmp", 1),
+        ] {
+            let want = format!("idlereset_source_up{{source=\"{source}\"}} {up}");
+            assert!(text.contains(&want), "{want} missing in\n{text}");
+        }
+        assert!(!text.contains("idlereset_conntrack_entries "));
     }
 }

@@ -64,7 +64,10 @@ pub fn run(a: ReproduceArgs) -> anyhow::Result<Outcome> {
         let r = run_cancellable(async { Ok(reproduce::run_with(&sc, &opts, &progress).await?) })?;
         PresetReport::Incident(Box::new(r))
     } else {
-        let mut opts = frozen::Options::from_knobs(a.knobs.time_scale, a.knobs.fw_timeout)?;
+        let mut opts = frozen::Options::from_knobs(
+            a.knobs.time_scale,
+            a.knobs.firewall.fw_timeout.map(|d| d.as_secs_f64()),
+        )?;
         opts.pcap_dir = a.capture_dir.clone();
         let r = run_cancellable(async { Ok(frozen::run(&opts, &progress).await?) })?;
         PresetReport::FrozenTimer(Box::new(r))

@@ -1,8 +1,9 @@
 //! The live reset pipeline's threads, shared by `watch` and `exporter`: a sampler thread (in
 //! the sampled namespace) feeding core's `live::IdleCache` through the real host, and the event
 //! readers (tracefs tracepoints, or sock_diag destroy events) whose resets are joined with it.
-//! The joining, the cache and the reading are core's (`idlereset_core::live`, tested over the
-//! fake host); this module only runs them on threads against the kernel.
+//! The joining, the cache, the destroy-event reset test and the reading are core's
+//! (`idlereset_core::live`, tested over the fake host and fixtures); this module only runs them
+//! on threads against the kernel, so the binary only wires.
 //!
 //! Tracepoints fire for every network namespace and do not say which; the sampler reads one
 //! namespace (`--netns`), so events of other namespaces are reported with an unknown idle age.
@@ -12,13 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use idlereset_core::host::{HostError, HostSource, ResetSeen};
-use idlereset_core::live::sample_once;
+use idlereset_core::host::{HostError, HostSource};
+use idlereset_core::live::{DestroyGate, destroyed_reset, reset_counters, sample_once};
 pub use idlereset_core::live::{IdleCache, Joined};
-use idlereset_core::resets::Direction;
-use idlereset_linux::NetNs;
-use idlereset_linux::host::{LinuxHost, host_err};
-use idlereset_linux::tracefs;
+
+use crate::NetNs;
+use crate::host::{LinuxHost, host_err};
+use crate::tracefs;
 
 /// Sampling period of the socket table.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(200);
@@ -71,25 +72,9 @@ pub fn run_events(
     })
 }
 
-/// Reset counters of the calling thread's namespace: (EstabResets + aborts, OutRsts).
-fn reset_counters() -> Option<(u64, u64)> {
-    let mut c = idlereset_core::netstat::Counters::default();
-    for f in [
-        "/proc/thread-self/net/snmp",
-        "/proc/thread-self/net/netstat",
-    ] {
-        let text = std::fs::read_to_string(f).ok()?;
-        c.add_file(&text, f).ok()?;
-    }
-    let received = ["EstabResets"]
-        .iter()
-        .filter_map(|k| c.counter("Tcp", k))
-        .sum::<u64>()
-        + ["TCPAbortOnData", "TCPAbortOnTimeout"]
-            .iter()
-            .filter_map(|k| c.counter("TcpExt", k))
-            .sum::<u64>();
-    Some((received, c.counter("Tcp", "OutRsts").unwrap_or(0)))
+/// Reset counters of the calling thread's namespace (see core's `live::reset_counters`).
+fn read_reset_counters() -> Option<(u64, u64)> {
+    LinuxHost::new().netstat().ok().map(|c| reset_counters(&c))
 }
 
 /// The fallback where tracefs is unavailable: sockets destroyed in `netns` (sock_diag destroy
@@ -104,32 +89,21 @@ pub fn run_destroy_events(
     mut on_event: impl FnMut(Joined) + Send,
 ) -> Result<(), HostError> {
     let mut work = move || {
-        let mut last = reset_counters();
-        idlereset_linux::sockdiag::destroy::watch_destroyed(stop, |s| {
+        let mut gate = DestroyGate::new(read_reset_counters());
+        crate::sockdiag::destroy::watch_destroyed(stop, |s| {
             if s.remote.port() == 0 {
                 return;
             }
-            let now = reset_counters();
-            let (rose, sent) = match (last, now) {
-                (Some((r0, o0)), Some((r1, o1))) => (r1 > r0 || o1 > o0, o1 > o0 && r1 == r0),
-                _ => (true, false),
-            };
-            last = now;
-            if !rose {
+            let Some(direction) = gate.judge(read_reset_counters()) else {
                 return;
-            }
-            let ts = tracefs::monotonic_s();
-            let sent_at = ts - f64::from(s.last_data_sent_ms.unwrap_or(0)) / 1000.0;
-            let ev = ResetSeen {
-                mono_s: ts,
-                direction: if sent {
-                    Direction::Sent
-                } else {
-                    Direction::Received
-                },
-                local: s.local,
-                remote: s.remote,
             };
+            let (ev, sent_at) = destroyed_reset(
+                tracefs::monotonic_s(),
+                direction,
+                s.local,
+                s.remote,
+                s.last_data_sent_ms,
+            );
             let joined = match cache.lock() {
                 Ok(c) => c.join(&ev, sent_at),
                 Err(_) => return,
