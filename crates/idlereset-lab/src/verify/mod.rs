@@ -19,6 +19,7 @@
 //! defaults are timed in its own code cannot be time-scaled: paths up to [`REAL_TIME_MAX_S`] then
 //! run in real time. All runs share the lab and run concurrently, each on its own flow.
 
+mod compiled;
 pub mod driver;
 pub mod mapping;
 pub mod psql;
@@ -474,13 +475,17 @@ impl RunCtx<'_> {
         };
         // libpq runs through psql when installed (real libpq, heartbeat queries included).
         let psql_first = lib == Library::Libpq && self.pg.is_some();
-        let real = match self.real_plan(lib, which, defaults).and_then(|d| {
-            if psql_first {
-                Err("psql is installed: real libpq through psql".to_string())
-            } else {
-                Ok(d)
-            }
-        }) {
+        let real = match self
+            .real_plan(lib, which, defaults)
+            .and_then(|d| {
+                if psql_first {
+                    Err("psql is installed: real libpq through psql".to_string())
+                } else {
+                    Ok(d)
+                }
+            })
+            .and_then(|d| self.compiled_fits(lib, &d, &r.model).map(|()| d))
+        {
             Ok(d) => Some(d),
             Err(why) => {
                 r.why = why;

@@ -5,6 +5,7 @@ use idlereset_core::inventory::Library;
 use idlereset_core::libraries::Libraries;
 use idlereset_core::plan::Plan;
 
+use super::compiled;
 use super::driver::{self, Driver};
 use super::mapping::Which;
 use super::{Options, REAL_TIME_MAX_S, RunCtx, RunReport, psql};
@@ -81,6 +82,21 @@ impl RunCtx<'_> {
         Ok(d)
     }
 
+    /// For the compiled drivers (JVM, Go): whether the real library runs this model faithfully
+    /// at the run's time scale (see [`compiled::fits`]); other drivers always do.
+    pub(super) fn compiled_fits(
+        &self,
+        lib: Library,
+        d: &Driver,
+        m: &super::mapping::Model,
+    ) -> std::result::Result<(), String> {
+        if !compiled::is_compiled(&d.runtime) {
+            return Ok(());
+        }
+        let b = Libraries::builtin().profile(lib, None).behaviour;
+        compiled::fits(&d.module, b, m, self.scale.factor())
+    }
+
     pub(super) async fn real(&self, r: &mut RunReport, d: &Driver, defaults: bool) -> Result<()> {
         let host = self.target.ip();
         let target = match (d.module.as_str(), self.pg) {
@@ -91,6 +107,9 @@ impl RunCtx<'_> {
                 "host": host.to_string(), "port": pg.port, "user": pg.user, "database": "postgres",
                 "connectionTimeoutMillis": 5000
             }),
+            (m, Some((pg, _))) if compiled::is_compiled(&d.runtime) => {
+                compiled::target(m, pg, host)
+            }
             _ => serde_json::json!({"host": host.to_string(), "port": REDIS_PORT}),
         };
         let b = Libraries::builtin()
@@ -136,6 +155,7 @@ impl RunCtx<'_> {
             res.version.as_deref().unwrap_or("?")
         );
         r.detail = match (res.survived, res.retried) {
+            (true, false) if res.replaced => "the pool retired the idle connection before the path cut it and answered on a new one".into(),
             (true, false) => "the same connection answered after the idle".into(),
             (true, true) => "answered only on a new connection: the library's retry / reconnect hid a reset from the application".into(),
             (false, _) => "the library raised an error to the application".into(),
