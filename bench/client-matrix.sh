@@ -34,14 +34,30 @@ library = "node-pg"
 [[client]]
 name = "libpq"
 library = "libpq"
+[[client]]
+name = "pgjdbc"
+library = "pgjdbc"
+[[client]]
+name = "hikaricp"
+library = "hikaricp"
+version = "2.7.9"
+[[client]]
+name = "lib-pq"
+library = "lib-pq"
+[[client]]
+name = "pgx"
+library = "pgx"
+version = "4.15.0"
 TOML
 "$bin" plan --json "$work/matrix.toml" >"$work/plan.json"
 "$bin" verify --db postgres --json "$work/matrix.toml" >"$work/verify.json" || true
 fixtures=crates/idlereset-core/tests/fixtures/client-logs
 mkdir -p "$fixtures"
-python3 - "$work/plan.json" "$work/verify.json" "$fixtures" "$(uname -r)" <<'PY'
+python3 - "$work/plan.json" "$work/verify.json" "$fixtures" "$(uname -r)" "$PWD" <<'PY'
 import json, sys
 plan, ver, fixtures, kernel = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3], sys.argv[4]
+# Fixtures carry no machine paths: the checkout's path becomes relative to the repository.
+checkout = sys.argv[5].rstrip("/") + "/"
 t = ver["path_timeout_s"]
 settings = {c["name"]: c["settings"] for c in plan["clients"]}
 print(f"| library | version | defaults on the wire | defaults on a {t:g} s path | plan's settings | verified |")
@@ -59,6 +75,6 @@ for name in settings:
     print(f"| {name} | {cur.get('library_version') or pl.get('library_version') or '-'} | {wire} | {what} | {keys} | {ok} ({pl['via']}) |")
     for r in runs.values():
         if r.get("app_log"):
-            open(f"{fixtures}/{name}-{r['settings']}.log", "w").write(r["app_log"])
+            open(f"{fixtures}/{name}-{r['settings']}.log", "w").write(r["app_log"].replace(checkout, ""))
 print(f"\nkernel {kernel}; runs: " + ", ".join(f"{r['client']}/{r['settings']} via {r['via']}" for r in ver["runs"]))
 PY
