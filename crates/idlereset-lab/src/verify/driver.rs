@@ -1,6 +1,6 @@
-//! The real client library in the lab: a small driver program per library (Python, Node) runs
-//! in the `app` namespace against a real server in `db`, holds one connection idle and reports
-//! what the library did.
+//! The real client library in the lab: a small driver program per library (Python, Node, Java,
+//! Go; the last two compiled first, see `compiled`) runs in the `app` namespace against a real
+//! server in `db`, holds one connection idle and reports what the library did.
 //!
 //! Which program runs a library is the `driver` field of its row in the library data
 //! (`python:psycopg2`, `node:pg`, ...). A driver runs only when its runtime and the library are

@@ -13,8 +13,8 @@
 //! Then, for every client, one connection per settings variant (planned, current, and the
 //! runbook's "OS sysctl only" trap for clients without SO_KEEPALIVE) idles well beyond every
 //! hop's timeout and sends one more query. Libraries with a driver program (see [`driver`];
-//! psycopg2, redis-py, node-postgres, ioredis) run for real against PostgreSQL / redis-server
-//! when installed, libpq runs the real `psql`; the others run the lab's pooled workload with the
+//! psycopg2, redis-py, node-postgres, ioredis, PgJDBC, HikariCP, Go lib/pq, pgx) run for real
+//! against PostgreSQL / redis-server when installed, libpq runs the real `psql`; the others run the lab's pooled workload with the
 //! socket options and pool limits their settings amount to (see [`mapping`]). A library whose
 //! defaults are timed in its own code cannot be time-scaled: paths up to [`REAL_TIME_MAX_S`] then
 //! run in real time. All runs share the lab and run concurrently, each on its own flow.
@@ -415,6 +415,7 @@ pub async fn run(
             plan.path_timeout_s
         ));
     }
+    notes.extend(real::version_notes(plan, &runs));
     let verified = runs
         .iter()
         .filter(|r| r.settings == Which::Planned)

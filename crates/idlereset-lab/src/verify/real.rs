@@ -165,3 +165,87 @@ impl RunCtx<'_> {
         Ok(())
     }
 }
+
+/// Notes for real runs whose installed library version behaves differently (another row of the
+/// library data) from the version the plan's advice is for: the real run then checks advice
+/// written for another version (HikariCP 2.7 rejects 4.x's keepaliveTime at start-up).
+pub(super) fn version_notes(plan: &Plan, runs: &[super::RunReport]) -> Vec<String> {
+    use idlereset_core::libraries::Version;
+    let mut notes = Vec::new();
+    for cp in &plan.clients {
+        let Some(installed) = runs
+            .iter()
+            .filter(|r| r.client == cp.name && r.via.starts_with("real:"))
+            .find_map(|r| r.library_version.as_deref())
+        else {
+            continue;
+        };
+        let first = installed.split_whitespace().next().unwrap_or(installed);
+        let (Ok(have), Ok(want)) = (Version::parse(first), Version::parse(&cp.version)) else {
+            continue;
+        };
+        let libs = Libraries::builtin();
+        let (a, b) = (
+            libs.profile(cp.library, Some(have)),
+            libs.profile(cp.library, Some(want)),
+        );
+        if !std::ptr::eq(a.behaviour, b.behaviour) {
+            notes.push(format!(
+                "{}: the lab ran the installed {} {first}, but the plan's advice is for {}{}, which behaves differently (library data); add `version = \"{first}\"` to the client if that is the version it runs",
+                cp.name,
+                a.library.display,
+                cp.version,
+                if cp.version_assumed { " (assumed)" } else { "" }
+            ));
+        }
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idlereset_core::catalog::Catalog;
+    use idlereset_core::inventory::Inventory;
+
+    fn run_of(inv: &Inventory, version: &str) -> super::super::RunReport {
+        let c = &inv.clients[0];
+        super::super::RunReport {
+            client: c.name.clone(),
+            library: c.library.as_str().into(),
+            settings: Which::Planned,
+            outcome: "error".into(),
+            idle_s: 0.0,
+            error: None,
+            detail: String::new(),
+            via: "real:java:hikaricp".into(),
+            why: String::new(),
+            library_version: Some(version.into()),
+            retried: None,
+            app_log: None,
+            sockopts: None,
+            model: super::super::mapping::current(c),
+        }
+    }
+
+    #[test]
+    fn installed_version_with_other_behaviour_is_noted() {
+        let text = |v: &str| {
+            format!(
+                "[[hop]]\nname = \"fw\"\nkind = \"firewall\"\nidle_timeout_s = 60\nfailure = \"reset\"\n[[client]]\nname = \"pool\"\nlibrary = \"hikaricp\"\n{v}"
+            )
+        };
+        let cat = Catalog::builtin().expect("catalog");
+        // No version: the advice assumes HikariCP 5.x; the lab's 2.7.9 behaves otherwise.
+        let inv = Inventory::parse(&text(""), "t.toml", &cat).expect("inventory");
+        let plan = idlereset_core::plan::plan(&inv);
+        let notes = version_notes(&plan, &[run_of(&inv, "2.7.9 (PgJDBC 42.5.5)")]);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("version = \"2.7.9\""), "{notes:?}");
+        assert!(notes[0].contains("(assumed)"), "{notes:?}");
+        // The inventory names the installed version: nothing to say.
+        let inv = Inventory::parse(&text("version = \"2.7.9\""), "t.toml", &cat).expect("inv");
+        let plan = idlereset_core::plan::plan(&inv);
+        assert!(version_notes(&plan, &[run_of(&inv, "2.7.9 (PgJDBC 42.5.5)")]).is_empty());
+    }
+}
