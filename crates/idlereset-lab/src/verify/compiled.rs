@@ -78,6 +78,15 @@ pub async fn prepare(runtime: &str) -> Result<&'static Prepared, String> {
     cell.get_or_init(build).await.as_ref().map_err(Clone::clone)
 }
 
+/// Build the compiled drivers among `runtimes` concurrently (javac and go build overlap), so
+/// the later per-library checks find them ready.
+pub async fn prepare_all<'a>(runtimes: impl IntoIterator<Item = &'a str>) {
+    let mut want: Vec<&str> = runtimes.into_iter().filter(|r| is_compiled(r)).collect();
+    want.sort_unstable();
+    want.dedup();
+    futures::future::join_all(want.into_iter().map(prepare)).await;
+}
+
 type Build = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Prepared, String>> + Send>>;
 
 fn cache_root() -> PathBuf {
@@ -455,7 +464,10 @@ mod tests {
             pool_idle_s: None,
             ..m.clone()
         };
-        assert!(fits("hikaricp", b, &no_idle, 1.2).is_ok(), "45 s / 1.2 >= 30 s");
+        assert!(
+            fits("hikaricp", b, &no_idle, 1.2).is_ok(),
+            "45 s / 1.2 >= 30 s"
+        );
         let why = fits("hikaricp", b, &no_idle, 2.0).expect_err("45 s / 2 < 30 s minimum");
         assert!(why.contains("max lifetime"), "{why}");
         assert!(

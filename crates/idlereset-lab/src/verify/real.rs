@@ -25,6 +25,13 @@ pub(super) async fn available_drivers(
     opts: &Options,
 ) -> std::collections::HashMap<Library, std::result::Result<Driver, String>> {
     let mut out = std::collections::HashMap::new();
+    let drivers: Vec<Driver> = plan
+        .clients
+        .iter()
+        .filter(|c| opts.client.as_deref().is_none_or(|n| n == c.name))
+        .filter_map(|c| Driver::of(Libraries::builtin().profile(c.library, None).library))
+        .collect();
+    compiled::prepare_all(drivers.iter().map(|d| d.runtime.as_str())).await;
     for c in plan
         .clients
         .iter()
