@@ -70,7 +70,7 @@ for name in settings:
         f"idle {m['keepidle_s']:g} s, intvl {m['keepintvl_s']:g} s, cnt {m['keepcnt']}"
     hidden = " (hidden by a retry)" if cur.get("retried") else ""
     what = cur["outcome"] + hidden + (f": `{cur['error']}`" if cur.get("error") else "")
-    keys = ", ".join(f"{k}={v}" for k, v in settings[name].items() if not k.startswith(("net.", "server:")))
+    keys = ", ".join(f"{k}={v}" for k, v in settings[name].items() if not k.startswith(("net.ipv4.", "server:")))
     ok = "yes" if pl["outcome"] == "survived" else "NO"
     print(f"| {name} | {cur.get('library_version') or pl.get('library_version') or '-'} | {wire} | {what} | {keys} | {ok} ({pl['via']}) |")
     for r in runs.values():
