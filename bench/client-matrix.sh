@@ -38,15 +38,31 @@ library = "libpq"
 [[client]]
 name = "grpcio"
 library = "grpcio"
+[[client]]
+name = "pgjdbc"
+library = "pgjdbc"
+[[client]]
+name = "hikaricp"
+library = "hikaricp"
+version = "2.7.9"
+[[client]]
+name = "lib-pq"
+library = "lib-pq"
+[[client]]
+name = "pgx"
+library = "pgx"
+version = "4.15.0"
 TOML
 "$bin" plan --json "$work/matrix.toml" >"$work/plan.json"
 "$bin" verify --db postgres --json "$work/matrix.toml" >"$work/verify.json" || true
 fixtures=crates/idlereset-core/tests/fixtures/client-logs
 mkdir -p "$fixtures"
-python3 - "$work/plan.json" "$work/verify.json" "$fixtures" "$(uname -r)" "$PWD/crates/idlereset-lab/drivers" <<'PY'
+python3 - "$work/plan.json" "$work/verify.json" "$fixtures" "$(uname -r)" "$PWD/crates/idlereset-lab/drivers" "$PWD" <<'PY'
 import json, re, sys
 drivers = sys.argv[5]
 plan, ver, fixtures, kernel = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3], sys.argv[4]
+# Fixtures carry no machine paths: the checkout's path becomes relative to the repository.
+checkout = sys.argv[6].rstrip("/") + "/"
 t = ver["path_timeout_s"]
 settings = {c["name"]: c["settings"] for c in plan["clients"]}
 print(f"| library | version | defaults on the wire | defaults on a {t:g} s path | plan's settings | verified |")
@@ -59,14 +75,14 @@ for name in settings:
         f"idle {m['keepidle_s']:g} s, intvl {m['keepintvl_s']:g} s, cnt {m['keepcnt']}"
     hidden = " (hidden by a retry)" if cur.get("retried") else ""
     what = cur["outcome"] + hidden + (f": `{cur['error']}`" if cur.get("error") else "")
-    keys = ", ".join(f"{k}={v}" for k, v in settings[name].items() if not k.startswith(("net.", "server:")))
+    keys = ", ".join(f"{k}={v}" for k, v in settings[name].items() if not k.startswith(("net.ipv4.", "server:")))
     ok = "yes" if pl["outcome"] == "survived" else "NO"
     print(f"| {name} | {cur.get('library_version') or pl.get('library_version') or '-'} | {wire} | {what} | {keys} | {ok} ({pl['via']}) |")
     for r in runs.values():
         if r.get("app_log"):
             log = r["app_log"].replace(drivers, "/srv/idlereset/drivers")
             log = re.sub(r"/\S*?/site-packages", "/usr/local/lib/python3.11/site-packages", log)
-            open(f"{fixtures}/{name}-{r['settings']}.log", "w").write(log)
+            open(f"{fixtures}/{name}-{r['settings']}.log", "w").write(log.replace(checkout, ""))
 print(f"\nkernel {kernel}; runs: " + ", ".join(f"{r['client']}/{r['settings']} via {r['via']}" for r in ver["runs"]))
 PY
 # The data file's rows against this run: for each library that ran for real with its defaults,

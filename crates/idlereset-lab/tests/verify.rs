@@ -280,6 +280,14 @@ async fn postgres_idle_session_needs_heartbeat_over_ipv6() {
     assert!(planned.detail.contains("heartbeat queries"), "{planned:?}");
 }
 
+/// The `n`th error text of a library in the library data.
+fn b_error(lib: idlereset_core::inventory::Library, n: usize) -> &'static str {
+    &idlereset_core::libraries::Libraries::builtin()
+        .profile(lib, None)
+        .library
+        .errors[n]
+}
+
 /// The client matrix on a 60 s path, short enough to run library defaults in real time.
 const MATRIX_60: &str = r#"
 name = "client matrix"
@@ -303,6 +311,20 @@ library = "libpq"
 [[client]]
 name = "grpcio"
 library = "grpcio"
+[[client]]
+name = "pgjdbc"
+library = "pgjdbc"
+[[client]]
+name = "hikaricp"
+library = "hikaricp"
+version = "2.7.9"
+[[client]]
+name = "lib-pq"
+library = "lib-pq"
+[[client]]
+name = "pgx"
+library = "pgx"
+version = "4.15.0"
 "#;
 
 /// Real redis-py, ioredis, node-postgres and grpcio (drivers under `drivers/`, installed by
@@ -330,11 +352,17 @@ async fn real_library_matrix_matches_the_library_data() {
         ("node-pg", Library::NodePg),
         ("libpq", Library::Libpq),
         ("grpcio", Library::Grpcio),
+        ("pgjdbc", Library::Pgjdbc),
+        ("hikaricp", Library::Hikaricp),
+        ("lib-pq", Library::LibPq),
+        ("pgx", Library::Pgx),
     ] {
         let b = Libraries::builtin().profile(lib, None).behaviour;
         let holds = b
             .wire_keepalive(HOST_KEEPALIVE)
             .is_some_and(|(idle, intvl, _)| idle < t && intvl < t);
+        // A library that validates on borrow hides the reset: it answers on a new connection.
+        let hidden = !holds && b.hides_resets.is_some() && lib == Library::Hikaricp;
         let current = find(&r, name, Which::Current);
         let planned = find(&r, name, Which::Planned);
         if lib == Library::Libpq {
@@ -372,9 +400,27 @@ async fn real_library_matrix_matches_the_library_data() {
                 );
             }
         }
+        if hidden {
+            assert_eq!(current.retried, Some(true), "{name}: {current:?}");
+        }
+        let log = current.app_log.as_deref().unwrap_or("");
+        match lib {
+            // What the application log shows of the reset, as the library data says.
+            Library::Pgjdbc => {
+                assert!(log.contains(b_error(lib, 0)), "{name}: {log}");
+                assert!(log.contains("Caused by: "), "{name}: {log}");
+            }
+            Library::Hikaricp => assert!(
+                log.contains("Failed to validate connection")
+                    && log.contains("This connection has been closed."),
+                "{name}: {log}"
+            ),
+            Library::Pgx => assert!(log.contains("connection reset by peer"), "{name}: {log}"),
+            _ => {}
+        }
         assert_eq!(
             current.outcome == "survived",
-            holds,
+            holds || hidden,
             "{name}: library data says defaults {} a {t} s path: {current:?}",
             if holds { "hold" } else { "do not hold" }
         );

@@ -1,6 +1,6 @@
-//! The real client library in the lab: a small driver program per library (Python, Node) runs
-//! in the `app` namespace against a real server in `db`, holds one connection idle and reports
-//! what the library did.
+//! The real client library in the lab: a small driver program per library (Python, Node, Java,
+//! Go; the last two compiled first, see `compiled`) runs in the `app` namespace against a real
+//! server in `db`, holds one connection idle and reports what the library did.
 //!
 //! Which program runs a library is the `driver` field of its row in the library data
 //! (`python:psycopg2`, `node:pg`, ...). A driver runs only when its runtime and the library are
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::error::{LabError, Result};
+use crate::verify::compiled;
 use crate::verify::mapping::Model;
 
 /// Where the driver programs live (`IDLERESET_DRIVERS_DIR` overrides the source tree's).
@@ -31,9 +32,10 @@ pub fn drivers_dir() -> PathBuf {
 /// A driver program for one library.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Driver {
-    /// `python` or `node`.
+    /// `python`, `node`, `java` or `go`.
     pub runtime: String,
-    /// The module the driver loads (`psycopg2`, `redis`, `pg`, `ioredis`).
+    /// The module the driver loads (`psycopg2`, `redis`, `pg`, `ioredis`, `pgjdbc`,
+    /// `hikaricp`, `lib-pq`, `pgx`).
     pub module: String,
 }
 
@@ -47,28 +49,46 @@ impl Driver {
         })
     }
 
-    fn command(&self) -> (PathBuf, PathBuf) {
+    /// The program, the arguments before the driver's own, and the file that names it in
+    /// errors (the script, or the compiled driver's program).
+    fn command(&self) -> (PathBuf, Vec<std::ffi::OsString>, PathBuf) {
         let dir = drivers_dir();
-        match self.runtime.as_str() {
-            "node" => ("node".into(), dir.join("node/driver.js")),
-            _ => ("python3".into(), dir.join("python/driver.py")),
+        if let Some(p) = compiled::prepared(&self.runtime) {
+            return (p.program.clone(), p.args.clone(), p.program.clone());
         }
+        let script = match self.runtime.as_str() {
+            "node" => dir.join("node/driver.js"),
+            "java" => dir.join("java/Driver.java"),
+            "go" => dir.join("go/driver.go"),
+            _ => dir.join("python/driver.py"),
+        };
+        let bin = match self.runtime.as_str() {
+            "node" => "node",
+            _ => "python3",
+        };
+        (bin.into(), vec![script.clone().into()], script)
     }
 
     fn base(&self) -> tokio::process::Command {
-        let (bin, _) = self.command();
+        let (bin, args, _) = self.command();
         let mut cmd = tokio::process::Command::new(bin);
+        cmd.args(args);
         cmd.env("NODE_PATH", drivers_dir().join("node/node_modules"));
         cmd
     }
 
     /// `Ok(())` when the runtime and the library load here; otherwise why not.
     pub async fn availability(&self) -> std::result::Result<(), String> {
-        let (_, script) = self.command();
+        if compiled::is_compiled(&self.runtime) {
+            // Compiling against the installed libraries is the check that they load.
+            return compiled::prepare(&self.runtime).await.map(|_| ());
+        }
+        let (bin, _, script) = self.command();
         if !script.is_file() {
             return Err(format!("driver {} not found", script.display()));
         }
-        let mut cmd = self.base();
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.env("NODE_PATH", drivers_dir().join("node/node_modules"));
         match self.runtime.as_str() {
             "node" => cmd.args(["-e", &format!("require('{}')", self.module)]),
             _ => cmd.args(["-c", &format!("import {}", self.module)]),
@@ -100,6 +120,9 @@ struct Event {
     error: Option<String>,
     #[serde(default)]
     retried: Option<bool>,
+    /// A new connection answered (pool retirement or a hidden reset; `retried` says which).
+    #[serde(default)]
+    replaced: Option<bool>,
     #[serde(default)]
     version: Option<String>,
     #[serde(default)]
@@ -143,6 +166,9 @@ pub struct DriverResult {
     pub survived: bool,
     /// The library answered after replacing the connection (retry / reconnect hid a reset).
     pub retried: bool,
+    /// A new connection answered although no reset was hidden: the pool retired the idle one
+    /// (its idle timeout or lifetime).
+    pub replaced: bool,
     pub error: Option<String>,
     /// Library version as the driver read it.
     pub version: Option<String>,
@@ -160,10 +186,9 @@ pub async fn run(
     idle: Duration,
     settings: &BTreeMap<String, serde_json::Value>,
 ) -> Result<DriverResult> {
-    let (_, script) = driver.command();
+    let (_, _, script) = driver.command();
     let mut cmd = driver.base();
-    cmd.arg(&script)
-        .arg(&driver.module)
+    cmd.arg(&driver.module)
         .arg(target.to_string())
         .arg(format!("{:.3}", idle.as_secs_f64()))
         .arg(serde_json::to_string(settings).unwrap_or_else(|_| "{}".into()))
@@ -228,6 +253,7 @@ pub async fn run(
     Ok(DriverResult {
         survived: ev.outcome.as_deref() == Some("survived"),
         retried: ev.retried.unwrap_or(false),
+        replaced: ev.replaced.unwrap_or(false) && !ev.retried.unwrap_or(false),
         error: ev.error,
         version,
         app_log,
@@ -311,7 +337,7 @@ pub fn settings(
                 put("keepAlive", J::Null);
             }
         }
-        _ => {}
+        other => s.extend(compiled::settings(other, m, scale)),
     }
     s
 }

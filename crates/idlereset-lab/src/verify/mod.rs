@@ -13,12 +13,13 @@
 //! Then, for every client, one connection per settings variant (planned, current, and the
 //! runbook's "OS sysctl only" trap for clients without SO_KEEPALIVE) idles well beyond every
 //! hop's timeout and sends one more query. Libraries with a driver program (see [`driver`];
-//! psycopg2, redis-py, node-postgres, ioredis) run for real against PostgreSQL / redis-server
-//! when installed, libpq runs the real `psql`; the others run the lab's pooled workload with the
+//! psycopg2, redis-py, node-postgres, ioredis, PgJDBC, HikariCP, Go lib/pq, pgx) run for real
+//! against PostgreSQL / redis-server when installed, libpq runs the real `psql`; the others run the lab's pooled workload with the
 //! socket options and pool limits their settings amount to (see [`mapping`]). A library whose
 //! defaults are timed in its own code cannot be time-scaled: paths up to [`REAL_TIME_MAX_S`] then
 //! run in real time. All runs share the lab and run concurrently, each on its own flow.
 
+mod compiled;
 pub mod driver;
 pub mod mapping;
 pub mod psql;
@@ -296,6 +297,7 @@ pub async fn run(
     drop(server);
     drop(dbs);
     closing_notes(&mut notes, real_time, plan, proxy_lab.is_some());
+    notes.extend(real::version_notes(plan, &runs));
     let verified = runs
         .iter()
         .filter(|r| r.settings == Which::Planned)
@@ -555,13 +557,17 @@ impl RunCtx<'_> {
         };
         // libpq runs through psql when installed (real libpq, heartbeat queries included).
         let psql_first = lib == Library::Libpq && self.pg.is_some();
-        let real = match self.real_plan(lib, which, defaults).and_then(|d| {
-            if psql_first {
-                Err("psql is installed: real libpq through psql".to_string())
-            } else {
-                Ok(d)
-            }
-        }) {
+        let real = match self
+            .real_plan(lib, which, defaults)
+            .and_then(|d| {
+                if psql_first {
+                    Err("psql is installed: real libpq through psql".to_string())
+                } else {
+                    Ok(d)
+                }
+            })
+            .and_then(|d| self.compiled_fits(lib, &d, &r.model).map(|()| d))
+        {
             Ok(d) => Some(d),
             Err(why) => {
                 r.why = why;

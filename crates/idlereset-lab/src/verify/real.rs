@@ -5,6 +5,7 @@ use idlereset_core::inventory::Library;
 use idlereset_core::libraries::Libraries;
 use idlereset_core::plan::Plan;
 
+use super::compiled;
 use super::driver::{self, Driver};
 use super::mapping::Which;
 use super::{Options, REAL_TIME_MAX_S, RunCtx, RunReport, psql};
@@ -34,6 +35,13 @@ pub(super) async fn available_drivers(
     opts: &Options,
 ) -> std::collections::HashMap<Library, std::result::Result<Driver, String>> {
     let mut out = std::collections::HashMap::new();
+    let drivers: Vec<Driver> = plan
+        .clients
+        .iter()
+        .filter(|c| opts.client.as_deref().is_none_or(|n| n == c.name))
+        .filter_map(|c| Driver::of(Libraries::builtin().profile(c.library, None).library))
+        .collect();
+    compiled::prepare_all(drivers.iter().map(|d| d.runtime.as_str())).await;
     for c in plan
         .clients
         .iter()
@@ -94,6 +102,21 @@ impl RunCtx<'_> {
         Ok(d)
     }
 
+    /// For the compiled drivers (JVM, Go): whether the real library runs this model faithfully
+    /// at the run's time scale (see [`compiled::fits`]); other drivers always do.
+    pub(super) fn compiled_fits(
+        &self,
+        lib: Library,
+        d: &Driver,
+        m: &super::mapping::Model,
+    ) -> std::result::Result<(), String> {
+        if !compiled::is_compiled(&d.runtime) {
+            return Ok(());
+        }
+        let b = Libraries::builtin().profile(lib, None).behaviour;
+        compiled::fits(&d.module, b, m, self.scale.factor())
+    }
+
     pub(super) async fn real(&self, r: &mut RunReport, d: &Driver, defaults: bool) -> Result<()> {
         let host = self.target.ip();
         let target = match (d.module.as_str(), self.pg) {
@@ -105,6 +128,9 @@ impl RunCtx<'_> {
                 "connectionTimeoutMillis": 5000
             }),
             ("grpc", _) => serde_json::json!({"host": target_host(host), "port": GRPC_PORT}),
+            (m, Some((pg, _))) if compiled::is_compiled(&d.runtime) => {
+                compiled::target(m, pg, host)
+            }
             _ => serde_json::json!({"host": host.to_string(), "port": REDIS_PORT}),
         };
         let b = Libraries::builtin()
@@ -150,6 +176,7 @@ impl RunCtx<'_> {
             res.version.as_deref().unwrap_or("?")
         );
         r.detail = match (res.survived, res.retried) {
+            (true, false) if res.replaced => "the pool retired the idle connection before the path cut it and answered on a new one".into(),
             (true, false) => "the same connection answered after the idle".into(),
             (true, true) => "answered only on a new connection: the library's retry / reconnect hid a reset from the application".into(),
             (false, _) => "the library raised an error to the application".into(),
@@ -157,5 +184,89 @@ impl RunCtx<'_> {
         r.app_log = Some(res.app_log);
         r.sockopts = res.sockopts;
         Ok(())
+    }
+}
+
+/// Notes for real runs whose installed library version behaves differently (another row of the
+/// library data) from the version the plan's advice is for: the real run then checks advice
+/// written for another version (HikariCP 2.7 rejects 4.x's keepaliveTime at start-up).
+pub(super) fn version_notes(plan: &Plan, runs: &[super::RunReport]) -> Vec<String> {
+    use idlereset_core::libraries::Version;
+    let mut notes = Vec::new();
+    for cp in &plan.clients {
+        let Some(installed) = runs
+            .iter()
+            .filter(|r| r.client == cp.name && r.via.starts_with("real:"))
+            .find_map(|r| r.library_version.as_deref())
+        else {
+            continue;
+        };
+        let first = installed.split_whitespace().next().unwrap_or(installed);
+        let (Ok(have), Ok(want)) = (Version::parse(first), Version::parse(&cp.version)) else {
+            continue;
+        };
+        let libs = Libraries::builtin();
+        let (a, b) = (
+            libs.profile(cp.library, Some(have)),
+            libs.profile(cp.library, Some(want)),
+        );
+        if !std::ptr::eq(a.behaviour, b.behaviour) {
+            notes.push(format!(
+                "{}: the lab ran the installed {} {first}, but the plan's advice is for {}{}, which behaves differently (library data); add `version = \"{first}\"` to the client if that is the version it runs",
+                cp.name,
+                a.library.display,
+                cp.version,
+                if cp.version_assumed { " (assumed)" } else { "" }
+            ));
+        }
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idlereset_core::catalog::Catalog;
+    use idlereset_core::inventory::Inventory;
+
+    fn run_of(inv: &Inventory, version: &str) -> super::super::RunReport {
+        let c = &inv.clients[0];
+        super::super::RunReport {
+            client: c.name.clone(),
+            library: c.library.as_str().into(),
+            settings: Which::Planned,
+            outcome: "error".into(),
+            idle_s: 0.0,
+            error: None,
+            detail: String::new(),
+            via: "real:java:hikaricp".into(),
+            why: String::new(),
+            library_version: Some(version.into()),
+            retried: None,
+            app_log: None,
+            sockopts: None,
+            model: super::super::mapping::current(c),
+        }
+    }
+
+    #[test]
+    fn installed_version_with_other_behaviour_is_noted() {
+        let text = |v: &str| {
+            format!(
+                "[[hop]]\nname = \"fw\"\nkind = \"firewall\"\nidle_timeout_s = 60\nfailure = \"reset\"\n[[client]]\nname = \"pool\"\nlibrary = \"hikaricp\"\n{v}"
+            )
+        };
+        let cat = Catalog::builtin().expect("catalog");
+        // No version: the advice assumes HikariCP 5.x; the lab's 2.7.9 behaves otherwise.
+        let inv = Inventory::parse(&text(""), "t.toml", &cat).expect("inventory");
+        let plan = idlereset_core::plan::plan(&inv);
+        let notes = version_notes(&plan, &[run_of(&inv, "2.7.9 (PgJDBC 42.5.5)")]);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("version = \"2.7.9\""), "{notes:?}");
+        assert!(notes[0].contains("(assumed)"), "{notes:?}");
+        // The inventory names the installed version: nothing to say.
+        let inv = Inventory::parse(&text("version = \"2.7.9\""), "t.toml", &cat).expect("inv");
+        let plan = idlereset_core::plan::plan(&inv);
+        assert!(version_notes(&plan, &[run_of(&inv, "2.7.9 (PgJDBC 42.5.5)")]).is_empty());
     }
 }
