@@ -25,6 +25,8 @@ pub const NETNS_RUN_DIR: &str = "/run/netns";
 pub struct NetNs {
     name: String,
     file: File,
+    /// The handle of [`NetNs::current`]: `run` needs no `setns` (nor CAP_SYS_ADMIN) there.
+    current: bool,
 }
 
 impl NetNs {
@@ -81,9 +83,23 @@ impl NetNs {
         Ok(NetNs {
             name: name.to_string(),
             file,
+            current: false,
         })
     }
 
+    /// The namespace the calling thread is in (`/proc/thread-self/ns/net`), named `current`:
+    /// lets code written for a named namespace (captures, sockets) work where the process runs.
+    pub fn current() -> Result<NetNs> {
+        let path = Path::new("/proc/thread-self/ns/net");
+        let file = File::open(path).map_err(|e| LinuxError::io("open namespace", path, e))?;
+        Ok(NetNs {
+            name: "current".to_string(),
+            file,
+            current: true,
+        })
+    }
+
+    /// The namespace's name (`current` for [`NetNs::current`]).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -102,6 +118,9 @@ impl NetNs {
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
+                    if self.current {
+                        return Ok(f());
+                    }
                     setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|source| {
                         LinuxError::Netns {
                             name: self.name.clone(),

@@ -119,6 +119,14 @@ pub fn rollback(cause: Cause) -> Vec<String> {
         Cause::ServerIdleClose => {
             v.push("TCP keepalives do not reset an endpoint's idle timer: the pool's idle limit or an application heartbeat below the server's close does; revert it by restoring the pool settings.".into());
         }
+        Cause::StateLostWhileActive => {
+            v.push(format!(
+                "When a conntrack box sees only part of the flow (asymmetric route, failover): {} = 1 on that box stops its timer freezing on INVALID packets (plan's multipath advice; keepalives and pings do not help, they are INVALID too). Persist it in {}; revert by setting 0. It costs: {}.",
+                crate::plan::multipath::BE_LIBERAL_SYSCTL,
+                crate::plan::multipath::BE_LIBERAL_FILE,
+                crate::plan::multipath::TRADE_OFF
+            ));
+        }
         _ => {}
     }
     v

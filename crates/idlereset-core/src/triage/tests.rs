@@ -407,3 +407,18 @@ fn two_captures_merge_into_one_bracket() {
     };
     assert!(!m.merge(c).consistent, "a survived idle above a failed one");
 }
+
+#[test]
+fn state_lost_while_active_names_be_liberal_and_its_cost() {
+    let notes = fix::rollback(Cause::StateLostWhileActive).join("\n");
+    assert!(
+        notes.contains("net.netfilter.nf_conntrack_tcp_be_liberal = 1"),
+        "{notes}"
+    );
+    assert!(notes.contains("weaker TCP state checking"), "{notes}");
+    assert!(
+        !fix::rollback(Cause::ServerIdleClose)
+            .join("\n")
+            .contains("be_liberal")
+    );
+}

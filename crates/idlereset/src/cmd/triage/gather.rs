@@ -154,16 +154,23 @@ pub fn pcaps(files: &[PathBuf], catalog: &Catalog) -> (PacketEvidence, Vec<Strin
     (ev, errors)
 }
 
-/// Step 2 with `--capture`: an AF_PACKET capture on all interfaces of the namespace, as
-/// `lab capture` does, into a temporary pcap that is analysed and removed afterwards.
+/// Step 2 with `--capture`: an AF_PACKET capture on all interfaces of the namespace (the named
+/// one, or the one the command runs in), as `lab capture` does, into a temporary pcap that is
+/// analysed and removed afterwards.
 pub struct LiveCapture {
     cap: CaptureToFile,
     path: PathBuf,
 }
 
 impl LiveCapture {
-    pub fn start(netns: &str) -> anyhow::Result<LiveCapture> {
-        let ns = NetNs::open(netns).with_context(|| format!("open network namespace {netns}"))?;
+    pub fn start(netns: Option<&str>) -> anyhow::Result<LiveCapture> {
+        let ns = match netns {
+            Some(name) => {
+                NetNs::open(name).with_context(|| format!("open network namespace {name}"))?
+            }
+            None => NetNs::current().context("open the current network namespace")?,
+        };
+        let netns = netns.unwrap_or("the current network namespace");
         let path =
             std::env::temp_dir().join(format!("idlereset-triage-{}.pcap", std::process::id()));
         let file = std::fs::File::create(&path)
@@ -419,7 +426,9 @@ pub enum PathSource<'a> {
 }
 
 /// Step 5: per process, which connections opt in to SO_KEEPALIVE, judged by audit's checks
-/// against the path timeout (measured once step 3 ran, else the inventory, else assumed).
+/// against the path timeout (measured once step 3 ran, else the inventory, else assumed). At
+/// risk: the remotes of audit's `no-keepalive` and `keepalive-too-late` findings, and, under
+/// its `sysctl-only` finding, of every socket without SO_KEEPALIVE.
 pub fn sockets(h: &HostFacts, path: &PathSource<'_>, catalog: &Catalog) -> SocketEvidence {
     let judged: Vec<SocketFacts> = h
         .facts
@@ -475,6 +484,16 @@ pub fn sockets(h: &HostFacts, path: &PathSource<'_>, catalog: &Catalog) -> Socke
         .filter(|f| f.kind == "no-keepalive" || f.kind == "keepalive-too-late")
         .filter_map(|f| f.remote.clone())
         .collect();
+    // The sysctl-only trap is a host finding: its sockets are the ones without SO_KEEPALIVE
+    // (the lowered OS defaults never reach them), each at risk on any path that forgets.
+    if report.findings.iter().any(|f| f.kind == "sysctl-only") {
+        at_risk.extend(
+            judged
+                .iter()
+                .filter(|s| s.keepalive == Some(false))
+                .filter_map(|s| s.remote.map(|r| r.to_string())),
+        );
+    }
     at_risk.sort();
     at_risk.dedup();
     let mut findings: Vec<String> = report.findings.iter().map(|f| f.kind.to_string()).collect();

@@ -78,7 +78,7 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = duration)]
     pub probe_max: Duration,
     /// Record this namespace's TCP traffic (AF_PACKET, all interfaces) for this long while the
-    /// probes run, then analyse it as step 2 (needs --netns)
+    /// probes run, then analyse it as step 2 (the --netns namespace, else the current one)
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub capture: Option<Duration>,
     /// Run in the network namespace /run/netns/NAME (sockets, sysctls, probes, capture)
@@ -357,14 +357,7 @@ impl Run<'_> {
 
     fn start_capture(&mut self) -> Option<gather::LiveCapture> {
         self.args.capture?;
-        let Some(ns) = self.args.netns.as_deref() else {
-            self.could_not_see.push(
-                "--capture needs --netns in this version (the capture opens the namespace by name)"
-                    .into(),
-            );
-            return None;
-        };
-        match gather::LiveCapture::start(ns) {
+        match gather::LiveCapture::start(self.args.netns.as_deref()) {
             Ok(c) => Some(c),
             Err(e) => {
                 self.could_not_see.push(format!("capture: {e:#}"));
