@@ -10,6 +10,7 @@ use std::time::Duration;
 /// Why a duration did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
+    /// The text was empty or only blanks.
     #[error("empty duration")]
     Empty,
     #[error("invalid duration {text:?}: {why} (examples: 900, 900s, 15m, 2h, 1h30m, 250ms)")]

@@ -38,6 +38,7 @@ pub struct Diagnostic {
     pub column: usize,
     /// Byte offset into the file.
     pub offset: usize,
+    /// What is wrong.
     pub message: String,
     /// "did you mean ..." or an example of the expected form.
     pub hint: Option<String>,
@@ -46,7 +47,9 @@ pub struct Diagnostic {
 /// An inventory that did not validate: every problem found, in file order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct InventoryError {
+    /// The inventory file, as named on the command line.
     pub file: String,
+    /// Every problem found, in file order.
     pub diagnostics: Vec<Diagnostic>,
 }
 
