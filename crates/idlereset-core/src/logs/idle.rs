@@ -305,8 +305,11 @@ pub struct Bracket {
     pub low: Option<f64>,
     /// Shortest idle after which a connection failed (the timeout is at most this).
     pub high: Option<f64>,
+    /// Idle periods a connection survived.
     pub survived: usize,
+    /// Idle periods that ended in a failure.
     pub failed: usize,
+    /// Distinct connections seen.
     pub connections: usize,
 }
 
@@ -322,7 +325,9 @@ impl Bracket {
 pub struct IdleSample {
     /// Time of the line, seconds since the epoch.
     pub t: f64,
+    /// How long the connection had been idle before the line, seconds.
     pub idle_s: f64,
+    /// Whether the line reports a failure (else the connection was used successfully).
     pub failed: bool,
 }
 
@@ -333,7 +338,9 @@ pub struct ConnObservation<'a> {
     pub t: f64,
     /// Index in [`KINDS`].
     pub kind: usize,
+    /// The connection's identity as written in the line.
     pub key: &'a [u8],
+    /// Whether the line reports a failure.
     pub failed: bool,
     /// The idle the line states, if it does.
     pub idle_s: Option<f64>,
