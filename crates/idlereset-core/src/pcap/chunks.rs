@@ -58,9 +58,12 @@ pub enum ChunkError {
     /// The file header is unreadable (nothing after it can be interpreted).
     #[error(transparent)]
     Header(ReadError),
+    /// Reading the input failed.
     #[error("byte offset {offset}: read failed")]
     Io {
+        /// Absolute byte offset the read started at.
         offset: u64,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },

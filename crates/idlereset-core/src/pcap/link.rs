@@ -16,8 +16,10 @@ pub const LINKTYPE_LOOP: u32 = 108;
 pub const LINKTYPE_RAW_ALT: u32 = 12;
 /// DLT_RAW on some BSDs.
 pub const LINKTYPE_RAW_ALT2: u32 = 14;
-pub const LINKTYPE_IPV4: u32 = 228;
-pub const LINKTYPE_IPV6: u32 = 229;
+/// Raw IPv4 packets, no link header.
+pub(crate) const LINKTYPE_IPV4: u32 = 228;
+/// Raw IPv6 packets, no link header.
+pub(crate) const LINKTYPE_IPV6: u32 = 229;
 
 const ETH_IPV4: u16 = 0x0800;
 const ETH_IPV6: u16 = 0x86dd;

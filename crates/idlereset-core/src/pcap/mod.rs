@@ -38,6 +38,7 @@ pub struct FileAnalysis {
     pub packets: u64,
     /// Records that were not TCP over IPv4 / IPv6 (ARP, UDP, unknown link types, fragments).
     pub other_packets: u64,
+    /// The flows and events found.
     #[serde(flatten)]
     pub analysis: Analysis,
     /// Damaged byte ranges that were skipped.
@@ -53,7 +54,9 @@ pub struct FileAnalysis {
 pub struct ReadOutcome {
     /// `"pcap"`, `"pcapng"` or `"unknown"`.
     pub format: &'static str,
+    /// Damaged byte ranges that were skipped.
     pub damage: Vec<Damage>,
+    /// Notes on reading: a cut last record, ignored timestamps, link types not understood.
     pub notes: Vec<String>,
     /// Bytes read.
     pub bytes: u64,
@@ -105,6 +108,7 @@ pub struct Analyzer {
 }
 
 impl Analyzer {
+    /// An analyzer with no records read yet.
     pub fn new(cfg: Config) -> Analyzer {
         Analyzer {
             tracker: Tracker::new(cfg),

@@ -40,19 +40,34 @@ const BLOCK_EPB: u32 = 6;
 /// the header or block that is damaged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
+    /// The file starts with neither a pcap nor a pcapng magic number.
     #[error("byte offset {offset}: not a pcap or pcapng file (magic {magic:#010x})")]
-    BadMagic { offset: u64, magic: u32 },
+    BadMagic {
+        /// Absolute byte offset of the magic number.
+        offset: u64,
+        /// The magic number read.
+        magic: u32,
+    },
+    /// The file ends inside a header or record.
     #[error("byte offset {offset}: file ends inside {what} ({have} of {need} bytes present)")]
     Truncated {
+        /// Absolute byte offset of the header or block.
         offset: u64,
+        /// What was being read (`file header`, `record`, ...).
         what: &'static str,
+        /// Bytes it needs.
         need: u64,
+        /// Bytes present.
         have: u64,
     },
+    /// A header or block holds impossible values.
     #[error("byte offset {offset}: corrupt {what}: {why}")]
     Corrupt {
+        /// Absolute byte offset of the header or block.
         offset: u64,
+        /// What was being read.
         what: &'static str,
+        /// What is wrong with it.
         why: String,
     },
 }
@@ -87,11 +102,22 @@ pub struct Record<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step<'a> {
     /// A packet; `used` bytes of the buffer were consumed.
-    Record { record: Record<'a>, used: usize },
+    Record {
+        /// The packet record, borrowing from the buffer.
+        record: Record<'a>,
+        /// Bytes of the buffer consumed.
+        used: usize,
+    },
     /// A header or non-packet block of `used` bytes was consumed.
-    Skip { used: usize },
+    Skip {
+        /// Bytes of the buffer consumed.
+        used: usize,
+    },
     /// The buffer holds an incomplete header or record: give at least `need` bytes.
-    NeedMore { need: usize },
+    NeedMore {
+        /// Bytes the next call needs at least.
+        need: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +199,7 @@ impl Default for Decoder {
 }
 
 impl Decoder {
+    /// A decoder at the start of a file.
     pub fn new() -> Decoder {
         Decoder {
             state: State::Start,
@@ -633,6 +660,7 @@ pub struct Records<'a> {
 }
 
 impl<'a> Records<'a> {
+    /// Records of a whole capture held in memory.
     pub fn new(data: &'a [u8]) -> Records<'a> {
         Records {
             data,

@@ -8,8 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Link-layer header types (<https://www.tcpdump.org/linktypes.html>).
 pub const LINKTYPE_ETHERNET: u32 = 1;
+/// Raw IP packets (IPv4 or IPv6 by version nibble).
 pub const LINKTYPE_RAW: u32 = 101;
+/// Linux cooked capture v1 (SLL).
 pub const LINKTYPE_LINUX_SLL: u32 = 113;
+/// Linux cooked capture v2 (SLL2).
 pub const LINKTYPE_LINUX_SLL2: u32 = 276;
 
 const MAGIC_MICRO: u32 = 0xa1b2_c3d4;
@@ -68,10 +71,12 @@ impl<W: Write> PcapWriter<W> {
         self.write_packet(ts, data, data.len() as u32)
     }
 
+    /// Flushes the underlying writer.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
+    /// The underlying writer (not flushed).
     pub fn into_inner(self) -> W {
         self.out
     }
