@@ -92,7 +92,9 @@ pub struct Keepalive {
 /// Planned connection-pool limits.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Pool {
+    /// Close connections idle longer than this, seconds.
     pub idle_timeout_s: u64,
+    /// Retire connections older than this, seconds.
     pub max_lifetime_s: u64,
 }
 

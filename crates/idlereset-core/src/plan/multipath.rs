@@ -32,15 +32,19 @@ pub const TRADE_OFF: &str = "the box then accepts out-of-window TCP packets (wea
 /// What the plan says about one hop with a second path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MultiPathHop {
+    /// Name of the hop.
     pub hop: String,
+    /// How packets can go around it.
     pub other_path: OtherPath,
     /// Why the hop is at risk (INVALID packets, frozen timer).
     pub risk: String,
     /// `sysctl` name -> value to set on the hop's box.
     pub sysctl: String,
+    /// Value to set (`1`).
     pub value: u64,
     /// File that persists it.
     pub sysctl_file: String,
+    /// What setting it costs ([`TRADE_OFF`]).
     pub trade_off: String,
     /// Alerts to deploy for the hop's box.
     pub alerts: Vec<String>,
