@@ -25,26 +25,57 @@ use super::model::{Round, RoundKind, Scenario};
 /// Why the costs cannot be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScoringError {
+    /// Some choices of a round give minutes and others do not.
     #[error(
         "choice minutes must be given for every choice or for none; round {round} choice {letter} has {}",
         if *has { "minutes while others do not" } else { "none while others do" }
     )]
-    PartialMinutes { round: u32, letter: char, has: bool },
+    PartialMinutes {
+        /// The round's number.
+        round: u32,
+        /// The choice's letter.
+        letter: char,
+        /// Whether that choice has minutes.
+        has: bool,
+    },
+    /// The stated optimal time is not the sum of the recommended choices.
     #[error("optimal time is {stated} min but the recommended choices add up to {computed} min")]
-    OptimalMismatch { stated: u32, computed: u32 },
+    OptimalMismatch {
+        /// The scenario's optimal time, minutes.
+        stated: u32,
+        /// The recommended choices' sum, minutes.
+        computed: u32,
+    },
+    /// The stated worst time is not the sum of each round's costliest choice.
     #[error(
         "worst time is {stated} min but the costliest choices of each round add up to {computed} min"
     )]
-    WorstMismatch { stated: u32, computed: u32 },
+    WorstMismatch {
+        /// The scenario's worst time, minutes.
+        stated: u32,
+        /// The costliest choices' sum, minutes.
+        computed: u32,
+    },
+    /// The optimal time exceeds the worst time.
     #[error("optimal time ({optimal} min) is longer than the worst time ({worst} min)")]
-    OptimalAboveWorst { optimal: u32, worst: u32 },
+    OptimalAboveWorst {
+        /// Optimal time, minutes.
+        optimal: u32,
+        /// Worst time, minutes.
+        worst: u32,
+    },
+    /// A wrong choice costs fewer minutes than the recommended one of its round.
     #[error(
         "round {round}: a wrong choice ({letter}, {wrong} min) costs less than the recommended one ({recommended} min)"
     )]
     WrongCheaper {
+        /// The round's number.
         round: u32,
+        /// Letter of the wrong choice.
         letter: char,
+        /// Its cost, minutes.
         wrong: u32,
+        /// The recommended choice's cost, minutes.
         recommended: u32,
     },
 }
