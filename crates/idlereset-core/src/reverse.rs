@@ -84,8 +84,11 @@ pub enum Hello {
     Control,
     /// `IDLERESET TEST <token> <rung> <idle_s>`: one idle test in a session.
     Test {
+        /// The session the test belongs to.
         token: Token,
+        /// Number of the test in the session; the `RESULT` line repeats it.
         rung: u32,
+        /// Idle duration the connection is tested with, seconds.
         idle_s: u32,
     },
 }
@@ -93,18 +96,30 @@ pub enum Hello {
 /// Why a line was refused. Never carries the line itself (see [`describe`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
+    /// The line exceeds [`MAX_LINE`] bytes.
     #[error("line longer than {MAX_LINE} bytes")]
     TooLong,
+    /// The line has a byte outside printable ASCII.
     #[error("line has a non-printable byte at offset {offset}")]
-    NotText { offset: usize },
+    NotText {
+        /// Byte offset of the first bad byte.
+        offset: usize,
+    },
+    /// The line does not start with `IDLERESET`.
     #[error("not an idlereset probe line")]
     NotIdlereset,
+    /// The verb is neither `CTRL` nor `TEST`.
     #[error("unknown verb")]
     UnknownVerb,
+    /// The verb has the wrong number of fields.
     #[error("wrong number of fields")]
     Fields,
+    /// A field does not parse.
     #[error("bad {field}")]
-    BadField { field: &'static str },
+    BadField {
+        /// Name of the field.
+        field: &'static str,
+    },
 }
 
 /// Split a line (with or without its newline) into printable ASCII fields.
