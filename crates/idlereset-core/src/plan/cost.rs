@@ -96,7 +96,11 @@ pub struct ConntrackCost {
 
 /// Conntrack memory for `entries` connections, and of orphaned entries at the current and
 /// planned established timeouts (seconds).
-pub(crate) fn conntrack_cost(entries: u64, from_timeout_s: f64, to_timeout_s: u64) -> ConntrackCost {
+pub(crate) fn conntrack_cost(
+    entries: u64,
+    from_timeout_s: f64,
+    to_timeout_s: u64,
+) -> ConntrackCost {
     let b = CONNTRACK_ENTRY_BYTES as f64;
     ConntrackCost {
         entry_bytes: CONNTRACK_ENTRY_BYTES,
