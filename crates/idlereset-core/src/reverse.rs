@@ -24,7 +24,7 @@ use crate::probe::{Failure, RungResult};
 pub const MAX_LINE: usize = 128;
 
 /// Longest idle duration a TEST line may ask for (TCP_KEEPIDLE's maximum).
-pub const MAX_IDLE_S: u32 = 32767;
+pub(crate) const MAX_IDLE_S: u32 = 32767;
 
 /// A session token: 128 bits from the listener's CSPRNG.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,7 +32,7 @@ pub struct Token(pub [u8; 16]);
 
 impl Token {
     /// Parse 32 lower- or upper-case hex digits.
-    pub fn parse_hex(s: &str) -> Option<Token> {
+    pub(crate) fn parse_hex(s: &str) -> Option<Token> {
         let b = s.as_bytes();
         if b.len() != 32 {
             return None;

@@ -28,9 +28,9 @@ pub struct KernelSettings {
 }
 
 /// Linux defaults (`include/net/tcp.h`).
-pub const DEFAULT_KEEPALIVE_TIME_S: u64 = 7200;
-pub const DEFAULT_KEEPALIVE_INTVL_S: u64 = 75;
-pub const DEFAULT_KEEPALIVE_PROBES: u64 = 9;
+pub(crate) const DEFAULT_KEEPALIVE_TIME_S: u64 = 7200;
+pub(crate) const DEFAULT_KEEPALIVE_INTVL_S: u64 = 75;
+pub(crate) const DEFAULT_KEEPALIVE_PROBES: u64 = 9;
 
 impl KernelSettings {
     /// The sysctls `audit` reads, in output order.
@@ -55,7 +55,7 @@ impl KernelSettings {
 
     /// Parse the values that checks use from a `name -> text` map; text that is not a number
     /// leaves the setting unknown.
-    pub fn from_sysctls(map: &BTreeMap<String, String>) -> KernelSettings {
+    pub(crate) fn from_sysctls(map: &BTreeMap<String, String>) -> KernelSettings {
         let num = |n: &str| map.get(n).and_then(|v| v.trim().parse::<u64>().ok());
         KernelSettings {
             keepalive_time_s: num("net.ipv4.tcp_keepalive_time"),
@@ -69,7 +69,7 @@ impl KernelSettings {
     }
 
     /// Were the OS keepalive defaults changed from Linux's (7200 / 75 / 9)?
-    pub fn keepalive_lowered(&self) -> bool {
+    pub(crate) fn keepalive_lowered(&self) -> bool {
         self.keepalive_time_s
             .is_some_and(|t| t < DEFAULT_KEEPALIVE_TIME_S)
             || self

@@ -106,7 +106,7 @@ impl HopKind {
     }
 
     /// A hop kind for a catalog entry kind (`conntrack`, `orchestrator`, ... map to the closest).
-    pub fn from_catalog_kind(kind: &str) -> HopKind {
+    pub(crate) fn from_catalog_kind(kind: &str) -> HopKind {
         match kind {
             "nat" => HopKind::Nat,
             "load-balancer" | "orchestrator" => HopKind::LoadBalancer,
@@ -267,7 +267,7 @@ pub enum IpVersion {
 
 impl Hop {
     /// Whether this hop sits on the way to `remote` (a hop without `matches` is on every path).
-    pub fn applies_to(&self, remote: SocketAddr) -> bool {
+    pub(crate) fn applies_to(&self, remote: SocketAddr) -> bool {
         self.matches.is_empty() || self.matches.iter().any(|m| m.matches(remote))
     }
 }
@@ -280,7 +280,7 @@ impl Inventory {
 
     /// The smallest idle timeout over the hops on the way to `remote`, and that hop; `None` when
     /// no hop applies to it (it does not cross this inventory's path).
-    pub fn path_timeout_for(&self, remote: SocketAddr) -> Option<(f64, &Hop)> {
+    pub(crate) fn path_timeout_for(&self, remote: SocketAddr) -> Option<(f64, &Hop)> {
         smallest(self.hops.iter().filter(|h| h.applies_to(remote)))
     }
 
@@ -300,12 +300,12 @@ impl Inventory {
     }
 
     /// The smallest idle timeout over hops that ignore TCP keepalives (need app heartbeats).
-    pub fn keepalive_blind_timeout(&self) -> Option<(f64, &Hop)> {
+    pub(crate) fn keepalive_blind_timeout(&self) -> Option<(f64, &Hop)> {
         smallest(self.hops.iter().filter(|h| !h.honours_keepalive))
     }
 
     /// Connections over all clients.
-    pub fn total_connections(&self) -> u64 {
+    pub(crate) fn total_connections(&self) -> u64 {
         self.clients.iter().map(|c| c.connections).sum()
     }
 }

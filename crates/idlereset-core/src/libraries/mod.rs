@@ -123,7 +123,7 @@ impl Behaviour {
     }
 
     /// Whether this version has the setting `key` (an entry `a.b` also covers `a.b.c`).
-    pub fn supports(&self, key: &str) -> bool {
+    pub(crate) fn supports(&self, key: &str) -> bool {
         self.supports
             .iter()
             .any(|k| key == k || (key.starts_with(k.as_str()) && key[k.len()..].starts_with('.')))
@@ -212,7 +212,7 @@ pub struct LibraryData {
 
 impl LibraryData {
     /// The row for `v`: the range containing it, else the nearest row below (or the first).
-    pub fn behaviour_for(&self, v: Version) -> Option<&Behaviour> {
+    pub(crate) fn behaviour_for(&self, v: Version) -> Option<&Behaviour> {
         self.behaviour
             .iter()
             .filter(|b| b.covers(v))

@@ -24,10 +24,10 @@ use super::reservoir::Reservoir;
 
 /// Literal text present in every line whose key [`keyed`] can find (matched
 /// ASCII-case-insensitively): a scan only parses lines containing one of them.
-pub const MARKERS: [&str; 5] = ["conn", "->", "pid=", "backend ", "[id: 0x"];
+pub(crate) const MARKERS: [&str; 5] = ["conn", "->", "pid=", "backend ", "[id: 0x"];
 
 /// Kinds of connection identity, indexed by what [`keyed`] returns.
-pub const KINDS: [&str; 10] = [
+pub(crate) const KINDS: [&str; 10] = [
     "conn=",
     "conn_id=",
     "connection_id=",
@@ -41,12 +41,13 @@ pub const KINDS: [&str; 10] = [
 ];
 
 /// Live connections tracked at once for the bracket.
-pub const MAX_TRACKED: usize = 65_536;
+pub(crate) const MAX_TRACKED: usize = 65_536;
 /// Idle samples kept for the plot.
-pub const MAX_SAMPLES: usize = 20_000;
+pub(crate) const MAX_SAMPLES: usize = 20_000;
 
 /// Extract a connection key from a line.
-pub fn connection_key(line: &[u8]) -> Option<&[u8]> {
+#[cfg(test)]
+pub(crate) fn connection_key(line: &[u8]) -> Option<&[u8]> {
     keyed(line).map(|(_, k)| k)
 }
 
@@ -471,12 +472,12 @@ impl BracketState {
     }
 
     /// Activity lines (not failures) of the kinds the failures carried.
-    pub fn activity_lines(&self) -> usize {
+    pub(crate) fn activity_lines(&self) -> usize {
         self.used().map(|(_, k)| k.lines - k.failure_lines).sum()
     }
 
     /// Names of the kinds of identity the failures carried.
-    pub fn kinds_used(&self) -> Vec<&'static str> {
+    pub(crate) fn kinds_used(&self) -> Vec<&'static str> {
         self.used().map(|(i, _)| KINDS[i]).collect()
     }
 

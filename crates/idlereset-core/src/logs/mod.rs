@@ -177,7 +177,7 @@ pub struct Summary {
 }
 
 /// Relative tolerance when matching a period against the catalog.
-pub const PERIOD_TOLERANCE: f64 = 0.02;
+pub(crate) const PERIOD_TOLERANCE: f64 = 0.02;
 /// Absurd timestamps listed by name.
 const MAX_ABSURD_EXAMPLES: usize = 10;
 

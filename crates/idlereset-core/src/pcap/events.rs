@@ -49,7 +49,7 @@ pub enum Kind {
 
 impl Kind {
     /// An idle failure: one of the kinds that bound the path's idle timeout.
-    pub fn is_idle_failure(self) -> bool {
+    pub(crate) fn is_idle_failure(self) -> bool {
         matches!(self, Kind::Reset | Kind::Blackhole | Kind::IdleClose)
     }
 }

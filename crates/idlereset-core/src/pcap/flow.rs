@@ -678,7 +678,7 @@ fn secs(ns: u64) -> f64 {
 }
 
 /// RFC 3339 UTC text for a capture timestamp.
-pub fn rfc3339(ts_ns: u64) -> String {
+pub(crate) fn rfc3339(ts_ns: u64) -> String {
     jiff::Timestamp::from_nanosecond(i128::from(ts_ns))
         .map(|t| t.to_string())
         .unwrap_or_else(|_| ts_ns.to_string())

@@ -124,7 +124,7 @@ impl Analyzer {
 
     /// Account one record already decoded by [`tcp_segment`] (possibly on another thread):
     /// `None` for a record that is not TCP.
-    pub fn account(&mut self, ts_ns: u64, seg: Option<&TcpSegment>) {
+    pub(crate) fn account(&mut self, ts_ns: u64, seg: Option<&TcpSegment>) {
         self.packets += 1;
         match seg {
             Some(seg) => self.tracker.packet(ts_ns, seg),
@@ -172,7 +172,7 @@ const UNSAFE_SKIPPED_MIN: u64 = 64 * 1024;
 /// Mark events whose idle gap spans a damaged range (the gap may be records lost to the
 /// damage) and decide whether the damage makes the verdict unsafe: such an event exists,
 /// or the skipped bytes exceed 1 % of the file and 64 KiB.
-pub fn assess_damage(analysis: &mut Analysis, damage: &[Damage], bytes: u64) -> bool {
+pub(crate) fn assess_damage(analysis: &mut Analysis, damage: &[Damage], bytes: u64) -> bool {
     const NS: f64 = 1e9;
     let mut unsafe_ = false;
     for e in &mut analysis.events {
@@ -198,7 +198,7 @@ pub fn assess_damage(analysis: &mut Analysis, damage: &[Damage], bytes: u64) -> 
 
 /// The TCP segment in a record, if it carries one. Stateless, so decoding can run on one
 /// thread while another tracks flows.
-pub fn tcp_segment(rec: &Record<'_>) -> Option<TcpSegment> {
+pub(crate) fn tcp_segment(rec: &Record<'_>) -> Option<TcpSegment> {
     link::ip_payload(rec.linktype, rec.data).and_then(packet::parse_tcp)
 }
 

@@ -19,7 +19,7 @@
 
 /// Largest record or block we accept. Real snap lengths are at most 256 KiB; anything above
 /// this is a corrupt length field, and trusting it would make the binary buffer gigabytes.
-pub const MAX_RECORD_LEN: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_RECORD_LEN: usize = 16 * 1024 * 1024;
 /// A classic pcap record may hold up to the file's snap length or libpcap's maximum
 /// (262,144 bytes), whichever is larger; a longer one is a corrupt header.
 const PCAP_MAX_SNAPLEN: usize = 262_144;
@@ -231,7 +231,7 @@ impl Decoder {
 
     /// The link types of the file (classic pcap) or of the interfaces described so far
     /// (pcapng).
-    pub fn linktypes(&self) -> Vec<u32> {
+    pub(crate) fn linktypes(&self) -> Vec<u32> {
         match &self.state {
             State::Start => Vec::new(),
             State::Pcap { linktype, .. } => vec![*linktype],

@@ -18,11 +18,11 @@ use crate::inventory::IpVersion;
 use crate::plan::keepalive::Keepalive;
 
 /// Bytes per conntrack entry on 64-bit Linux (`/proc/slabinfo`, `nf_conntrack` objsize).
-pub const CONNTRACK_ENTRY_BYTES: u64 = 320;
+pub(crate) const CONNTRACK_ENTRY_BYTES: u64 = 320;
 /// One keepalive probe or its ACK on IPv4 Ethernet, as captured (14 + 20 + 20).
-pub const PROBE_FRAME_BYTES_V4: u64 = 54;
+pub(crate) const PROBE_FRAME_BYTES_V4: u64 = 54;
 /// IPv6 header is 20 bytes longer than IPv4's.
-pub const PROBE_FRAME_BYTES_V6: u64 = PROBE_FRAME_BYTES_V4 + 20;
+pub(crate) const PROBE_FRAME_BYTES_V6: u64 = PROBE_FRAME_BYTES_V4 + 20;
 
 /// Bytes of one probe or ACK frame for the IP version.
 pub(crate) fn frame_bytes(ip: IpVersion) -> u64 {

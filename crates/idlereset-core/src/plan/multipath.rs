@@ -17,17 +17,17 @@ use serde::{Deserialize, Serialize};
 use crate::inventory::{Hop, OtherPath};
 
 /// The sysctl that stops out-of-window packets from being marked INVALID.
-pub const BE_LIBERAL_SYSCTL: &str = "net.netfilter.nf_conntrack_tcp_be_liberal";
+pub(crate) const BE_LIBERAL_SYSCTL: &str = "net.netfilter.nf_conntrack_tcp_be_liberal";
 /// Where the plan suggests persisting it on the hop's box.
-pub const BE_LIBERAL_FILE: &str = "/etc/sysctl.d/90-idlereset-conntrack.conf";
+pub(crate) const BE_LIBERAL_FILE: &str = "/etc/sysctl.d/90-idlereset-conntrack.conf";
 /// The Prometheus alerts (deploy/prometheus/alerts.yml) that see INVALID packets and frozen
 /// timers on the hop's box (with `idlereset exporter` running there).
-pub const ALERTS: [&str; 2] = [
+pub(crate) const ALERTS: [&str; 2] = [
     "IdleresetConntrackInvalidRising",
     "IdleresetConntrackFrozenTimers",
 ];
 /// What `be_liberal = 1` costs.
-pub const TRADE_OFF: &str = "the box then accepts out-of-window TCP packets (weaker TCP state checking: conntrack no longer rejects packets outside the window it tracked), so set it only on boxes whose paths can be asymmetric";
+pub(crate) const TRADE_OFF: &str = "the box then accepts out-of-window TCP packets (weaker TCP state checking: conntrack no longer rejects packets outside the window it tracked), so set it only on boxes whose paths can be asymmetric";
 
 /// What the plan says about one hop with a second path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,7 +51,7 @@ pub struct MultiPathHop {
 }
 
 /// Advice for every hop of `hops` with a second path, in path order.
-pub fn advise(hops: &[Hop]) -> Vec<MultiPathHop> {
+pub(crate) fn advise(hops: &[Hop]) -> Vec<MultiPathHop> {
     hops.iter()
         .filter_map(|h| h.other_path.as_ref().map(|o| advice(h, o)))
         .collect()

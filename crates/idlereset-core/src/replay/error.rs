@@ -68,7 +68,7 @@ impl LoadError {
 
 /// 1-based line and column (in characters) of byte `offset` in `text`; offsets past the end
 /// or inside a character are clamped, never a panic.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut end = offset.min(text.len());
     while end > 0 && !text.is_char_boundary(end) {
         end -= 1;

@@ -244,7 +244,7 @@ impl Scenario {
 
     /// The checklist a strong response covers: the scenario's own, or one item per decision
     /// round ("Round 1: `<recommended choice>`") covered by choosing the recommended answer.
-    pub fn effective_checklist(&self) -> Vec<ChecklistItem> {
+    pub(crate) fn effective_checklist(&self) -> Vec<ChecklistItem> {
         if !self.checklist.is_empty() {
             return self.checklist.clone();
         }
@@ -259,7 +259,7 @@ impl Scenario {
     }
 
     /// The checklist ids a choice covers, including the implicit per-round item.
-    pub fn covered_by(&self, round: &Round, choice: &Choice) -> Vec<String> {
+    pub(crate) fn covered_by(&self, round: &Round, choice: &Choice) -> Vec<String> {
         let mut ids = choice.covers.clone();
         if self.checklist.is_empty() && choice.recommended {
             ids.push(format!("round-{}", round.number));

@@ -88,7 +88,7 @@ pub struct Costs {
 
 impl Costs {
     /// The cost table of a scenario under the rule in the module doc.
-    pub fn compute(s: &Scenario) -> Result<Costs, ScoringError> {
+    pub(crate) fn compute(s: &Scenario) -> Result<Costs, ScoringError> {
         if let Some(explicit) = explicit_minutes(&s.rounds)? {
             return Ok(Costs {
                 per_round: explicit,
@@ -132,12 +132,12 @@ impl Costs {
     }
 
     /// Total of the all-recommended path.
-    pub fn optimal_total(&self, s: &Scenario) -> u32 {
+    pub(crate) fn optimal_total(&self, s: &Scenario) -> u32 {
         self.path_total(s, |r| r.choices().iter().position(|c| c.recommended))
     }
 
     /// Total of the worst path: the costliest choice of every decision round.
-    pub fn worst_total(&self) -> u32 {
+    pub(crate) fn worst_total(&self) -> u32 {
         self.per_round
             .iter()
             .map(|r| r.iter().copied().max().unwrap_or(0))
@@ -153,7 +153,7 @@ impl Costs {
     }
 
     /// Check the stated times against the table (used for explicit minutes).
-    pub fn check_against(&self, s: &Scenario) -> Result<(), ScoringError> {
+    pub(crate) fn check_against(&self, s: &Scenario) -> Result<(), ScoringError> {
         let optimal = self.optimal_total(s);
         if optimal != s.optimal_minutes {
             return Err(ScoringError::OptimalMismatch {

@@ -191,7 +191,7 @@ pub struct OsKeepalive {
 
 impl OsKeepalive {
     /// Linux's defaults: 7200 s, 75 s, 9.
-    pub const LINUX_DEFAULT_TIME_S: u64 = 7200;
+    pub(crate) const LINUX_DEFAULT_TIME_S: u64 = 7200;
 
     /// Were the defaults lowered from Linux's?
     pub fn lowered(&self) -> bool {

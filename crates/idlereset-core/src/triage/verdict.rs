@@ -88,7 +88,7 @@ pub struct Bracket {
 impl Bracket {
     /// The value to plan against: the lower bound when known (the timeout may be just above
     /// it), else 90 % of the upper bound.
-    pub fn plan_value(&self) -> Option<f64> {
+    pub(crate) fn plan_value(&self) -> Option<f64> {
         match (self.low, self.high) {
             (Some(l), _) if l >= 1.0 => Some(l),
             (_, Some(h)) => Some((h * 0.9).max(1.0)),
