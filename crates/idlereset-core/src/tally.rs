@@ -94,7 +94,7 @@ pub fn collect_sockets(
 }
 
 /// Keep the `max` processes with the most established sockets; fold the rest into "other".
-pub(crate) fn cap_processes(by_comm: HashMap<String, Tally>, max: usize) -> Vec<(String, Tally)> {
+pub fn cap_processes(by_comm: HashMap<String, Tally>, max: usize) -> Vec<(String, Tally)> {
     let mut v: Vec<(String, Tally)> = by_comm.into_iter().collect();
     v.sort_by(|a, b| b.1.established.cmp(&a.1.established).then(a.0.cmp(&b.0)));
     if v.len() > max {

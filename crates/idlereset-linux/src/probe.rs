@@ -81,7 +81,7 @@ pub struct RungOutcome {
     pub result: RungResult,
 }
 
-/// What [`probe`] measured.
+/// What [`run`] or [`run_reverse`] measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeOutcome {
     /// Bounds on the path's idle timeout.

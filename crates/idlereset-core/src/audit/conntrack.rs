@@ -12,9 +12,9 @@ use super::keepalive::next_probe;
 use super::model::{ConntrackFacts, Finding, KernelSettings, Report, Severity, SocketFacts};
 
 /// Fill ratio from which the table is reported.
-pub(crate) const NEARLY_FULL: f64 = 0.8;
+pub const NEARLY_FULL: f64 = 0.8;
 /// Fill ratio from which that is high severity.
-pub(crate) const FULL: f64 = 0.95;
+pub const FULL: f64 = 0.95;
 
 /// Adds the conntrack findings to `report`: a table nearly full ([`NEARLY_FULL`], high severity
 /// from [`FULL`]), INVALID packets rising between the two samples, and an established timeout

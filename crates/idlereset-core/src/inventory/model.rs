@@ -280,7 +280,7 @@ impl Inventory {
 
     /// The smallest idle timeout over the hops on the way to `remote`, and that hop; `None` when
     /// no hop applies to it (it does not cross this inventory's path).
-    pub(crate) fn path_timeout_for(&self, remote: SocketAddr) -> Option<(f64, &Hop)> {
+    pub fn path_timeout_for(&self, remote: SocketAddr) -> Option<(f64, &Hop)> {
         smallest(self.hops.iter().filter(|h| h.applies_to(remote)))
     }
 

@@ -40,13 +40,13 @@ use serde::Serialize;
 use super::idle::Bracket;
 
 /// Events closer than this (seconds) are one incident.
-pub(crate) const DEFAULT_MERGE_WINDOW_S: f64 = 2.0;
+pub const DEFAULT_MERGE_WINDOW_S: f64 = 2.0;
 /// Fewest incidents for a periodic pattern.
-pub(crate) const MIN_INCIDENTS: usize = 3;
+pub const MIN_INCIDENTS: usize = 3;
 /// Longest gap, in periods, still read as missed events rather than as no period at all.
 pub(crate) const MAX_MISSED_PERIODS: f64 = 10_000.0;
 /// Largest jitter, relative to the period, for events to count as regular.
-pub(crate) const MAX_REL_JITTER: f64 = 0.05;
+pub const MAX_REL_JITTER: f64 = 0.05;
 
 /// The pattern the reset events follow (JSON: kebab-case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -185,7 +185,7 @@ fn nominal(period: f64) -> f64 {
 /// Fit a period through incident times (sorted, seconds). `None` with fewer than
 /// [`MIN_INCIDENTS`] or a zero median interval. `p0_hint` is the median interval when the times
 /// are a sample of a longer series (the sample's own intervals are multiples of the period).
-pub(crate) fn fit_period(incidents: &[f64], p0_hint: Option<f64>) -> Option<Periodicity> {
+pub fn fit_period(incidents: &[f64], p0_hint: Option<f64>) -> Option<Periodicity> {
     if incidents.len() < MIN_INCIDENTS {
         return None;
     }

@@ -27,7 +27,7 @@ use super::reservoir::Reservoir;
 pub(crate) const MARKERS: [&str; 5] = ["conn", "->", "pid=", "backend ", "[id: 0x"];
 
 /// Kinds of connection identity, indexed by what [`keyed`] returns.
-pub(crate) const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 10] = [
     "conn=",
     "conn_id=",
     "connection_id=",
@@ -41,9 +41,9 @@ pub(crate) const KINDS: [&str; 10] = [
 ];
 
 /// Live connections tracked at once for the bracket.
-pub(crate) const MAX_TRACKED: usize = 65_536;
+pub const MAX_TRACKED: usize = 65_536;
 /// Idle samples kept for the plot.
-pub(crate) const MAX_SAMPLES: usize = 20_000;
+pub const MAX_SAMPLES: usize = 20_000;
 
 /// Extract a connection key from a line.
 #[cfg(test)]

@@ -10,9 +10,9 @@
 use super::analysis::median;
 
 /// Nothing closer than this to the median incident is absurd.
-pub(crate) const MIN_MARGIN_S: f64 = 30.0 * 86_400.0;
+pub const MIN_MARGIN_S: f64 = 30.0 * 86_400.0;
 /// Fewer incidents than this are never filtered.
-pub(crate) const MIN_INCIDENTS_FOR_OUTLIERS: usize = 3;
+pub const MIN_INCIDENTS_FOR_OUTLIERS: usize = 3;
 
 /// The `[low, high]` range of plausible incident times, or `None` when nothing is filtered.
 pub(crate) fn plausible_range(times: &[f64]) -> Option<(f64, f64)> {

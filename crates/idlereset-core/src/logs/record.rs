@@ -20,7 +20,7 @@
 use super::timestamp::{self, Parsed, SyslogYear, TimeContext};
 
 /// How far above a stack-trace line its record's first line may be.
-pub(crate) const MAX_RECORD_BYTES: usize = 256 * 1024;
+pub const MAX_RECORD_BYTES: usize = 256 * 1024;
 
 /// Line prefixes that continue the record above even if a timestamp appears in them.
 const CONTINUATION_PREFIXES: &[&[u8]] = &[

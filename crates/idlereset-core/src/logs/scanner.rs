@@ -29,11 +29,11 @@ use super::timestamp::SyslogYear;
 use super::{ScanOptions, seconds};
 
 /// Incidents kept exactly; beyond, a uniform sample of this many.
-pub(crate) const MAX_INCIDENTS: usize = 65_536;
+pub const MAX_INCIDENTS: usize = 65_536;
 /// Connections whose own incident series are kept (pools have tens).
-pub(crate) const MAX_CONNECTIONS: usize = 4_096;
+pub const MAX_CONNECTIONS: usize = 4_096;
 /// Incidents kept per connection series (the first ones).
-pub(crate) const MAX_SERIES: usize = 1_024;
+pub const MAX_SERIES: usize = 1_024;
 /// Longest text of a line quoted in the output.
 const QUOTE_LEN: usize = 200;
 

@@ -23,7 +23,7 @@ use jiff::civil::DateTime;
 use jiff::tz::{Offset, TimeZone};
 
 /// How far into a line the timestamp is looked for.
-pub(crate) const SEARCH_WINDOW: usize = 200;
+pub const SEARCH_WINDOW: usize = 200;
 
 /// What zone-less and year-less timestamps mean.
 #[derive(Debug, Clone)]

@@ -26,9 +26,9 @@ use super::reader::{Decoder, Probe, ReadError, Record, Step};
 /// Read size; a record larger than this grows the buffer (up to the decoder's limit).
 pub(crate) const CHUNK: usize = 4 * 1024 * 1024;
 /// A record more than this far in time from the previous one is a corrupt timestamp.
-pub(crate) const MAX_JUMP_NS: u64 = 30 * 86_400 * 1_000_000_000;
+pub const MAX_JUMP_NS: u64 = 30 * 86_400 * 1_000_000_000;
 /// This many consecutive records agreeing on a jumped clock make it the new time.
-pub(crate) const REBASE_AFTER: u32 = 3;
+pub const REBASE_AFTER: u32 = 3;
 /// Notes kept per file (the count of the rest is kept).
 const MAX_NOTES: usize = 20;
 

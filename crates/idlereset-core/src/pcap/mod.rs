@@ -172,7 +172,7 @@ const UNSAFE_SKIPPED_MIN: u64 = 64 * 1024;
 /// Mark events whose idle gap spans a damaged range (the gap may be records lost to the
 /// damage) and decide whether the damage makes the verdict unsafe: such an event exists,
 /// or the skipped bytes exceed 1 % of the file and 64 KiB.
-pub(crate) fn assess_damage(analysis: &mut Analysis, damage: &[Damage], bytes: u64) -> bool {
+pub fn assess_damage(analysis: &mut Analysis, damage: &[Damage], bytes: u64) -> bool {
     const NS: f64 = 1e9;
     let mut unsafe_ = false;
     for e in &mut analysis.events {

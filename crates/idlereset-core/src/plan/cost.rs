@@ -18,7 +18,7 @@ use crate::inventory::IpVersion;
 use crate::plan::keepalive::Keepalive;
 
 /// Bytes per conntrack entry on 64-bit Linux (`/proc/slabinfo`, `nf_conntrack` objsize).
-pub(crate) const CONNTRACK_ENTRY_BYTES: u64 = 320;
+pub const CONNTRACK_ENTRY_BYTES: u64 = 320;
 /// One keepalive probe or its ACK on IPv4 Ethernet, as captured (14 + 20 + 20).
 pub(crate) const PROBE_FRAME_BYTES_V4: u64 = 54;
 /// IPv6 header is 20 bytes longer than IPv4's.

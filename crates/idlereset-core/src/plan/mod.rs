@@ -22,7 +22,7 @@ use cost::{ConntrackCost, KeepaliveCost};
 use keepalive::{Keepalive, Pool};
 
 /// Where the OS keepalive defaults go.
-pub(crate) const SYSCTL_FILE: &str = "/etc/sysctl.d/90-idlereset-keepalive.conf";
+pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-idlereset-keepalive.conf";
 
 /// Settings for a whole path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

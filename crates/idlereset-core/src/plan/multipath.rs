@@ -27,7 +27,7 @@ pub(crate) const ALERTS: [&str; 2] = [
     "IdleresetConntrackFrozenTimers",
 ];
 /// What `be_liberal = 1` costs.
-pub(crate) const TRADE_OFF: &str = "the box then accepts out-of-window TCP packets (weaker TCP state checking: conntrack no longer rejects packets outside the window it tracked), so set it only on boxes whose paths can be asymmetric";
+pub const TRADE_OFF: &str = "the box then accepts out-of-window TCP packets (weaker TCP state checking: conntrack no longer rejects packets outside the window it tracked), so set it only on boxes whose paths can be asymmetric";
 
 /// What the plan says about one hop with a second path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -424,9 +424,9 @@ impl Ctnetlink {
 }
 
 /// Batches of copied messages in flight between the dump's reader and decoder.
-pub(crate) const PIPELINE_DEPTH: usize = 4;
+pub const PIPELINE_DEPTH: usize = 4;
 /// Bytes of messages per batch (about 1300 entries).
-pub(crate) const BATCH_BYTES: usize = 256 * 1024;
+pub const BATCH_BYTES: usize = 256 * 1024;
 
 /// Decode a batch of `[offset u64][len u64][message]` records.
 fn decode_batch(batch: &[u8], on_entry: &mut impl FnMut(ConntrackEntry)) -> Result<()> {

@@ -232,7 +232,7 @@ pub struct TcpFilter {
 
 impl TcpFilter {
     /// Every state bit from `TCP_ESTABLISHED` (1) to `TCP_NEW_SYN_RECV` (12).
-    pub(crate) const ALL_STATES: u32 = 0x1ffe;
+    pub const ALL_STATES: u32 = 0x1ffe;
 
     /// IPv4 and IPv6, every state.
     pub fn all() -> TcpFilter {
