@@ -12,10 +12,15 @@ const CATALOG_TOML: &str = include_str!("../data/catalog.toml");
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Failure {
+    /// The peer gets a RST (the hop answers for the forgotten flow).
     Reset,
+    /// Packets are silently dropped; the sender retransmits until it gives up.
     Drop,
+    /// The hop closes the flow with a FIN.
     Fin,
+    /// Nothing fails (the timeout only frees state).
     None,
+    /// Not documented by the source.
     Unknown,
 }
 
@@ -23,17 +28,27 @@ pub enum Failure {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
+    /// Stable identifier (`linux-conntrack-established`, ...).
     pub id: String,
+    /// Human-readable product name.
     pub name: String,
+    /// Kind of box (`load-balancer`, `firewall`, `nat`, `proxy`, `os`, ...).
     pub kind: String,
+    /// Default idle timeout, seconds.
     pub idle_timeout_s: f64,
+    /// Smallest configurable timeout, seconds, when the product documents one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_s: Option<f64>,
+    /// Largest configurable timeout, seconds, when the product documents one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_s: Option<f64>,
+    /// What the endpoints see when the timeout fires.
     pub failure: Failure,
+    /// Whether a TCP keepalive probe refreshes the idle timer.
     pub honours_keepalive: bool,
+    /// The document the figures come from (URL or manual section).
     pub source: String,
+    /// Free-text caveat shown with the entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -41,11 +56,13 @@ pub struct Entry {
 /// A catalog entry close to an observed value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Candidate<'a> {
+    /// The catalog entry.
     pub entry: &'a Entry,
     /// Relative distance between the observed value and the entry's timeout (0 = exact).
     pub distance: f64,
 }
 
+/// `data/catalog.toml` did not parse or has unknown fields (a build-time defect, caught by tests).
 #[derive(Debug, thiserror::Error)]
 #[error("timeout catalog data/catalog.toml is invalid: {0}")]
 pub struct CatalogError(#[from] toml::de::Error);
@@ -70,6 +87,7 @@ impl Catalog {
         })
     }
 
+    /// Every entry, in file order.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }

@@ -73,13 +73,19 @@ pub struct Sample {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EventKind {
+    /// The timeout kept falling for `frozen_after` intervals while the flow was busy: its packets
+    /// no longer refresh the timer.
     Frozen,
+    /// The timeout is below `expiring_s` while packets still advance.
     ExpiringWhileActive,
+    /// A flow flagged frozen or expiring vanished from the table.
     Expired,
+    /// The table's INVALID statistic rose faster than `invalid_rate_per_s`.
     InvalidRising,
 }
 
 impl EventKind {
+    /// The kebab-case name of the kind, as in JSON output.
     pub fn name(self) -> &'static str {
         match self {
             EventKind::Frozen => "frozen",
@@ -93,8 +99,11 @@ impl EventKind {
 /// One event. `flow` is `None` for table-wide events (INVALID statistic).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event<K> {
+    /// What happened.
     pub kind: EventKind,
+    /// When, in seconds since the watch started.
     pub t_s: f64,
+    /// The flow concerned; `None` for table-wide events.
     pub flow: Option<K>,
     /// Human-readable evidence (what was compared).
     pub evidence: String,
@@ -145,6 +154,7 @@ pub struct Watcher<K> {
 }
 
 impl<K: Clone + Eq + Hash> Watcher<K> {
+    /// A watcher with no history (`frozen_after` is at least 1).
     pub fn new(cfg: WatchConfig) -> Watcher<K> {
         Watcher {
             cfg: WatchConfig {

@@ -10,10 +10,17 @@ use std::time::Duration;
 /// Why a duration did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
+    /// The text was empty or only blanks.
     #[error("empty duration")]
     Empty,
+    /// The text is not a number with an optional unit.
     #[error("invalid duration {text:?}: {why} (examples: 900, 900s, 15m, 2h, 1h30m, 250ms)")]
-    Invalid { text: String, why: &'static str },
+    Invalid {
+        /// The text as given.
+        text: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
 }
 
 /// Parse a duration; a bare number means seconds.

@@ -5,6 +5,7 @@
 //! unit-testable on fixtures, and lets the `linux` and `lab` crates stay thin adapters around
 //! the kernel.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod audit;
 pub mod catalog;

@@ -91,14 +91,19 @@ impl IdleCache {
     }
 
     /// Drop flows not seen for a while, and their owners.
-    pub fn forget_old(&mut self, now: f64) {
+    pub(crate) fn forget_old(&mut self, now: f64) {
         self.flows.retain(|_, f| now - f.seen_at < FORGET_AFTER_S);
         let live: HashSet<u64> = self.flows.values().map(|f| f.inode).collect();
         self.owners.retain(|i, _| live.contains(i));
     }
 
     /// The idle age of a flow at event time `ts` (monotonic s), and its inode.
-    pub fn idle_at(&self, local: SocketAddr, remote: SocketAddr, ts: f64) -> Option<(f64, u64)> {
+    pub(crate) fn idle_at(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ts: f64,
+    ) -> Option<(f64, u64)> {
         let f = self.flows.get(&(local, remote))?;
         let since = ts - f.active_at;
         // Activity within a second before the reset is the send that provoked it: the idle

@@ -21,8 +21,11 @@ pub struct Counters {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file} line {line}: {message}")]
 pub struct NetstatError {
+    /// The file, as named by the caller.
     pub file: String,
+    /// 1-based line number.
     pub line: usize,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -92,10 +95,12 @@ impl Counters {
         self.get(section, field).and_then(|v| u64::try_from(v).ok())
     }
 
+    /// Counters read so far.
     pub fn len(&self) -> usize {
         self.values.len()
     }
 
+    /// No counter read yet.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }

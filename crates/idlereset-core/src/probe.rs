@@ -119,9 +119,17 @@ pub enum Failure {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum RungResult {
     /// The keepalive probe after `idle_s` was acknowledged.
-    Survived { idle_s: f64 },
+    Survived {
+        /// Idle before the probe, seconds.
+        idle_s: f64,
+    },
     /// Failed with `failure` after `idle_s` of idle.
-    Failed { failure: Failure, idle_s: f64 },
+    Failed {
+        /// How it failed.
+        failure: Failure,
+        /// Idle before the failure, seconds.
+        idle_s: f64,
+    },
 }
 
 /// The running bracket.
@@ -134,6 +142,7 @@ pub struct Bracket {
 }
 
 impl Bracket {
+    /// Adds one rung's result: raises `low` or lowers `high` when it is further in.
     pub fn add(&mut self, r: RungResult) {
         match r {
             RungResult::Survived { idle_s } => {
@@ -154,6 +163,7 @@ impl Bracket {
         matches!((self.low, self.high), (Some(l), Some((h, _))) if l >= h)
     }
 
+    /// How the shortest failure failed ([`Failure::None`] when nothing failed).
     pub fn failure(&self) -> Failure {
         self.high.map(|(_, f)| f).unwrap_or(Failure::None)
     }
@@ -162,8 +172,11 @@ impl Bracket {
 /// A keepalive setting that holds a path with the measured idle timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct KeepaliveAdvice {
+    /// TCP_KEEPIDLE, seconds.
     pub time_s: u32,
+    /// TCP_KEEPINTVL, seconds.
     pub intvl_s: u32,
+    /// TCP_KEEPCNT, a count of probes.
     pub probes: u32,
     /// Worst-case time to notice a dead peer: time + intvl * probes.
     pub dead_peer_detection_s: u32,

@@ -25,7 +25,9 @@ use crate::catalog::Catalog;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
+    /// A RST arrived from the remote.
     Received,
+    /// This host sent a RST.
     Sent,
 }
 
@@ -34,8 +36,11 @@ pub enum Direction {
 pub struct TraceReset {
     /// Trace clock timestamp in seconds (the instance's `trace_clock`).
     pub ts_s: f64,
+    /// Received or sent.
     pub direction: Direction,
+    /// This host's address and port.
     pub local: SocketAddr,
+    /// The peer's address and port.
     pub remote: SocketAddr,
     /// `state=` of a sent reset (`TCP_ESTABLISHED`, ...); `None` for received resets.
     pub state: Option<String>,
@@ -111,8 +116,11 @@ pub fn parse_trace_line(line: &str) -> Result<Option<TraceReset>, String> {
 /// The smallest idle timeout on the way to the reset's remote, as the inventory says.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PathHop<'a> {
+    /// Name of the hop (`--path-timeout` for a bare timeout).
     pub name: &'a str,
+    /// Kind of the hop (`firewall`, `nat`, ...).
     pub kind: &'a str,
+    /// Its idle timeout, seconds.
     pub timeout_s: f64,
     /// From an inventory hop (`false`: a bare `--path-timeout`).
     pub from_inventory: bool,

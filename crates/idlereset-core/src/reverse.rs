@@ -24,7 +24,7 @@ use crate::probe::{Failure, RungResult};
 pub const MAX_LINE: usize = 128;
 
 /// Longest idle duration a TEST line may ask for (TCP_KEEPIDLE's maximum).
-pub const MAX_IDLE_S: u32 = 32767;
+pub(crate) const MAX_IDLE_S: u32 = 32767;
 
 /// A session token: 128 bits from the listener's CSPRNG.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,7 +32,7 @@ pub struct Token(pub [u8; 16]);
 
 impl Token {
     /// Parse 32 lower- or upper-case hex digits.
-    pub fn parse_hex(s: &str) -> Option<Token> {
+    pub(crate) fn parse_hex(s: &str) -> Option<Token> {
         let b = s.as_bytes();
         if b.len() != 32 {
             return None;
@@ -84,8 +84,11 @@ pub enum Hello {
     Control,
     /// `IDLERESET TEST <token> <rung> <idle_s>`: one idle test in a session.
     Test {
+        /// The session the test belongs to.
         token: Token,
+        /// Number of the test in the session; the `RESULT` line repeats it.
         rung: u32,
+        /// Idle duration the connection is tested with, seconds.
         idle_s: u32,
     },
 }
@@ -93,18 +96,30 @@ pub enum Hello {
 /// Why a line was refused. Never carries the line itself (see [`describe`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
+    /// The line exceeds [`MAX_LINE`] bytes.
     #[error("line longer than {MAX_LINE} bytes")]
     TooLong,
+    /// The line has a byte outside printable ASCII.
     #[error("line has a non-printable byte at offset {offset}")]
-    NotText { offset: usize },
+    NotText {
+        /// Byte offset of the first bad byte.
+        offset: usize,
+    },
+    /// The line does not start with `IDLERESET`.
     #[error("not an idlereset probe line")]
     NotIdlereset,
+    /// The verb is neither `CTRL` nor `TEST`.
     #[error("unknown verb")]
     UnknownVerb,
+    /// The verb has the wrong number of fields.
     #[error("wrong number of fields")]
     Fields,
+    /// A field does not parse.
     #[error("bad {field}")]
-    BadField { field: &'static str },
+    BadField {
+        /// Name of the field.
+        field: &'static str,
+    },
 }
 
 /// Split a line (with or without its newline) into printable ASCII fields.

@@ -12,7 +12,7 @@ pub struct TimeScale(f64);
 
 impl TimeScale {
     /// Real time (factor 1).
-    pub const REAL: TimeScale = TimeScale(1.0);
+    pub(crate) const REAL: TimeScale = TimeScale(1.0);
 
     /// A factor; `None` unless it is finite and at least 1.
     pub fn new(factor: f64) -> Option<TimeScale> {

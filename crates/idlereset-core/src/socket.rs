@@ -62,7 +62,7 @@ impl SocketFacts {
     }
 
     /// Milliseconds since anything was received (the keepalive clock).
-    pub fn since_receive_ms(&self) -> Option<u64> {
+    pub(crate) fn since_receive_ms(&self) -> Option<u64> {
         Some(self.last_data_recv_ms?.min(self.last_ack_recv_ms?))
     }
 

@@ -93,7 +93,7 @@ impl Slot {
     }
 
     /// The first line arrived: no longer counted as handshaking.
-    pub fn handshake_done(&mut self) {
+    pub(crate) fn handshake_done(&mut self) {
         if std::mem::take(&mut self.pending)
             && let Ok(mut c) = self.counters.lock()
             && let Some(s) = c.per_source.get_mut(&self.ip)
@@ -174,7 +174,7 @@ impl Backoff {
     }
 
     /// After a success: `Some(failures)` when a logged burst just ended.
-    pub fn recovered(&mut self) -> Option<u64> {
+    pub(crate) fn recovered(&mut self) -> Option<u64> {
         let n = std::mem::take(&mut self.failures);
         (n > 0 && std::mem::take(&mut self.logged)).then_some(n)
     }
@@ -208,7 +208,7 @@ pub async fn accept(
 }
 
 /// Raise the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force.
-pub fn raise_fd_limit() -> u64 {
+pub(crate) fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return 1024;

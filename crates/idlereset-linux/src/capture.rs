@@ -25,6 +25,7 @@ const SNAPLEN: u32 = 262_144;
 /// A captured frame with its wall-clock timestamp.
 #[derive(Debug, Clone)]
 pub struct Frame {
+    /// Capture time, since the Unix epoch.
     pub ts: Duration,
     /// Link-layer bytes: Ethernet for a named interface, Linux SLL for `any`.
     pub data: Vec<u8>,
@@ -84,7 +85,7 @@ impl Capture {
     }
 
     /// Receive one frame, or `None` after the 100 ms poll timeout.
-    pub fn next_frame(&self, buf: &mut [MaybeUninit<u8>]) -> Result<Option<Frame>> {
+    pub(crate) fn next_frame(&self, buf: &mut [MaybeUninit<u8>]) -> Result<Option<Frame>> {
         match self.sock.recv_from(buf) {
             Ok((n, addr)) => {
                 let ts = SystemTime::now()

@@ -8,6 +8,7 @@
     unsafe_code,
     reason = "the one crate that makes raw syscalls (AF_PACKET, TCP_INFO, readlinkat, poll)"
 )]
+#![warn(missing_docs)]
 
 pub mod admission;
 pub mod capture;

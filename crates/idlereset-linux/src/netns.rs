@@ -10,7 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
@@ -18,7 +18,7 @@ use nix::sched::{CloneFlags, setns, unshare};
 use crate::error::{LinuxError, Result};
 
 /// Where named namespaces are pinned (the `ip netns` convention).
-pub const NETNS_RUN_DIR: &str = "/run/netns";
+pub(crate) const NETNS_RUN_DIR: &str = "/run/netns";
 
 /// An open handle on a named network namespace.
 #[derive(Debug)]
@@ -171,11 +171,6 @@ impl NetNs {
             .collect();
         names.sort();
         Ok(names)
-    }
-
-    /// Path of the pin file of a named namespace.
-    pub fn path_of(name: &str) -> PathBuf {
-        Path::new(NETNS_RUN_DIR).join(name)
     }
 }
 

@@ -31,35 +31,51 @@ const NFT_REJECT_TCP_RST: u32 = 1;
 
 /// Connection-tracking states as nftables' `ct state` bit mask.
 pub mod ct_state {
+    /// Packets conntrack could not track.
     pub const INVALID: u32 = 1;
+    /// Packets of a known flow.
     pub const ESTABLISHED: u32 = 2;
+    /// Packets related to a known flow (ICMP errors, FTP data).
     pub const RELATED: u32 = 4;
+    /// Packets opening a new flow.
     pub const NEW: u32 = 8;
+    /// Packets exempt from tracking (`notrack`).
     pub const UNTRACKED: u32 = 64;
 }
 
 /// TCP flag bits as in the TCP header's flags byte.
 pub mod tcp_flags {
+    /// FIN.
     pub const FIN: u8 = 0x01;
+    /// SYN.
     pub const SYN: u8 = 0x02;
+    /// RST.
     pub const RST: u8 = 0x04;
+    /// ACK.
     pub const ACK: u8 = 0x10;
 }
 
 /// Where a base chain hooks in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookPoint {
+    /// Before routing, on every incoming packet.
     Prerouting,
+    /// Packets for this host.
     Input,
+    /// Packets routed through this host.
     Forward,
+    /// Packets this host sends.
     Output,
+    /// After routing, on every outgoing packet.
     Postrouting,
 }
 
 /// Base chain type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChainType {
+    /// A `filter` chain (accept or drop packets).
     Filter,
+    /// A `nat` chain (rewrite addresses).
     Nat,
 }
 
@@ -71,7 +87,12 @@ pub enum Match {
     /// `ct state` has any bit of this mask.
     CtStateAny(u32),
     /// `tcp flags & mask != value` (e.g. mask fin|syn|rst|ack, value syn: "not a plain SYN").
-    TcpFlagsNot { mask: u8, value: u8 },
+    TcpFlagsNot {
+        /// Flag bits looked at ([`tcp_flags`]).
+        mask: u8,
+        /// The value they must not have.
+        value: u8,
+    },
     /// Output interface name equals.
     OifName(String),
     /// Input interface name equals.
@@ -81,7 +102,9 @@ pub enum Match {
 /// What a rule does when it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// Let the packet pass.
     Accept,
+    /// Drop the packet silently.
     Drop,
     /// `reject with tcp reset`
     RejectTcpReset,
@@ -89,28 +112,40 @@ pub enum Action {
     Masquerade,
 }
 
+/// One rule: every match must hold for the action to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
+    /// Conditions, all of which must hold.
     pub matches: Vec<Match>,
     /// Count packets and bytes matching this rule.
     pub counter: bool,
+    /// What to do with a matching packet.
     pub action: Action,
 }
 
+/// A base chain attached to a netfilter hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
+    /// Chain name.
     pub name: String,
+    /// The hook it is attached to.
     pub hook: HookPoint,
+    /// Filter or NAT.
     pub chain_type: ChainType,
+    /// Hook priority; lower runs first.
     pub priority: i32,
+    /// Default policy: accept (`true`) or drop (`false`).
     pub policy_accept: bool,
+    /// Rules in order.
     pub rules: Vec<Rule>,
 }
 
 /// An `inet` table with its base chains.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
+    /// Table name.
     pub name: String,
+    /// The table's base chains.
     pub chains: Vec<Chain>,
 }
 

@@ -9,7 +9,7 @@ const CAP_NET_RAW: u32 = 13;
 const CAP_SYS_ADMIN: u32 = 21;
 
 /// Effective capabilities of this process, as a bit set.
-pub fn effective_caps() -> u64 {
+pub(crate) fn effective_caps() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -35,7 +35,7 @@ pub fn missing_lab_caps() -> Vec<&'static str> {
 }
 
 /// True when the lab can run (network namespaces, netlink configuration, raw capture).
-pub fn can_run_lab() -> bool {
+pub(crate) fn can_run_lab() -> bool {
     missing_lab_caps().is_empty()
 }
 

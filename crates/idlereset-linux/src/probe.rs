@@ -27,8 +27,11 @@ use crate::tcpinfo::{TCP_ESTABLISHED, tcp_info};
 /// What to measure and how politely.
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
+    /// The server to probe (`addr:port`).
     pub target: SocketAddr,
+    /// Longest idle to test.
     pub max: Duration,
+    /// How narrow the bracket must get before stopping.
     pub precision: Precision,
     /// Connection budget per pass.
     pub connections: usize,
@@ -43,10 +46,15 @@ pub struct ProbeConfig {
 /// Live state for a progress display.
 #[derive(Debug, Clone, Serialize)]
 pub struct Progress {
+    /// Seconds since the measurement started.
     pub elapsed_s: f64,
+    /// Pass number (1, then refinements).
     pub pass: u32,
+    /// Idle durations still waiting for their verdict, seconds.
     pub pending: Vec<u32>,
+    /// Longest idle survived so far, seconds.
     pub survived_up_to: Option<f64>,
+    /// Shortest idle failed so far, seconds, and how.
     pub failed_from: Option<(f64, Failure)>,
 }
 
@@ -65,17 +73,26 @@ impl Progress {
 /// The outcome of one rung, for the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct RungOutcome {
+    /// The idle tested, seconds.
     pub idle_s: u32,
+    /// The pass it belongs to.
     pub pass: u32,
+    /// What happened.
     pub result: RungResult,
 }
 
+/// What [`run`] or [`run_reverse`] measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeOutcome {
+    /// Bounds on the path's idle timeout.
     pub bracket: Bracket,
+    /// Wall time the measurement took, seconds.
     pub elapsed_s: f64,
+    /// Connections opened.
     pub connections: usize,
+    /// Passes run.
     pub passes: u32,
+    /// Every rung, in the order they finished.
     pub rungs: Vec<RungOutcome>,
     /// The wall-time limit stopped the measurement early.
     pub truncated: bool,
@@ -389,10 +406,13 @@ impl IdleWatch {
 /// Result of the refresh test.
 #[derive(Debug, Clone, Serialize)]
 pub struct RefreshOutcome {
+    /// Keepalive interval used, seconds.
     pub interval_s: u32,
+    /// How long the connection was held, seconds.
     pub held_s: f64,
     /// A byte sent after the hold was acknowledged.
     pub carried_data: bool,
+    /// How it failed ([`Failure::None`] when the byte was acknowledged).
     pub failure: Failure,
 }
 

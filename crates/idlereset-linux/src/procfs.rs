@@ -29,7 +29,9 @@ use crate::error::{LinuxError, Result};
 /// The first process found holding a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner {
+    /// Process id.
     pub pid: u32,
+    /// File descriptor of the socket in that process.
     pub fd: u32,
 }
 
@@ -51,7 +53,7 @@ impl SocketOwners {
     }
 
     /// Scan a procfs-shaped tree rooted at `root` (tests use a fake one).
-    pub fn scan_root(root: &Path, wanted: Option<&HashSet<u64>>) -> Result<SocketOwners> {
+    pub(crate) fn scan_root(root: &Path, wanted: Option<&HashSet<u64>>) -> Result<SocketOwners> {
         let mut out = SocketOwners::default();
         let rd =
             std::fs::read_dir(root).map_err(|e| LinuxError::io("list processes in", root, e))?;
@@ -121,6 +123,7 @@ impl SocketOwners {
         self.owners.len()
     }
 
+    /// No socket inode mapped.
     pub fn is_empty(&self) -> bool {
         self.owners.is_empty()
     }

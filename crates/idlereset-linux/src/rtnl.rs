@@ -7,7 +7,6 @@
 use std::net::IpAddr;
 
 use futures::TryStreamExt;
-use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::AddressFlags;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -190,15 +189,6 @@ impl Rtnl {
             .execute()
             .await
             .map_err(|e| nl_err("delete link", self.obj(name), e))
-    }
-
-    /// Address family helper for callers that build prefixes.
-    pub fn family_of(addr: IpAddr) -> AddressFamily {
-        if addr.is_ipv4() {
-            AddressFamily::Inet
-        } else {
-            AddressFamily::Inet6
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use crate::error::{LinuxError, Result};
 use crate::netns::NetNs;
 
 /// `/proc/sys` path of a dotted sysctl name (`net.ipv4.tcp_keepalive_time`).
-pub fn path_of(name: &str) -> PathBuf {
+pub(crate) fn path_of(name: &str) -> PathBuf {
     PathBuf::from("/proc/sys").join(name.replace('.', "/"))
 }
 
@@ -30,9 +30,4 @@ pub fn write(name: &str, value: &str) -> Result<()> {
 /// Write several sysctls inside `ns`.
 pub fn write_in(ns: &NetNs, settings: &[(&str, String)]) -> Result<()> {
     ns.run(|| settings.iter().try_for_each(|(k, v)| write(k, v)))?
-}
-
-/// Read a sysctl inside `ns`.
-pub fn read_in(ns: &NetNs, name: &str) -> Result<String> {
-    ns.run(|| read(name))?
 }

@@ -6,8 +6,8 @@ use std::os::fd::AsRawFd;
 
 pub use crate::sockdiag::TcpInfo;
 
+/// `TCP_ESTABLISHED`, as in [`TcpInfo::state`].
 pub const TCP_ESTABLISHED: u8 = 1;
-pub const TCP_CLOSE: u8 = 7;
 
 /// Read TCP_INFO from a TCP socket, decoded by the same offsets as sock_diag's copy.
 pub fn tcp_info(sock: &impl AsRawFd) -> std::io::Result<TcpInfo> {

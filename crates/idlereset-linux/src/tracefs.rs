@@ -25,10 +25,10 @@ use std::time::Duration;
 use crate::error::{LinuxError, Result};
 
 /// Where tracefs may be mounted, in order of preference.
-pub const TRACEFS_ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+pub(crate) const TRACEFS_ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// The reset tracepoints `watch` and `exporter` enable.
-pub const RESET_EVENTS: [&str; 2] = ["tcp/tcp_receive_reset", "tcp/tcp_send_reset"];
+pub(crate) const RESET_EVENTS: [&str; 2] = ["tcp/tcp_receive_reset", "tcp/tcp_send_reset"];
 
 const PREFIX: &str = "idlereset-";
 
@@ -146,7 +146,7 @@ impl TraceInstance {
 
     /// Wait up to `timeout` for trace lines and hand each complete line to `on_line`. Returns
     /// the number of lines delivered (0 on timeout).
-    pub fn read_lines(
+    pub(crate) fn read_lines(
         &mut self,
         timeout: Duration,
         mut on_line: impl FnMut(&str),

@@ -16,6 +16,9 @@ pub const NEARLY_FULL: f64 = 0.8;
 /// Fill ratio from which that is high severity.
 pub const FULL: f64 = 0.95;
 
+/// Adds the conntrack findings to `report`: a table nearly full ([`NEARLY_FULL`], high severity
+/// from [`FULL`]), INVALID packets rising between the two samples, and an established timeout
+/// shorter than the keepalive of the given sockets (`kernel` gives the default keepalive).
 pub fn check(
     ct: &ConntrackFacts,
     kernel: &KernelSettings,

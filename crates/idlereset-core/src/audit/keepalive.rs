@@ -19,7 +19,7 @@ pub use crate::socket::{NextProbe, PROBE_EVIDENCE_MS, Phase, next_probe};
 use crate::socket::{SocketFacts, Verdict, classify};
 
 /// Connections from one process to one remote that make a pool.
-pub const POOL_MIN: usize = 3;
+pub(crate) const POOL_MIN: usize = 3;
 /// Keepalive probes planned in fixes (the runbook's value).
 const FIX_PROBES: u32 = 5;
 

@@ -11,19 +11,26 @@ pub use crate::socket::SocketFacts;
 /// Kernel settings of one namespace, parsed from sysctl text. Unreadable ones are `None`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct KernelSettings {
+    /// `net.ipv4.tcp_keepalive_time`, seconds.
     pub keepalive_time_s: Option<u64>,
+    /// `net.ipv4.tcp_keepalive_intvl`, seconds.
     pub keepalive_intvl_s: Option<u64>,
+    /// `net.ipv4.tcp_keepalive_probes`, a count.
     pub keepalive_probes: Option<u64>,
+    /// `net.ipv4.tcp_retries2`, a count of retransmissions.
     pub retries2: Option<u64>,
+    /// `net.netfilter.nf_conntrack_tcp_timeout_established`, seconds.
     pub ct_established_s: Option<u64>,
+    /// `net.netfilter.nf_conntrack_tcp_loose` (0 or 1).
     pub ct_loose: Option<u64>,
+    /// `net.netfilter.nf_conntrack_tcp_be_liberal` (0 or 1).
     pub ct_be_liberal: Option<u64>,
 }
 
 /// Linux defaults (`include/net/tcp.h`).
-pub const DEFAULT_KEEPALIVE_TIME_S: u64 = 7200;
-pub const DEFAULT_KEEPALIVE_INTVL_S: u64 = 75;
-pub const DEFAULT_KEEPALIVE_PROBES: u64 = 9;
+pub(crate) const DEFAULT_KEEPALIVE_TIME_S: u64 = 7200;
+pub(crate) const DEFAULT_KEEPALIVE_INTVL_S: u64 = 75;
+pub(crate) const DEFAULT_KEEPALIVE_PROBES: u64 = 9;
 
 impl KernelSettings {
     /// The sysctls `audit` reads, in output order.
@@ -48,7 +55,7 @@ impl KernelSettings {
 
     /// Parse the values that checks use from a `name -> text` map; text that is not a number
     /// leaves the setting unknown.
-    pub fn from_sysctls(map: &BTreeMap<String, String>) -> KernelSettings {
+    pub(crate) fn from_sysctls(map: &BTreeMap<String, String>) -> KernelSettings {
         let num = |n: &str| map.get(n).and_then(|v| v.trim().parse::<u64>().ok());
         KernelSettings {
             keepalive_time_s: num("net.ipv4.tcp_keepalive_time"),
@@ -62,7 +69,7 @@ impl KernelSettings {
     }
 
     /// Were the OS keepalive defaults changed from Linux's (7200 / 75 / 9)?
-    pub fn keepalive_lowered(&self) -> bool {
+    pub(crate) fn keepalive_lowered(&self) -> bool {
         self.keepalive_time_s
             .is_some_and(|t| t < DEFAULT_KEEPALIVE_TIME_S)
             || self
@@ -78,13 +85,21 @@ impl KernelSettings {
 /// INVALID counter between two samples `sample_s` apart (None with one sample).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct ConntrackFacts {
+    /// Entries in the table now.
     pub count: u64,
+    /// Table size (`nf_conntrack_max`); `None` when unreadable.
     pub max: Option<u64>,
+    /// Packets counted INVALID since boot (all CPUs).
     pub invalid: u64,
+    /// Packets dropped because the table was full.
     pub drop: u64,
+    /// Entries evicted early to make room.
     pub early_drop: u64,
+    /// Entries that failed to be inserted.
     pub insert_failed: u64,
+    /// Growth of `invalid` between the two samples; `None` with one sample.
     pub invalid_delta: Option<u64>,
+    /// Seconds between the two samples; `None` with one sample.
     pub sample_s: Option<f64>,
 }
 
@@ -104,15 +119,23 @@ pub enum Severity {
 /// idle_s, detail` plus `severity`, `fix` and the numbers behind it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
+    /// Kind of finding, a stable kebab-case name (`conntrack-table-full`, ...).
     pub kind: &'static str,
+    /// How bad it is; findings sort by it.
     pub severity: Severity,
+    /// Local address of the socket (`ip:port`); `None` for table-wide findings.
     pub local: Option<String>,
+    /// Remote address of the socket (`ip:port`); `None` for table-wide findings.
     pub remote: Option<String>,
+    /// Owning process id, when known.
     pub pid: Option<u32>,
+    /// Owning process name, when known.
     pub process: Option<String>,
+    /// Seconds since the socket last received data, when known.
     pub idle_s: Option<f64>,
     /// The path timeout the socket was judged against, and where it came from.
     pub path_timeout_s: Option<f64>,
+    /// Where `path_timeout_s` came from (`--path-timeout`, the inventory, the catalog default).
     pub path_source: Option<String>,
     /// Observed spacing of the next keepalive probe after the last received packet.
     pub keepalive_s: Option<f64>,
@@ -174,6 +197,7 @@ impl Finding {
 /// What `evaluate` concluded for one namespace.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Report {
+    /// Findings, most severe first.
     pub findings: Vec<Finding>,
     /// Limits of what could be judged (aggregated, one line each).
     pub notes: Vec<String>,

@@ -30,7 +30,9 @@ use std::str::FromStr;
     "invalid match {text:?}: {why} (examples: 198.18.2.0/24:5432, [2001:db8:2::]/64:5432, 2001:db8:2::/64, *:5432)"
 )]
 pub struct MatchError {
+    /// The match text as given.
     pub text: String,
+    /// What is wrong with it.
     pub why: String,
 }
 

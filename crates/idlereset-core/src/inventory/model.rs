@@ -21,14 +21,18 @@ pub struct Inventory {
     pub server: Option<String>,
     /// Hops in order from the clients towards the server; never empty.
     pub hops: Vec<Hop>,
+    /// The applications whose connections cross the path; never empty.
     pub clients: Vec<Client>,
+    /// Planning options (`[plan]` table).
     pub options: Options,
 }
 
 /// One stateful middlebox (or proxy) on the path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hop {
+    /// Name of the hop, unique in the inventory.
     pub name: String,
+    /// What kind of box it is.
     pub kind: HopKind,
     /// Idle time after which the hop forgets the flow.
     pub idle_timeout_s: f64,
@@ -68,16 +72,22 @@ impl OtherPath {
     }
 }
 
+/// Kind of stateful hop on a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HopKind {
+    /// A stateful firewall (conntrack).
     Firewall,
+    /// A NAT gateway.
     Nat,
+    /// A load balancer.
     LoadBalancer,
+    /// A proxy terminating TCP.
     Proxy,
 }
 
 impl HopKind {
+    /// Each kind with its inventory spelling.
     pub const ALL: [(&'static str, HopKind); 4] = [
         ("firewall", HopKind::Firewall),
         ("nat", HopKind::Nat),
@@ -85,6 +95,7 @@ impl HopKind {
         ("proxy", HopKind::Proxy),
     ];
 
+    /// The inventory spelling (`firewall`, `nat`, `load-balancer`, `proxy`).
     pub fn as_str(self) -> &'static str {
         match self {
             HopKind::Firewall => "firewall",
@@ -95,7 +106,7 @@ impl HopKind {
     }
 
     /// A hop kind for a catalog entry kind (`conntrack`, `orchestrator`, ... map to the closest).
-    pub fn from_catalog_kind(kind: &str) -> HopKind {
+    pub(crate) fn from_catalog_kind(kind: &str) -> HopKind {
         match kind {
             "nat" => HopKind::Nat,
             "load-balancer" | "orchestrator" => HopKind::LoadBalancer,
@@ -108,7 +119,9 @@ impl HopKind {
 /// One application (or group of identical instances) whose connections cross the path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Client {
+    /// Name of the application, unique in the inventory.
     pub name: String,
+    /// The client library its connections go through.
     pub library: Library,
     /// The library version (`version = "2.7.9"`); `None` = the data file's assumed version.
     pub version: Option<Version>,
@@ -117,6 +130,7 @@ pub struct Client {
     /// Connections held open across the path (all instances together), at most
     /// [`MAX_CONNECTIONS`].
     pub connections: u64,
+    /// What it runs with today.
     pub current: Current,
 }
 
@@ -129,26 +143,44 @@ pub const MAX_CONNECTIONS: u64 = 100_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Library {
+    /// libpq (C; also psycopg2, psycopg).
     Libpq,
+    /// PgJDBC (Java).
     Pgjdbc,
+    /// HikariCP over PgJDBC (Java).
     Hikaricp,
+    /// node-postgres (`pg`, Node.js).
     NodePg,
+    /// pgx (Go).
     Pgx,
+    /// lib/pq (Go).
     LibPq,
+    /// redis-py (Python).
     RedisPy,
+    /// ioredis (Node.js).
     Ioredis,
+    /// go-redis (Go).
     GoRedis,
+    /// grpcio (Python).
     Grpcio,
+    /// grpc-go (Go).
     GrpcGo,
+    /// grpc-java (Java).
     GrpcJava,
+    /// @grpc/grpc-js (Node.js).
     GrpcJs,
+    /// Go's standard `net` package.
     Go,
+    /// Java's standard sockets.
     Java,
+    /// Python's standard `socket` module.
     Python,
+    /// Plain sockets, no library defaults (every setting explicit).
     Raw,
 }
 
 impl Library {
+    /// Each library with its inventory spelling.
     pub const ALL: [(&'static str, Library); 17] = [
         ("libpq", Library::Libpq),
         ("pgjdbc", Library::Pgjdbc),
@@ -169,6 +201,7 @@ impl Library {
         ("raw", Library::Raw),
     ];
 
+    /// The inventory spelling (`libpq`, `node-pg`, ...).
     pub fn as_str(self) -> &'static str {
         Library::ALL
             .iter()
@@ -190,8 +223,11 @@ impl Library {
 pub struct Current {
     /// Whether the sockets set SO_KEEPALIVE.
     pub keepalive: Option<bool>,
+    /// TCP_KEEPIDLE, seconds.
     pub keepalive_time_s: Option<f64>,
+    /// TCP_KEEPINTVL, seconds.
     pub keepalive_intvl_s: Option<f64>,
+    /// TCP_KEEPCNT, a count of probes.
     pub keepalive_probes: Option<u32>,
     /// Pool: idle connections are closed after this long.
     pub pool_idle_timeout_s: Option<f64>,
@@ -219,16 +255,19 @@ impl Default for Options {
     }
 }
 
+/// IP version on the wire, for packet-size costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IpVersion {
+    /// IPv4.
     V4,
+    /// IPv6.
     V6,
 }
 
 impl Hop {
     /// Whether this hop sits on the way to `remote` (a hop without `matches` is on every path).
-    pub fn applies_to(&self, remote: SocketAddr) -> bool {
+    pub(crate) fn applies_to(&self, remote: SocketAddr) -> bool {
         self.matches.is_empty() || self.matches.iter().any(|m| m.matches(remote))
     }
 }
@@ -261,12 +300,12 @@ impl Inventory {
     }
 
     /// The smallest idle timeout over hops that ignore TCP keepalives (need app heartbeats).
-    pub fn keepalive_blind_timeout(&self) -> Option<(f64, &Hop)> {
+    pub(crate) fn keepalive_blind_timeout(&self) -> Option<(f64, &Hop)> {
         smallest(self.hops.iter().filter(|h| !h.honours_keepalive))
     }
 
     /// Connections over all clients.
-    pub fn total_connections(&self) -> u64 {
+    pub(crate) fn total_connections(&self) -> u64 {
         self.clients.iter().map(|c| c.connections).sum()
     }
 }

@@ -23,11 +23,11 @@ use crate::libraries::Version;
 
 /// Shortest idle timeout a hop may have: keepalive options are whole seconds >= 1, and a plan
 /// needs room for a probe below the timeout.
-pub const MIN_IDLE_TIMEOUT_S: f64 = 2.0;
+pub(crate) const MIN_IDLE_TIMEOUT_S: f64 = 2.0;
 /// Longest accepted idle timeout (30 days); anything longer is almost certainly a unit mistake.
-pub const MAX_IDLE_TIMEOUT_S: f64 = 30.0 * 86400.0;
+pub(crate) const MAX_IDLE_TIMEOUT_S: f64 = 30.0 * 86400.0;
 /// Linux caps TCP_KEEPCNT at 127.
-pub const MAX_PROBES: i64 = 127;
+pub(crate) const MAX_PROBES: i64 = 127;
 
 /// One problem in an inventory, at a position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,7 @@ pub struct Diagnostic {
     pub column: usize,
     /// Byte offset into the file.
     pub offset: usize,
+    /// What is wrong.
     pub message: String,
     /// "did you mean ..." or an example of the expected form.
     pub hint: Option<String>,
@@ -46,7 +47,9 @@ pub struct Diagnostic {
 /// An inventory that did not validate: every problem found, in file order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct InventoryError {
+    /// The inventory file, as named on the command line.
     pub file: String,
+    /// Every problem found, in file order.
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -187,7 +190,7 @@ impl LineIndex {
 
     /// 1-based line and character column of a byte offset of the `text` this index was built
     /// from; the same answer as [`line_col`].
-    pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
         let mut end = offset.min(text.len());
         while !text.is_char_boundary(end) {
             end -= 1;
@@ -203,8 +206,10 @@ impl LineIndex {
     }
 }
 
-/// 1-based line and character column of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+/// 1-based line and character column of a byte offset (the reference [`LineIndex`] is tested
+/// against).
+#[cfg(test)]
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut end = offset.min(text.len());
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -216,7 +221,10 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// "did you mean X?" for the closest known name, if it is close enough to be a typo.
-pub fn did_you_mean<'a>(input: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub(crate) fn did_you_mean<'a>(
+    input: &str,
+    known: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     known
         .into_iter()
         .map(|k| (strsim::jaro_winkler(input, k), k))

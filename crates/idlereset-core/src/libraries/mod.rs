@@ -66,26 +66,36 @@ pub struct Behaviour {
     pub until: Option<Version>,
     /// Sets SO_KEEPALIVE without being asked.
     pub so_keepalive: bool,
+    /// TCP_KEEPIDLE the library sets, seconds; `None` = the host sysctl applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepidle_s: Option<f64>,
+    /// TCP_KEEPINTVL the library sets, seconds; `None` = the host sysctl applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepintvl_s: Option<f64>,
+    /// TCP_KEEPCNT the library sets; `None` = the host sysctl applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepcnt: Option<u32>,
+    /// Which setting, if any, turns keepalive on and tunes it.
     pub set_by: SetBy,
     /// Interval the runtime forces whenever keepalive is on (the host sysctl never applies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_keepintvl_s: Option<f64>,
+    /// Probe count the runtime forces whenever keepalive is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_keepcnt: Option<u32>,
+    /// Default pool idle timeout, seconds; `None` = the pool never closes idle connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_idle_s: Option<f64>,
+    /// Default maximum connection age, seconds; `None` = unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lifetime_s: Option<f64>,
+    /// What the library does with a ping period below [`Behaviour::min_ping_s`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ping_below_min: Option<BelowMin>,
+    /// Smallest pool idle timeout the library accepts, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_pool_idle_s: Option<f64>,
+    /// Smallest maximum lifetime the library accepts, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_max_lifetime_s: Option<f64>,
     /// Application-level ping of idle connections by default.
@@ -104,8 +114,10 @@ pub struct Behaviour {
     pub hides_resets: Option<String>,
     /// Setting keys (as `plan` writes them) this version has.
     pub supports: Vec<String>,
+    /// Free-text caveats shown with the advice.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Documents and source lines the row is taken from.
     pub source: Vec<Source>,
 }
 
@@ -116,7 +128,7 @@ impl Behaviour {
     }
 
     /// Whether this version has the setting `key` (an entry `a.b` also covers `a.b.c`).
-    pub fn supports(&self, key: &str) -> bool {
+    pub(crate) fn supports(&self, key: &str) -> bool {
         self.supports
             .iter()
             .any(|k| key == k || (key.starts_with(k.as_str()) && key[k.len()..].starts_with('.')))
@@ -206,16 +218,20 @@ pub struct GenericSignature {
 pub struct LibraryData {
     /// Identity used in inventories.
     pub name: String,
+    /// Human-readable name ("HikariCP (over PgJDBC)").
     pub display: String,
+    /// Implementation language (`c`, `java`, `go`, ...).
     pub language: String,
     /// `postgres`, `redis`, `grpc` or `any`.
     pub protocol: String,
+    /// Other names inventories may use for it.
     #[serde(default)]
     pub aliases: Vec<String>,
     /// The version advice assumes when the inventory gives none.
     pub assumed_version: Version,
     /// Texts the library raises or logs when a middlebox cut the flow.
     pub errors: Vec<String>,
+    /// How `logs` and `triage` recognise the library in logs.
     pub detect: Detect,
     /// How `verify` runs the real library (`python:psycopg2`, `node:pg`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,12 +240,13 @@ pub struct LibraryData {
     /// the generic OS texts); each `text` is one of [`LibraryData::errors`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signatures: Vec<LogSignature>,
+    /// Behaviour per version range, oldest first.
     pub behaviour: Vec<Behaviour>,
 }
 
 impl LibraryData {
     /// The row for `v`: the range containing it, else the nearest row below (or the first).
-    pub fn behaviour_for(&self, v: Version) -> Option<&Behaviour> {
+    pub(crate) fn behaviour_for(&self, v: Version) -> Option<&Behaviour> {
         self.behaviour
             .iter()
             .filter(|b| b.covers(v))
@@ -247,8 +264,11 @@ impl LibraryData {
 /// A library at a version: what plan and verify ask for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Profile<'a> {
+    /// The library's data.
     pub library: &'a LibraryData,
+    /// The behaviour row of `version`.
     pub behaviour: &'a Behaviour,
+    /// The version asked for (or the assumed one).
     pub version: Version,
     /// `true` when the inventory named no version, [`LibraryData::assumed_version`] is used and
     /// the library's behaviour differs between versions.
@@ -272,8 +292,10 @@ impl Profile<'_> {
 /// The data file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum LibrariesError {
+    /// The file does not parse or has unknown fields.
     #[error("library data data/libraries.toml is invalid: {0}")]
     Toml(#[from] toml::de::Error),
+    /// The file parses but is inconsistent (the text says what).
     #[error("library data data/libraries.toml: {0}")]
     Invalid(String),
 }
@@ -353,6 +375,7 @@ impl Libraries {
         })
     }
 
+    /// Every library, in file order.
     pub fn all(&self) -> &[LibraryData] {
         &self.libs
     }

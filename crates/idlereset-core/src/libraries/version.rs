@@ -19,6 +19,7 @@ pub struct Version {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("version {text:?} is not dotted numbers like 2.7.9 (component {component})")]
 pub struct VersionError {
+    /// The version text as given.
     pub text: String,
     /// 1-based component that failed.
     pub component: usize,

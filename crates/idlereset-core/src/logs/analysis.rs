@@ -44,7 +44,7 @@ pub const DEFAULT_MERGE_WINDOW_S: f64 = 2.0;
 /// Fewest incidents for a periodic pattern.
 pub const MIN_INCIDENTS: usize = 3;
 /// Longest gap, in periods, still read as missed events rather than as no period at all.
-pub const MAX_MISSED_PERIODS: f64 = 10_000.0;
+pub(crate) const MAX_MISSED_PERIODS: f64 = 10_000.0;
 /// Largest jitter, relative to the period, for events to count as regular.
 pub const MAX_REL_JITTER: f64 = 0.05;
 
@@ -52,13 +52,19 @@ pub const MAX_REL_JITTER: f64 = 0.05;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pattern {
+    /// A timer restarted with every connection: each reset comes a fixed time after the previous
+    /// one plus the reconnect time, so the time of day drifts forward.
     ConnectionAgeTimer,
+    /// A wall-clock schedule (cron): the same time of day, jitter on both sides, no drift.
     WallClockSchedule,
+    /// Failures explained by idle: a consistent idle bracket from the connections' lines.
     IdleTimeout,
+    /// Jitter above [`MAX_REL_JITTER`] of the period, or too few incidents.
     Irregular,
 }
 
 impl Pattern {
+    /// The kebab-case name, as in JSON output.
     pub fn as_str(self) -> &'static str {
         match self {
             Pattern::ConnectionAgeTimer => "connection-age-timer",
@@ -73,8 +79,11 @@ impl Pattern {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Confidence {
+    /// Two intervals or fewer.
     Low,
+    /// Three to five intervals.
     Medium,
+    /// Six intervals or more.
     High,
 }
 
@@ -87,9 +96,11 @@ pub struct Periodicity {
     pub nominal_period_s: f64,
     /// Standard deviation of the residuals, seconds.
     pub jitter_s: f64,
+    /// How far the fitted period is from the nominal one, seconds per day.
     pub drift_s_per_day: f64,
     /// How far the time of day moved over the observation, seconds.
     pub phase_wander_s: f64,
+    /// Jitter small enough (below [`MAX_REL_JITTER`] of the period) for a scheduler.
     pub regular: bool,
     /// The incident times fitted, seconds since the epoch.
     pub times: Vec<f64>,
@@ -99,18 +110,24 @@ pub struct Periodicity {
     pub deviation_s: Vec<f64>,
     /// The fitted line in the same coordinates: `fit_intercept_s + fit_slope_s * index`.
     pub fit_intercept_s: f64,
+    /// Slope of the fitted line: seconds per period index.
     pub fit_slope_s: f64,
 }
 
 /// The diagnosis of one set of reset times.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Analysis {
+    /// The pattern diagnosed.
     pub pattern: Pattern,
+    /// How much the evidence supports it.
     pub confidence: Confidence,
     /// Incident start times, seconds since the epoch, sorted.
     pub incidents: Vec<f64>,
+    /// Gaps between consecutive incidents, seconds.
     pub intervals_s: Vec<f64>,
+    /// The periodic fit, when there are at least [`MIN_INCIDENTS`] incidents.
     pub periodicity: Option<Periodicity>,
+    /// The idle bracket from lines tied to connections, when any.
     pub bracket: Option<Bracket>,
     /// Time of day of the first incident (in the analysis zone), `HH:MM:SS`.
     pub first_time_of_day: Option<String>,

@@ -24,7 +24,7 @@ use super::reservoir::Reservoir;
 
 /// Literal text present in every line whose key [`keyed`] can find (matched
 /// ASCII-case-insensitively): a scan only parses lines containing one of them.
-pub const MARKERS: [&str; 5] = ["conn", "->", "pid=", "backend ", "[id: 0x"];
+pub(crate) const MARKERS: [&str; 5] = ["conn", "->", "pid=", "backend ", "[id: 0x"];
 
 /// Kinds of connection identity, indexed by what [`keyed`] returns.
 pub const KINDS: [&str; 10] = [
@@ -46,7 +46,8 @@ pub const MAX_TRACKED: usize = 65_536;
 pub const MAX_SAMPLES: usize = 20_000;
 
 /// Extract a connection key from a line.
-pub fn connection_key(line: &[u8]) -> Option<&[u8]> {
+#[cfg(test)]
+pub(crate) fn connection_key(line: &[u8]) -> Option<&[u8]> {
     keyed(line).map(|(_, k)| k)
 }
 
@@ -305,8 +306,11 @@ pub struct Bracket {
     pub low: Option<f64>,
     /// Shortest idle after which a connection failed (the timeout is at most this).
     pub high: Option<f64>,
+    /// Idle periods a connection survived.
     pub survived: usize,
+    /// Idle periods that ended in a failure.
     pub failed: usize,
+    /// Distinct connections seen.
     pub connections: usize,
 }
 
@@ -322,7 +326,9 @@ impl Bracket {
 pub struct IdleSample {
     /// Time of the line, seconds since the epoch.
     pub t: f64,
+    /// How long the connection had been idle before the line, seconds.
     pub idle_s: f64,
+    /// Whether the line reports a failure (else the connection was used successfully).
     pub failed: bool,
 }
 
@@ -333,7 +339,9 @@ pub struct ConnObservation<'a> {
     pub t: f64,
     /// Index in [`KINDS`].
     pub kind: usize,
+    /// The connection's identity as written in the line.
     pub key: &'a [u8],
+    /// Whether the line reports a failure.
     pub failed: bool,
     /// The idle the line states, if it does.
     pub idle_s: Option<f64>,
@@ -464,12 +472,12 @@ impl BracketState {
     }
 
     /// Activity lines (not failures) of the kinds the failures carried.
-    pub fn activity_lines(&self) -> usize {
+    pub(crate) fn activity_lines(&self) -> usize {
         self.used().map(|(_, k)| k.lines - k.failure_lines).sum()
     }
 
     /// Names of the kinds of identity the failures carried.
-    pub fn kinds_used(&self) -> Vec<&'static str> {
+    pub(crate) fn kinds_used(&self) -> Vec<&'static str> {
         self.used().map(|(i, _)| KINDS[i]).collect()
     }
 

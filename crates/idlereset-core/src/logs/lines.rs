@@ -45,7 +45,7 @@ impl LineSplitter {
     }
 
     /// Restart at offset 0 (the file was truncated and is read again from its start).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.carry.clear();
         self.carry_offset = 0;
         self.next_offset = 0;

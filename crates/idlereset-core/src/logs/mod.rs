@@ -41,7 +41,9 @@ use timestamp::TimeContext;
 /// What a scan looks for and how it reads times.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
+    /// The signatures matched.
     pub signatures: SignatureSet,
+    /// How timestamps without a year or zone are read.
     pub time: TimeContext,
     /// Read the lines of connections (identities) to bracket the idle timeout.
     pub connections: bool,
@@ -70,25 +72,35 @@ pub(crate) fn seconds(t: Timestamp) -> f64 {
 /// `idle_timeout_s` in the JSON contract.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct IdleTimeout {
+    /// Longest idle survived, seconds (the timeout is above it).
     pub low: Option<f64>,
+    /// Shortest idle that failed, seconds (the timeout is at most this).
     pub high: Option<f64>,
 }
 
 /// A catalog entry near what was measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CandidateOut {
+    /// The entry's idle timeout, seconds.
     pub timeout_s: f64,
+    /// The document the figure comes from.
     pub source: String,
+    /// Catalog id.
     pub id: String,
+    /// Product name.
     pub name: String,
+    /// Kind of box (`firewall`, `load-balancer`, ...).
     pub kind: String,
 }
 
 /// An incident whose timestamp is far from all the others (left out of the analysis).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AbsurdTimestamp {
+    /// The timestamp as written.
     pub time: String,
+    /// The input it was read from.
     pub file: String,
+    /// 1-based line number.
     pub line: u64,
 }
 
@@ -97,20 +109,34 @@ pub struct AbsurdTimestamp {
 pub struct Report {
     /// Reset events: records (a line and its stack trace) with reset-like text.
     pub events: u64,
+    /// The pattern the incidents follow.
     pub pattern: Pattern,
+    /// Fitted period between incidents, seconds; `None` without a periodic fit.
     pub period_s: Option<f64>,
+    /// Drift of the period against the nominal one, seconds per day.
     pub drift_s_per_day: Option<f64>,
+    /// The idle timeout bracketed from connections' lines, seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout_s: Option<IdleTimeout>,
+    /// Catalog entries whose timeout is near the period or bracket.
     pub candidates: Vec<CandidateOut>,
+    /// How much the evidence supports the pattern.
     pub confidence: Confidence,
+    /// One sentence saying why this pattern.
     pub reason: String,
+    /// Incidents: events closer than the merge window count as one.
     pub incidents: u64,
+    /// The period a scheduler would use (whole seconds or minutes), seconds.
     pub nominal_period_s: Option<f64>,
+    /// Standard deviation of the incidents around the fit, seconds.
     pub jitter_s: Option<f64>,
+    /// Time of day of the first incident, `HH:MM:SS`.
     pub first_time_of_day: Option<String>,
+    /// Time of the first event (RFC 3339).
     pub first_event: Option<String>,
+    /// Time of the last event (RFC 3339).
     pub last_event: Option<String>,
+    /// Matching lines without a timestamp and outside any record.
     pub lines_without_timestamp: u64,
     /// Matching lines folded into a record already counted (its stack trace).
     pub lines_in_records: u64,
@@ -122,6 +148,7 @@ pub struct Report {
     /// of the built-in signatures that matched, from the library data file; `--match` patterns
     /// belong to none.
     pub libraries: BTreeMap<String, u64>,
+    /// Longest idle survived and shortest idle failed, with the counts behind them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_bracket: Option<Bracket>,
     /// Why no idle bracket could be read and what to use instead (set when there are events but
@@ -138,19 +165,23 @@ pub struct Report {
     /// True when more incidents were found than are kept: the period was fitted on a uniform
     /// sample of them.
     pub sampled: bool,
+    /// What was read from each input, in command-line order.
     pub inputs: Vec<InputStats>,
 }
 
 /// Everything `logs` shows: the report, the analysis behind it and the idle samples to plot.
 #[derive(Debug, Clone)]
 pub struct Summary {
+    /// The `--json` report.
     pub report: Report,
+    /// The analysis behind it.
     pub analysis: Analysis,
+    /// Idle periods of connections, for the plot.
     pub samples: Vec<IdleSample>,
 }
 
 /// Relative tolerance when matching a period against the catalog.
-pub const PERIOD_TOLERANCE: f64 = 0.02;
+pub(crate) const PERIOD_TOLERANCE: f64 = 0.02;
 /// Absurd timestamps listed by name.
 const MAX_ABSURD_EXAMPLES: usize = 10;
 

@@ -15,7 +15,7 @@ pub const MIN_MARGIN_S: f64 = 30.0 * 86_400.0;
 pub const MIN_INCIDENTS_FOR_OUTLIERS: usize = 3;
 
 /// The `[low, high]` range of plausible incident times, or `None` when nothing is filtered.
-pub fn plausible_range(times: &[f64]) -> Option<(f64, f64)> {
+pub(crate) fn plausible_range(times: &[f64]) -> Option<(f64, f64)> {
     if times.len() < MIN_INCIDENTS_FOR_OUTLIERS {
         return None;
     }

@@ -35,7 +35,7 @@ impl<T> Reservoir<T> {
     }
 
     /// Offer one item.
-    pub fn offer(&mut self, item: T) {
+    pub(crate) fn offer(&mut self, item: T) {
         self.seen += 1;
         if self.items.len() < self.capacity {
             self.items.push(item);
@@ -48,7 +48,7 @@ impl<T> Reservoir<T> {
     }
 
     /// The last item offered, while every item is kept.
-    pub fn last_mut(&mut self) -> Option<&mut T> {
+    pub(crate) fn last_mut(&mut self) -> Option<&mut T> {
         if self.exact() {
             self.items.last_mut()
         } else {
@@ -72,7 +72,7 @@ impl<T> Reservoir<T> {
     }
 
     /// The sample, consumed.
-    pub fn into_items(self) -> Vec<T> {
+    pub(crate) fn into_items(self) -> Vec<T> {
         self.items
     }
 }

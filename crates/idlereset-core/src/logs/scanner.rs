@@ -54,8 +54,11 @@ pub struct Location {
 /// What was read from one input.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InputStats {
+    /// The input's name (a path, or `-` for stdin).
     pub name: String,
+    /// Bytes read.
     pub bytes: u64,
+    /// Lines read.
     pub lines: u64,
     /// Lines longer than the limit, skipped.
     pub overlong_lines: u64,
@@ -66,11 +69,14 @@ pub struct InputStats {
     /// The file was truncated and read again from its start this many times (`--follow`).
     #[serde(skip_serializing_if = "is_zero")]
     pub restarts: u64,
+    /// Reset events found (a record counts once).
     pub events: u64,
+    /// Where the first event is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_event: Option<Location>,
     /// Matching lines without a timestamp and outside any record.
     pub lines_without_timestamp: u64,
+    /// Where the first matching line without a timestamp is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_without_timestamp: Option<Location>,
     /// Matching lines inside a record already counted (stack-trace lines of the same failure).
@@ -88,15 +94,21 @@ pub struct LiveIncident {
     pub incident: u64,
     /// Time of the record's first line (RFC 3339).
     pub time: String,
+    /// The input the incident was read from.
     pub file: String,
+    /// 1-based line number of the record's first line.
     pub line: u64,
+    /// Id of the signature that matched.
     pub signature: String,
+    /// The connection the line names, when it names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conn: Option<String>,
+    /// Idle the line states, seconds, when it states one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_s: Option<f64>,
     /// Seconds since the previous incident of the same input (negative: out of order).
     pub since_previous_s: Option<f64>,
+    /// The record's first line (lossy UTF-8, shortened).
     pub text: String,
 }
 

@@ -21,9 +21,13 @@ use crate::libraries::Libraries;
 /// library's `signatures`, then the generic `[[signature]]` texts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Builtin {
+    /// Stable id, reported per event (`pgjdbc-io-error`).
     pub id: String,
+    /// The text matched, lower case (matching ignores case).
     pub literal: String,
+    /// The client library id, `os` or a language runtime, that writes the text.
     pub library: String,
+    /// When and by whom the text is written.
     pub stack: String,
 }
 
@@ -65,14 +69,19 @@ pub fn library_of(id: &str) -> Option<&'static str> {
 /// Why a signature set could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
+    /// A `--match` pattern is not a valid regular expression.
     #[error("invalid --match pattern {pattern:?}: {source}")]
     Regex {
+        /// The pattern as given.
         pattern: String,
+        /// The regex crate's error.
         #[source]
         source: Box<regex::Error>,
     },
+    /// The built-in literals could not be compiled into an automaton.
     #[error("building the signature automaton failed: {0}")]
     Automaton(#[from] aho_corasick::BuildError),
+    /// Built-ins were disabled and no `--match` pattern was given.
     #[error("no signatures: built-ins disabled and no --match pattern given")]
     Empty,
 }
@@ -80,7 +89,9 @@ pub enum SignatureError {
 /// A match of some signature in a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SigMatch {
+    /// Byte offset of the match's start in the buffer.
     pub start: usize,
+    /// Byte offset just past the match's end.
     pub end: usize,
     /// Index into [`SignatureSet::names`].
     pub signature: usize,

@@ -53,6 +53,7 @@ pub struct SyslogYear {
 /// A parsed timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parsed {
+    /// The instant, in UTC.
     pub time: Timestamp,
     /// Digits after the seconds (0 = whole seconds): the timestamp's resolution.
     pub frac_digits: u8,

@@ -24,7 +24,7 @@ use std::io::{ErrorKind, Read};
 use super::reader::{Decoder, Probe, ReadError, Record, Step};
 
 /// Read size; a record larger than this grows the buffer (up to the decoder's limit).
-pub const CHUNK: usize = 4 * 1024 * 1024;
+pub(crate) const CHUNK: usize = 4 * 1024 * 1024;
 /// A record more than this far in time from the previous one is a corrupt timestamp.
 pub const MAX_JUMP_NS: u64 = 30 * 86_400 * 1_000_000_000;
 /// This many consecutive records agreeing on a jumped clock make it the new time.
@@ -58,9 +58,12 @@ pub enum ChunkError {
     /// The file header is unreadable (nothing after it can be interpreted).
     #[error(transparent)]
     Header(ReadError),
+    /// Reading the input failed.
     #[error("byte offset {offset}: read failed")]
     Io {
+        /// Absolute byte offset the read started at.
         offset: u64,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -121,7 +124,7 @@ impl<R: Read> ChunkReader<R> {
     }
 
     /// The link types seen so far (see [`Decoder::linktypes`]).
-    pub fn linktypes(&self) -> Vec<u32> {
+    pub(crate) fn linktypes(&self) -> Vec<u32> {
         self.decoder.linktypes()
     }
 

@@ -49,7 +49,7 @@ pub enum Kind {
 
 impl Kind {
     /// An idle failure: one of the kinds that bound the path's idle timeout.
-    pub fn is_idle_failure(self) -> bool {
+    pub(crate) fn is_idle_failure(self) -> bool {
         matches!(self, Kind::Reset | Kind::Blackhole | Kind::IdleClose)
     }
 }
@@ -58,8 +58,11 @@ impl Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Origin {
+    /// A box between the endpoints (TTL or IP ID unlike the endpoint's own packets).
     Middlebox,
+    /// The endpoint whose address the packet carries.
     Endpoint,
+    /// No packet of that endpoint to compare against.
     Unknown,
 }
 
@@ -67,7 +70,9 @@ pub enum Origin {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
+    /// The side that opened the connection.
     Client,
+    /// The side that accepted it.
     Server,
 }
 
@@ -90,10 +95,13 @@ pub struct Evidence {
 /// One idle event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
+    /// What kind of idle failure.
     pub kind: Kind,
     /// `addr:port` of the side that opened the connection (or the ephemeral-port side).
     pub client: String,
+    /// `addr:port` of the side that accepted the connection.
     pub server: String,
+    /// Who sent the RST or FIN, from TTL and IP ID.
     pub origin: Origin,
     /// Idle gap before the exchange that failed, in seconds.
     pub idle_before_s: f64,
@@ -107,6 +115,7 @@ pub struct Event {
     pub trigger: Role,
     /// Retransmissions of the post-idle data before the event.
     pub retransmissions: u32,
+    /// TTL and IP ID behind `origin`, for a RST or FIN.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Evidence>,
     /// The flow's traffic in the minute before the event (`active-reset` only).
@@ -131,7 +140,9 @@ pub struct Event {
 pub struct Activity {
     /// Length of the window in seconds (the last 55 to 60 s, counted in 5 s buckets).
     pub window_s: u32,
+    /// Packets in the window.
     pub packets: u64,
+    /// TCP payload bytes in the window.
     pub bytes: u64,
 }
 
@@ -140,7 +151,9 @@ pub struct Activity {
 pub struct RouteChange {
     /// Whose packets changed path.
     pub direction: Role,
+    /// TTL (hop limit) before the change.
     pub from_ttl: u8,
+    /// TTL (hop limit) after the change.
     pub to_ttl: u8,
     /// When the new TTL started, RFC 3339 UTC.
     pub time: String,
@@ -152,11 +165,12 @@ pub struct RouteChange {
 
 /// The TTLs observed from one endpoint.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TtlHistory {
+pub(crate) struct TtlHistory {
     slots: [(u8, u16); TTL_SLOTS],
 }
 
 impl TtlHistory {
+    /// Counts one packet's TTL; the rarest value makes room when all slots are taken.
     pub fn record(&mut self, ttl: u8) {
         if let Some(slot) = self.slots.iter_mut().find(|s| s.1 > 0 && s.0 == ttl) {
             slot.1 = slot.1.saturating_add(1);
@@ -168,10 +182,12 @@ impl TtlHistory {
         }
     }
 
+    /// No TTL recorded yet.
     pub fn is_empty(&self) -> bool {
         self.slots.iter().all(|s| s.1 == 0)
     }
 
+    /// Whether `ttl` was seen.
     pub fn contains(&self, ttl: u8) -> bool {
         self.slots.iter().any(|s| s.1 > 0 && s.0 == ttl)
     }
@@ -186,18 +202,23 @@ impl TtlHistory {
 
 /// How one endpoint numbers its IPv4 packets.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct IpIdHistory {
+pub(crate) struct IpIdHistory {
     last: u16,
     seen: u32,
     incrementing: u32,
     zero: u32,
 }
 
+/// An endpoint's IPv4 ID behaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdPattern {
+pub(crate) enum IdPattern {
+    /// Fewer than three packets seen.
     Unknown,
+    /// Each ID follows the previous one closely (a per-host or per-flow counter).
     Incrementing,
+    /// Always zero (DF packets of stacks that do not number them).
     Zero,
+    /// Neither: no usable sequence.
     Random,
 }
 
@@ -213,6 +234,7 @@ impl IdPattern {
 }
 
 impl IpIdHistory {
+    /// Counts one packet's IPv4 ID.
     pub fn record(&mut self, id: u16) {
         if self.seen > 0 {
             let d = id.wrapping_sub(self.last);
@@ -227,6 +249,7 @@ impl IpIdHistory {
         self.seen = self.seen.saturating_add(1);
     }
 
+    /// The behaviour of the IDs recorded so far.
     pub fn pattern(&self) -> IdPattern {
         if self.seen < 3 {
             IdPattern::Unknown
@@ -245,7 +268,7 @@ impl IpIdHistory {
 }
 
 /// Decide whether a RST / FIN carrying an endpoint's address came from that endpoint.
-pub fn classify_origin(
+pub(crate) fn classify_origin(
     ttls: &TtlHistory,
     ids: &IpIdHistory,
     ttl: u8,

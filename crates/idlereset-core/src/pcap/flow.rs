@@ -90,10 +90,15 @@ impl Default for Config {
 /// Totals over all flows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FlowStats {
+    /// TCP flows seen.
     pub flows: u64,
+    /// TCP packets seen.
     pub tcp_packets: u64,
+    /// Keepalive probes seen (one byte or none, sequence one below the next expected).
     pub keepalive_probes: u64,
+    /// Keepalive probes the other side acknowledged.
     pub keepalive_answered: u64,
+    /// Retransmitted data segments.
     pub retransmissions: u64,
     /// Longest gap between two packets of one flow.
     pub max_idle_s: f64,
@@ -106,26 +111,38 @@ pub struct FlowStats {
 /// One flow, summarised when it ended. Kept for flows that were idle, probed or failed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlowSummary {
+    /// `addr:port` of the side that opened the connection (or the ephemeral-port side).
     pub client: String,
+    /// `addr:port` of the side that accepted it.
     pub server: String,
+    /// Packets of both directions.
     pub packets: u64,
+    /// Time from first to last packet, seconds.
     pub duration_s: f64,
+    /// Longest gap between two packets, seconds.
     pub max_idle_s: f64,
     /// Longest idle gap after which the other side still answered.
     pub longest_survived_idle_s: Option<f64>,
+    /// Keepalive probes seen.
     pub keepalive_probes: u32,
+    /// Keepalive probes acknowledged.
     pub keepalive_answered: u32,
+    /// Retransmitted data segments.
     pub retransmissions: u32,
+    /// Idle events found on the flow.
     pub events: u32,
 }
 
 /// What one capture showed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Analysis {
+    /// Totals over all flows.
     pub stats: FlowStats,
+    /// Idle failures and active resets, in time order.
     pub events: Vec<Event>,
     /// Longest idle gap (>= 1 s) that any flow survived.
     pub longest_survived_idle_s: Option<f64>,
+    /// Flows that were idle, probed or failed, for the report.
     pub notable_flows: Vec<FlowSummary>,
 }
 
@@ -661,14 +678,14 @@ fn secs(ns: u64) -> f64 {
 }
 
 /// RFC 3339 UTC text for a capture timestamp.
-pub fn rfc3339(ts_ns: u64) -> String {
+pub(crate) fn rfc3339(ts_ns: u64) -> String {
     jiff::Timestamp::from_nanosecond(i128::from(ts_ns))
         .map(|t| t.to_string())
         .unwrap_or_else(|_| ts_ns.to_string())
 }
 
 /// Tracks every TCP flow of one capture.
-pub struct Tracker {
+pub(crate) struct Tracker {
     cfg: Config,
     flows: FxHashMap<Key, Flow>,
     finished: VecDeque<(u64, Key)>,
@@ -678,6 +695,7 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// A tracker with no flows yet.
     pub fn new(cfg: Config) -> Tracker {
         Tracker {
             cfg,
@@ -690,6 +708,7 @@ impl Tracker {
     }
 
     /// Flows currently held.
+    #[cfg(test)]
     pub fn live_flows(&self) -> usize {
         self.flows.len()
     }

@@ -9,15 +9,17 @@
 use super::writer::{LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW};
 
 /// BSD loopback: 4-byte address family in host byte order.
-pub const LINKTYPE_NULL: u32 = 0;
+pub(crate) const LINKTYPE_NULL: u32 = 0;
 /// OpenBSD loopback: 4-byte address family in network byte order.
-pub const LINKTYPE_LOOP: u32 = 108;
+pub(crate) const LINKTYPE_LOOP: u32 = 108;
 /// DLT_RAW as written by some old libpcap versions.
-pub const LINKTYPE_RAW_ALT: u32 = 12;
+pub(crate) const LINKTYPE_RAW_ALT: u32 = 12;
 /// DLT_RAW on some BSDs.
-pub const LINKTYPE_RAW_ALT2: u32 = 14;
-pub const LINKTYPE_IPV4: u32 = 228;
-pub const LINKTYPE_IPV6: u32 = 229;
+pub(crate) const LINKTYPE_RAW_ALT2: u32 = 14;
+/// Raw IPv4 packets, no link header.
+pub(crate) const LINKTYPE_IPV4: u32 = 228;
+/// Raw IPv6 packets, no link header.
+pub(crate) const LINKTYPE_IPV6: u32 = 229;
 
 const ETH_IPV4: u16 = 0x0800;
 const ETH_IPV6: u16 = 0x86dd;

@@ -38,6 +38,7 @@ pub struct FileAnalysis {
     pub packets: u64,
     /// Records that were not TCP over IPv4 / IPv6 (ARP, UDP, unknown link types, fragments).
     pub other_packets: u64,
+    /// The flows and events found.
     #[serde(flatten)]
     pub analysis: Analysis,
     /// Damaged byte ranges that were skipped.
@@ -53,7 +54,9 @@ pub struct FileAnalysis {
 pub struct ReadOutcome {
     /// `"pcap"`, `"pcapng"` or `"unknown"`.
     pub format: &'static str,
+    /// Damaged byte ranges that were skipped.
     pub damage: Vec<Damage>,
+    /// Notes on reading: a cut last record, ignored timestamps, link types not understood.
     pub notes: Vec<String>,
     /// Bytes read.
     pub bytes: u64,
@@ -105,6 +108,7 @@ pub struct Analyzer {
 }
 
 impl Analyzer {
+    /// An analyzer with no records read yet.
     pub fn new(cfg: Config) -> Analyzer {
         Analyzer {
             tracker: Tracker::new(cfg),
@@ -120,7 +124,7 @@ impl Analyzer {
 
     /// Account one record already decoded by [`tcp_segment`] (possibly on another thread):
     /// `None` for a record that is not TCP.
-    pub fn account(&mut self, ts_ns: u64, seg: Option<&TcpSegment>) {
+    pub(crate) fn account(&mut self, ts_ns: u64, seg: Option<&TcpSegment>) {
         self.packets += 1;
         match seg {
             Some(seg) => self.tracker.packet(ts_ns, seg),
@@ -194,7 +198,7 @@ pub fn assess_damage(analysis: &mut Analysis, damage: &[Damage], bytes: u64) -> 
 
 /// The TCP segment in a record, if it carries one. Stateless, so decoding can run on one
 /// thread while another tracks flows.
-pub fn tcp_segment(rec: &Record<'_>) -> Option<TcpSegment> {
+pub(crate) fn tcp_segment(rec: &Record<'_>) -> Option<TcpSegment> {
     link::ip_payload(rec.linktype, rec.data).and_then(packet::parse_tcp)
 }
 

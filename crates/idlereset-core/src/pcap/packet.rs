@@ -12,10 +12,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// TCP FIN flag bit.
 pub const FIN: u8 = 0x01;
+/// TCP SYN flag bit.
 pub const SYN: u8 = 0x02;
+/// TCP RST flag bit.
 pub const RST: u8 = 0x04;
+/// TCP PSH flag bit.
 pub const PSH: u8 = 0x08;
+/// TCP ACK flag bit.
 pub const ACK: u8 = 0x10;
 
 /// How many IPv6 extension headers we walk before giving up.
@@ -24,12 +29,19 @@ const MAX_IPV6_EXTENSIONS: usize = 8;
 /// A TCP segment as seen at the capture point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpSegment {
+    /// Source address.
     pub src: IpAddr,
+    /// Destination address.
     pub dst: IpAddr,
+    /// Source port.
     pub sport: u16,
+    /// Destination port.
     pub dport: u16,
+    /// Sequence number.
     pub seq: u32,
+    /// Acknowledgement number (meaningful with [`ACK`]).
     pub ack: u32,
+    /// TCP flags byte ([`FIN`], [`SYN`], [`RST`], [`PSH`], [`ACK`], ...).
     pub flags: u8,
     /// TCP payload bytes (from the IP length fields).
     pub payload_len: u32,
@@ -42,6 +54,7 @@ pub struct TcpSegment {
 }
 
 impl TcpSegment {
+    /// Whether the flag bit (or any of the bits) `flag` is set.
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }

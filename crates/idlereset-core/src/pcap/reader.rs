@@ -19,7 +19,7 @@
 
 /// Largest record or block we accept. Real snap lengths are at most 256 KiB; anything above
 /// this is a corrupt length field, and trusting it would make the binary buffer gigabytes.
-pub const MAX_RECORD_LEN: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_RECORD_LEN: usize = 16 * 1024 * 1024;
 /// A classic pcap record may hold up to the file's snap length or libpcap's maximum
 /// (262,144 bytes), whichever is larger; a longer one is a corrupt header.
 const PCAP_MAX_SNAPLEN: usize = 262_144;
@@ -40,19 +40,34 @@ const BLOCK_EPB: u32 = 6;
 /// the header or block that is damaged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
+    /// The file starts with neither a pcap nor a pcapng magic number.
     #[error("byte offset {offset}: not a pcap or pcapng file (magic {magic:#010x})")]
-    BadMagic { offset: u64, magic: u32 },
+    BadMagic {
+        /// Absolute byte offset of the magic number.
+        offset: u64,
+        /// The magic number read.
+        magic: u32,
+    },
+    /// The file ends inside a header or record.
     #[error("byte offset {offset}: file ends inside {what} ({have} of {need} bytes present)")]
     Truncated {
+        /// Absolute byte offset of the header or block.
         offset: u64,
+        /// What was being read (`file header`, `record`, ...).
         what: &'static str,
+        /// Bytes it needs.
         need: u64,
+        /// Bytes present.
         have: u64,
     },
+    /// A header or block holds impossible values.
     #[error("byte offset {offset}: corrupt {what}: {why}")]
     Corrupt {
+        /// Absolute byte offset of the header or block.
         offset: u64,
+        /// What was being read.
         what: &'static str,
+        /// What is wrong with it.
         why: String,
     },
 }
@@ -87,11 +102,22 @@ pub struct Record<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step<'a> {
     /// A packet; `used` bytes of the buffer were consumed.
-    Record { record: Record<'a>, used: usize },
+    Record {
+        /// The packet record, borrowing from the buffer.
+        record: Record<'a>,
+        /// Bytes of the buffer consumed.
+        used: usize,
+    },
     /// A header or non-packet block of `used` bytes was consumed.
-    Skip { used: usize },
+    Skip {
+        /// Bytes of the buffer consumed.
+        used: usize,
+    },
     /// The buffer holds an incomplete header or record: give at least `need` bytes.
-    NeedMore { need: usize },
+    NeedMore {
+        /// Bytes the next call needs at least.
+        need: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +199,7 @@ impl Default for Decoder {
 }
 
 impl Decoder {
+    /// A decoder at the start of a file.
     pub fn new() -> Decoder {
         Decoder {
             state: State::Start,
@@ -204,7 +231,7 @@ impl Decoder {
 
     /// The link types of the file (classic pcap) or of the interfaces described so far
     /// (pcapng).
-    pub fn linktypes(&self) -> Vec<u32> {
+    pub(crate) fn linktypes(&self) -> Vec<u32> {
         match &self.state {
             State::Start => Vec::new(),
             State::Pcap { linktype, .. } => vec![*linktype],
@@ -633,6 +660,7 @@ pub struct Records<'a> {
 }
 
 impl<'a> Records<'a> {
+    /// Records of a whole capture held in memory.
     pub fn new(data: &'a [u8]) -> Records<'a> {
         Records {
             data,

@@ -32,21 +32,32 @@ pub struct Bracket {
 /// A catalog entry whose idle timeout fits the bracket.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CandidateOut {
+    /// Catalog id.
     pub id: String,
+    /// Product name.
     pub name: String,
+    /// The entry's idle timeout, seconds.
     pub timeout_s: f64,
+    /// What the endpoints see when it fires.
     pub failure: Failure,
+    /// The document the figure comes from.
     pub source: String,
 }
 
 /// The verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
+    /// TCP flows seen.
     pub flows: u64,
+    /// Idle failures: resets, blackholes and idle closes.
     pub idle_failures: usize,
+    /// `reset` events (RST after idle).
     pub resets: usize,
+    /// `reset` events made by a middlebox.
     pub middlebox_resets: usize,
+    /// `blackhole` events (data after idle never acknowledged).
     pub blackholes: usize,
+    /// `idle-close` events (FIN after a long idle).
     pub idle_closes: usize,
     /// `active-reset` events made by a middlebox (state lost on a busy flow).
     pub active_resets: usize,
@@ -54,10 +65,13 @@ pub struct Summary {
     pub endpoint_active_resets: usize,
     /// Active resets whose flow changed path mid-flow (asymmetric-route signature).
     pub route_changes: usize,
+    /// The path's idle timeout bracketed by survived and failed idle gaps, seconds.
     pub idle_timeout_s: Bracket,
     /// False when some idle longer than a failing one survived.
     pub consistent: bool,
+    /// Catalog entries whose timeout fits the bracket.
     pub candidates: Vec<CandidateOut>,
+    /// One sentence stating the conclusion.
     pub verdict: String,
 }
 

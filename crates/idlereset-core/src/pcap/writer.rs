@@ -4,13 +4,16 @@
 //! write it pull in reading, async and filtering we do not need on the capture path.
 
 use std::io::{self, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Link-layer header types (<https://www.tcpdump.org/linktypes.html>).
 pub const LINKTYPE_ETHERNET: u32 = 1;
+/// Raw IP packets (IPv4 or IPv6 by version nibble).
 pub const LINKTYPE_RAW: u32 = 101;
+/// Linux cooked capture v1 (SLL).
 pub const LINKTYPE_LINUX_SLL: u32 = 113;
-pub const LINKTYPE_LINUX_SLL2: u32 = 276;
+/// Linux cooked capture v2 (SLL2).
+pub(crate) const LINKTYPE_LINUX_SLL2: u32 = 276;
 
 const MAGIC_MICRO: u32 = 0xa1b2_c3d4;
 const MAGIC_NANO: u32 = 0xa1b2_3c4d;
@@ -60,18 +63,12 @@ impl<W: Write> PcapWriter<W> {
         self.out.write_all(&data[..incl])
     }
 
-    /// Write a packet stamped with the current wall-clock time.
-    pub fn write_now(&mut self, data: &[u8]) -> io::Result<()> {
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.write_packet(ts, data, data.len() as u32)
-    }
-
+    /// Flushes the underlying writer.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
+    /// The underlying writer (not flushed).
     pub fn into_inner(self) -> W {
         self.out
     }

@@ -25,11 +25,16 @@ use crate::plan::keepalive::{Keepalive, Pool};
 
 /// What [`plan_client`] needs from the path plan.
 #[derive(Debug, Clone, Copy)]
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
+    /// Smallest idle timeout over all hops, seconds.
     pub path_timeout_s: f64,
+    /// Name of the hop with that timeout.
     pub limiting_hop: &'a str,
+    /// The path's keepalive plan.
     pub keepalive: Keepalive,
+    /// The path's pool limits.
     pub pool: Pool,
+    /// The heartbeat, when a hop ignores TCP keepalives.
     pub heartbeat: Option<&'a Heartbeat>,
 }
 
@@ -37,8 +42,11 @@ pub struct Ctx<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Value {
+    /// A boolean setting.
     Bool(bool),
+    /// A number (seconds, milliseconds or a count, as the key says).
     Int(u64),
+    /// Any other text (a duration with its unit, a URL parameter, ...).
     Text(String),
 }
 
@@ -61,6 +69,7 @@ impl Settings {
         self.0.push((key.to_string(), value.into()));
     }
 
+    /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
@@ -123,13 +132,16 @@ pub struct Problem {
     /// `no-keepalive`, `keepalive-too-late`, `pool-idle-too-long`, `no-heartbeat`,
     /// `below-library-minimum`.
     pub kind: String,
+    /// One sentence: what was observed and why it fails.
     pub detail: String,
 }
 
 /// The plan for one client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientPlan {
+    /// The client's name in the inventory.
     pub name: String,
+    /// The client library.
     pub library: Library,
     /// The library version the advice is for (the inventory's, or the assumed one).
     #[serde(default)]
@@ -137,16 +149,20 @@ pub struct ClientPlan {
     /// `true` when the inventory named no version and the data file's assumed one was used.
     #[serde(default)]
     pub version_assumed: bool,
+    /// Connections held open across the path (all instances together).
     pub connections: u64,
     /// Exact keys and values in the library's terms.
     pub settings: Settings,
     /// Code or configuration to paste.
     pub snippet: String,
+    /// Free-text advice beside the settings.
     pub notes: Vec<String>,
+    /// What is wrong with what the client runs today.
     pub problems: Vec<Problem>,
     /// Longest a connection of this client can sit idle today (keepalive time, heartbeat or pool
     /// idle timeout, library defaults included); `None` = unbounded.
     pub current_idle_bound_s: Option<f64>,
+    /// Keepalive traffic of this client's connections.
     pub cost: KeepaliveCost,
 }
 
@@ -163,7 +179,7 @@ impl ClientPlan {
 pub const HOST_KEEPALIVE: (f64, f64, u32) = (7200.0, 75.0, 9);
 
 /// Settings, snippet, notes and problems for one client.
-pub fn plan_client(c: &Client, ctx: &Ctx<'_>, ip: IpVersion) -> ClientPlan {
+pub(crate) fn plan_client(c: &Client, ctx: &Ctx<'_>, ip: IpVersion) -> ClientPlan {
     let prof = Libraries::builtin().profile(c.library, c.version);
     let b = prof.behaviour;
     let (problems, bound) = problems(c, b, ctx);
@@ -225,11 +241,17 @@ fn shorter(planned: u64, current: Option<f64>) -> u64 {
 /// `current` values over them), in configured seconds. Shared by `plan` and `verify`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Today {
+    /// Whether the sockets set SO_KEEPALIVE.
     pub so_keepalive: bool,
+    /// TCP_KEEPIDLE in effect, seconds.
     pub keepidle_s: f64,
+    /// TCP_KEEPINTVL in effect, seconds.
     pub keepintvl_s: f64,
+    /// TCP_KEEPCNT in effect, a count of probes.
     pub keepcnt: u32,
+    /// Pool idle timeout, seconds; `None` = idle connections are never closed.
     pub pool_idle_s: Option<f64>,
+    /// Pool maximum connection age, seconds; `None` = unlimited.
     pub max_lifetime_s: Option<f64>,
     /// Application traffic on idle connections (the inventory's heartbeat or the library's ping).
     pub heartbeat_s: Option<f64>,

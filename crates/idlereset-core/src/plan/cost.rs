@@ -20,11 +20,12 @@ use crate::plan::keepalive::Keepalive;
 /// Bytes per conntrack entry on 64-bit Linux (`/proc/slabinfo`, `nf_conntrack` objsize).
 pub const CONNTRACK_ENTRY_BYTES: u64 = 320;
 /// One keepalive probe or its ACK on IPv4 Ethernet, as captured (14 + 20 + 20).
-pub const PROBE_FRAME_BYTES_V4: u64 = 54;
+pub(crate) const PROBE_FRAME_BYTES_V4: u64 = 54;
 /// IPv6 header is 20 bytes longer than IPv4's.
-pub const PROBE_FRAME_BYTES_V6: u64 = PROBE_FRAME_BYTES_V4 + 20;
+pub(crate) const PROBE_FRAME_BYTES_V6: u64 = PROBE_FRAME_BYTES_V4 + 20;
 
-pub fn frame_bytes(ip: IpVersion) -> u64 {
+/// Bytes of one probe or ACK frame for the IP version.
+pub(crate) fn frame_bytes(ip: IpVersion) -> u64 {
     match ip {
         IpVersion::V4 => PROBE_FRAME_BYTES_V4,
         IpVersion::V6 => PROBE_FRAME_BYTES_V6,
@@ -34,13 +35,16 @@ pub fn frame_bytes(ip: IpVersion) -> u64 {
 /// A range between two assumptions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Bounds {
+    /// Upper estimate (the less favourable assumption).
     pub worst: f64,
+    /// Lower estimate (the more favourable assumption).
     pub best: f64,
 }
 
 /// Keepalive traffic for a number of idle connections.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct KeepaliveCost {
+    /// Idle connections counted.
     pub connections: u64,
     /// Bytes per frame assumed (probe and ACK each).
     pub frame_bytes: u64,
@@ -50,7 +54,9 @@ pub struct KeepaliveCost {
     pub bytes_per_s: Bounds,
 }
 
-pub fn keepalive_cost(k: &Keepalive, connections: u64, ip: IpVersion) -> KeepaliveCost {
+/// Keepalive traffic of `connections` idle connections: at worst one probe and ACK every
+/// `intvl_s`, at best every `time_s`.
+pub(crate) fn keepalive_cost(k: &Keepalive, connections: u64, ip: IpVersion) -> KeepaliveCost {
     let frame = frame_bytes(ip);
     let per = |period: u64| 2.0 * connections as f64 / period.max(1) as f64;
     let packets = Bounds {
@@ -71,6 +77,7 @@ pub fn keepalive_cost(k: &Keepalive, connections: u64, ip: IpVersion) -> Keepali
 /// Conntrack memory of the firewall alternative.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ConntrackCost {
+    /// Bytes per entry ([`CONNTRACK_ENTRY_BYTES`]).
     pub entry_bytes: u64,
     /// Entries for the connections in the inventory (one per connection).
     pub entries: u64,
@@ -78,6 +85,7 @@ pub struct ConntrackCost {
     pub bytes: u64,
     /// Established timeout now (the path's smallest hop) and planned.
     pub from_timeout_s: f64,
+    /// Planned established timeout, seconds.
     pub to_timeout_s: u64,
     /// Entries held at steady state per flow per second that ends without FIN/RST reaching
     /// the firewall (crashed host, cut path): such an entry lives a full timeout.
@@ -86,7 +94,13 @@ pub struct ConntrackCost {
     pub orphan_bytes_per_flow_per_s: Bounds,
 }
 
-pub fn conntrack_cost(entries: u64, from_timeout_s: f64, to_timeout_s: u64) -> ConntrackCost {
+/// Conntrack memory for `entries` connections, and of orphaned entries at the current and
+/// planned established timeouts (seconds).
+pub(crate) fn conntrack_cost(
+    entries: u64,
+    from_timeout_s: f64,
+    to_timeout_s: u64,
+) -> ConntrackCost {
     let b = CONNTRACK_ENTRY_BYTES as f64;
     ConntrackCost {
         entry_bytes: CONNTRACK_ENTRY_BYTES,

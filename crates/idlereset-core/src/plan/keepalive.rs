@@ -29,25 +29,25 @@
 use serde::{Deserialize, Serialize};
 
 /// Values a human would type; every rule rounds onto this ladder.
-pub const LADDER: [u64; 34] = [
+pub(crate) const LADDER: [u64; 34] = [
     1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90, 120, 150, 180, 240, 300, 420, 600, 900, 1200, 1800,
     2700, 3600, 5400, 7200, 10800, 14400, 21600, 43200, 86400, 172_800, 259_200, 432_000, 604_800,
 ];
 
 /// Linux `tcp_keepalive_time` default: the cap for the planned first probe, and the idle the
 /// firewall alternative must at least cover.
-pub const LINUX_KEEPALIVE_TIME_S: u64 = 7200;
+pub(crate) const LINUX_KEEPALIVE_TIME_S: u64 = 7200;
 /// Cap for the probe interval (below the Linux default 75 s, as in the runbook).
-pub const MAX_INTVL_S: u64 = 30;
+pub(crate) const MAX_INTVL_S: u64 = 30;
 /// Cap for the pool idle timeout (HikariCP's default idleTimeout, 10 min).
-pub const MAX_POOL_IDLE_S: u64 = 600;
+pub(crate) const MAX_POOL_IDLE_S: u64 = 600;
 /// Cap for the pool max lifetime (HikariCP's default maxLifetime, 30 min).
-pub const MAX_LIFETIME_S: u64 = 1800;
+pub(crate) const MAX_LIFETIME_S: u64 = 1800;
 /// Headroom of the firewall alternative over the longest client idle.
-pub const FIREWALL_HEADROOM: f64 = 1.25;
+pub(crate) const FIREWALL_HEADROOM: f64 = 1.25;
 
 /// Largest ladder value `<= x` (at least 1).
-pub fn nice_floor(x: f64) -> u64 {
+pub(crate) fn nice_floor(x: f64) -> u64 {
     LADDER
         .iter()
         .copied()
@@ -57,7 +57,7 @@ pub fn nice_floor(x: f64) -> u64 {
 }
 
 /// Smallest ladder value `>= x`; above the ladder, `x` rounded up to a whole day.
-pub fn nice_ceil(x: f64) -> u64 {
+pub(crate) fn nice_ceil(x: f64) -> u64 {
     LADDER
         .iter()
         .copied()
@@ -92,7 +92,9 @@ pub struct Keepalive {
 /// Planned connection-pool limits.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Pool {
+    /// Close connections idle longer than this, seconds.
     pub idle_timeout_s: u64,
+    /// Retire connections older than this, seconds.
     pub max_lifetime_s: u64,
 }
 
@@ -136,7 +138,7 @@ pub fn heartbeat(b: f64) -> u64 {
 }
 
 /// Conntrack established timeout that outlasts `longest_client_idle_s`.
-pub fn firewall_timeout(longest_client_idle_s: f64) -> u64 {
+pub(crate) fn firewall_timeout(longest_client_idle_s: f64) -> u64 {
     nice_ceil(FIREWALL_HEADROOM * longest_client_idle_s.max(LINUX_KEEPALIVE_TIME_S as f64))
 }
 

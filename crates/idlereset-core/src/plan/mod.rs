@@ -27,20 +27,27 @@ pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-idlereset-keepalive.conf";
 /// Settings for a whole path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// Free-text name of the path, from the inventory.
     pub path: Option<String>,
+    /// Free-text description of the server end, from the inventory.
     pub server: Option<String>,
     /// Smallest idle timeout over all hops.
     pub path_timeout_s: f64,
     /// Name of the hop with that timeout.
     pub limiting_hop: String,
+    /// The inventory's hops, in order from the clients.
     pub hops: Vec<Hop>,
+    /// Keepalive settings for the path.
     pub keepalive: Keepalive,
+    /// Connection-pool limits for the path.
     pub pool: Pool,
     /// Needed when a hop ignores TCP keepalives.
     pub heartbeat: Option<Heartbeat>,
+    /// One plan per client, in inventory order.
     pub clients: Vec<ClientPlan>,
     /// OS defaults for sockets that set SO_KEEPALIVE (`sysctl` name -> value).
     pub sysctl: BTreeMap<String, u64>,
+    /// File the `sysctl` values go to ([`SYSCTL_FILE`]).
     pub sysctl_file: String,
     /// The other way round: make the firewalls remember longer.
     pub firewall: FirewallPlan,
@@ -56,8 +63,11 @@ pub struct Plan {
 /// Application-level heartbeat for hops that ignore TCP keepalives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
+    /// Heartbeat period, seconds (half the hop's timeout).
     pub interval_s: u64,
+    /// Name of the keepalive-ignoring hop with the smallest timeout.
     pub hop: String,
+    /// That hop's idle timeout, seconds.
     pub hop_timeout_s: f64,
 }
 
@@ -72,15 +82,20 @@ pub struct FirewallPlan {
     pub unbounded_clients: Vec<String>,
     /// Per hop shorter than the planned value: whether it can be raised.
     pub hops: Vec<FirewallHop>,
+    /// Memory the longer timeout costs.
     pub conntrack: ConntrackCost,
 }
 
+/// One hop of the firewall-side alternative.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FirewallHop {
+    /// Name of the hop.
     pub hop: String,
+    /// Its idle timeout now, seconds.
     pub from_s: f64,
     /// Whether the hop can be configured to the planned value.
     pub possible: bool,
+    /// How to raise it, or why it cannot be.
     pub note: String,
 }
 

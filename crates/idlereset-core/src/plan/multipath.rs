@@ -17,12 +17,12 @@ use serde::{Deserialize, Serialize};
 use crate::inventory::{Hop, OtherPath};
 
 /// The sysctl that stops out-of-window packets from being marked INVALID.
-pub const BE_LIBERAL_SYSCTL: &str = "net.netfilter.nf_conntrack_tcp_be_liberal";
+pub(crate) const BE_LIBERAL_SYSCTL: &str = "net.netfilter.nf_conntrack_tcp_be_liberal";
 /// Where the plan suggests persisting it on the hop's box.
-pub const BE_LIBERAL_FILE: &str = "/etc/sysctl.d/90-idlereset-conntrack.conf";
+pub(crate) const BE_LIBERAL_FILE: &str = "/etc/sysctl.d/90-idlereset-conntrack.conf";
 /// The Prometheus alerts (deploy/prometheus/alerts.yml) that see INVALID packets and frozen
 /// timers on the hop's box (with `idlereset exporter` running there).
-pub const ALERTS: [&str; 2] = [
+pub(crate) const ALERTS: [&str; 2] = [
     "IdleresetConntrackInvalidRising",
     "IdleresetConntrackFrozenTimers",
 ];
@@ -32,22 +32,26 @@ pub const TRADE_OFF: &str = "the box then accepts out-of-window TCP packets (wea
 /// What the plan says about one hop with a second path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MultiPathHop {
+    /// Name of the hop.
     pub hop: String,
+    /// How packets can go around it.
     pub other_path: OtherPath,
     /// Why the hop is at risk (INVALID packets, frozen timer).
     pub risk: String,
     /// `sysctl` name -> value to set on the hop's box.
     pub sysctl: String,
+    /// Value to set (`1`).
     pub value: u64,
     /// File that persists it.
     pub sysctl_file: String,
+    /// What setting it costs ([`TRADE_OFF`]).
     pub trade_off: String,
     /// Alerts to deploy for the hop's box.
     pub alerts: Vec<String>,
 }
 
 /// Advice for every hop of `hops` with a second path, in path order.
-pub fn advise(hops: &[Hop]) -> Vec<MultiPathHop> {
+pub(crate) fn advise(hops: &[Hop]) -> Vec<MultiPathHop> {
     hops.iter()
         .filter_map(|h| h.other_path.as_ref().map(|o| advice(h, o)))
         .collect()

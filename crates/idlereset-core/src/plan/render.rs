@@ -244,7 +244,7 @@ pub fn text(p: &Plan) -> String {
 }
 
 /// The text section for hops with a second path (empty when there are none).
-pub fn multipath(p: &Plan) -> String {
+pub(crate) fn multipath(p: &Plan) -> String {
     let mut o = String::new();
     for m in &p.multipath {
         w!(o);

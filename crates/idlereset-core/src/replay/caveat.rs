@@ -55,7 +55,7 @@ pub fn effective_action(action: &Action, result: &str) -> Action {
 }
 
 /// The caveat for a choice, if taken as written it is a known trap.
-pub fn caveat_for(choice: &Choice) -> Option<String> {
+pub(crate) fn caveat_for(choice: &Choice) -> Option<String> {
     let Action::SysctlKeepalive { time_s, .. } = effective_action(&choice.action, &choice.result)
     else {
         return None;
@@ -76,7 +76,7 @@ pub fn caveat_for(choice: &Choice) -> Option<String> {
 }
 
 /// Attach the derived caveat to every choice that has none of its own.
-pub fn annotate(s: &mut Scenario) {
+pub(crate) fn annotate(s: &mut Scenario) {
     for round in &mut s.rounds {
         if let super::model::RoundKind::Decision { choices } = &mut round.kind {
             for c in choices.iter_mut().filter(|c| c.caveat.is_none()) {

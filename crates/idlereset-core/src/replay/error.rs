@@ -10,19 +10,33 @@ pub enum LoadError {
     /// Something at a known place in the file (line and column are 1-based).
     #[error("{file}:{line}:{column}: {message}")]
     At {
+        /// The scenario file.
         file: String,
+        /// 1-based line.
         line: usize,
+        /// 1-based column.
         column: usize,
+        /// What is wrong there.
         message: String,
     },
     /// A problem of the scenario as a whole (no single place to point at).
     #[error("{file}: {message}")]
-    Whole { file: String, message: String },
+    Whole {
+        /// The scenario file.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A built-in id that does not exist.
     #[error(
         "no built-in scenario {id:?} (built-ins: {known}); a path must end in .toml, .md or .txt"
     )]
-    UnknownBuiltin { id: String, known: String },
+    UnknownBuiltin {
+        /// The id asked for.
+        id: String,
+        /// The built-in ids, comma-separated.
+        known: String,
+    },
 }
 
 impl LoadError {
@@ -54,7 +68,7 @@ impl LoadError {
 
 /// 1-based line and column (in characters) of byte `offset` in `text`; offsets past the end
 /// or inside a character are clamped, never a panic.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut end = offset.min(text.len());
     while end > 0 && !text.is_char_boundary(end) {
         end -= 1;

@@ -17,11 +17,13 @@ use serde::{Deserialize, Serialize};
 pub struct Scenario {
     /// Short id (`firewall-900`, or the file stem for files).
     pub id: String,
+    /// Title shown at the start.
     pub title: String,
     /// One-line description for `replay --list`.
     pub summary: String,
     /// Setup lines ("System context: …", "Time: …", "Your role: …").
     pub setup: Vec<String>,
+    /// The rounds in play order.
     pub rounds: Vec<Round>,
     /// Resolution time of the all-recommended path, in minutes.
     pub optimal_minutes: u32,
@@ -33,6 +35,7 @@ pub struct Scenario {
     pub damage_notes: Vec<String>,
     /// What a strong response covers; empty means "derive one item per decision round".
     pub checklist: Vec<ChecklistItem>,
+    /// The source's cross-references.
     pub references: Vec<String>,
     /// Lab runs the scenario's answers rest on (the command to repeat it and what it measured).
     pub evidence: Vec<String>,
@@ -45,11 +48,13 @@ pub struct Scenario {
 pub struct Round {
     /// The number the source gives the round (1-based).
     pub number: u32,
+    /// Heading of the round.
     pub title: String,
     /// The pressure cue, without its brackets and quotes.
     pub cue: Option<String>,
     /// "What you see" text.
     pub see: Option<String>,
+    /// Whether the round asks for a choice or shows a checklist.
     pub kind: RoundKind,
     /// 1-based line of the round's heading in its source (0 for built-ins without one).
     pub line: usize,
@@ -60,9 +65,15 @@ pub struct Round {
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum RoundKind {
     /// Pick one lettered choice.
-    Decision { choices: Vec<Choice> },
+    Decision {
+        /// The choices, in letter order.
+        choices: Vec<Choice>,
+    },
     /// Read a list of closing actions; nothing to choose, no cost.
-    Checklist { actions: Vec<String> },
+    Checklist {
+        /// The actions, as written.
+        actions: Vec<String>,
+    },
 }
 
 /// One lettered choice of a decision round.
@@ -70,7 +81,9 @@ pub enum RoundKind {
 pub struct Choice {
     /// Upper-case letter (`A`, `B`, …).
     pub letter: char,
+    /// The choice as offered.
     pub text: String,
+    /// Whether it is the recommended choice.
     pub recommended: bool,
     /// The outcome shown after choosing ("[Result: …]" without the brackets).
     pub result: String,
@@ -91,7 +104,9 @@ pub struct Choice {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChecklistItem {
+    /// Stable id, referenced by [`Choice::covers`].
     pub id: String,
+    /// The item as shown.
     pub text: String,
 }
 
@@ -107,28 +122,46 @@ pub enum Action {
     /// The application sets SO_KEEPALIVE with per-socket TCP_KEEPIDLE (and optionally
     /// TCP_KEEPINTVL / TCP_KEEPCNT).
     KeepaliveOnSocket {
+        /// TCP_KEEPIDLE, seconds.
         idle_s: u32,
+        /// TCP_KEEPINTVL, seconds; `None` = the host's sysctl.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         intvl_s: Option<u32>,
+        /// TCP_KEEPCNT; `None` = the host's sysctl.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         probes: Option<u32>,
     },
     /// `net.ipv4.tcp_keepalive_*` sysctls on the hosts (only sockets that opt in use them).
     SysctlKeepalive {
+        /// `net.ipv4.tcp_keepalive_time`, seconds.
         time_s: u32,
+        /// `net.ipv4.tcp_keepalive_intvl`, seconds; `None` = unchanged.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         intvl_s: Option<u32>,
+        /// `net.ipv4.tcp_keepalive_probes`; `None` = unchanged.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         probes: Option<u32>,
     },
     /// The middlebox's established idle timeout (`nf_conntrack_tcp_timeout_established`).
-    FirewallTimeout { timeout_s: u32 },
+    FirewallTimeout {
+        /// Seconds.
+        timeout_s: u32,
+    },
     /// `nf_conntrack_tcp_loose` on the middlebox.
-    ConntrackLoose { enabled: bool },
+    ConntrackLoose {
+        /// On (1) or off (0).
+        enabled: bool,
+    },
     /// `nf_conntrack_tcp_be_liberal` on the middlebox (out-of-window packets are not INVALID).
-    ConntrackBeLiberal { enabled: bool },
+    ConntrackBeLiberal {
+        /// On (1) or off (0).
+        enabled: bool,
+    },
     /// An application-level heartbeat on idle connections (validation query, HTTP/2 PING).
-    Heartbeat { interval_s: u32 },
+    Heartbeat {
+        /// Seconds between heartbeats.
+        interval_s: u32,
+    },
 }
 
 impl Action {
@@ -186,6 +219,7 @@ impl Round {
         }
     }
 
+    /// Whether the round asks for a choice.
     pub fn is_decision(&self) -> bool {
         matches!(self.kind, RoundKind::Decision { .. })
     }
@@ -210,7 +244,7 @@ impl Scenario {
 
     /// The checklist a strong response covers: the scenario's own, or one item per decision
     /// round ("Round 1: `<recommended choice>`") covered by choosing the recommended answer.
-    pub fn effective_checklist(&self) -> Vec<ChecklistItem> {
+    pub(crate) fn effective_checklist(&self) -> Vec<ChecklistItem> {
         if !self.checklist.is_empty() {
             return self.checklist.clone();
         }
@@ -225,7 +259,7 @@ impl Scenario {
     }
 
     /// The checklist ids a choice covers, including the implicit per-round item.
-    pub fn covered_by(&self, round: &Round, choice: &Choice) -> Vec<String> {
+    pub(crate) fn covered_by(&self, round: &Round, choice: &Choice) -> Vec<String> {
         let mut ids = choice.covers.clone();
         if self.checklist.is_empty() && choice.recommended {
             ids.push(format!("round-{}", round.number));

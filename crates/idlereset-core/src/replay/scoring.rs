@@ -25,26 +25,57 @@ use super::model::{Round, RoundKind, Scenario};
 /// Why the costs cannot be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScoringError {
+    /// Some choices of a round give minutes and others do not.
     #[error(
         "choice minutes must be given for every choice or for none; round {round} choice {letter} has {}",
         if *has { "minutes while others do not" } else { "none while others do" }
     )]
-    PartialMinutes { round: u32, letter: char, has: bool },
+    PartialMinutes {
+        /// The round's number.
+        round: u32,
+        /// The choice's letter.
+        letter: char,
+        /// Whether that choice has minutes.
+        has: bool,
+    },
+    /// The stated optimal time is not the sum of the recommended choices.
     #[error("optimal time is {stated} min but the recommended choices add up to {computed} min")]
-    OptimalMismatch { stated: u32, computed: u32 },
+    OptimalMismatch {
+        /// The scenario's optimal time, minutes.
+        stated: u32,
+        /// The recommended choices' sum, minutes.
+        computed: u32,
+    },
+    /// The stated worst time is not the sum of each round's costliest choice.
     #[error(
         "worst time is {stated} min but the costliest choices of each round add up to {computed} min"
     )]
-    WorstMismatch { stated: u32, computed: u32 },
+    WorstMismatch {
+        /// The scenario's worst time, minutes.
+        stated: u32,
+        /// The costliest choices' sum, minutes.
+        computed: u32,
+    },
+    /// The optimal time exceeds the worst time.
     #[error("optimal time ({optimal} min) is longer than the worst time ({worst} min)")]
-    OptimalAboveWorst { optimal: u32, worst: u32 },
+    OptimalAboveWorst {
+        /// Optimal time, minutes.
+        optimal: u32,
+        /// Worst time, minutes.
+        worst: u32,
+    },
+    /// A wrong choice costs fewer minutes than the recommended one of its round.
     #[error(
         "round {round}: a wrong choice ({letter}, {wrong} min) costs less than the recommended one ({recommended} min)"
     )]
     WrongCheaper {
+        /// The round's number.
         round: u32,
+        /// Letter of the wrong choice.
         letter: char,
+        /// Its cost, minutes.
         wrong: u32,
+        /// The recommended choice's cost, minutes.
         recommended: u32,
     },
 }
@@ -57,7 +88,7 @@ pub struct Costs {
 
 impl Costs {
     /// The cost table of a scenario under the rule in the module doc.
-    pub fn compute(s: &Scenario) -> Result<Costs, ScoringError> {
+    pub(crate) fn compute(s: &Scenario) -> Result<Costs, ScoringError> {
         if let Some(explicit) = explicit_minutes(&s.rounds)? {
             return Ok(Costs {
                 per_round: explicit,
@@ -101,12 +132,12 @@ impl Costs {
     }
 
     /// Total of the all-recommended path.
-    pub fn optimal_total(&self, s: &Scenario) -> u32 {
+    pub(crate) fn optimal_total(&self, s: &Scenario) -> u32 {
         self.path_total(s, |r| r.choices().iter().position(|c| c.recommended))
     }
 
     /// Total of the worst path: the costliest choice of every decision round.
-    pub fn worst_total(&self) -> u32 {
+    pub(crate) fn worst_total(&self) -> u32 {
         self.per_round
             .iter()
             .map(|r| r.iter().copied().max().unwrap_or(0))
@@ -122,7 +153,7 @@ impl Costs {
     }
 
     /// Check the stated times against the table (used for explicit minutes).
-    pub fn check_against(&self, s: &Scenario) -> Result<(), ScoringError> {
+    pub(crate) fn check_against(&self, s: &Scenario) -> Result<(), ScoringError> {
         let optimal = self.optimal_total(s);
         if optimal != s.optimal_minutes {
             return Err(ScoringError::OptimalMismatch {

@@ -17,20 +17,39 @@ use super::scoring::{Costs, ScoringError};
 /// Why an answer was refused (the session is unchanged).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
+    /// The round has no choice with that letter.
     #[error("round {round} has no choice {letter:?} (choices: {valid})")]
     NoSuchChoice {
+        /// The round's number.
         round: u32,
+        /// The letter given.
         letter: char,
+        /// The letters it has, comma-separated.
         valid: String,
     },
+    /// An answer was given to a checklist round.
     #[error("round {round} is a checklist round: nothing to choose, acknowledge it")]
-    NotADecision { round: u32 },
+    NotADecision {
+        /// The round's number.
+        round: u32,
+    },
+    /// An acknowledgement was given to a decision round.
     #[error("round {round} asks for a choice, not an acknowledgement")]
-    NotAChecklist { round: u32 },
+    NotAChecklist {
+        /// The round's number.
+        round: u32,
+    },
+    /// No round is left to answer.
     #[error("the exercise is over: no round left")]
     Finished,
+    /// A script's answers do not match the decision rounds in number.
     #[error("{given} answers given for {needed} decision rounds")]
-    AnswerCount { given: usize, needed: usize },
+    AnswerCount {
+        /// Answers given.
+        given: usize,
+        /// Decision rounds.
+        needed: usize,
+    },
 }
 
 /// Where the session stands.
@@ -40,16 +59,22 @@ pub enum Current {
     Decision(usize),
     /// Waiting for the checklist round `scenario.rounds[index]` to be acknowledged.
     Checklist(usize),
+    /// Every round is answered.
     Finished,
 }
 
 /// What one answer did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
+    /// Index of the round in `scenario.rounds`.
     pub round_index: usize,
+    /// The letter chosen.
     pub letter: char,
+    /// Whether it was the recommended choice.
     pub recommended: bool,
+    /// Minutes the choice cost.
     pub minutes: u32,
+    /// The outcome shown ("[Result: …]" without the brackets).
     pub result: String,
     /// The system change this choice applies (live mode applies and verifies it).
     pub action: Action,
@@ -62,19 +87,28 @@ pub struct Step {
 /// One played round in the transcript.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoundRecord {
+    /// The round's number in the source.
     pub number: u32,
+    /// Heading of the round.
     pub title: String,
     /// `"decision"` or `"checklist"`.
     pub kind: &'static str,
     /// The letter chosen (`null` for checklist rounds).
     pub choice: Option<char>,
+    /// Text of the choice made.
     pub choice_text: Option<String>,
+    /// Letter of the recommended choice (`null` for checklist rounds).
     pub recommended_choice: Option<char>,
+    /// Whether the recommended choice was made.
     pub recommended: bool,
+    /// Minutes the round cost.
     pub minutes: u32,
+    /// The outcome shown.
     pub result: Option<String>,
+    /// The system change the choice makes (live mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
+    /// What live mode measured after applying the action.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<String>,
     /// What a lab run measured about the chosen answer.
@@ -88,24 +122,34 @@ pub struct RoundRecord {
 /// One line of the coverage checklist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChecklistStatus {
+    /// Checklist item id.
     pub id: String,
+    /// The item as shown.
     pub text: String,
+    /// Whether a choice made covers it.
     pub covered: bool,
 }
 
 /// The scored play-through (`replay --json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Transcript {
+    /// Scenario id.
     pub scenario: String,
+    /// Scenario title.
     pub title: String,
     /// The letters chosen, comma-separated (`B,B,D`).
     pub path: String,
+    /// Minutes the choices made cost together.
     pub total_minutes: u32,
+    /// Minutes of the all-recommended path.
     pub optimal_minutes: u32,
+    /// Minutes of the path making every wrong choice.
     pub worst_minutes: u32,
     /// Every round answered (false when input ended early).
     pub complete: bool,
+    /// Every round played, in order.
     pub rounds: Vec<RoundRecord>,
+    /// Coverage of the checklist.
     pub checklist: Vec<ChecklistStatus>,
     /// The source's other damage-report lines ("Blast radius: …").
     pub damage_notes: Vec<String>,
@@ -137,6 +181,7 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
+    /// A session at the first round; fails when the scenario's costs do not add up.
     pub fn new(scenario: &'a Scenario) -> Result<Session<'a>, ScoringError> {
         let costs = Costs::compute(scenario)?;
         Ok(Session {
@@ -148,14 +193,17 @@ impl<'a> Session<'a> {
         })
     }
 
+    /// The scenario played.
     pub fn scenario(&self) -> &'a Scenario {
         self.scenario
     }
 
+    /// Minutes per choice.
     pub fn costs(&self) -> &Costs {
         &self.costs
     }
 
+    /// Where the session stands.
     pub fn current(&self) -> Current {
         match self.scenario.rounds.get(self.next) {
             None => Current::Finished,
@@ -277,6 +325,7 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Whether every round is answered.
     pub fn is_finished(&self) -> bool {
         self.current() == Current::Finished
     }
@@ -345,8 +394,10 @@ pub fn play_scripted(scenario: &Scenario, answers: &[char]) -> Result<Transcript
 /// Why a scripted play failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScriptError {
+    /// An answer was refused.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// The scenario's costs do not add up.
     #[error(transparent)]
     Scoring(#[from] ScoringError),
 }

@@ -33,6 +33,7 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// The kebab-case name, as in JSON output.
     pub fn as_str(self) -> &'static str {
         match self {
             Cause::MiddleboxIdleTimeout => "middlebox-idle-timeout",
@@ -58,8 +59,11 @@ impl Cause {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Confidence {
+    /// Indirect evidence from a single source (no probe measured it).
     Low,
+    /// A probe measured it, or two sources agree.
     Medium,
+    /// A probe measured it and other sources agree.
     High,
 }
 
@@ -75,14 +79,16 @@ impl Confidence {
 /// Bounds on the path's idle timeout, in seconds: it survived `low`, failed by `high`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
 pub struct Bracket {
+    /// Longest idle survived, seconds.
     pub low: Option<f64>,
+    /// Shortest idle failed, seconds.
     pub high: Option<f64>,
 }
 
 impl Bracket {
     /// The value to plan against: the lower bound when known (the timeout may be just above
     /// it), else 90 % of the upper bound.
-    pub fn plan_value(&self) -> Option<f64> {
+    pub(crate) fn plan_value(&self) -> Option<f64> {
         match (self.low, self.high) {
             (Some(l), _) if l >= 1.0 => Some(l),
             (_, Some(h)) => Some((h * 0.9).max(1.0)),
@@ -94,9 +100,13 @@ impl Bracket {
 /// What `triage` concluded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
+    /// The most likely cause.
     pub cause: Cause,
+    /// How strongly the evidence supports it.
     pub confidence: Confidence,
+    /// What the endpoints see when it happens.
     pub failure: Failure,
+    /// Bounds on the path's idle timeout.
     pub path_timeout_s: Bracket,
     /// Where the bracket came from (`probe 198.18.2.10:5432`, `capture`, `logs`).
     pub bracket_source: Option<String>,

@@ -31,9 +31,13 @@ const CTA_TIMESTAMP_START: u16 = 1;
 /// One direction of a flow: addresses and (for TCP, UDP, SCTP, DCCP, UDP-Lite) ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Tuple {
+    /// Source address.
     pub src: IpAddr,
+    /// Destination address.
     pub dst: IpAddr,
+    /// Source port; `None` for protocols without ports.
     pub sport: Option<u16>,
+    /// Destination port; `None` for protocols without ports.
     pub dport: Option<u16>,
 }
 
@@ -96,7 +100,9 @@ pub fn endpoint(addr: IpAddr, port: Option<u16>) -> String {
 /// Packet and byte counters of one direction (present only with `nf_conntrack_acct=1`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
+    /// Packets counted.
     pub packets: u64,
+    /// Bytes counted.
     pub bytes: u64,
 }
 
@@ -105,7 +111,9 @@ pub struct Counters {
 pub struct CtTcpState(pub u8);
 
 impl CtTcpState {
+    /// `TCP_CONNTRACK_ESTABLISHED`.
     pub const ESTABLISHED: CtTcpState = CtTcpState(3);
+    /// `TCP_CONNTRACK_TIME_WAIT`.
     pub const TIME_WAIT: CtTcpState = CtTcpState(7);
     const NAMES: [&'static str; 10] = [
         "NONE",
@@ -157,7 +165,9 @@ pub const STATUS_NAMES: [(u32, &str); 15] = [
     (1 << 14, "OFFLOAD"),
 ];
 
+/// `IPS_SEEN_REPLY`: packets were seen in both directions.
 pub const IPS_SEEN_REPLY: u32 = 1 << 1;
+/// `IPS_ASSURED`: the entry is not early-dropped when the table is full.
 pub const IPS_ASSURED: u32 = 1 << 2;
 
 /// Names of the bits set in a status word.
@@ -184,12 +194,19 @@ pub struct ConntrackEntry {
     pub reply: Tuple,
     /// Seconds until the entry expires unless a packet refreshes it.
     pub timeout_s: u32,
+    /// Original-direction counters; `None` without `nf_conntrack_acct=1`.
     pub orig_counters: Option<Counters>,
+    /// Reply-direction counters; `None` without `nf_conntrack_acct=1`.
     pub reply_counters: Option<Counters>,
+    /// Connection mark (`ct mark`).
     pub mark: u32,
+    /// Conntrack zone.
     pub zone: u16,
+    /// `IPS_*` status bits ([`status_names`] names them).
     pub status: u32,
+    /// Kernel id of the entry (stable while it lives).
     pub id: u32,
+    /// Reference count of the entry.
     pub use_count: u32,
     /// Creation time (ns, CLOCK_REALTIME) when `nf_conntrack_timestamp=1`.
     pub start_ns: Option<u64>,

@@ -52,7 +52,9 @@ pub enum Family {
     /// IPv4 and IPv6 (`AF_UNSPEC`).
     #[default]
     All,
+    /// IPv4 only (`AF_INET`).
     V4,
+    /// IPv6 only (`AF_INET6`).
     V6,
 }
 
@@ -70,16 +72,21 @@ impl Family {
 /// netfilter hook in the namespace, which makes it the way tests and the lab plant state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEntry {
+    /// L4 protocol number (6 TCP, 17 UDP, ...).
     pub proto: u8,
+    /// The original direction.
     pub orig: Tuple,
     /// Defaults to `orig.inverse()` (no NAT).
     pub reply: Option<Tuple>,
+    /// Timeout, seconds.
     pub timeout_s: u32,
     /// TCP only.
     pub tcp_state: Option<CtTcpState>,
     /// `IPS_*` bits; only the changeable ones (ASSURED, SEEN_REPLY, ...) are accepted.
     pub status: u32,
+    /// Connection mark (`ct mark`).
     pub mark: u32,
+    /// Conntrack zone.
     pub zone: u16,
 }
 

@@ -28,15 +28,25 @@ pub(crate) const CTA_STATS_GLOBAL_MAX_ENTRIES: u16 = 2;
 /// Counters of one CPU (or their sum).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CpuStats {
+    /// Lookups that found an entry.
     pub found: u64,
+    /// Packets found INVALID.
     pub invalid: u64,
+    /// Entries inserted.
     pub insert: u64,
+    /// Entries that failed to be inserted.
     pub insert_failed: u64,
+    /// Packets dropped because an entry could not be created (table full).
     pub drop: u64,
+    /// Entries evicted early to make room.
     pub early_drop: u64,
+    /// Errors (ICMP errors that matched no flow, among others).
     pub error: u64,
+    /// Lookups restarted after a concurrent change.
     pub search_restart: u64,
+    /// Insertion clashes resolved.
     pub clash_resolve: u64,
+    /// Insertions refused because a hash chain was too long.
     pub chaintoolong: u64,
 }
 
@@ -82,6 +92,7 @@ impl CpuStats {
 pub struct CtStats {
     /// `(cpu, counters)` in the order the kernel reported them.
     pub per_cpu: Vec<(u16, CpuStats)>,
+    /// Sum over all CPUs.
     pub total: CpuStats,
 }
 

@@ -59,8 +59,11 @@ const INET_DIAG_MSG_LEN: usize = 72;
 pub struct TcpSockState(pub u8);
 
 impl TcpSockState {
+    /// `TCP_ESTABLISHED`.
     pub const ESTABLISHED: TcpSockState = TcpSockState(1);
+    /// `TCP_TIME_WAIT`.
     pub const TIME_WAIT: TcpSockState = TcpSockState(6);
+    /// `TCP_LISTEN`.
     pub const LISTEN: TcpSockState = TcpSockState(10);
     const NAMES: [&'static str; 13] = [
         "UNKNOWN",
@@ -78,6 +81,7 @@ impl TcpSockState {
         "NEW_SYN_RECV",
     ];
 
+    /// The kernel's name (`ESTABLISHED`, `TIME_WAIT`, ...); `UNKNOWN` past the known states.
     pub fn name(self) -> &'static str {
         Self::NAMES
             .get(usize::from(self.0))
@@ -85,6 +89,7 @@ impl TcpSockState {
             .unwrap_or("UNKNOWN")
     }
 
+    /// The state named `name` (case-insensitive), if any.
     pub fn from_name(name: &str) -> Option<TcpSockState> {
         Self::NAMES
             .iter()
@@ -117,6 +122,7 @@ pub enum TimerKind {
 /// The pending timer of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SockTimer {
+    /// Which timer is pending.
     pub kind: TimerKind,
     /// Milliseconds until it fires.
     pub expires_ms: u32,
@@ -128,15 +134,22 @@ pub struct SockTimer {
 /// One TCP socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SocketInfo {
+    /// Local address and port.
     pub local: SocketAddr,
+    /// Remote address and port.
     pub remote: SocketAddr,
+    /// TCP state of the socket.
     #[serde(serialize_with = "ser_state")]
     pub state: TcpSockState,
     /// Socket inode (0 for TIME_WAIT); [`crate::procfs`] maps it to processes.
     pub inode: u64,
+    /// Owner's user id.
     pub uid: u32,
+    /// Bytes received and not read yet (for listeners: the accept backlog).
     pub recv_queue: u32,
+    /// Bytes sent and not acknowledged yet (for listeners: the backlog limit).
     pub send_queue: u32,
+    /// The pending timer, if any.
     pub timer: Option<SockTimer>,
     /// The keepalive timer is pending (`SO_KEEPALIVE` on). `false` can also mean "hidden by a
     /// retransmit timer"; [`SocketInfo::keepalive_known`] tells the cases apart.
@@ -144,7 +157,9 @@ pub struct SocketInfo {
     /// ms since data was last sent / received and since the last ACK was received
     /// (from `tcp_info`; `None` for TIME_WAIT and request sockets).
     pub last_data_sent_ms: Option<u32>,
+    /// Milliseconds since data was last received.
     pub last_data_recv_ms: Option<u32>,
+    /// Milliseconds since an ACK was last received.
     pub last_ack_recv_ms: Option<u32>,
     /// `tcp_info`, absent for TIME_WAIT and request sockets.
     pub info: Option<TcpInfo>,
@@ -207,13 +222,16 @@ impl SocketInfo {
 /// Which sockets to dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpFilter {
+    /// Dump IPv4 sockets.
     pub ipv4: bool,
+    /// Dump IPv6 sockets.
     pub ipv6: bool,
     /// Bit `1 << state` per wanted [`TcpSockState`]; [`TcpFilter::ALL_STATES`] for every state.
     pub states: u32,
 }
 
 impl TcpFilter {
+    /// Every state bit from `TCP_ESTABLISHED` (1) to `TCP_NEW_SYN_RECV` (12).
     pub const ALL_STATES: u32 = 0x1ffe;
 
     /// IPv4 and IPv6, every state.
@@ -304,6 +322,7 @@ pub struct SockDiag {
 }
 
 impl SockDiag {
+    /// A sock_diag socket in the current thread's network namespace.
     pub fn open() -> Result<SockDiag> {
         Ok(SockDiag {
             sock: NlSocket::open(NETLINK_SOCK_DIAG, WHAT)?,

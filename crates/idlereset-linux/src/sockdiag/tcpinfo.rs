@@ -12,21 +12,33 @@ use serde::Serialize;
 /// kernel reports them (`jiffies_to_msecs(now - stamp)`); `rtt_us` is microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TcpInfo {
+    /// `tcpi_state`: the socket's TCP state.
     pub state: u8,
+    /// `tcpi_ca_state`: congestion-avoidance state.
     pub ca_state: u8,
     /// Retransmissions of the head segment in a row (the RTO backoff counter).
     pub retransmits: u8,
     /// Unanswered zero-window or keepalive probes.
     pub probes: u8,
+    /// `tcpi_backoff`: RTO backoff exponent.
     pub backoff: u8,
+    /// `tcpi_rto`: retransmission timeout, microseconds.
     pub rto_us: u32,
+    /// `tcpi_unacked`: segments sent and not acknowledged.
     pub unacked: u32,
+    /// `tcpi_lost`: segments considered lost.
     pub lost: u32,
+    /// `tcpi_last_data_sent`: milliseconds since data was last sent.
     pub last_data_sent_ms: u32,
+    /// `tcpi_last_data_recv`: milliseconds since data was last received.
     pub last_data_recv_ms: u32,
+    /// `tcpi_last_ack_recv`: milliseconds since an ACK was last received.
     pub last_ack_recv_ms: u32,
+    /// `tcpi_rtt`: smoothed round-trip time, microseconds.
     pub rtt_us: u32,
+    /// `tcpi_rttvar`: round-trip time variation, microseconds.
     pub rttvar_us: u32,
+    /// `tcpi_total_retrans`: retransmissions over the connection's life.
     pub total_retrans: u32,
     /// `tcpi_bytes_acked` (kernel 4.1+), 0 when absent.
     pub bytes_acked: u64,
@@ -47,7 +59,7 @@ const OFF_TOTAL_RETRANS: usize = 100;
 const OFF_BYTES_ACKED: usize = 120;
 const OFF_BYTES_RECEIVED: usize = 128;
 /// The oldest layout we accept ends after `tcpi_total_retrans` (Linux 2.6.x).
-pub const MIN_LEN: usize = OFF_TOTAL_RETRANS + 4;
+pub(crate) const MIN_LEN: usize = OFF_TOTAL_RETRANS + 4;
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
@@ -89,7 +101,7 @@ impl TcpInfo {
 
     /// Milliseconds since anything was received, as the keepalive timer measures idleness
     /// (`keepalive_time_elapsed()`: the later of the last received segment and the last ACK).
-    pub fn since_last_receive_ms(&self) -> u32 {
+    pub(crate) fn since_last_receive_ms(&self) -> u32 {
         self.last_data_recv_ms.min(self.last_ack_recv_ms)
     }
 }
