@@ -84,6 +84,12 @@ impl FlowCapture {
         let stop = Arc::new(AtomicBool::new(false));
         let packets = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
+        // Frames carry the kernel's wall-clock receive time; `t0` on the same clock turns it into
+        // scenario time that does not depend on when the capture thread got to run.
+        let wall0 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(t0.elapsed());
         for (ns, link, label) in points {
             let cap = Capture::open(ns, &link)?;
             let linktype = cap.linktype();
@@ -105,7 +111,7 @@ impl FlowCapture {
                     if let Some(w) = writer.as_mut() {
                         let _ = w.write_packet(f.ts, &f.data, f.data.len() as u32);
                     }
-                    let t = t0.elapsed().as_secs_f64();
+                    let t = f.ts.as_secs_f64() - wall0.as_secs_f64();
                     if let Some(p) = parse_frame(linktype, &f.data, port, t, label)
                         && let Ok(mut v) = packets.lock()
                         && v.len() < MAX_PACKETS

@@ -166,6 +166,10 @@ async fn drop_profile_gives_a_timeout_not_a_reset() {
     let mut s = fw900();
     s.profile = Profile::Drop;
     s.user_timeout_s = Some(450.0); // TCP_USER_TIMEOUT 1.5 s lab
+    // The application's own deadline (default: 2 s lab) must not race the kernel's 1.5 s: under
+    // load the kernel's retransmission timer can run late and the app gave up first ("no reply
+    // within 2.0 s"). 10 s lab leaves TCP_USER_TIMEOUT the only deadline that can end the query.
+    s.query_timeout_s = 3000.0;
     let r = go(&s).await;
     assert_eq!(r.outcome, Outcome::Blackhole, "{:?}", r.error);
     assert!(

@@ -6,6 +6,11 @@
 //! thread inside the namespace and read on a dedicated thread until the stop flag is raised;
 //! the pcap is flushed at least every 100 ms so a capture that runs while a scenario runs is
 //! readable at any moment, and nothing is lost on Ctrl-C.
+//!
+//! Each frame carries the kernel's receive timestamp (`SIOCGSTAMPNS` after each read), not the
+//! moment the reading thread got to it: on a loaded machine that thread can run hundreds of
+//! milliseconds late, and the lab's evidence (traffic during an idle gap) depends on when a
+//! packet crossed the link.
 
 use std::mem::{MaybeUninit, size_of};
 use std::os::fd::AsRawFd;
@@ -68,6 +73,9 @@ impl Capture {
         }
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .map_err(|e| LinuxError::socket("set timeout", iface.to_string(), e))?;
+        // The first SIOCGSTAMPNS turns on the socket's receive timestamps (it answers ENOENT:
+        // nothing received yet); from then on each read records its frame's kernel timestamp.
+        let _ = kernel_stamp(&sock);
         Ok(Capture {
             sock,
             iface: iface.to_string(),
@@ -88,9 +96,11 @@ impl Capture {
     pub(crate) fn next_frame(&self, buf: &mut [MaybeUninit<u8>]) -> Result<Option<Frame>> {
         match self.sock.recv_from(buf) {
             Ok((n, addr)) => {
-                let ts = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default();
+                let ts = kernel_stamp(&self.sock).unwrap_or_else(|_| {
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default()
+                });
                 // SAFETY: recv_from initialised the first `n` bytes of `buf`.
                 let bytes: &[u8] =
                     unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
@@ -200,6 +210,34 @@ impl Drop for CaptureToFile {
             let _ = t.join();
         }
     }
+}
+
+/// `SIOCGSTAMPNS` (`SIOCGSTAMPNS_OLD` in linux/sockios.h, whose argument is the C library's
+/// `struct timespec`); the libc crate does not define it.
+const SIOCGSTAMPNS: libc::c_ulong = 0x8907;
+
+/// Kernel receive time (wall clock) of the last frame read from `sock`.
+fn kernel_stamp(sock: &Socket) -> std::io::Result<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: SIOCGSTAMPNS writes one `struct timespec` through the pointer, which points to
+    // `ts`, alive and writable for the whole call.
+    let rc = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            SIOCGSTAMPNS,
+            &mut ts as *mut libc::timespec,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    ))
 }
 
 fn bind_ll(sock: &Socket, ifindex: u32) -> std::io::Result<()> {
