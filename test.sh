@@ -10,4 +10,4 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "test.sh: not root: skipping .ci/install-deps; lab tests will be skipped" >&2
 fi
-exec cargo test --workspace "$@"
+exec cargo test --workspace --no-fail-fast "$@"

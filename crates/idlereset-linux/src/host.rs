@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use idlereset_core::host::{
-    CtCounters, CtFlow, CtSize, HostError, HostErrorKind, HostSocket, HostSource, Owners, ProcessLibs,
-    ResetSeen, maps_paths,
+    CtCounters, CtFlow, CtSize, HostError, HostErrorKind, HostSocket, HostSource, Owners,
+    ProcessLibs, ResetSeen, maps_paths,
 };
 use idlereset_core::netstat::Counters;
 use idlereset_core::resets::parse_trace_line;

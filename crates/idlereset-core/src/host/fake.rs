@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{
-    CtCounters, CtFlow, CtSize, HostError, HostErrorKind, HostSocket, HostSource, Owners, ProcessLibs,
-    ResetSeen,
+    CtCounters, CtFlow, CtSize, HostError, HostErrorKind, HostSocket, HostSource, Owners,
+    ProcessLibs, ResetSeen,
 };
 use crate::netstat::Counters;
 
