@@ -187,3 +187,123 @@ fn every_emitted_key_is_one_the_version_has() {
             .supports("keepaliveTime")
     );
 }
+
+fn ms(c: &ClientPlan, key: &str) -> Option<u64> {
+    match c.settings.get(key) {
+        Some(Value::Int(n)) => Some(*n),
+        None => None,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+#[test]
+fn hikaricp_2_7_9_on_20_s_gets_no_pool_limit_below_its_minimums() {
+    // HikariCP 2.7.9 replaces a maxLifetime below 30 s with 30 min (measured, see the data):
+    // on a 20 s path the plan leaves maxLifetime out and says why, relying on TCP keepalive.
+    let b = Libraries::builtin()
+        .profile(Library::Hikaricp, Some(Version::parse("2.7.9").unwrap()))
+        .behaviour;
+    let min_life = b
+        .min_max_lifetime_s
+        .expect("2.7.9 has a maxLifetime minimum")
+        * 1000.0;
+    let min_idle = b.min_pool_idle_s.expect("2.7.9 has an idleTimeout minimum") * 1000.0;
+    let c = one(20.0, client("h", Library::Hikaricp, Some("2.7.9")));
+    assert_eq!(ms(&c, "maxLifetime"), None, "{:?}", c.settings);
+    assert!(!c.snippet.contains("maxLifetime="), "{}", c.snippet);
+    assert!(
+        c.notes
+            .iter()
+            .any(|n| n.contains("maxLifetime is left out") && n.contains("TCP keepalive")),
+        "{:?}",
+        c.notes
+    );
+    if let Some(i) = ms(&c, "idleTimeout") {
+        assert!(i as f64 >= min_idle && (i as f64) < 20_000.0, "{i}");
+    }
+    assert_eq!(
+        c.settings.get("dataSource.tcpKeepAlive"),
+        Some(&Value::Bool(true))
+    );
+    assert!(c.settings.get("net.ipv4.tcp_keepalive_time").is_some());
+    // Every path and version: nothing below the row's minimums, nothing at or above the path.
+    for v in ["2.7.9", "4.0.3", "5.1.0"] {
+        let b = Libraries::builtin()
+            .profile(Library::Hikaricp, Some(Version::parse(v).unwrap()))
+            .behaviour;
+        for t in [5.0, 12.0, 20.0, 35.0, 45.0, 60.0, 90.0, 900.0] {
+            let c = one(t, client("h", Library::Hikaricp, Some(v)));
+            for (key, min) in [
+                ("maxLifetime", b.min_max_lifetime_s),
+                ("idleTimeout", b.min_pool_idle_s),
+                ("keepaliveTime", b.min_ping_s),
+            ] {
+                if let Some(x) = ms(&c, key) {
+                    assert!(
+                        x as f64 >= min.unwrap_or(0.0) * 1000.0,
+                        "{v} {t} s: {key}={x}"
+                    );
+                    assert!((x as f64) < t * 1000.0, "{v} {t} s: {key}={x}");
+                }
+            }
+        }
+    }
+    // A 35 s path: the 30 s minimum still fits below it, so maxLifetime is raised to it.
+    let c = one(35.0, client("h", Library::Hikaricp, Some("2.7.9")));
+    assert_eq!(ms(&c, "maxLifetime"), Some(min_life as u64));
+    assert!(
+        c.notes
+            .iter()
+            .any(|n| n.contains("accepts maxLifetime from"))
+    );
+}
+
+#[test]
+fn hikaricp_5_on_60_s_still_gets_keepalive_time() {
+    let c = one(60.0, client("h", Library::Hikaricp, Some("5.1.0")));
+    let min = Libraries::builtin()
+        .profile(Library::Hikaricp, Some(Version::parse("5.1.0").unwrap()))
+        .behaviour
+        .min_ping_s
+        .unwrap()
+        * 1000.0;
+    let ka = ms(&c, "keepaliveTime").expect("keepaliveTime on a 60 s path");
+    assert!(ka as f64 >= min && ka < 60_000, "{ka}");
+    if let Some(l) = ms(&c, "maxLifetime") {
+        assert!(ka < l, "keepaliveTime {ka} must stay below maxLifetime {l}");
+    }
+    // On 20 s the 30 s keepaliveTime cannot fit: left out, TCP keepalive instead.
+    let short = one(20.0, client("h", Library::Hikaricp, Some("5.1.0")));
+    assert_eq!(ms(&short, "keepaliveTime"), None, "{:?}", short.settings);
+    assert!(
+        short
+            .notes
+            .iter()
+            .any(|n| n.contains("keepaliveTime is left out"))
+    );
+}
+
+#[test]
+fn go_clients_say_keepalive_config_needs_go_1_23() {
+    for lib in [Library::LibPq, Library::Pgx, Library::GoRedis, Library::Go] {
+        let c = one(60.0, client("g", lib, None));
+        assert!(
+            c.settings.get("net.KeepAliveConfig.Idle").is_some(),
+            "{}: {:?}",
+            lib.as_str(),
+            c.settings
+        );
+        assert!(
+            c.notes.iter().any(|n| n.contains("Go 1.23")
+                && n.contains("TCP_KEEPCNT")
+                && n.contains("setsockopt")),
+            "{}: {:?}",
+            lib.as_str(),
+            c.notes
+        );
+    }
+    // Go before 1.23 gets net.Dialer.KeepAlive, not KeepAliveConfig.
+    let old = one(60.0, client("g", Library::Go, Some("1.22")));
+    assert!(old.settings.get("net.KeepAliveConfig.Enable").is_none());
+    assert!(old.settings.get("net.Dialer.KeepAlive").is_some());
+}

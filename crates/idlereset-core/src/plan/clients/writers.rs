@@ -39,6 +39,44 @@ impl W<'_> {
         self.p.problem("below-library-minimum", detail);
     }
 
+    /// `planned` seconds for `key` when the version accepts it; below the version's minimum
+    /// (the library would replace the value with its default, or turn the feature off) the
+    /// minimum when it still stays below `limit` seconds, else `None`: the key is left out.
+    /// Either way a note says why.
+    fn at_least(&mut self, key: &str, planned: u64, min: Option<f64>, limit: f64) -> Option<u64> {
+        let Some(m) = min.filter(|&m| (planned as f64) < m) else {
+            return Some(planned);
+        };
+        let (name, version) = (self.name, self.p.version.clone());
+        let clamped = m.ceil() as u64;
+        if (clamped as f64) < limit {
+            self.note(format!("{name} {version} accepts {key} from {m} s on: planned {clamped} s instead of {planned} s (still below {limit} s)"));
+            Some(clamped)
+        } else {
+            self.note(format!("{name} {version} does not apply a {key} below {m} s (it falls back to its default or turns it off), and {m} s does not fit below {limit} s: {key} is left out ({planned} s would be needed); the TCP keepalive settings hold the path"));
+            None
+        }
+    }
+
+    /// The pool's idle timeout and max lifetime, each `(key, planned seconds)`, with the
+    /// version's minimums applied ([`W::at_least`]): both must stay below the path timeout, the
+    /// idle timeout also below the lifetime.
+    fn pool_limits(
+        &mut self,
+        ctx: &Ctx<'_>,
+        idle: (&str, u64),
+        life: (&str, u64),
+    ) -> (Option<u64>, Option<u64>) {
+        let t = ctx.path_timeout_s;
+        let l = self.at_least(life.0, life.1, self.b.min_max_lifetime_s, t);
+        let limit = l.map_or(t, |l| t.min(l as f64));
+        let i = self.at_least(idle.0, idle.1, self.b.min_pool_idle_s, limit);
+        if (l.is_none() || i.is_none()) && ctx.heartbeat.is_some() {
+            self.problem(format!("{} cannot retire connections soon enough for a hop that ignores TCP keepalives ({} / {} are below the version's minimums): send application traffic or raise the hop's timeout", self.name, idle.0, life.0));
+        }
+        (i, l)
+    }
+
     fn sysctls(&mut self, k: &Keepalive) {
         self.set("net.ipv4.tcp_keepalive_time", k.time_s);
         self.set("net.ipv4.tcp_keepalive_intvl", k.intvl_s);
@@ -105,37 +143,36 @@ fn pgjdbc(w: &mut W<'_>, ctx: &Ctx<'_>) {
 
 fn hikaricp(w: &mut W<'_>, ctx: &Ctx<'_>, idle: u64, life: u64) {
     let t = ctx.path_timeout_s;
-    let b = w.b;
+    let (idle, life) = w.pool_limits(ctx, ("idleTimeout", idle), ("maxLifetime", life));
     let mut lines = vec!["# HikariCP properties (milliseconds)".to_string()];
     if w.has("keepaliveTime") {
-        let ping = keepalive::heartbeat(t).min(life.saturating_sub(1).max(1));
-        w.set("keepaliveTime", secs_ms(ping));
-        lines.push(format!("keepaliveTime={}", secs_ms(ping)));
-        if let Some(min) = b.min_ping_s.filter(|&m| (ping as f64) < m) {
-            w.problem(format!("{} needs keepaliveTime >= {min} s (smaller values fall back to 0, no ping) but the {t} s path needs a ping every {ping} s: rely on dataSource.tcpKeepAlive=true with the host sysctls (TCP keepalive holds conntrack paths) or raise the hop's timeout", w.name));
+        // A ping must come before the path forgets the flow and before the pool retires it.
+        let limit = life.map_or(t, |l| t.min(l as f64));
+        let planned =
+            keepalive::heartbeat(t).min(life.map_or(u64::MAX, |l| l.saturating_sub(1)).max(1));
+        let min = w.b.min_ping_s;
+        if let Some(ping) = w.at_least("keepaliveTime", planned, min, limit) {
+            w.set("keepaliveTime", secs_ms(ping));
+            lines.push(format!("keepaliveTime={}", secs_ms(ping)));
+        } else if ctx.heartbeat.is_some() {
+            w.problem(format!("{} needs keepaliveTime >= {} s but the {t} s path needs a ping every {planned} s, and a hop ignores TCP keepalives: send application traffic sooner or raise the hop's timeout", w.name, min.unwrap_or(0.0)));
         }
     } else {
         w.note(format!("{} {} has no keepaliveTime: do not set it (the pool throws at start-up); TCP keepalive (dataSource.tcpKeepAlive=true + the host sysctls) is what keeps idle connections alive, maxLifetime / idleTimeout retire them", w.name, w.p.version));
     }
-    w.set("idleTimeout", secs_ms(idle));
-    w.set("maxLifetime", secs_ms(life));
+    if let Some(i) = idle {
+        w.set("idleTimeout", secs_ms(i));
+        lines.push(format!("idleTimeout={}", secs_ms(i)));
+    }
+    if let Some(l) = life {
+        w.set("maxLifetime", secs_ms(l));
+        lines.push(format!("maxLifetime={}", secs_ms(l)));
+        w.note("maxLifetime must stay below the path timeout");
+    }
     w.set("dataSource.tcpKeepAlive", true);
     w.sysctls(&ctx.keepalive);
-    lines.push(format!("idleTimeout={}", secs_ms(idle)));
-    lines.push(format!("maxLifetime={}", secs_ms(life)));
     lines.push("dataSource.tcpKeepAlive=true".into());
     w.p.snippet = lines.join("\n");
-    w.note("idleTimeout only applies when minimumIdle < maximumPoolSize; maxLifetime must stay below the path timeout");
-    let low_life = b.min_max_lifetime_s.is_some_and(|m| (life as f64) < m);
-    let low_idle = b.min_pool_idle_s.is_some_and(|m| (idle as f64) < m);
-    if low_life || low_idle {
-        w.problem(format!(
-            "{} needs maxLifetime >= {} s and idleTimeout >= {} s (smaller values fall back to defaults); the {t} s path is too short for pool limits: TCP keepalive (dataSource.tcpKeepAlive=true + host sysctls) is what holds it",
-            w.name,
-            b.min_max_lifetime_s.unwrap_or(0.0),
-            b.min_pool_idle_s.unwrap_or(0.0)
-        ));
-    }
 }
 
 /// Node's libuv forces the interval and count: say so instead of asking for host sysctls.
@@ -151,16 +188,27 @@ fn node_runtime_note(w: &mut W<'_>, k: &Keepalive) {
 
 fn node_pg(w: &mut W<'_>, ctx: &Ctx<'_>, idle: u64, life: u64) {
     let k = ctx.keepalive;
+    let (idle, life) = w.pool_limits(
+        ctx,
+        ("idleTimeoutMillis", idle),
+        ("maxLifetimeSeconds", life),
+    );
     w.set("keepAlive", true);
     w.set("keepAliveInitialDelayMillis", secs_ms(k.time_s));
-    w.set("idleTimeoutMillis", secs_ms(idle));
-    w.set("maxLifetimeSeconds", life);
+    let mut opts = vec![
+        "keepAlive: true".to_string(),
+        format!("keepAliveInitialDelayMillis: {}", secs_ms(k.time_s)),
+    ];
+    if let Some(i) = idle {
+        w.set("idleTimeoutMillis", secs_ms(i));
+        opts.push(format!("idleTimeoutMillis: {}", secs_ms(i)));
+    }
+    if let Some(l) = life {
+        w.set("maxLifetimeSeconds", l);
+        opts.push(format!("maxLifetimeSeconds: {l}"));
+    }
     node_runtime_note(w, &k);
-    w.p.snippet = format!(
-        "new Pool({{ keepAlive: true, keepAliveInitialDelayMillis: {}, idleTimeoutMillis: {}, maxLifetimeSeconds: {life} }})",
-        secs_ms(k.time_s),
-        secs_ms(idle)
-    );
+    w.p.snippet = format!("new Pool({{ {} }})", opts.join(", "));
 }
 
 fn ioredis(w: &mut W<'_>, ctx: &Ctx<'_>) {
@@ -180,16 +228,25 @@ fn go(w: &mut W<'_>, ctx: &Ctx<'_>, idle: u64, life: u64, idle_key: &str) {
         "ConnMaxIdleTime" => "ConnMaxLifetime",
         _ => "sql.DB.SetConnMaxLifetime",
     };
+    let (idle, life) = w.pool_limits(ctx, (idle_key, idle), (life_key, life));
     let dialer = go_dialer(w, &k);
-    w.set(idle_key, format!("{idle}s"));
-    w.set(life_key, format!("{life}s"));
+    let mut limits = Vec::new();
+    for (key, v) in [(idle_key, idle), (life_key, life)] {
+        if let Some(v) = v {
+            w.set(key, format!("{v}s"));
+            limits.push(format!("{key} = {v}s"));
+        }
+    }
     let hook = match w.p.library {
         Library::Pgx => "cfg.ConnConfig.DialFunc = d.DialContext // pgxpool.ParseConfig(dsn)",
         Library::LibPq => "c, _ := pq.NewConnector(dsn); c.Dialer(d); db := sql.OpenDB(c)",
         Library::GoRedis => "redis.NewClient(&redis.Options{Dialer: d.DialContext, ...})",
         _ => "conn, err := d.Dial(\"tcp\", addr)",
     };
-    w.p.snippet = format!("{dialer}\n{hook}\n// {idle_key} = {idle}s, {life_key} = {life}s");
+    w.p.snippet = format!("{dialer}\n{hook}");
+    if !limits.is_empty() {
+        w.p.snippet.push_str(&format!("\n// {}", limits.join(", ")));
+    }
 }
 
 /// Go's dialer keepalive (Go 1.23 KeepAliveConfig, or KeepAlive before); the snippet line.
