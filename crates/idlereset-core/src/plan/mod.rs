@@ -135,7 +135,7 @@ pub fn plan(inv: &Inventory) -> Plan {
     let mut warnings = Vec::new();
     if t < 60.0 {
         warnings.push(format!(
-            "path timeout {t} s is shorter than many libraries' minimum ping or pool limits (see each client's below-library-minimum problems); prefer raising the hop's timeout"
+            "path timeout {t} s is shorter than many libraries' minimum ping or pool limits (settings below a library's minimum are raised to it or left out: see each client's notes and below-library-minimum problems); prefer raising the hop's timeout"
         ));
     }
     if let Some(h) = &heartbeat {
