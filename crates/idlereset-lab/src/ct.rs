@@ -7,7 +7,9 @@ use idlereset_linux::conntrack::{self, Family};
 /// What the lab needs to know of a flow's conntrack entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowEntry {
+    /// conntrack's TCP state name (e.g. `ESTABLISHED`); empty when the entry carries none.
     pub state: String,
+    /// Seconds left on the entry's timer before conntrack expires it.
     pub timeout_s: u64,
     /// Packets in both directions (with accounting on).
     pub packets: Option<u64>,

@@ -25,15 +25,23 @@ pub struct SeenPacket {
     pub t: f64,
     /// Which capture point (`app`, `fw->db`).
     pub point: &'static str,
+    /// Source address and port.
     pub src: SocketAddr,
+    /// Destination address and port.
     pub dst: SocketAddr,
     /// TTL (IPv4) or hop limit (IPv6).
     pub ttl: u8,
+    /// SYN flag set.
     pub syn: bool,
+    /// ACK flag set.
     pub ack: bool,
+    /// FIN flag set.
     pub fin: bool,
+    /// RST flag set.
     pub rst: bool,
+    /// TCP payload length, bytes.
     pub payload: usize,
+    /// TCP sequence number (absolute, as on the wire).
     pub seq: u32,
 }
 
@@ -156,9 +164,11 @@ impl Drop for FlowCapture {
 /// The firewall's conntrack entry for the flow at one moment.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CtSample {
+    /// Lab seconds since `t0` (see [`sample_conntrack`]).
     pub t: f64,
     /// `None`: no entry for the flow.
     pub state: Option<String>,
+    /// Seconds left on the entry's timer; `None` when there is no entry.
     pub timeout_s: Option<u64>,
 }
 

@@ -25,7 +25,8 @@ use crate::topology::PREFIX;
 
 /// The failover segment, 198.18.9.0/24: `app` .1, `db` .2.
 pub const FAILOVER_APP: Ipv4Addr = Ipv4Addr::new(198, 18, 9, 1);
-pub const FAILOVER_DB: Ipv4Addr = Ipv4Addr::new(198, 18, 9, 2);
+/// `db`'s address on the failover segment.
+pub(crate) const FAILOVER_DB: Ipv4Addr = Ipv4Addr::new(198, 18, 9, 2);
 
 /// Link names of the failover path inside `app` and `db`.
 pub fn failover_links() -> (String, String) {
@@ -35,15 +36,19 @@ pub fn failover_links() -> (String, String) {
 /// What an asymmetric fault did and what conntrack on `fw` counted meanwhile.
 #[derive(Debug, Clone, Serialize)]
 pub struct FaultReport {
+    /// Name of the lab the fault ran in.
     pub lab: String,
+    /// Which fault ran (`asymmetric`).
     pub fault: &'static str,
     /// `db->app`
     pub direction: &'static str,
     /// The route `db` used during the fault.
     pub route: String,
+    /// How long the fault actually lasted, lab seconds (shorter when cancelled).
     pub duration_s: f64,
     /// `fw`'s INVALID statistic at the start and at the end of the fault.
     pub invalid_before: u64,
+    /// `fw`'s INVALID statistic at the end of the fault.
     pub invalid_after: u64,
 }
 

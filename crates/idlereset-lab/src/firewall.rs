@@ -22,13 +22,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Profile {
+    /// Stale mid-stream packets (NEW without SYN) are answered with a TCP reset from `fw`.
     Reject,
+    /// Stale mid-stream packets are dropped silently (the client sees a black hole).
     Drop,
+    /// As `Reject`, and `fw` masquerades the flow towards the database (source NAT).
     Nat,
+    /// As `Nat`, with `nf_conntrack_tcp_loose=0`: conntrack does not pick up flows in mid-stream.
     NatStrict,
 }
 
 impl Profile {
+    /// Parse a profile name (`reject`, `drop`, `nat`, `nat-strict`); `None` for anything else.
     pub fn parse(s: &str) -> Option<Profile> {
         match s {
             "reject" => Some(Profile::Reject),
@@ -39,6 +44,7 @@ impl Profile {
         }
     }
 
+    /// The profile's name, as [`Profile::parse`] accepts it.
     pub fn name(self) -> &'static str {
         match self {
             Profile::Reject => "reject",
@@ -48,6 +54,7 @@ impl Profile {
         }
     }
 
+    /// Does `fw` translate addresses (`nat`, `nat-strict`)?
     pub fn is_nat(self) -> bool {
         matches!(self, Profile::Nat | Profile::NatStrict)
     }
@@ -56,6 +63,7 @@ impl Profile {
 /// Everything settable on `fw`, in lab (already scaled) seconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FirewallSettings {
+    /// The ruleset.
     pub profile: Profile,
     /// `nf_conntrack_tcp_timeout_established`, whole seconds.
     pub established_timeout_s: u32,
@@ -68,6 +76,8 @@ pub struct FirewallSettings {
 }
 
 impl FirewallSettings {
+    /// Settings for `profile` with an established timeout of `established_timeout_s` lab seconds;
+    /// `loose` on except for [`Profile::NatStrict`], `be_liberal` and `drop_invalid` off.
     pub fn new(profile: Profile, established_timeout_s: u32) -> FirewallSettings {
         FirewallSettings {
             profile,

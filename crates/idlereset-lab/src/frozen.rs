@@ -142,17 +142,24 @@ const FIXES: [Variant; 4] = [
 /// What one run saw.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
+    /// The variant this run applied (the story run: `none (loose=1, reject NEW non-SYN)`).
     pub fix: String,
     /// The connection after the story (`reset` | `blackhole` | `survived`); null when the run
     /// itself failed (then `error` says why).
     pub outcome: Option<Outcome>,
+    /// What happened to the connection, in one line (or why the run failed).
     pub detail: String,
+    /// Lab seconds since the run started when the entry's timer was seen frozen.
     pub frozen_at_s: Option<f64>,
+    /// Lab seconds since the run started when the entry vanished after the fault.
     pub expired_at_s: Option<f64>,
+    /// The entry's timer was refreshed again after the fault (window tracking caught up).
     pub resynchronised: bool,
     /// Seconds between the entry's last refresh and its expiry (conntrack's view of "idle").
     pub idle_s: Option<f64>,
+    /// Packets `fw` counted as INVALID during the run.
     pub invalid_packets: u64,
+    /// What the run saw, one line per event, prefixed with lab seconds since its start.
     pub timeline: Vec<String>,
     /// The run itself failed (lab error), not the connection.
     pub error: Option<String>,
@@ -170,6 +177,7 @@ pub enum FixOutcome {
     SurvivesUntracked,
     /// The same end, later.
     Postpones,
+    /// The connection ends as in the story.
     DoesNotHelp,
     /// The fix's run failed (lab error); `detail` says why.
     Error,
@@ -178,21 +186,32 @@ pub enum FixOutcome {
 /// One fix's verdict in the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct FixVerdict {
+    /// The fix's name (as [`RunResult::fix`]).
     pub fix: String,
+    /// What the fix did, compared with the story.
     pub outcome: FixOutcome,
+    /// Why, in one line.
     pub detail: String,
 }
 
 /// The preset's JSON: the contract's `outcome`, `idle_s`, `error`, plus the fixes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The preset that ran.
     pub preset: Preset,
+    /// The story run's outcome.
     pub outcome: Outcome,
+    /// The story run's idle time as conntrack saw it, lab seconds (see [`RunResult::idle_s`]).
     pub idle_s: Option<f64>,
+    /// What the application saw when the story's connection failed.
     pub error: Option<String>,
+    /// The knobs all runs used.
     pub options: Options,
+    /// The story run (no fix applied).
     pub story: RunResult,
+    /// One verdict per fix: `loose=1` (judged on the story run), then one per run in `runs`.
     pub fixes: Vec<FixVerdict>,
+    /// The fixes' own runs, each in a fresh lab.
     pub runs: Vec<RunResult>,
 }
 

@@ -21,6 +21,7 @@ use crate::topology::{PREFIX, Role, Topology};
 pub struct LabSpec {
     /// Extra routers between `app` and `fw`.
     pub hops: u8,
+    /// Settings of the firewall on `fw`.
     pub firewall: FirewallSettings,
     /// Sysctls for the `app` namespace (e.g. the OS keepalive defaults), dotted names.
     #[serde(default)]
@@ -253,14 +254,17 @@ impl Lab {
         })
     }
 
+    /// The lab's name (prefix of its namespaces).
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The host chain the lab was built from.
     pub fn topology(&self) -> &Topology {
         &self.topo
     }
 
+    /// The spec the lab was built from.
     pub fn spec(&self) -> &LabSpec {
         &self.spec
     }
@@ -278,7 +282,8 @@ impl Lab {
             })
     }
 
-    pub fn host_names(&self) -> Vec<String> {
+    /// Names of the lab's hosts in chain order (`app`, `r1`..., `fw`, `db`).
+    pub(crate) fn host_names(&self) -> Vec<String> {
         self.topo.hosts.iter().map(|h| h.name.clone()).collect()
     }
 

@@ -4,6 +4,7 @@
 //! pairs, a stateful nftables firewall using the kernel's own conntrack on `fw`, a line-protocol
 //! database server on `db` and a pooled workload on `app`. Durations are divided by a time
 //! scale so the seeds' incidents replay in seconds. Built on `idlereset-linux`.
+#![warn(missing_docs)]
 
 pub mod ct;
 pub mod error;

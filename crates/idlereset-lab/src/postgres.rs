@@ -29,7 +29,9 @@ pub const USERS: [&str; 2] = ["postgres", "idlereset-pg"];
 /// The PostgreSQL programs the lab needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binaries {
+    /// Path of the `initdb` program.
     pub initdb: PathBuf,
+    /// Path of the `postgres` server program.
     pub postgres: PathBuf,
 }
 
@@ -81,6 +83,7 @@ pub fn find_psql() -> Option<PathBuf> {
 /// How to run the server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PgOptions {
+    /// TCP port the server listens on.
     pub port: u16,
     /// `idle_session_timeout`: the server closes sessions idle this long. Keepalives do not
     /// count as activity, queries do: the lab's stand-in for a proxy that ignores keepalives.
@@ -105,6 +108,7 @@ impl Default for PgOptions {
 pub struct Postgres {
     child: Option<Child>,
     dir: PathBuf,
+    /// TCP port the server listens on.
     pub port: u16,
     /// The database user to connect as (trust authentication).
     pub user: String,

@@ -25,6 +25,7 @@ const KILL_WAIT: Duration = Duration::from_secs(2);
 /// A process that ran inside a lab namespace when the lab was removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoppedProcess {
+    /// Process id.
     pub pid: u32,
     /// `/proc/PID/comm` (informative only: processes are found by namespace).
     pub command: String,

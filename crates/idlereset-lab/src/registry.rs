@@ -25,7 +25,8 @@ use crate::error::{LabError, Result};
 use crate::procs::{self, StoppedProcess};
 use crate::topology::PREFIX;
 
-pub const STATE_DIR: &str = "/run/idlereset/labs";
+/// Directory of the labs' state files (`NAME.json`) and run directories.
+pub(crate) const STATE_DIR: &str = "/run/idlereset/labs";
 
 /// Environment variable naming the scope of labs this process creates and sweeps.
 pub const SCOPE_ENV: &str = "IDLERESET_LAB_SCOPE";
@@ -35,21 +36,31 @@ pub fn current_scope() -> Option<String> {
     std::env::var(SCOPE_ENV).ok().filter(|s| !s.is_empty())
 }
 
+/// Who owns a lab's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Ownership {
+    /// The creating process itself (a `reproduce` run, a test) removes the lab when it ends.
     Foreground,
+    /// A supervisor process (`lab up`) runs the lab's workload; `lab down` stops it.
     Supervised,
 }
 
 /// The persisted record of a lab.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabRecord {
+    /// The lab's name.
     pub name: String,
+    /// PID of the process that owns the lab.
     pub owner_pid: u32,
+    /// Start time of the owner (clock ticks since boot, see [`process_start_time`]), so a
+    /// reused PID is not taken for the owner.
     pub owner_start: u64,
+    /// Foreground or supervised.
     pub ownership: Ownership,
+    /// The lab's host names (its namespaces are `NAME-HOST`).
     pub hosts: Vec<String>,
+    /// When the lab was recorded, milliseconds since the Unix epoch.
     pub created_unix_ms: u128,
     /// Free-form description of how it was configured (JSON of the spec).
     pub spec: serde_json::Value,
@@ -58,6 +69,7 @@ pub struct LabRecord {
     pub scope: Option<String>,
 }
 
+/// Path of the lab's state file, `/run/idlereset/labs/NAME.json`.
 pub fn state_path(name: &str) -> PathBuf {
     Path::new(STATE_DIR).join(format!("{name}.json"))
 }
@@ -68,6 +80,11 @@ pub fn run_dir(name: &str) -> PathBuf {
 }
 
 impl LabRecord {
+    /// Write the record atomically (temporary file, then rename).
+    ///
+    /// # Errors
+    /// [`LabError::Io`] when the directory or file cannot be written, [`LabError::Lab`] when the
+    /// record does not serialise.
     pub fn save(&self) -> Result<()> {
         std::fs::create_dir_all(STATE_DIR).map_err(|e| LabError::io("create", STATE_DIR, e))?;
         let p = state_path(&self.name);
@@ -78,6 +95,10 @@ impl LabRecord {
         std::fs::rename(&tmp, &p).map_err(|e| LabError::io("rename", &p, e))
     }
 
+    /// Read the record of lab `name`.
+    ///
+    /// # Errors
+    /// [`LabError::Io`] when the state file cannot be read, [`LabError::Lab`] when it is corrupt.
     pub fn load(name: &str) -> Result<LabRecord> {
         let p = state_path(name);
         let body = std::fs::read(&p).map_err(|e| LabError::io("read lab state", &p, e))?;
@@ -176,8 +197,11 @@ pub fn remove(name: &str, hosts: &[String]) -> Result<Removal> {
 /// What `lab down --all` did.
 #[derive(Debug, Default, Serialize)]
 pub struct Sweep {
+    /// Labs removed.
     pub removed_labs: Vec<String>,
+    /// Orphan namespaces (no lab record) removed.
     pub removed_namespaces: Vec<String>,
+    /// Labs left in place, each with the reason.
     pub skipped: Vec<String>,
     /// Processes that still ran inside removed labs' namespaces and were stopped.
     pub stopped_processes: Vec<StoppedProcess>,

@@ -65,7 +65,9 @@ pub struct Event {
     pub t_s: f64,
     /// The same moment in incident seconds (t_s x time scale).
     pub incident_s: f64,
+    /// Where it happened (`app`, `fw`, `db`, ...).
     pub host: &'static str,
+    /// What happened.
     pub what: String,
 }
 
@@ -81,6 +83,7 @@ pub struct Evidence {
     pub db_errors: u64,
     /// Last conntrack state seen for the flow before the final query, and when the entry vanished.
     pub ct_last_state: Option<String>,
+    /// Lab seconds since start when the flow's conntrack entry vanished.
     pub ct_gone_at_s: Option<f64>,
     /// Times the entry's timer went up during the idle gap (keepalive / heartbeat refreshes).
     pub ct_refreshes: u32,
@@ -98,27 +101,41 @@ pub struct Evidence {
     pub pool_retired: bool,
 }
 
+/// What a preset's reproduction showed: the contract's `outcome`, `idle_s`, `error`, and the
+/// timeline and evidence behind them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The preset that ran.
     pub preset: String,
+    /// What happened to the connection on the final query.
     pub outcome: Outcome,
     /// The idle gap, incident seconds.
     pub idle_s: f64,
     /// The error text the application got, if any.
     pub error: Option<String>,
+    /// Incident seconds per lab second.
     pub time_scale: f64,
+    /// Name of the lab the run used.
     pub lab: String,
+    /// The firewall's established timeout, incident seconds.
     pub firewall_timeout_s: f64,
+    /// The firewall profile's name (see [`crate::firewall::Profile`]).
     pub profile: String,
+    /// One line describing the client's keepalive and pool settings.
     pub client: String,
+    /// What happened, in time order.
     pub timeline: Vec<Event>,
+    /// What the lab observed that explains the outcome.
     pub evidence: Evidence,
+    /// The explanation of the outcome, in words.
     pub verdict: String,
     /// Heartbeats that failed during the idle gap (also in the timeline).
     pub maintenance_failures: Vec<MaintenanceFailure>,
+    /// The application's log lines (most recent ones).
     pub app_log: Vec<String>,
     /// Lab wall time of the whole run.
     pub elapsed_s: f64,
+    /// Packets of the flow captured during the run (for pcap export, not in the JSON).
     #[serde(skip)]
     pub packets: Vec<SeenPacket>,
 }
@@ -204,7 +221,9 @@ pub async fn run_in(
 pub struct MaintenanceFailure {
     /// Lab seconds since start (when the idle phase collected it).
     pub t_s: f64,
+    /// Id of the pooled connection the heartbeat ran on.
     pub conn: u64,
+    /// The error text the heartbeat got.
     pub error: String,
 }
 

@@ -21,17 +21,23 @@ use crate::error::{LabError, Result};
 /// Counters of the server.
 #[derive(Debug, Default)]
 pub struct ServerStats {
+    /// Connections accepted.
     pub accepted: AtomicU64,
+    /// Request lines answered.
     pub requests: AtomicU64,
     /// Connections that ended with an error (e.g. a reset that did reach the database).
     pub errors: AtomicU64,
+    /// Connections the server closed after its idle timeout.
     pub idle_closed: AtomicU64,
+    /// Connections open now.
     pub open: AtomicU64,
 }
 
 /// A running server; stops when dropped.
 pub struct DbServer {
+    /// TCP port the server listens on.
     pub port: u16,
+    /// The server's counters, shared with its task.
     pub stats: Arc<ServerStats>,
     task: JoinHandle<()>,
 }

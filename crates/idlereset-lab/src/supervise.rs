@@ -22,17 +22,25 @@ use crate::workload::{AppLog, Pool, PoolStats};
 /// What `lab status` shows of a supervised lab's workload.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct WorkloadStatus {
+    /// The pool's statistics.
     pub pool: PoolStats,
+    /// Connections the database server accepted.
     pub db_accepted: u64,
+    /// Connections open on the database server now.
     pub db_open: u64,
+    /// Request lines the database server answered.
     pub db_requests: u64,
+    /// When the status was written, milliseconds since the Unix epoch.
     pub updated_unix_ms: u128,
 }
 
-pub fn pool_file(lab: &str) -> std::path::PathBuf {
+/// Where the supervisor writes the [`WorkloadStatus`] of lab `lab` (`pool.json` in its run
+/// directory).
+pub(crate) fn pool_file(lab: &str) -> std::path::PathBuf {
     registry::run_dir(lab).join("pool.json")
 }
 
+/// Where the supervisor appends lab `lab`'s application log (`app.log` in its run directory).
 pub fn app_log_file(lab: &str) -> std::path::PathBuf {
     registry::run_dir(lab).join("app.log")
 }

@@ -12,16 +12,22 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// The client host, first in the chain.
     App,
+    /// A router between `app` and `fw` (`r1`..`rN`).
     Router,
+    /// The stateful firewall.
     Fw,
+    /// The database host, last in the chain.
     Db,
 }
 
+/// One host of the chain (one network namespace).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Host {
     /// Short name: `app`, `r1`, ..., `fw`, `db`.
     pub name: String,
+    /// What the host does in the chain.
     pub role: Role,
 }
 
@@ -30,21 +36,27 @@ pub struct Host {
 pub struct Iface {
     /// Link name inside the host's namespace (`idlereset-<peer>`).
     pub link: String,
+    /// IPv4 address (198.18.0.0/15).
     pub v4: Ipv4Addr,
+    /// IPv6 address (2001:db8::/32).
     pub v6: Ipv6Addr,
 }
 
 /// A route a host needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// Destination network.
     pub dest: IpAddr,
+    /// Prefix length of `dest`.
     pub prefix: u8,
+    /// Next hop.
     pub via: IpAddr,
 }
 
 /// The whole chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
+    /// Hosts in chain order: `app`, `r1`..`rN`, `fw`, `db`.
     pub hosts: Vec<Host>,
 }
 
@@ -75,6 +87,7 @@ impl Topology {
         Topology { hosts }
     }
 
+    /// Number of routers between `app` and `fw`.
     pub fn hops(&self) -> usize {
         self.hosts.len() - 3
     }
@@ -189,7 +202,8 @@ impl Topology {
         out
     }
 
-    pub fn index_of(&self, name: &str) -> Option<usize> {
+    /// Position of host `name` in the chain.
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
         self.hosts.iter().position(|h| h.name == name)
     }
 
@@ -203,6 +217,7 @@ impl Topology {
         }
     }
 
+    /// The database's address on its segment (IPv6 when `v6`).
     pub fn db_addr(&self, v6: bool) -> IpAddr {
         let a = self.end(self.segments() - 1, true);
         if v6 {

@@ -39,13 +39,17 @@ pub struct ClientOptions {
 /// Pool behaviour (lab time).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PoolConfig {
+    /// Number of connections the workload uses (the supervisor runs one worker per connection).
     pub size: usize,
+    /// Retire connections idle this long; `None` = never.
     pub idle_timeout: Option<Duration>,
+    /// Retire connections this old; `None` = never.
     pub max_lifetime: Option<Duration>,
     /// Validation query on idle connections at this interval.
     pub heartbeat: Option<Duration>,
     /// How long a query waits for its answer before the app gives up.
     pub query_timeout: Duration,
+    /// How long connecting may take before the app gives up.
     pub connect_timeout: Duration,
 }
 
@@ -74,14 +78,18 @@ pub enum FailureKind {
     Eof,
     /// Connect refused or unreachable
     Connect,
+    /// Any other error.
     Other,
 }
 
+/// A failed query or connect, as the application saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueryError {
+    /// How it failed.
     pub kind: FailureKind,
     /// The text the application saw (the OS's message for socket errors).
     pub text: String,
+    /// Id of the pooled connection it happened on.
     pub conn: u64,
 }
 
@@ -108,24 +116,37 @@ impl QueryError {
 /// Pool statistics, as shown by `lab status`.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PoolStats {
+    /// Connections open now.
     pub open: u64,
+    /// Open connections waiting in the pool.
     pub idle: u64,
+    /// Connections checked out by the application.
     pub in_use: u64,
+    /// Connections opened since the pool started.
     pub opened_total: u64,
+    /// Connections dropped after an error.
     pub broken_total: u64,
+    /// Connections the pool closed itself (idle timeout or lifetime).
     pub retired_total: u64,
+    /// Queries answered.
     pub queries_ok: u64,
+    /// Validation queries sent on idle connections.
     pub heartbeats: u64,
 }
 
 /// One pooled connection.
 pub struct Conn {
+    /// Connection id, unique within the pool, from 1.
     pub id: u64,
     reader: BufReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
+    /// When it was connected.
     pub created: Instant,
+    /// When it last answered a query (its connect time before that).
     pub last_used: Instant,
+    /// The app's address and port.
     pub local: SocketAddr,
+    /// The database's address and port.
     pub peer: SocketAddr,
 }
 
@@ -139,7 +160,11 @@ pub struct AppLog {
 const LOG_MEMORY: usize = 10_000;
 
 impl AppLog {
-    pub fn to_file(path: &std::path::Path) -> std::io::Result<AppLog> {
+    /// A log that also appends every line to `path` (created when missing).
+    ///
+    /// # Errors
+    /// The file cannot be opened.
+    pub(crate) fn to_file(path: &std::path::Path) -> std::io::Result<AppLog> {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -170,6 +195,7 @@ impl AppLog {
         }
     }
 
+    /// The lines kept in memory (the last 10 000), oldest first.
     pub fn lines(&self) -> Vec<String> {
         self.lines
             .lock()
@@ -187,10 +213,13 @@ pub struct Pool {
     idle: Mutex<VecDeque<Conn>>,
     next_id: AtomicU64,
     stats: Mutex<PoolStats>,
+    /// The application log the pool writes to.
     pub log: Arc<AppLog>,
 }
 
 impl Pool {
+    /// A pool in namespace `ns` for the server at `target`, with socket options `opts`; it
+    /// connects only when asked for a connection.
     pub fn new(
         ns: NetNs,
         target: SocketAddr,
@@ -210,10 +239,12 @@ impl Pool {
         }
     }
 
+    /// The pool's configuration.
     pub fn config(&self) -> &PoolConfig {
         &self.cfg
     }
 
+    /// Current statistics (`idle` counted now).
     pub fn stats(&self) -> PoolStats {
         let mut s = self.stats.lock().map(|s| s.clone()).unwrap_or_default();
         s.idle = self.idle.lock().map(|q| q.len() as u64).unwrap_or(0);

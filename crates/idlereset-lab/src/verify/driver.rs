@@ -163,12 +163,14 @@ fn readback(ns: &NetNs, local_port: u16) -> Option<SockReadback> {
 /// What a real run saw.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DriverResult {
+    /// The connection answered the query after the idle time.
     pub survived: bool,
     /// The library answered after replacing the connection (retry / reconnect hid a reset).
     pub retried: bool,
     /// A new connection answered although no reset was hidden: the pool retired the idle one
     /// (its idle timeout or lifetime).
     pub replaced: bool,
+    /// The error text the library reported, if any.
     pub error: Option<String>,
     /// Library version as the driver read it.
     pub version: Option<String>,

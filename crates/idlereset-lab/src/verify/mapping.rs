@@ -34,6 +34,7 @@ pub enum Which {
 }
 
 impl Which {
+    /// The variant's name in the report (`planned`, `current`, `sysctl-only`).
     pub fn as_str(self) -> &'static str {
         match self {
             Which::Planned => "planned",
@@ -46,13 +47,19 @@ impl Which {
 /// What one run does to its connection, in configured (unscaled) seconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Model {
+    /// SO_KEEPALIVE is set on the socket.
     pub so_keepalive: bool,
     /// Per-socket TCP_KEEPIDLE; `None` = the host's `net.ipv4.tcp_keepalive_time`.
     pub keepidle_s: Option<f64>,
+    /// Per-socket TCP_KEEPINTVL; `None` = the host's `net.ipv4.tcp_keepalive_intvl`.
     pub keepintvl_s: Option<f64>,
+    /// Per-socket TCP_KEEPCNT; `None` = the host's `net.ipv4.tcp_keepalive_probes`.
     pub keepcnt: Option<u32>,
+    /// TCP_USER_TIMEOUT, milliseconds; `None` = not set.
     pub user_timeout_ms: Option<u64>,
+    /// The pool retires connections idle this long; `None` = never.
     pub pool_idle_s: Option<f64>,
+    /// The pool retires connections this old; `None` = never.
     pub max_lifetime_s: Option<f64>,
     /// Application traffic on an idle connection at this period.
     pub heartbeat_s: Option<f64>,

@@ -65,17 +65,20 @@ const KERNEL_DEFAULT_S: u32 = 432_000;
 pub enum Db {
     /// PostgreSQL when installed, else the built-in server only.
     Auto,
+    /// The lab's built-in line-protocol server only.
     Builtin,
     /// PostgreSQL required (error when missing).
     Postgres,
 }
 
+/// Knobs of a [`run`].
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Only this client.
     pub client: Option<String>,
     /// The path timeout in lab seconds (sets the time scale).
     pub lab_path_timeout_s: u32,
+    /// Which database server the runs talk to.
     pub db: Db,
 }
 
@@ -92,25 +95,34 @@ impl Default for Options {
 /// How one inventory hop was built.
 #[derive(Debug, Clone, Serialize)]
 pub struct HopReport {
+    /// The hop's name in the inventory.
     pub name: String,
+    /// The hop's idle timeout, configured seconds.
     pub timeout_s: f64,
+    /// The same timeout in the lab, whole lab seconds.
     pub lab_timeout_s: u32,
     /// `r1`, `fw` or `db` (proxy idle close).
     pub host: String,
+    /// How the lab built the hop (conntrack timeout and nftables profile, or server idle close).
     pub modelled_as: String,
 }
 
 /// One run: a client, a settings variant, and what happened to its idle connection.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
+    /// The client's name in the inventory.
     pub client: String,
+    /// The library the client uses.
     pub library: String,
+    /// Which settings the run applied.
     pub settings: Which,
     /// `survived`, `reset`, `blackhole`, `closed`, or `error` (the run itself failed).
     pub outcome: String,
     /// Idle without application queries, in configured seconds.
     pub idle_s: f64,
+    /// The error text: what the application saw, or why the run itself failed.
     pub error: Option<String>,
+    /// What happened, in one line.
     pub detail: String,
     /// `real:<runtime>:<module>` (the real library through its driver), `psql` (real libpq
     /// against PostgreSQL) or `sockets` (the socket-level model, lab workload).
@@ -127,23 +139,32 @@ pub struct RunReport {
     pub app_log: Option<String>,
     /// Real runs: the connection's socket options read back over sock_diag.
     pub sockopts: Option<driver::SockReadback>,
+    /// The socket options and pool limits the run amounts to.
     pub model: Model,
 }
 
+/// What [`run`] proved: how the path was built and what every run's idle connection did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// The inventory's `name` (the path's description).
     pub path: Option<String>,
+    /// Configured seconds per lab second (1 when run in real time).
     pub time_scale: f64,
+    /// The plan's path timeout, configured seconds.
     pub path_timeout_s: f64,
+    /// The path timeout in the lab, whole lab seconds.
     pub lab_path_timeout_s: u32,
+    /// How long every connection idled, lab seconds.
     pub lab_idle_s: f64,
     /// `postgres` or `builtin`.
     pub db: String,
+    /// How each inventory hop was built.
     pub hops: Vec<HopReport>,
+    /// Every run, one per client and settings variant.
     pub runs: Vec<RunReport>,
     /// Every planned run survived.
     pub verified: bool,
+    /// Caveats of this verification (real time, hops modelled at the server, PostgreSQL missing).
     pub notes: Vec<String>,
 }
 
