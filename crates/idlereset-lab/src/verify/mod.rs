@@ -143,6 +143,16 @@ pub struct RunReport {
     pub model: Model,
 }
 
+impl RunReport {
+    /// Whether the settings kept the flow alive: the same connection answered after the idle,
+    /// or the pool retired it before the path cut it. A survival only through a retry, a
+    /// reconnect or validation on borrow hid a reset from the application but did not keep the
+    /// flow alive, so it does not verify a plan.
+    pub fn kept_alive(&self) -> bool {
+        self.outcome == "survived" && self.retried != Some(true)
+    }
+}
+
 /// What [`run`] proved: how the path was built and what every run's idle connection did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -322,7 +332,7 @@ pub async fn run(
     let verified = runs
         .iter()
         .filter(|r| r.settings == Which::Planned)
-        .all(|r| r.outcome == "survived");
+        .all(RunReport::kept_alive);
     Ok(Report {
         path: inv.name.clone(),
         time_scale: factor,

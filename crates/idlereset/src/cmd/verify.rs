@@ -132,9 +132,11 @@ fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "Database: {}", r.db)?;
     writeln!(out)?;
     for run in &r.runs {
-        let mark = match (run.settings, run.outcome.as_str()) {
-            (_, "survived") => "ok  ",
-            (verify::mapping::Which::Planned, _) => "FAIL",
+        let mark = match (run.settings, run.kept_alive(), run.outcome.as_str()) {
+            (_, true, _) => "ok  ",
+            (verify::mapping::Which::Planned, false, _) => "FAIL",
+            // Survived only because a retry or validation hid the reset from the application.
+            (_, false, "survived") => "hid ",
             _ => "--  ",
         };
         writeln!(
@@ -168,7 +170,7 @@ fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     } else {
         writeln!(
             out,
-            "NOT verified: planned settings failed for at least one client (see FAIL above)."
+            "NOT verified: planned settings failed for at least one client, or survived only through a retry that hid a reset (see FAIL above)."
         )
     }
 }
