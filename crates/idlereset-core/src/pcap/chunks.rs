@@ -24,7 +24,11 @@ use std::io::{ErrorKind, Read};
 use super::reader::{Decoder, Probe, ReadError, Record, Step};
 
 /// Read size; a record larger than this grows the buffer (up to the decoder's limit).
-pub(crate) const CHUNK: usize = 4 * 1024 * 1024;
+/// 256 KiB rather than megabytes: the buffer stays in the core's L2 cache, so the kernel's
+/// copy into it and the decoder's reads from it do not go out to memory (measured on the
+/// benchmark capture: 4 MiB reads cost about 0.1 s more system time per GB, and the decoder
+/// missed the cache on most record headers).
+pub(crate) const CHUNK: usize = 256 * 1024;
 /// A record more than this far in time from the previous one is a corrupt timestamp.
 pub const MAX_JUMP_NS: u64 = 30 * 86_400 * 1_000_000_000;
 /// This many consecutive records agreeing on a jumped clock make it the new time.

@@ -11,6 +11,7 @@
 pub mod chunks;
 pub mod events;
 pub mod flow;
+mod key;
 pub mod link;
 pub mod packet;
 pub mod pipeline;
@@ -26,6 +27,7 @@ use serde::Serialize;
 
 use self::chunks::{ChunkError, ChunkReader, Damage};
 use self::flow::{Analysis, Config, Tracker};
+use self::key::Seg;
 use self::packet::TcpSegment;
 use self::reader::Record;
 
@@ -119,16 +121,25 @@ impl Analyzer {
 
     /// Account one record.
     pub fn record(&mut self, rec: &Record<'_>) {
-        self.account(rec.ts_ns, tcp_segment(rec).as_ref());
+        self.account(rec.ts_ns, tcp_seg(rec).as_ref());
     }
 
-    /// Account one record already decoded by [`tcp_segment`] (possibly on another thread):
-    /// `None` for a record that is not TCP.
-    pub(crate) fn account(&mut self, ts_ns: u64, seg: Option<&TcpSegment>) {
+    /// Account one record decoded by [`tcp_seg`]: `None` for a record that is not TCP.
+    fn account(&mut self, ts_ns: u64, seg: Option<&Seg>) {
         self.packets += 1;
         match seg {
             Some(seg) => self.tracker.packet(ts_ns, seg),
             None => self.other += 1,
+        }
+    }
+
+    /// Account a batch decoded by [`tcp_seg`] on another thread: its TCP segments in order,
+    /// and `others` records that were not TCP (they only count).
+    pub(crate) fn account_batch(&mut self, segs: &[(u64, Seg)], others: u64) {
+        self.packets += segs.len() as u64 + others;
+        self.other += others;
+        for (ts, seg) in segs {
+            self.tracker.packet(*ts, seg);
         }
     }
 
@@ -200,6 +211,11 @@ pub fn assess_damage(analysis: &mut Analysis, damage: &[Damage], bytes: u64) -> 
 /// thread while another tracks flows.
 pub(crate) fn tcp_segment(rec: &Record<'_>) -> Option<TcpSegment> {
     link::ip_payload(rec.linktype, rec.data).and_then(packet::parse_tcp)
+}
+
+/// The keyed segment in a record, as the tracker takes it. Stateless, like [`tcp_segment`].
+pub(crate) fn tcp_seg(rec: &Record<'_>) -> Option<Seg> {
+    tcp_segment(rec).map(|s| Seg::of(&s))
 }
 
 /// Analyse a capture held in memory on this thread, through the same [`ChunkReader`] as

@@ -1,10 +1,11 @@
 //! Reading and flow tracking of one capture on two threads.
 //!
-//! One thread reads chunks, decodes records and parses their IP/TCP headers (stateless), the
-//! other tracks flows (stateful, the larger share of the work). Batches of parsed segments go
-//! between them through a bounded channel and come back empty for reuse, so nothing is
-//! allocated per packet and memory stays at a few batches. With a second core free this hides
-//! the read and parse cost behind flow tracking (bench/pcap/run.sh measures it).
+//! One thread reads chunks, decodes records, parses their IP/TCP headers and keys them by flow
+//! (all stateless), the other tracks flows (stateful, the larger share of the work). Batches of
+//! keyed segments go between them through a bounded channel and come back empty for reuse, so
+//! nothing is allocated per packet and memory stays at a few batches. Records that are not TCP
+//! only travel as a count. With a second core free this hides the read and parse cost behind
+//! flow tracking (bench/pcap/run.sh measures it).
 //!
 //! Threads only, no I/O of its own: the caller hands in any `Read`.
 
@@ -12,10 +13,29 @@ use std::io::Read;
 use std::sync::mpsc;
 
 use super::chunks::ChunkReader;
-use super::packet::TcpSegment;
-use super::{Analyzer, ReadOutcome, tcp_segment};
+use super::key::Seg;
+use super::{Analyzer, ReadOutcome, tcp_seg};
 
-type Batch = Vec<(u64, Option<TcpSegment>)>;
+/// Keyed TCP segments in file order, and how many records between them were not TCP.
+#[derive(Default)]
+struct Batch {
+    segs: Vec<(u64, Seg)>,
+    others: u64,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            segs: Vec::with_capacity(BATCH),
+            others: 0,
+        }
+    }
+
+    fn records(&self) -> usize {
+        self.segs.len() + self.others as usize
+    }
+}
+
 /// Records per batch.
 const BATCH: usize = 4 * 1024;
 /// Batches in flight between the threads.
@@ -33,24 +53,25 @@ pub fn analyse_reader<R: Read + Send>(
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut reader = ChunkReader::new(src);
-            let mut batch: Batch = Vec::with_capacity(BATCH);
+            let mut batch = Batch::new();
             let error = loop {
                 match reader.next_record() {
-                    Ok(Some(rec)) => batch.push((rec.ts_ns, tcp_segment(&rec))),
+                    Ok(Some(rec)) => match tcp_seg(&rec) {
+                        Some(seg) => batch.segs.push((rec.ts_ns, seg)),
+                        None => batch.others += 1,
+                    },
                     Ok(None) => break None,
                     Err(e) => break Some(e),
                 }
-                if batch.len() == BATCH {
-                    let next = back_rx
-                        .try_recv()
-                        .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                if batch.records() >= BATCH {
+                    let next = back_rx.try_recv().unwrap_or_else(|_| Batch::new());
                     if tx.send(std::mem::replace(&mut batch, next)).is_err() {
                         break None;
                     }
                     progress(reader.position());
                 }
             };
-            if !batch.is_empty() {
+            if batch.records() > 0 {
                 // The tracker only stops when this side is done.
                 let _ = tx.send(batch);
             }
@@ -58,10 +79,9 @@ pub fn analyse_reader<R: Read + Send>(
             ReadOutcome::of(&reader, error)
         });
         for mut batch in rx {
-            for (ts, seg) in &batch {
-                analyzer.account(*ts, seg.as_ref());
-            }
-            batch.clear();
+            analyzer.account_batch(&batch.segs, batch.others);
+            batch.segs.clear();
+            batch.others = 0;
             // The reader may be gone already; then the batch is simply dropped.
             let _ = back_tx.send(batch);
         }

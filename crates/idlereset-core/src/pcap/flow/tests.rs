@@ -7,6 +7,7 @@ use crate::pcap::writer::{
     LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW,
 };
 use crate::pcap::{analyse_bytes, packet};
+use std::net::IpAddr;
 
 fn run(bytes: &[u8]) -> Analysis {
     let (fa, read) = analyse_bytes(bytes, Config::default());
@@ -331,7 +332,7 @@ fn memory_stays_bounded_and_every_flow_is_counted() {
         conv.t = 1000.0 + f64::from(i) * 0.01;
         conv.handshake().exchange().c_fin().s_fin().c_ack();
         for (t, ip) in &conv.pkts {
-            tracker.packet((t * 1e9) as u64, &packet::parse_tcp(ip).unwrap());
+            tracker.packet((t * 1e9) as u64, &Seg::of(&packet::parse_tcp(ip).unwrap()));
             peak = peak.max(tracker.live_flows());
         }
     }
@@ -342,7 +343,7 @@ fn memory_stays_bounded_and_every_flow_is_counted() {
         conv.t = 2000.0 + f64::from(i);
         conv.handshake();
         for (t, ip) in &conv.pkts {
-            tracker.packet((t * 1e9) as u64, &packet::parse_tcp(ip).unwrap());
+            tracker.packet((t * 1e9) as u64, &Seg::of(&packet::parse_tcp(ip).unwrap()));
             peak = peak.max(tracker.live_flows());
         }
     }
