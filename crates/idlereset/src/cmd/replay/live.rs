@@ -1,7 +1,8 @@
 //! `replay --live`: the exercise backed by the real lab.
 //!
 //! The replay's system runs in a lab at scaled time (the built-in scenarios map to lab presets;
-//! other replays default to `firewall-900`). Before the first round the incident is reproduced
+//! other replays default to `firewall-900`; `nat-frozen-timer` runs the frozen-timer story and
+//! its fixes up front, see `live_frozen`). Before the first round the incident is reproduced
 //! for real and the cue shows what the lab saw: the application's log lines, the pool, the
 //! firewall's conntrack entry, the RST. Every choice that changes the system (keepalive on the
 //! socket, the OS keepalive sysctl, the firewall timeout, conntrack loose, an application
@@ -19,6 +20,8 @@ use idlereset_lab::scenario::Scenario;
 use idlereset_lab::{Lab, LabSpec};
 use serde::Serialize;
 
+use super::live_frozen::FrozenRun;
+
 /// What live mode did, for the JSON transcript and the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveSummary {
@@ -34,22 +37,36 @@ pub struct Live {
     rt: tokio::runtime::Runtime,
     lab: Option<Lab>,
     sc: Scenario,
+    /// Set for the frozen-timer story, which runs up front instead of in `lab`.
+    frozen: Option<FrozenRun>,
     pub summary: LiveSummary,
 }
+
+/// The time scale of a firewall preset's live lab when none is given.
+pub const DEFAULT_TIME_SCALE: f64 = 300.0;
 
 /// The lab preset that runs a replay's system.
 pub fn preset_for(replay: &Replay) -> &'static str {
     match replay.id.as_str() {
         "keepalive-7200" => "firewall-3600",
+        "nat-frozen-timer" => idlereset_lab::frozen::PRESET,
         _ => "firewall-900",
     }
 }
 
 impl Live {
     /// Build the lab for `replay` and reproduce the incident once.
-    pub fn start(replay: &Replay, time_scale: f64, out: &mut dyn Write) -> anyhow::Result<Live> {
+    pub fn start(
+        replay: &Replay,
+        time_scale: Option<f64>,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<Live> {
         idlereset_lab::error::require_privileges()?;
         let preset = preset_for(replay);
+        if preset == idlereset_lab::frozen::PRESET {
+            return Live::start_frozen(time_scale, out);
+        }
+        let time_scale = time_scale.unwrap_or(DEFAULT_TIME_SCALE);
         let mut sc = Scenario::preset(preset)?;
         sc.time_scale = time_scale;
         sc.validate()?;
@@ -78,6 +95,29 @@ impl Live {
             rt,
             lab: Some(lab),
             sc,
+            frozen: None,
+            summary,
+        })
+    }
+
+    fn start_frozen(time_scale: Option<f64>, out: &mut dyn Write) -> anyhow::Result<Live> {
+        let run = FrozenRun::start(time_scale, out)?;
+        let summary = LiveSummary {
+            lab_preset: idlereset_lab::frozen::PRESET.to_string(),
+            time_scale: time_scale.unwrap_or(
+                idlereset_lab::frozen::INCIDENT_TIMEOUT_S
+                    / f64::from(idlereset_lab::frozen::Options::default().established_timeout_s),
+            ),
+            incident: run.incident(),
+            applied: Vec::new(),
+            final_outcome: None,
+            final_verdict: None,
+        };
+        Ok(Live {
+            rt: tokio::runtime::Builder::new_current_thread().build()?,
+            lab: None,
+            sc: Scenario::preset("firewall-900")?,
+            frozen: Some(run),
             summary,
         })
     }
@@ -88,6 +128,13 @@ impl Live {
         action: &Action,
         out: &mut dyn Write,
     ) -> anyhow::Result<Option<String>> {
+        if let Some(run) = self.frozen.as_mut() {
+            let verdict = run.verdict(action, out)?;
+            if verdict.is_some() {
+                self.summary.applied.push(action.describe());
+            }
+            return Ok(verdict);
+        }
         match action {
             Action::None => return Ok(None),
             Action::KeepaliveOnSocket {
@@ -157,6 +204,12 @@ impl Live {
 
     /// Verify the system as the trainee left it, then remove the lab.
     pub fn finish(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
+        if let Some(run) = &self.frozen {
+            let (outcome, verdict) = run.finish(out)?;
+            self.summary.final_outcome = Some(outcome);
+            self.summary.final_verdict = Some(verdict);
+            return Ok(());
+        }
         writeln!(
             out,
             "\n[live] final verification of the system as you left it..."

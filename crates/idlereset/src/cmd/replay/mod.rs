@@ -12,6 +12,7 @@
 
 mod line;
 mod live;
+mod live_frozen;
 mod text;
 mod tui;
 
@@ -62,9 +63,10 @@ pub struct Args {
     /// the system is applied and verified with real traffic (needs root; line mode)
     #[arg(long)]
     pub live: bool,
-    /// Time scale of the live lab
-    #[arg(long, default_value_t = 300.0, requires = "live")]
-    pub time_scale: f64,
+    /// Time scale of the live lab [default: 300; nat-frozen-timer: 2880, its 43200 s conntrack
+    /// timeout as 15 lab seconds]
+    #[arg(long, requires = "live")]
+    pub time_scale: Option<f64>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
