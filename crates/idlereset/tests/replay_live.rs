@@ -11,14 +11,7 @@ fn live(answers: &str) -> serde_json::Value {
 
 fn live_of(replay: &str, answers: &str) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_idlereset"))
-        .args([
-            "replay",
-            replay,
-            "--live",
-            "--json",
-            "--answers",
-            answers,
-        ])
+        .args(["replay", replay, "--live", "--json", "--answers", answers])
         .output()
         .unwrap();
     assert!(

@@ -638,36 +638,34 @@ impl Tracker {
         self.out.stats.tcp_packets += 1;
         self.now = self.now.max(ts_ns);
         self.expire_finished();
-        let (key, sender) = (seg.key, seg.side());
+        // By reference: the key stays in the batch (a copy of it was measurable).
+        let (key, sender) = (&seg.key, seg.side());
         let new_syn = seg.has(SYN) && !seg.has(ACK);
         if new_syn
-            && self
-                .flows
-                .get(&key)
-                .is_some_and(|f| f.finished_ns.is_some())
-            && let Some(old) = self.flows.remove(&key)
+            && self.flows.get(key).is_some_and(|f| f.finished_ns.is_some())
+            && let Some(old) = self.flows.remove(key)
         {
-            self.close(key, old);
+            self.close(*key, old);
         }
-        let (raw, client) = if let Some(f) = self.flows.get_mut(&key) {
+        let (raw, client) = if let Some(f) = self.flows.get_mut(key) {
             let was_finished = f.finished_ns.is_some();
             let raw = f.on_packet(ts_ns, sender, seg, &self.cfg);
             if let Some(t) = f.finished_ns.filter(|_| !was_finished) {
-                self.finished.push_back((t, key));
+                self.finished.push_back((t, *key));
             }
             (raw, f.client)
         } else {
-            let mut f = Flow::new(ts_ns, &key, sender, seg);
+            let mut f = Flow::new(ts_ns, key, sender, seg);
             let raw = f.on_packet(ts_ns, sender, seg, &self.cfg);
             if let Some(t) = f.finished_ns {
-                self.finished.push_back((t, key));
+                self.finished.push_back((t, *key));
             }
             let client = f.client;
-            self.flows.insert(key, f);
+            self.flows.insert(*key, f);
             (raw, client)
         };
         if let Some(raw) = raw {
-            self.emit(&key, client, *raw);
+            self.emit(key, client, *raw);
         }
         if self.flows.len() > self.cfg.max_flows {
             self.evict_oldest();

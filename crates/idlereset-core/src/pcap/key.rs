@@ -23,6 +23,7 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
+    #[inline]
     fn new(ip: IpAddr, port: u16) -> Endpoint {
         match ip {
             IpAddr::V4(a) => Endpoint {
@@ -74,6 +75,7 @@ impl Hash for Key {
 
 impl Key {
     /// The key and the index (0 or 1) of the sender in it.
+    #[inline]
     pub(crate) fn of(seg: &TcpSegment) -> (Key, usize) {
         let a = Endpoint::new(seg.src, seg.sport);
         let b = Endpoint::new(seg.dst, seg.dport);
@@ -114,6 +116,7 @@ pub(crate) struct Seg {
 
 impl Seg {
     /// The keyed form of `seg`.
+    #[inline]
     pub(crate) fn of(seg: &TcpSegment) -> Seg {
         let (key, sender) = Key::of(seg);
         Seg {

@@ -31,6 +31,7 @@ const MAX_VLAN_TAGS: usize = 4;
 
 /// The IP packet (version 4 or 6) carried by `frame`, or `None` when the frame carries
 /// something else or is too short.
+#[inline]
 pub fn ip_payload(linktype: u32, frame: &[u8]) -> Option<&[u8]> {
     match linktype {
         LINKTYPE_ETHERNET => {
@@ -73,6 +74,7 @@ pub fn supported(linktype: u32) -> bool {
     )
 }
 
+#[inline]
 fn after_ethertype(mut ethertype: u16, mut rest: &[u8]) -> Option<&[u8]> {
     for _ in 0..=MAX_VLAN_TAGS {
         match ethertype {
@@ -87,6 +89,7 @@ fn after_ethertype(mut ethertype: u16, mut rest: &[u8]) -> Option<&[u8]> {
     None
 }
 
+#[inline]
 fn by_version(ip: &[u8]) -> Option<&[u8]> {
     match ip.first()? >> 4 {
         4 | 6 => Some(ip),

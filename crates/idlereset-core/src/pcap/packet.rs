@@ -62,6 +62,7 @@ impl TcpSegment {
 
 /// The TCP segment in an IP packet, or `None` when the packet is not TCP, is a non-first
 /// fragment, or is too short to hold the TCP header's first 16 bytes.
+#[inline]
 pub fn parse_tcp(ip: &[u8]) -> Option<TcpSegment> {
     match ip.first()? >> 4 {
         4 => parse_v4(ip),
@@ -70,6 +71,7 @@ pub fn parse_tcp(ip: &[u8]) -> Option<TcpSegment> {
     }
 }
 
+#[inline]
 fn parse_v4(ip: &[u8]) -> Option<TcpSegment> {
     let ihl = usize::from(ip.first()? & 0x0f) * 4;
     if ihl < 20 || ip.len() < ihl || ip[9] != 6 {
@@ -90,6 +92,7 @@ fn parse_v4(ip: &[u8]) -> Option<TcpSegment> {
     Some(seg)
 }
 
+#[inline]
 fn parse_v6(ip: &[u8]) -> Option<TcpSegment> {
     if ip.len() < 40 {
         return None;
@@ -126,6 +129,7 @@ fn parse_v6(ip: &[u8]) -> Option<TcpSegment> {
     None
 }
 
+#[inline]
 fn parse_tcp_header(
     tcp: &[u8],
     l4_len: usize,
