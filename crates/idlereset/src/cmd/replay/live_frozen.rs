@@ -168,7 +168,10 @@ fn show_run(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
     if let Some(e) = &r.app_error {
         writeln!(out, "[live]   app: {e}")?;
     }
-    writeln!(out, "[live]   outcome: {:?} — {}", r.outcome, r.detail)
+    let outcome = r
+        .outcome
+        .map_or("run failed".to_string(), |o| format!("{o:?}"));
+    writeln!(out, "[live]   outcome: {outcome} — {}", r.detail)
 }
 
 #[cfg(test)]
