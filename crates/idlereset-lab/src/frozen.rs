@@ -183,6 +183,19 @@ pub enum FixOutcome {
     Error,
 }
 
+impl FixOutcome {
+    /// The JSON name (`helps`, `survives-untracked`, `postpones`, `does-not-help`, `error`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FixOutcome::Helps => "helps",
+            FixOutcome::SurvivesUntracked => "survives-untracked",
+            FixOutcome::Postpones => "postpones",
+            FixOutcome::DoesNotHelp => "does-not-help",
+            FixOutcome::Error => "error",
+        }
+    }
+}
+
 /// One fix's verdict in the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct FixVerdict {
@@ -629,6 +642,15 @@ mod tests {
         let story = loose_verdict(&run_result(true, true, false, "reset"));
         assert_eq!(story.outcome, FixOutcome::DoesNotHelp);
         assert!(story.detail.contains("does not re-synchronise"));
+    }
+
+    #[test]
+    fn fix_outcome_names_are_the_json_names() {
+        use FixOutcome::*;
+        for o in [Helps, SurvivesUntracked, Postpones, DoesNotHelp, Error] {
+            let json = serde_json::to_value(o).unwrap_or_default();
+            assert_eq!(json.as_str(), Some(o.name()));
+        }
     }
 
     #[test]

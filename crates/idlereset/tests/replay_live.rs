@@ -22,6 +22,16 @@ fn live_of(replay: &str, answers: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The lab verdicts the transcript recorded, round by round.
+fn verifications(v: &serde_json::Value) -> Vec<&str> {
+    v["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["verification"].as_str())
+        .collect()
+}
+
 #[test]
 fn recommended_path_ends_with_a_verified_surviving_connection() {
     if !require_or_skip("recommended_path_ends_with_a_verified_surviving_connection") {
@@ -31,12 +41,7 @@ fn recommended_path_ends_with_a_verified_surviving_connection() {
     assert_eq!(v["live"]["incident"], "reset", "{v}");
     assert_eq!(v["live"]["final_outcome"], "survived", "{v}");
     assert_eq!(v["total_minutes"], v["optimal_minutes"]);
-    let verified: Vec<&str> = v["rounds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["verification"].as_str())
-        .collect();
+    let verified = verifications(&v);
     assert!(
         verified.iter().any(|s| s.contains("Survived")),
         "{verified:?}"
@@ -72,12 +77,7 @@ fn frozen_timer_replay_is_judged_by_the_story_runs() {
     assert_eq!(v["live"]["lab_preset"], "nat-43200-invalid", "{v}");
     assert_eq!(v["live"]["incident"], "reset", "{v}");
     assert_eq!(v["live"]["final_outcome"], "survived", "{v}");
-    let verified: Vec<&str> = v["rounds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["verification"].as_str())
-        .collect();
+    let verified = verifications(&v);
     assert!(
         verified
             .iter()

@@ -34,12 +34,23 @@ pub struct LiveSummary {
 }
 
 pub struct Live {
+    backend: Backend,
+    pub summary: LiveSummary,
+}
+
+/// What backs the exercise.
+enum Backend {
+    /// A firewall preset's lab, changed knob by knob and verified after each change.
+    Lab(LabRun),
+    /// The frozen-timer story and its fixes, run once up front.
+    Frozen(FrozenRun),
+}
+
+/// A firewall preset's lab and the scenario it runs.
+struct LabRun {
     rt: tokio::runtime::Runtime,
     lab: Option<Lab>,
     sc: Scenario,
-    /// Set for the frozen-timer story, which runs up front instead of in `lab`.
-    frozen: Option<FrozenRun>,
-    pub summary: LiveSummary,
 }
 
 /// The time scale of a firewall preset's live lab when none is given.
@@ -92,10 +103,11 @@ impl Live {
             final_verdict: None,
         };
         Ok(Live {
-            rt,
-            lab: Some(lab),
-            sc,
-            frozen: None,
+            backend: Backend::Lab(LabRun {
+                rt,
+                lab: Some(lab),
+                sc,
+            }),
             summary,
         })
     }
@@ -104,20 +116,14 @@ impl Live {
         let run = FrozenRun::start(time_scale, out)?;
         let summary = LiveSummary {
             lab_preset: idlereset_lab::frozen::PRESET.to_string(),
-            time_scale: time_scale.unwrap_or(
-                idlereset_lab::frozen::INCIDENT_TIMEOUT_S
-                    / f64::from(idlereset_lab::frozen::Options::default().established_timeout_s),
-            ),
+            time_scale: run.time_scale(),
             incident: run.incident(),
             applied: Vec::new(),
             final_outcome: None,
             final_verdict: None,
         };
         Ok(Live {
-            rt: tokio::runtime::Builder::new_current_thread().build()?,
-            lab: None,
-            sc: Scenario::preset("firewall-900")?,
-            frozen: Some(run),
+            backend: Backend::Frozen(run),
             summary,
         })
     }
@@ -128,13 +134,35 @@ impl Live {
         action: &Action,
         out: &mut dyn Write,
     ) -> anyhow::Result<Option<String>> {
-        if let Some(run) = self.frozen.as_mut() {
-            let verdict = run.verdict(action, out)?;
-            if verdict.is_some() {
-                self.summary.applied.push(action.describe());
-            }
-            return Ok(verdict);
+        let verdict = match &mut self.backend {
+            Backend::Lab(run) => run.apply_and_verify(action, out)?,
+            Backend::Frozen(run) => run.verdict(action, out)?,
+        };
+        if verdict.is_some() {
+            self.summary.applied.push(action.describe());
         }
+        Ok(verdict)
+    }
+
+    /// Verify the system as the trainee left it, then remove the lab.
+    pub fn finish(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
+        let (outcome, verdict) = match &mut self.backend {
+            Backend::Lab(run) => run.finish(out)?,
+            Backend::Frozen(run) => run.finish(out)?,
+        };
+        self.summary.final_outcome = Some(outcome);
+        self.summary.final_verdict = Some(verdict);
+        Ok(())
+    }
+}
+
+impl LabRun {
+    /// Change the scenario as `action` says, then verify it in the lab.
+    fn apply_and_verify(
+        &mut self,
+        action: &Action,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<Option<String>> {
         match action {
             Action::None => return Ok(None),
             Action::KeepaliveOnSocket {
@@ -166,7 +194,6 @@ impl Live {
             Action::Heartbeat { interval_s } => self.sc.heartbeat_s = Some(f64::from(*interval_s)),
         }
         let what = action.describe();
-        self.summary.applied.push(what.clone());
         writeln!(
             out,
             "[live] applying to the lab: {what}; verifying with {:.0} s of idle...",
@@ -203,25 +230,17 @@ impl Live {
     }
 
     /// Verify the system as the trainee left it, then remove the lab.
-    pub fn finish(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
-        if let Some(run) = &self.frozen {
-            let (outcome, verdict) = run.finish(out)?;
-            self.summary.final_outcome = Some(outcome);
-            self.summary.final_verdict = Some(verdict);
-            return Ok(());
-        }
+    fn finish(&mut self, out: &mut dyn Write) -> anyhow::Result<(Outcome, String)> {
         writeln!(
             out,
             "\n[live] final verification of the system as you left it..."
         )?;
         let report = self.verify()?;
         show(&report, out)?;
-        self.summary.final_outcome = Some(report.outcome);
-        self.summary.final_verdict = Some(report.verdict.clone());
         if let Some(lab) = self.lab.take() {
             lab.destroy()?;
         }
-        Ok(())
+        Ok((report.outcome, report.verdict))
     }
 }
 

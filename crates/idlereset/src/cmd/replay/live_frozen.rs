@@ -18,6 +18,8 @@ use idlereset_lab::reproduce::Outcome;
 /// The story and its fixes, measured once.
 pub struct FrozenRun {
     report: Report,
+    /// The time scale the runs used (the incident's timeout over the lab's).
+    time_scale: f64,
     /// The measured runs whose change the trainee applied, latest last.
     applied: Vec<Measured>,
 }
@@ -49,8 +51,14 @@ impl FrozenRun {
         show_run(&report.story, out)?;
         Ok(FrozenRun {
             report,
+            time_scale: frozen::INCIDENT_TIMEOUT_S / f64::from(opts.established_timeout_s),
             applied: Vec::new(),
         })
+    }
+
+    /// The time scale the runs used.
+    pub fn time_scale(&self) -> f64 {
+        self.time_scale
     }
 
     /// The story run's outcome.
@@ -80,7 +88,7 @@ impl FrozenRun {
             "{}: measured in this session's lab run `{}`: {} ({}){note}",
             action.describe(),
             v.fix,
-            fix_outcome_name(v.outcome),
+            v.outcome.name(),
             v.detail
         );
         writeln!(out, "[live]   {text}")?;
@@ -110,7 +118,7 @@ impl FrozenRun {
                 m.outcome.unwrap_or(self.report.outcome),
                 format!(
                     "as measured for the change that decides it ({}); each fix ran on its own in this session, combinations were not run",
-                    fix_outcome_name(m.verdict)
+                    m.verdict.name()
                 ),
             ),
             None => (
@@ -137,16 +145,6 @@ fn fix_for(action: &Action) -> Option<(&'static str, &'static str)> {
         }
         Action::ConntrackBeLiberal { enabled: false } | Action::None => return None,
     })
-}
-
-fn fix_outcome_name(o: FixOutcome) -> &'static str {
-    match o {
-        FixOutcome::Helps => "helps",
-        FixOutcome::SurvivesUntracked => "survives-untracked",
-        FixOutcome::Postpones => "postpones",
-        FixOutcome::DoesNotHelp => "does-not-help",
-        FixOutcome::Error => "error",
-    }
 }
 
 fn show_run(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
