@@ -116,6 +116,16 @@ const BASE: Variant = Variant {
     ping: None,
 };
 
+/// The verdict name of `loose=1`, judged on the story run itself.
+const LOOSE_FIX: &str = "loose=1 (the report's fix; the story run)";
+
+/// The name of every fix the report judges, in its order (as [`FixVerdict::fix`]).
+pub fn fix_names() -> Vec<&'static str> {
+    std::iter::once(LOOSE_FIX)
+        .chain(FIXES.iter().map(|v| v.fix))
+        .collect()
+}
+
 const FIXES: [Variant; 4] = [
     Variant {
         fix: "loose=0 (the report's box)",
@@ -544,7 +554,7 @@ fn verdict(story: &RunResult, fix: &RunResult) -> FixVerdict {
 fn loose_verdict(story: &RunResult) -> FixVerdict {
     let v = verdict(story, story);
     FixVerdict {
-        fix: "loose=1 (the report's fix; the story run)".into(),
+        fix: LOOSE_FIX.into(),
         detail: format!(
             "{}{}",
             v.detail,

@@ -17,7 +17,6 @@ use super::key::Seg;
 use super::{Analyzer, ReadOutcome, tcp_seg};
 
 /// Keyed TCP segments in file order, and how many records between them were not TCP.
-#[derive(Default)]
 struct Batch {
     segs: Vec<(u64, Seg)>,
     others: u64,

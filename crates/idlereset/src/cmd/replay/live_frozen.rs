@@ -18,14 +18,11 @@ use idlereset_lab::reproduce::Outcome;
 /// The story and its fixes, measured once.
 pub struct FrozenRun {
     report: Report,
-    /// The time scale the runs used (the incident's timeout over the lab's).
-    time_scale: f64,
     /// The measured runs whose change the trainee applied, latest last.
     applied: Vec<Measured>,
 }
 
 /// One applied change and the run that measured it.
-#[derive(Clone)]
 struct Measured {
     outcome: Option<Outcome>,
     verdict: FixOutcome,
@@ -51,14 +48,13 @@ impl FrozenRun {
         show_run(&report.story, out)?;
         Ok(FrozenRun {
             report,
-            time_scale: frozen::INCIDENT_TIMEOUT_S / f64::from(opts.established_timeout_s),
             applied: Vec::new(),
         })
     }
 
-    /// The time scale the runs used.
+    /// The time scale the runs used (the incident's timeout over the lab's).
     pub fn time_scale(&self) -> f64 {
-        self.time_scale
+        frozen::INCIDENT_TIMEOUT_S / f64::from(self.report.options.established_timeout_s)
     }
 
     /// The story run's outcome.
@@ -178,13 +174,7 @@ mod tests {
 
     #[test]
     fn every_system_change_maps_to_a_run_of_the_story() {
-        let names = [
-            "loose=0 (the report's box)",
-            "longer established timeout (3x)",
-            "application pings every 0.5 s",
-            "be_liberal=1",
-            "loose=1",
-        ];
+        let names = frozen::fix_names();
         let actions = [
             Action::ConntrackBeLiberal { enabled: true },
             Action::ConntrackLoose { enabled: true },
