@@ -2,31 +2,14 @@
 //! the binary against it with `--netns`, check the JSON contract and the filters.
 #![allow(clippy::unwrap_used)]
 
-use std::hash::{BuildHasher, Hasher};
 use std::process::Command;
 
-use idlereset_linux::NetNs;
 use idlereset_linux::conntrack::{CtTcpState, Ctnetlink, NewEntry, Tuple};
 use idlereset_linux::privilege::require_or_skip;
 
-struct TestNs(NetNs);
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = NetNs::delete(self.0.name());
-    }
-}
-
-fn test_ns() -> TestNs {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    TestNs(
-        NetNs::create(&format!(
-            "idlereset-test-{:012x}",
-            h.finish() & 0xffff_ffff_ffff
-        ))
-        .unwrap(),
-    )
-}
+#[path = "support/scratch_ns.rs"]
+mod scratch_ns;
+use scratch_ns::test_ns;
 
 fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
     Tuple {

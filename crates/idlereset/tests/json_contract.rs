@@ -10,9 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use idlereset_core::pcap::writer::{LINKTYPE_RAW, PcapWriter};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_idlereset");
@@ -184,34 +182,9 @@ fn pool_log() -> String {
     path.to_str().unwrap().to_string()
 }
 
-const ACK: u8 = 0x10;
-const PSH: u8 = 0x08;
-const RST: u8 = 0x04;
-const SYN: u8 = 0x02;
-
-/// A raw IPv4/TCP packet between 198.18.0.10:41000 and 198.19.0.20:5432 (checksums zero: the
-/// analyser does not verify them).
-fn packet(from_client: bool, ttl: u8, id: u16, flags: u8, seq: u32, ack: u32, len: u16) -> Vec<u8> {
-    let (client, server) = ([198, 18, 0, 10], [198, 19, 0, 20]);
-    let (src, dst, sport, dport) = if from_client {
-        (client, server, 41000u16, 5432u16)
-    } else {
-        (server, client, 5432, 41000)
-    };
-    let mut b = vec![0x45, 0];
-    b.extend_from_slice(&(40 + len).to_be_bytes());
-    b.extend_from_slice(&id.to_be_bytes());
-    b.extend_from_slice(&[0x40, 0, ttl, 6, 0, 0]);
-    b.extend_from_slice(&src);
-    b.extend_from_slice(&dst);
-    b.extend_from_slice(&sport.to_be_bytes());
-    b.extend_from_slice(&dport.to_be_bytes());
-    b.extend_from_slice(&seq.to_be_bytes());
-    b.extend_from_slice(&ack.to_be_bytes());
-    b.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    b.resize(b.len() + usize::from(len), b'x');
-    b
-}
+#[path = "support/packets.rs"]
+mod packets_support;
+use packets_support::{ACK, PSH, RST, SYN, packet};
 
 /// Handshake and one exchange (server TTL 62, client 64).
 fn opening() -> Vec<(f64, Vec<u8>)> {
@@ -227,13 +200,7 @@ fn opening() -> Vec<(f64, Vec<u8>)> {
 
 /// Write the packets; `garbage` bytes go before record `at` (damage).
 fn write_pcap(name: &str, pkts: &[(f64, Vec<u8>)], garbage: Option<(usize, usize)>) -> String {
-    let mut w = PcapWriter::new(Vec::new(), LINKTYPE_RAW, 65535, false).unwrap();
-    for (t, p) in pkts {
-        let len = u32::try_from(p.len()).unwrap();
-        w.write_packet(Duration::from_secs_f64(1_700_000_000.0 + t), p, len)
-            .unwrap();
-    }
-    let mut bytes = w.into_inner();
+    let mut bytes = packets_support::pcap_bytes(pkts);
     if let Some((at, n)) = garbage {
         // 24-byte file header, then a 16-byte header per record
         let off = 24 + pkts[..at].iter().map(|(_, p)| 16 + p.len()).sum::<usize>();

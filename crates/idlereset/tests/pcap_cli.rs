@@ -7,38 +7,9 @@ use std::time::Duration;
 
 use idlereset_core::pcap::writer::{LINKTYPE_RAW, PcapWriter};
 
-const CLIENT: [u8; 4] = [198, 18, 0, 10];
-const SERVER: [u8; 4] = [198, 19, 0, 20];
-
-/// A raw IPv4/TCP packet (checksums left zero: the analyser does not verify them).
-fn packet(
-    from_client: bool,
-    ttl: u8,
-    id: u16,
-    flags: u8,
-    seq: u32,
-    ack: u32,
-    payload: u16,
-) -> Vec<u8> {
-    let (src, dst, sport, dport) = if from_client {
-        (CLIENT, SERVER, 41000u16, 5432u16)
-    } else {
-        (SERVER, CLIENT, 5432, 41000)
-    };
-    let mut b = vec![0x45, 0];
-    b.extend_from_slice(&(40 + payload).to_be_bytes());
-    b.extend_from_slice(&id.to_be_bytes());
-    b.extend_from_slice(&[0x40, 0, ttl, 6, 0, 0]);
-    b.extend_from_slice(&src);
-    b.extend_from_slice(&dst);
-    b.extend_from_slice(&sport.to_be_bytes());
-    b.extend_from_slice(&dport.to_be_bytes());
-    b.extend_from_slice(&seq.to_be_bytes());
-    b.extend_from_slice(&ack.to_be_bytes());
-    b.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    b.resize(b.len() + usize::from(payload), b'x');
-    b
-}
+#[path = "support/packets.rs"]
+mod packets_support;
+use packets_support::packet;
 
 /// Handshake, one exchange, `idle` seconds of silence, a query, then (if `forged`) a RST with
 /// the server's address but TTL 64 where the server's packets have 62.
@@ -47,16 +18,7 @@ fn capture(path: &Path, idle: f64, forged: bool) {
 }
 
 fn write_pcap(path: &Path, pkts: &[(f64, Vec<u8>)]) {
-    let mut w = PcapWriter::new(Vec::new(), LINKTYPE_RAW, 65535, false).unwrap();
-    for (t, p) in pkts {
-        w.write_packet(
-            Duration::from_secs_f64(1_700_000_000.0 + t),
-            p,
-            p.len() as u32,
-        )
-        .unwrap();
-    }
-    std::fs::write(path, w.into_inner()).unwrap();
+    std::fs::write(path, packets_support::pcap_bytes(pkts)).unwrap();
 }
 
 fn packets(idle: f64, forged: bool) -> Vec<(f64, Vec<u8>)> {

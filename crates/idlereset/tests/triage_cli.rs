@@ -3,34 +3,17 @@
 //! contract (insta snapshot, in a fresh namespace so the host's sockets do not leak in), the
 //! Markdown report, bad inputs, and the alert names it cites against the deploy files.
 
-use std::hash::{BuildHasher, Hasher};
 use std::process::Command;
 
-use idlereset_linux::NetNs;
 use idlereset_linux::privilege::require_or_skip;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_idlereset"))
 }
 
-struct TestNs(NetNs);
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = NetNs::delete(self.0.name());
-    }
-}
-
-fn test_ns() -> TestNs {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    TestNs(
-        NetNs::create(&format!(
-            "idlereset-test-{:012x}",
-            h.finish() & 0xffff_ffff_ffff
-        ))
-        .unwrap(),
-    )
-}
+#[path = "support/scratch_ns.rs"]
+mod scratch_ns;
+use scratch_ns::test_ns;
 
 /// An application log in the lab's format: one connection survives 300 s idle, one fails
 /// after 960 s, one after 1000 s.
