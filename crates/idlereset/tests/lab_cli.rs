@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use idlereset_linux::privilege::require_or_skip;
 
+#[path = "support/cli.rs"]
+mod cli_support;
+
 /// The binary, creating labs in this test process's scope.
 fn bin() -> Command {
     bin_in(&format!("lab_cli-{}", std::process::id()))
@@ -175,12 +178,7 @@ fn reproduce_json_contract() {
         ])
         .output()
         .unwrap();
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    cli_support::assert_exit(&ok, 0);
     let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(v["outcome"], "survived");
     assert!(v["error"].is_null());

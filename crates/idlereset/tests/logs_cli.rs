@@ -6,6 +6,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+#[path = "support/cli.rs"]
+mod cli_support;
+
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("idlereset-logs-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -43,12 +46,7 @@ fn field_report_json_plot_and_exit_code() {
         "--plot",
         svg.to_str().unwrap(),
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_support::assert_exit(&out, 1);
     let v = json(&out);
     assert_eq!(v["events"], 3);
     assert_eq!(v["pattern"], "connection-age-timer");
@@ -305,12 +303,7 @@ fn a_pipe_is_streamed_with_bounded_memory() {
     let peak_kib = peak_rss_kib(pid);
     drop(stdin);
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_support::assert_exit(&out, 1);
     let v = json(&out);
     eprintln!(
         "pipe: {} MiB, {events} events, peak RSS {:.1} MiB",

@@ -11,6 +11,9 @@ use idlereset_core::pcap::writer::{LINKTYPE_RAW, PcapWriter};
 mod packets_support;
 use packets_support::packet;
 
+#[path = "support/cli.rs"]
+mod cli_support;
+
 /// Handshake, one exchange, `idle` seconds of silence, a query, then (if `forged`) a RST with
 /// the server's address but TTL 64 where the server's packets have 62.
 fn capture(path: &Path, idle: f64, forged: bool) {
@@ -64,12 +67,7 @@ fn firewall_reset_json_and_exit_1() {
     let p = tmp("reset.pcap");
     capture(&p, 950.0, true);
     let out = run(&["pcap", p.to_str().unwrap(), "--json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_support::assert_exit(&out, 1);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["flows"], 1);
     let e = &v["events"][0];
@@ -125,12 +123,7 @@ fn capture_cut_inside_its_last_record_is_a_normal_end_with_a_note() {
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() - 7]).unwrap();
     let out = run(&["pcap", p.to_str().unwrap(), "--json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_support::assert_exit(&out, 0);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["flows"], 1);
     let f = &v["files"][0];
@@ -174,12 +167,7 @@ fn garbage_between_records_is_skipped_and_reported() {
     let (off, len) = with_garbage(&p, 950.0, 3, 40);
     let out = run(&["pcap", p.to_str().unwrap(), "--json"]);
     // The damage lies before the idle gap: the reset after it is still certain.
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_support::assert_exit(&out, 1);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let f = &v["files"][0];
     assert_eq!(f["packets"], 8);
@@ -252,12 +240,7 @@ fn corrupt_timestamp_is_ignored_with_a_note_not_decades_of_idle() {
     bytes[off + 3] ^= 0x40; // seconds field, little endian: +34 years
     std::fs::write(&p, &bytes).unwrap();
     let out = run(&["pcap", p.to_str().unwrap(), "--json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_support::assert_exit(&out, 0);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let f = &v["files"][0];
     assert!(f["stats"]["max_idle_s"].as_f64().unwrap() < 3.0, "{f}");
@@ -420,12 +403,7 @@ fn merge_sees_idle_gaps_across_rotated_files() {
     assert_eq!(v["flows"], 2);
 
     let merged = run(&["pcap", "--merge", a, b, "--json"]);
-    assert_eq!(
-        merged.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&merged.stderr)
-    );
+    cli_support::assert_exit(&merged, 1);
     let v: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
     assert_eq!(v["flows"], 1);
     assert_eq!(v["events"][0]["origin"], "middlebox");

@@ -5,6 +5,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+#[path = "support/cli.rs"]
+mod cli_support;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_idlereset"))
 }
@@ -42,12 +45,7 @@ fn every_example_plans_in_every_format() {
             assert!(!out.stdout.is_empty());
         }
         let out = bin().arg("plan").arg(path).arg("--json").output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        cli_support::assert_exit(&out, 0);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let t = v["path_timeout_s"].as_f64().unwrap();
         assert!(v["limiting_hop"].is_string());
@@ -116,12 +114,7 @@ fn remote_selects_the_hops_on_its_path() {
         .args(["--json", "--remote", "[2001:db8:2::10]:5432"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_support::assert_exit(&out, 0);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["limiting_hop"], "dc-firewall");
     let out = bin()

@@ -15,6 +15,9 @@ fn bin() -> Command {
 mod scratch_ns;
 use scratch_ns::test_ns;
 
+#[path = "support/cli.rs"]
+mod cli_support;
+
 /// An application log in the lab's format: one connection survives 300 s idle, one fails
 /// after 960 s, one after 1000 s.
 fn write_log(dir: &std::path::Path) -> std::path::PathBuf {
@@ -109,12 +112,7 @@ fn json_contract_snapshot_and_report() {
         .arg(&report)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_support::assert_exit(&out, 1);
     let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // Contract fields.
     for k in ["steps", "verdict", "path_timeout_s", "failure", "fix"] {
