@@ -90,6 +90,15 @@ cpu_ratio=$(awk -v a="$cpu_ours" -v b="$cpu_tcpdump" 'BEGIN{printf "%.2f", a/(b>
 r_tshark=$(awk -v a="$t_tshark" -v b="$t_ours" 'BEGIN{printf "%.1f", a/(b>0?b:0.01)}')
 printf 'idlereset / tcpdump (medians of %s interleaved runs): CPU %s (target <= 1), wall %s (target <= 0.6); peak RSS %s MB (target < 64)\n' \
   "$runs" "$cpu_ratio" "$wall_ratio" "$(mb "$rss_ours")"
+# The machine's speed drifts over minutes (shared hosts): the ratio of each interleaved pair
+# cancels the drift; its median and range show how steady the comparison was.
+paste -d' ' "$WORK/idlereset.runs" "$WORK/tcpdump.runs" | awk '
+  { w[NR] = $1 / ($4 > 0 ? $4 : 0.01); c[NR] = $2 / ($5 > 0 ? $5 : 0.01) }
+  function med(a, n,   i, j, t) {
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+    return sprintf("%.2f (%.2f-%.2f)", a[int((n+1)/2)], a[1], a[n])
+  }
+  END { printf "per-pair ratios, median (min-max): CPU %s, wall %s\n", med(c, NR), med(w, NR) }'
 printf 'speed-up vs tshark: %sx (target >= 50)\n' "$r_tshark"
 printf 'found %s/%s middlebox resets and %s/%s blackholes\n' \
   "$found_resets" "$planted_resets" "$found_blackholes" "$planted_blackholes"
