@@ -93,6 +93,8 @@ pub struct ChunkReader<R> {
     /// A run of records agreeing on a jumped clock: (time of the last, count).
     jump_run: Option<(u64, u32)>,
     ignored: u64,
+    /// Records accepted so far.
+    accepted: u64,
 }
 
 impl<R: Read> ChunkReader<R> {
@@ -119,6 +121,7 @@ impl<R: Read> ChunkReader<R> {
             last_ts: None,
             jump_run: None,
             ignored: 0,
+            accepted: 0,
         }
     }
 
@@ -286,6 +289,11 @@ impl<R: Read> ChunkReader<R> {
             before_ts_ns: None,
         });
         let idx = self.damage.len() - 1;
+        if idx == 0 && self.accepted < 3 && self.decoder.format() == "pcap" {
+            self.note(format!(
+                "byte offset {offset}: damage within the first records; captures written by some old patched libpcaps (Nokia, Red Hat 6.1, SuSE 6.3) have longer record headers that neither this tool nor tcpdump reads; Wireshark does: `editcap -F pcap IN OUT` converts them"
+            ));
+        }
         let mut p = self.start + step;
         loop {
             if p >= self.end && self.eof {
@@ -374,6 +382,7 @@ impl<R: Read> ChunkReader<R> {
         if ok {
             self.jump_run = None;
             self.last_ts = Some(ts);
+            self.accepted += 1;
             if let Some(i) = self.open_damage.take() {
                 self.damage[i].before_ts_ns = Some(ts);
             }

@@ -179,10 +179,13 @@ impl Analyzer {
 /// verdict unsafe (they could hide events).
 const UNSAFE_SKIPPED_SHARE: f64 = 0.01;
 const UNSAFE_SKIPPED_MIN: u64 = 64 * 1024;
+/// Skipped bytes above this share make the verdict unsafe whatever the file's size: a small
+/// capture mostly skipped (a format variant read as damage) must not pass as clean.
+const UNSAFE_SKIPPED_SHARE_ANY: f64 = 0.10;
 
 /// Mark events whose idle gap spans a damaged range (the gap may be records lost to the
 /// damage) and decide whether the damage makes the verdict unsafe: such an event exists,
-/// or the skipped bytes exceed 1 % of the file and 64 KiB.
+/// the skipped bytes exceed 1 % of the file and 64 KiB, or they exceed a tenth of it.
 pub fn assess_damage(analysis: &mut Analysis, damage: &[Damage], bytes: u64) -> bool {
     const NS: f64 = 1e9;
     let mut unsafe_ = false;
@@ -203,8 +206,10 @@ pub fn assess_damage(analysis: &mut Analysis, damage: &[Damage], bytes: u64) -> 
         }
     }
     let skipped: u64 = damage.iter().map(|d| d.skipped).sum();
+    let share = skipped as f64 / bytes.max(1) as f64;
     unsafe_
-        || (skipped > UNSAFE_SKIPPED_MIN && skipped as f64 > bytes as f64 * UNSAFE_SKIPPED_SHARE)
+        || (skipped > UNSAFE_SKIPPED_MIN && share > UNSAFE_SKIPPED_SHARE)
+        || share > UNSAFE_SKIPPED_SHARE_ANY
 }
 
 /// The TCP segment in a record, if it carries one. Stateless, so decoding can run on one

@@ -12,7 +12,10 @@
 //! the decoder must be resumable across chunk boundaries with our own error type carrying the
 //! offset, and the core crate stays free of I/O.
 //!
-//! Supported: classic pcap in both byte orders with microsecond or nanosecond timestamps;
+//! Supported: classic pcap in both byte orders with microsecond or nanosecond timestamps,
+//! and the "modified" pcap of Alexey Kuznetsov's patched libpcap (magic `0xa1b2cd34`, 24-byte
+//! record headers that add the interface index, protocol and packet type; libpcap reads it
+//! too, see `KUZNETZOV_TCPDUMP_MAGIC` in its `sf-pcap.c`);
 //! pcapng sections in both byte orders (several sections per file), interface descriptions
 //! with `if_tsresol` / `if_tsoffset`, enhanced, simple and obsolete packet blocks. Other block
 //! types are skipped.
@@ -29,6 +32,13 @@ const KNOWN_BLOCKS: [u32; 9] = [1, 2, 3, 4, 5, 6, 9, 10, 0x0000_0bad];
 
 const PCAP_MICRO: u32 = 0xa1b2_c3d4;
 const PCAP_NANO: u32 = 0xa1b2_3c4d;
+/// Kuznetsov's modified pcap: microsecond timestamps, [`PCAP_KUZNETZOV_HDR`]-byte records.
+const PCAP_KUZNETZOV: u32 = 0xa1b2_cd34;
+/// Its record header: the standard 16 bytes, interface index (4), protocol (2), packet
+/// type (1) and one byte of padding.
+const PCAP_KUZNETZOV_HDR: usize = 24;
+/// The standard classic pcap record header.
+const PCAP_HDR: usize = 16;
 const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
 const PCAPNG_BOM: u32 = 0x1a2b_3c4d;
 const BLOCK_IDB: u32 = 1;
@@ -179,6 +189,8 @@ enum State {
         nanos: bool,
         linktype: u32,
         max_len: usize,
+        /// Record header length: [`PCAP_HDR`], or [`PCAP_KUZNETZOV_HDR`] for modified pcap.
+        hdr_len: usize,
     },
     PcapNg {
         endian: Endian,
@@ -224,7 +236,8 @@ impl Decoder {
                 nanos,
                 linktype,
                 max_len,
-            } => decode_pcap_record(buf, base, *endian, *nanos, *linktype, *max_len),
+                hdr_len,
+            } => decode_pcap_record(buf, base, *endian, *nanos, *linktype, *max_len, *hdr_len),
             State::PcapNg { .. } => self.decode_block(buf, base),
         }
     }
@@ -251,20 +264,24 @@ impl Decoder {
                 endian,
                 nanos,
                 max_len,
+                hdr_len,
                 ..
             } => {
                 let header = |at: usize| -> Option<Result<usize, ()>> {
-                    let h = buf.get(at..at + 16)?;
-                    Some(pcap_header_plausible(
-                        h,
-                        *endian,
-                        *nanos,
-                        *max_len,
-                        near_ts_ns,
-                        max_jump_ns,
-                    ))
+                    let h = buf.get(at..at + hdr_len)?;
+                    Some(
+                        pcap_header_plausible(
+                            h,
+                            *endian,
+                            *nanos,
+                            *max_len,
+                            near_ts_ns,
+                            max_jump_ns,
+                        )
+                        .map(|incl| hdr_len + incl),
+                    )
                 };
-                probe_pair(buf.len(), eof, 16, header)
+                probe_pair(buf.len(), eof, *hdr_len, header)
             }
             State::PcapNg { endian, interfaces } => {
                 let header = |at: usize| -> Option<Result<usize, ()>> {
@@ -302,11 +319,13 @@ impl Decoder {
         if le == PCAPNG_SHB {
             return self.decode_block(buf, base);
         }
-        let (endian, nanos) = match (le, be) {
-            (PCAP_MICRO, _) => (Endian::Little, false),
-            (PCAP_NANO, _) => (Endian::Little, true),
-            (_, PCAP_MICRO) => (Endian::Big, false),
-            (_, PCAP_NANO) => (Endian::Big, true),
+        let (endian, nanos, hdr_len) = match (le, be) {
+            (PCAP_MICRO, _) => (Endian::Little, false, PCAP_HDR),
+            (PCAP_NANO, _) => (Endian::Little, true, PCAP_HDR),
+            (PCAP_KUZNETZOV, _) => (Endian::Little, false, PCAP_KUZNETZOV_HDR),
+            (_, PCAP_MICRO) => (Endian::Big, false, PCAP_HDR),
+            (_, PCAP_NANO) => (Endian::Big, true, PCAP_HDR),
+            (_, PCAP_KUZNETZOV) => (Endian::Big, false, PCAP_KUZNETZOV_HDR),
             _ => {
                 return Err(ReadError::BadMagic {
                     offset: base,
@@ -333,6 +352,7 @@ impl Decoder {
             nanos,
             linktype,
             max_len: snaplen.clamp(PCAP_MAX_SNAPLEN, MAX_RECORD_LEN),
+            hdr_len,
         };
         Ok(Step::Skip { used: 24 })
     }
@@ -598,7 +618,7 @@ fn pcap_header_plausible(
     if near_ts_ns.is_some_and(|n| n.abs_diff(ts) > max_jump_ns) {
         return Err(());
     }
-    Ok(16 + incl)
+    Ok(incl)
 }
 
 fn decode_pcap_record(
@@ -608,9 +628,10 @@ fn decode_pcap_record(
     nanos: bool,
     linktype: u32,
     max_len: usize,
+    hdr_len: usize,
 ) -> Result<Step<'_>, ReadError> {
-    if buf.len() < 16 {
-        return Ok(Step::NeedMore { need: 16 });
+    if buf.len() < hdr_len {
+        return Ok(Step::NeedMore { need: hdr_len });
     }
     let secs = u64::from(endian.u32(buf, 0));
     let frac = u64::from(endian.u32(buf, 4));
@@ -635,19 +656,21 @@ fn decode_pcap_record(
             format!("sub-second timestamp {frac}"),
         ));
     }
-    if buf.len() < 16 + incl {
-        return Ok(Step::NeedMore { need: 16 + incl });
+    if buf.len() < hdr_len + incl {
+        return Ok(Step::NeedMore {
+            need: hdr_len + incl,
+        });
     }
     let record = Record {
         ts_ns: secs * 1_000_000_000 + frac_ns,
         linktype,
-        data: &buf[16..16 + incl],
+        data: &buf[hdr_len..hdr_len + incl],
         orig_len,
         offset: base,
     };
     Ok(Step::Record {
         record,
-        used: 16 + incl,
+        used: hdr_len + incl,
     })
 }
 

@@ -325,3 +325,73 @@ fn concatenated_pcapng_sections_of_both_byte_orders() {
     assert_eq!(recs[3].data, &c.pkts[0].1[..]);
     assert!(recs[3].offset >= le.len() as u64);
 }
+
+/// `pcap` (classic, little-endian, microseconds) rewritten as Kuznetsov's modified pcap in
+/// byte order `big`: magic 0xa1b2cd34 and 8 more bytes (ifindex, protocol, packet type, pad)
+/// after each 16-byte record header.
+fn to_modified(pcap: &[u8], big: bool) -> Vec<u8> {
+    let word = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let le = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let mut out = Vec::new();
+    out.extend_from_slice(&word(0xa1b2_cd34));
+    let (major, minor) = (2u16, 4u16);
+    out.extend_from_slice(&if big {
+        major.to_be_bytes()
+    } else {
+        major.to_le_bytes()
+    });
+    out.extend_from_slice(&if big {
+        minor.to_be_bytes()
+    } else {
+        minor.to_le_bytes()
+    });
+    for at in [8, 12, 16, 20] {
+        out.extend_from_slice(&word(le(pcap, at)));
+    }
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        for f in 0..4 {
+            out.extend_from_slice(&word(le(pcap, at + 4 * f)));
+        }
+        out.extend_from_slice(&[0, 0, 0, 2, 0x08, 0x00, 4, 0]);
+        let incl = le(pcap, at + 8) as usize;
+        out.extend_from_slice(&pcap[at + 16..at + 16 + incl]);
+        at += 16 + incl;
+    }
+    out
+}
+
+#[test]
+fn modified_pcap_of_either_byte_order_reads_like_the_classic_file() {
+    let classic = pcap_micro();
+    let (want, err) = all(&classic);
+    assert!(err.is_none());
+    for big in [false, true] {
+        let modified = to_modified(&classic, big);
+        let (got, err) = all(&modified);
+        assert!(err.is_none(), "big {big}: {err:?}");
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((g.ts_ns, g.data, g.orig_len), (w.ts_ns, w.data, w.orig_len));
+        }
+        // Resynchronisation knows the longer headers too: garbage before the second record.
+        let second = 24 + 24 + want[0].data.len();
+        let mut damaged = modified[..second].to_vec();
+        damaged.extend_from_slice(&[0xee; 7]);
+        damaged.extend_from_slice(&modified[second..]);
+        let mut r = crate::pcap::chunks::ChunkReader::new(&damaged[..]);
+        let mut n = 0;
+        while r.next_record().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 2, "big {big}");
+        assert_eq!(r.damage().len(), 1);
+        assert_eq!(r.damage()[0].skipped, 7);
+    }
+}
