@@ -11,7 +11,8 @@
 # (/usr/bin/time), checks that every planted failure was found, and exits 1 if a target is
 # missed.
 #
-# Usage: bench/pcap/run.sh            (SIZE_MB=1100 by default; WORK=dir to keep the files)
+# Usage: bench/pcap/run.sh            (SIZE_MB=1100 by default; WORK=dir to keep the files;
+#                                      RUNS=N interleaved runs per tool, 5 by default)
 # Addresses use -n so neither tool waits on reverse DNS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -409,3 +409,35 @@ fn merge_sees_idle_gaps_across_rotated_files() {
     assert_eq!(v["events"][0]["origin"], "middlebox");
     assert_eq!(v["files"][0]["packets"], 8);
 }
+
+#[test]
+fn a_mostly_damaged_file_is_unsafe_even_merged_with_a_good_one() {
+    // A Nokia-format pcap (written by editcap) reads as damage from its first records on;
+    // merged with a clean capture its skipped bytes are a tiny share of the total, and the
+    // verdict must still be unsafe.
+    // The good file is large enough that the bad one's skipped bytes are under a tenth of
+    // the total and under 64 KiB: only the per-file rule can call the verdict unsafe.
+    let good = tmp("merge-good.pcap");
+    let mut pkts = packets(950.0, false);
+    let (mut cseq, sseq) = (141u32, 1201u32);
+    for i in 0..200u16 {
+        let t = 951.0 + f64::from(i) * 0.01;
+        pkts.push((t, packet(true, 64, 10 + i, 0x18, cseq, sseq, 400)));
+        cseq += 400;
+        pkts.push((t + 0.005, packet(false, 62, 60 + i, 0x10, sseq, cseq, 0)));
+    }
+    write_pcap(&good, &pkts);
+    assert!(std::fs::metadata(&good).unwrap().len() > 10 * 2330);
+    let nokia = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../idlereset-core/tests/fixtures/lab-reset-v4-editcap-nokia.pcap"
+    );
+    let out = run(&["pcap", "--merge", good.to_str().unwrap(), nokia, "--json"]);
+    cli_support::assert_exit(&out, 2);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["files"][0]["verdict_unsafe"], true);
+    let notes = v["files"][0]["notes"].to_string();
+    assert!(notes.contains("editcap -F pcap"), "{notes}");
+    let alone = run(&["pcap", good.to_str().unwrap(), "--json"]);
+    cli_support::assert_exit(&alone, 0);
+}

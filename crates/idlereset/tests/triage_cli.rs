@@ -97,6 +97,23 @@ fn unreadable_inputs_are_reported_not_fatal() {
 }
 
 #[test]
+fn a_capture_with_an_unsafe_verdict_is_flagged_with_its_hint() {
+    // A Nokia-format pcap (written by editcap) is damage from its first records on.
+    let nokia = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../idlereset-core/tests/fixtures/lab-reset-v4-editcap-nokia.pcap"
+    );
+    let out = bin()
+        .args(["triage", "--json", "--pcap", nokia])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let details = v["steps"][1]["details"].to_string();
+    assert!(details.contains("verdict unsafe"), "{details}");
+    assert!(details.contains("editcap -F pcap"), "{details}");
+}
+
+#[test]
 fn json_contract_snapshot_and_report() {
     if !require_or_skip("triage_cli::json_contract_snapshot_and_report") {
         return;

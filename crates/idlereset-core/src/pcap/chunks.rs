@@ -95,6 +95,8 @@ pub struct ChunkReader<R> {
     ignored: u64,
     /// Records accepted so far.
     accepted: u64,
+    /// Records accepted before the first damage.
+    first_damage_after: Option<u64>,
 }
 
 impl<R: Read> ChunkReader<R> {
@@ -122,6 +124,7 @@ impl<R: Read> ChunkReader<R> {
             jump_run: None,
             ignored: 0,
             accepted: 0,
+            first_damage_after: None,
         }
     }
 
@@ -153,6 +156,12 @@ impl<R: Read> ChunkReader<R> {
             n.push(format!("... and {} more notes", self.notes_dropped));
         }
         n
+    }
+
+    /// How many records were read before the first damaged range, if there is one.
+    pub fn records_before_damage(&self) -> Option<u64> {
+        // A cut last record is not damage: `at_eof` drops the range it opened.
+        self.first_damage_after.filter(|_| !self.damage.is_empty())
     }
 
     /// Records ignored for an absurd timestamp.
@@ -289,10 +298,8 @@ impl<R: Read> ChunkReader<R> {
             before_ts_ns: None,
         });
         let idx = self.damage.len() - 1;
-        if idx == 0 && self.accepted < 3 && self.decoder.format() == "pcap" {
-            self.note(format!(
-                "byte offset {offset}: damage within the first records; captures written by some old patched libpcaps (Nokia, Red Hat 6.1, SuSE 6.3) have longer record headers that neither this tool nor tcpdump reads; Wireshark does: `editcap -F pcap IN OUT` converts them"
-            ));
+        if idx == 0 {
+            self.first_damage_after = Some(self.accepted);
         }
         let mut p = self.start + step;
         loop {

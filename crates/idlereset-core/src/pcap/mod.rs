@@ -84,6 +84,16 @@ impl ReadOutcome {
             .filter(|&t| !link::supported(t))
             .collect();
         let mut notes = reader.notes();
+        let skipped: u64 = reader.damage().iter().map(|d| d.skipped).sum();
+        if reader.format() == "pcap"
+            && reader.records_before_damage().is_some_and(|n| n < 3)
+            && mostly_skipped(skipped, reader.position())
+        {
+            notes.push(
+                "damage from the first records on: captures written by some old patched libpcaps (Nokia, Red Hat 6.1, SuSE 6.3) have longer record headers that neither this tool nor tcpdump reads; Wireshark does: `editcap -F pcap IN OUT` converts them"
+                    .to_string(),
+            );
+        }
         let no_supported = !types.is_empty() && unsupported.len() == types.len();
         if !unsupported.is_empty() && !no_supported {
             notes.push(format!(
@@ -162,7 +172,11 @@ impl Analyzer {
         let mut analysis = self.tracker.finish();
         let damage: Vec<Damage> = reads.iter().flat_map(|r| r.damage.clone()).collect();
         let bytes = reads.iter().map(|r| r.bytes).sum();
-        let verdict_unsafe = assess_damage(&mut analysis, &damage, bytes);
+        // Each file on its own too: a mostly damaged file must not hide behind a merged one.
+        let verdict_unsafe = assess_damage(&mut analysis, &damage, bytes)
+            | reads
+                .iter()
+                .any(|r| mostly_skipped(r.damage.iter().map(|d| d.skipped).sum(), r.bytes));
         FileAnalysis {
             format,
             packets: self.packets,
@@ -209,7 +223,12 @@ pub fn assess_damage(analysis: &mut Analysis, damage: &[Damage], bytes: u64) -> 
     let share = skipped as f64 / bytes.max(1) as f64;
     unsafe_
         || (skipped > UNSAFE_SKIPPED_MIN && share > UNSAFE_SKIPPED_SHARE)
-        || share > UNSAFE_SKIPPED_SHARE_ANY
+        || mostly_skipped(skipped, bytes)
+}
+
+/// More than [`UNSAFE_SKIPPED_SHARE_ANY`] of `bytes` skipped.
+fn mostly_skipped(skipped: u64, bytes: u64) -> bool {
+    skipped as f64 > bytes.max(1) as f64 * UNSAFE_SKIPPED_SHARE_ANY
 }
 
 /// The TCP segment in a record, if it carries one. Stateless, so decoding can run on one

@@ -111,7 +111,7 @@ pub fn pcaps(files: &[PathBuf], catalog: &Catalog) -> (PacketEvidence, Vec<Strin
     let mut errors = Vec::new();
     for f in files {
         // The same streaming reader as `idlereset pcap` (chunked reads, never mapped: a capture
-        // may be large or still being written).
+        // may be large or still being written), and the same unsafe-verdict rule.
         match std::fs::File::open(f) {
             Ok(file) => {
                 let (analyzer, outcome) = idlereset_core::pcap::pipeline::analyse_reader(
@@ -131,6 +131,20 @@ pub fn pcaps(files: &[PathBuf], catalog: &Catalog) -> (PacketEvidence, Vec<Strin
                         d.skipped,
                         d.reason
                     ));
+                }
+                if a.verdict_unsafe {
+                    // As `idlereset pcap` exits 2: what it read still counts, flagged.
+                    errors.push(format!(
+                        "{}: the damage makes this capture's verdict unsafe (events may be missing)",
+                        f.display()
+                    ));
+                    errors.extend(
+                        outcome
+                            .notes
+                            .iter()
+                            .filter(|n| n.contains("editcap"))
+                            .map(|n| format!("{}: {n}", f.display())),
+                    );
                 }
                 analyses.push(a.analysis);
             }
