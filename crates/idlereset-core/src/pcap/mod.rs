@@ -84,23 +84,13 @@ impl ReadOutcome {
             .filter(|&t| !link::supported(t))
             .collect();
         let mut notes = reader.notes();
-        let skipped: u64 = reader.damage().iter().map(|d| d.skipped).sum();
-        if reader.format() == "pcap"
-            && reader.records_before_damage().is_some_and(|n| n < 3)
-            && mostly_skipped(skipped, reader.position())
-        {
-            notes.push(
-                "damage from the first records on: captures written by some old patched libpcaps (Nokia, Red Hat 6.1, SuSE 6.3) have longer record headers that neither this tool nor tcpdump reads; Wireshark does: `editcap -F pcap IN OUT` converts them"
-                    .to_string(),
-            );
-        }
         let no_supported = !types.is_empty() && unsupported.len() == types.len();
         if !unsupported.is_empty() && !no_supported {
             notes.push(format!(
                 "interfaces with link types {unsupported:?} are not understood; their packets are counted as not TCP"
             ));
         }
-        ReadOutcome {
+        let mut out = ReadOutcome {
             format: reader.format(),
             damage: reader.damage().to_vec(),
             notes,
@@ -108,7 +98,28 @@ impl ReadOutcome {
             unsupported_linktypes: unsupported,
             no_supported_linktype: no_supported,
             error,
+        };
+        if out.format == "pcap"
+            && reader.records_before_damage().is_some_and(|n| n < 3)
+            && out.mostly_skipped()
+        {
+            out.notes.push(
+                "damage from the first records on: captures written by some old patched libpcaps (Nokia, Red Hat 6.1, SuSE 6.3) have longer record headers that neither this tool nor tcpdump reads; Wireshark does: `editcap -F pcap IN OUT` converts them"
+                    .to_string(),
+            );
         }
+        out
+    }
+
+    /// Bytes skipped as damage.
+    pub fn skipped(&self) -> u64 {
+        self.damage.iter().map(|d| d.skipped).sum()
+    }
+
+    /// More than a tenth of the bytes read were skipped: a verdict on
+    /// this file alone is unsafe whatever its size.
+    pub fn mostly_skipped(&self) -> bool {
+        self.skipped() as f64 > self.bytes.max(1) as f64 * UNSAFE_SKIPPED_SHARE_ANY
     }
 }
 
@@ -171,12 +182,7 @@ impl Analyzer {
         }
         let mut analysis = self.tracker.finish();
         let damage: Vec<Damage> = reads.iter().flat_map(|r| r.damage.clone()).collect();
-        let bytes = reads.iter().map(|r| r.bytes).sum();
-        // Each file on its own too: a mostly damaged file must not hide behind a merged one.
-        let verdict_unsafe = assess_damage(&mut analysis, &damage, bytes)
-            | reads
-                .iter()
-                .any(|r| mostly_skipped(r.damage.iter().map(|d| d.skipped).sum(), r.bytes));
+        let verdict_unsafe = assess_damage(&mut analysis, reads);
         FileAnalysis {
             format,
             packets: self.packets,
@@ -197,11 +203,14 @@ const UNSAFE_SKIPPED_MIN: u64 = 64 * 1024;
 /// capture mostly skipped (a format variant read as damage) must not pass as clean.
 const UNSAFE_SKIPPED_SHARE_ANY: f64 = 0.10;
 
-/// Mark events whose idle gap spans a damaged range (the gap may be records lost to the
-/// damage) and decide whether the damage makes the verdict unsafe: such an event exists,
-/// the skipped bytes exceed 1 % of the file and 64 KiB, or they exceed a tenth of it.
-pub fn assess_damage(analysis: &mut Analysis, damage: &[Damage], bytes: u64) -> bool {
+/// Mark events whose idle gap spans a damaged range of `reads` (the gap may be records lost
+/// to the damage) and decide whether the damage makes the verdict unsafe: such an event
+/// exists, the skipped bytes exceed 1 % of all bytes read and 64 KiB, or any one file had
+/// more than a tenth skipped (checked per file, so a bad file cannot hide behind a merged
+/// good one).
+pub fn assess_damage(analysis: &mut Analysis, reads: &[&ReadOutcome]) -> bool {
     const NS: f64 = 1e9;
+    let damage: Vec<&Damage> = reads.iter().flat_map(|r| &r.damage).collect();
     let mut unsafe_ = false;
     for e in &mut analysis.events {
         let gap_start = e.ts - e.idle_before_s;
@@ -219,16 +228,11 @@ pub fn assess_damage(analysis: &mut Analysis, damage: &[Damage], bytes: u64) -> 
             unsafe_ = true;
         }
     }
-    let skipped: u64 = damage.iter().map(|d| d.skipped).sum();
-    let share = skipped as f64 / bytes.max(1) as f64;
+    let skipped: u64 = reads.iter().map(|r| r.skipped()).sum();
+    let bytes: u64 = reads.iter().map(|r| r.bytes).sum();
     unsafe_
-        || (skipped > UNSAFE_SKIPPED_MIN && share > UNSAFE_SKIPPED_SHARE)
-        || mostly_skipped(skipped, bytes)
-}
-
-/// More than [`UNSAFE_SKIPPED_SHARE_ANY`] of `bytes` skipped.
-fn mostly_skipped(skipped: u64, bytes: u64) -> bool {
-    skipped as f64 > bytes.max(1) as f64 * UNSAFE_SKIPPED_SHARE_ANY
+        || (skipped > UNSAFE_SKIPPED_MIN && skipped as f64 > bytes as f64 * UNSAFE_SKIPPED_SHARE)
+        || reads.iter().any(|r| r.mostly_skipped())
 }
 
 /// The TCP segment in a record, if it carries one. Stateless, so decoding can run on one
