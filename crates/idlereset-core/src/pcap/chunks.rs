@@ -5,7 +5,9 @@
 //! the analysis touches counts in the resident set, so a 4 GB capture would show 4 GB of RSS;
 //! chunked reads into one reused buffer keep the peak flat whatever the file size, at the cost
 //! of one copy from the page cache. The [`Decoder`] borrows records from the buffer (zero
-//! copy); [`ChunkReader::next_record`] hands them out one at a time.
+//! copy); [`ChunkReader::next_record`] hands them out one at a time, and
+//! [`ChunkReader::for_each_record`] hands a classic pcap file's buffered records out in one
+//! loop (the same records; what the two-thread pipeline uses, measured in docs/pcap.md).
 //!
 //! **Damage.** Captures get cut while being written, copied half-way, or have blocks
 //! overwritten. After a corrupt record header the reader *resynchronises*: it scans forward
@@ -208,6 +210,46 @@ impl<R: Read> ChunkReader<R> {
                 }
                 Err(e) => self.resync(e.to_string())?,
             }
+        }
+    }
+
+    /// Hand `f` every record [`ChunkReader::next_record`] would return, up to and including
+    /// the first one that needs more input, damage handling or a note. Returns `false` at the
+    /// end. For a classic pcap file this decodes the buffered records in one tight loop (no
+    /// per-record dispatch on the decoder state or on the outcome), which is most of the
+    /// reading thread's work on a large capture; anything unusual goes the general way.
+    #[inline]
+    pub fn for_each_record(&mut self, mut f: impl FnMut(&Record<'_>)) -> Result<bool, ChunkError> {
+        if let (Some(layout), Some(mut last), None, None, false) = (
+            self.decoder.pcap_layout(),
+            self.last_ts,
+            self.open_damage,
+            self.jump_run,
+            self.done,
+        ) {
+            let mut pos = self.start;
+            let mut accepted = 0;
+            while let Ok(Step::Record { record, used }) =
+                layout.decode(&self.buf[pos..self.end], self.base + pos as u64)
+            {
+                if record.ts_ns.abs_diff(last) > MAX_JUMP_NS {
+                    break;
+                }
+                f(&record);
+                last = record.ts_ns;
+                pos += used;
+                accepted += 1;
+            }
+            self.start = pos;
+            self.last_ts = Some(last);
+            self.accepted += accepted;
+        }
+        match self.next_record()? {
+            Some(rec) => {
+                f(&rec);
+                Ok(true)
+            }
+            None => Ok(false),
         }
     }
 

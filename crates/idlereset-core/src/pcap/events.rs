@@ -171,6 +171,7 @@ pub(crate) struct TtlHistory {
 
 impl TtlHistory {
     /// Counts one packet's TTL; the rarest value makes room when all slots are taken.
+    #[inline(always)]
     pub fn record(&mut self, ttl: u8) {
         if let Some(slot) = self.slots.iter_mut().find(|s| s.1 > 0 && s.0 == ttl) {
             slot.1 = slot.1.saturating_add(1);
@@ -235,6 +236,7 @@ impl IdPattern {
 
 impl IpIdHistory {
     /// Counts one packet's IPv4 ID.
+    #[inline(always)]
     pub fn record(&mut self, id: u16) {
         if self.seen > 0 {
             let d = id.wrapping_sub(self.last);

@@ -166,6 +166,7 @@ struct TtlPath {
 }
 
 impl TtlPath {
+    #[inline(always)]
     fn record(&mut self, ttl: u8, ts: u64) {
         if ttl == self.run_ttl && self.run_len > 0 {
             self.run_len = self.run_len.saturating_add(1);
@@ -197,6 +198,7 @@ struct Window {
 }
 
 impl Window {
+    #[inline(always)]
     fn advance(&mut self, ts: u64) {
         let e = ts / BUCKET_NS;
         if e > self.epoch {
@@ -208,6 +210,7 @@ impl Window {
         }
     }
 
+    #[inline(always)]
     fn add(&mut self, ts: u64, bytes: u32) {
         self.advance(ts);
         let b = &mut self.buckets[(self.epoch % BUCKETS as u64) as usize];
@@ -374,6 +377,52 @@ impl Flow {
             activity: Some(self.window.total(ts)),
             route,
         }))
+    }
+
+    /// The common packet, most of any capture: an in-order data segment or a pure ACK, with
+    /// no SYN, FIN or RST, on a flow with no open episode, soon after its last packet. Does
+    /// for it exactly what [`Flow::on_packet`] would (it can neither be a retransmission nor
+    /// a keepalive probe, nor open or end an episode) without the checks that cannot fire,
+    /// and returns `true`; leaves the flow untouched and returns `false` for any other
+    /// packet. Callgrind on a 150 MB capture from `examples/gen_capture`: the whole run's
+    /// instructions fell from 466 M to 390 M, `Flow::on_packet` from 121 M to under 10 M.
+    #[inline(always)]
+    fn on_common_packet(&mut self, ts: u64, s: usize, seg: &Seg, cfg: &Config) -> bool {
+        let me = &self.sides[s];
+        let gap = ts.saturating_sub(self.last_ns);
+        if seg.flags & (SYN | FIN | RST | ACK) != ACK
+            || self.episode.is_some()
+            || self.finished_ns.is_some()
+            || self.packets == 0
+            || !me.have_seq
+            || seg.seq != me.snd_nxt
+            || seg.payload_len >= 1 << 30
+            || gap >= EPISODE_MIN_NS.min(cfg.min_idle_ns).max(1)
+        {
+            return false;
+        }
+        self.packets += 1;
+        self.max_gap_ns = self.max_gap_ns.max(gap);
+        self.last_ns = self.last_ns.max(ts);
+        self.window.add(ts, seg.payload_len);
+        self.fresh_gap_ns = gap;
+        let me = &mut self.sides[s];
+        me.ttl.record(seg.ttl);
+        me.path.record(seg.ttl, ts);
+        if !me.have_ack || seq_gt(seg.ack, me.max_ack) {
+            me.max_ack = seg.ack;
+            me.have_ack = true;
+        }
+        if let Some(id) = seg.ip_id {
+            me.ids.record(id);
+        }
+        me.snd_nxt = seg.seq.wrapping_add(seg.payload_len);
+        let peer = &mut self.sides[1 - s];
+        if peer.probe_pending {
+            peer.probe_pending = false;
+            peer.probes_answered += 1;
+        }
+        true
     }
 
     fn on_packet(&mut self, ts: u64, s: usize, seg: &Seg, cfg: &Config) -> Option<Box<Raw>> {
@@ -609,6 +658,12 @@ pub(crate) struct Tracker {
     cfg: Config,
     flows: FxHashMap<Key, Flow>,
     finished: VecDeque<(u64, Key)>,
+    /// Capture time at which the front of `finished` expires (`u64::MAX`: none), so the
+    /// per-packet check is one comparison.
+    next_expiry: u64,
+    /// Whether [`Flow::on_common_packet`] may take the common packet (tests turn it off to
+    /// check it against the general way).
+    common_fast_path: bool,
     now: u64,
     out: Analysis,
     survived_ns: Option<u64>,
@@ -621,10 +676,19 @@ impl Tracker {
             cfg,
             flows: FxHashMap::default(),
             finished: VecDeque::new(),
+            next_expiry: u64::MAX,
+            common_fast_path: true,
             now: 0,
             out: Analysis::default(),
             survived_ns: None,
         }
+    }
+
+    /// The same tracker taking every packet the general way.
+    #[cfg(test)]
+    pub fn without_fast_path(mut self) -> Tracker {
+        self.common_fast_path = false;
+        self
     }
 
     /// Flows currently held.
@@ -634,12 +698,21 @@ impl Tracker {
     }
 
     /// Account one TCP segment captured at `ts_ns`.
+    #[inline]
     pub fn packet(&mut self, ts_ns: u64, seg: &Seg) {
         self.out.stats.tcp_packets += 1;
         self.now = self.now.max(ts_ns);
-        self.expire_finished();
+        if self.now >= self.next_expiry {
+            self.expire_finished();
+        }
         // By reference: the key stays in the batch (a copy of it was measurable).
         let (key, sender) = (&seg.key, seg.side());
+        if self.common_fast_path
+            && let Some(f) = self.flows.get_mut(key)
+            && f.on_common_packet(ts_ns, sender, seg, &self.cfg)
+        {
+            return;
+        }
         let new_syn = seg.has(SYN) && !seg.has(ACK);
         if new_syn
             && self.flows.get(key).is_some_and(|f| f.finished_ns.is_some())
@@ -647,23 +720,20 @@ impl Tracker {
         {
             self.close(*key, old);
         }
-        let (raw, client) = if let Some(f) = self.flows.get_mut(key) {
+        let (raw, client, finished) = if let Some(f) = self.flows.get_mut(key) {
             let was_finished = f.finished_ns.is_some();
             let raw = f.on_packet(ts_ns, sender, seg, &self.cfg);
-            if let Some(t) = f.finished_ns.filter(|_| !was_finished) {
-                self.finished.push_back((t, *key));
-            }
-            (raw, f.client)
+            (raw, f.client, f.finished_ns.filter(|_| !was_finished))
         } else {
             let mut f = Flow::new(ts_ns, key, sender, seg);
             let raw = f.on_packet(ts_ns, sender, seg, &self.cfg);
-            if let Some(t) = f.finished_ns {
-                self.finished.push_back((t, *key));
-            }
-            let client = f.client;
+            let (client, finished) = (f.client, f.finished_ns);
             self.flows.insert(*key, f);
-            (raw, client)
+            (raw, client, finished)
         };
+        if let Some(t) = finished {
+            self.push_finished(t, *key);
+        }
         if let Some(raw) = raw {
             self.emit(key, client, *raw);
         }
@@ -699,6 +769,13 @@ impl Tracker {
         });
     }
 
+    fn push_finished(&mut self, t: u64, key: Key) {
+        if self.finished.is_empty() {
+            self.next_expiry = t.saturating_add(self.cfg.linger_ns);
+        }
+        self.finished.push_back((t, key));
+    }
+
     fn expire_finished(&mut self) {
         while let Some(&(t, key)) = self.finished.front() {
             if t.saturating_add(self.cfg.linger_ns) > self.now {
@@ -714,6 +791,10 @@ impl Tracker {
                 self.close(key, f);
             }
         }
+        self.next_expiry = self
+            .finished
+            .front()
+            .map_or(u64::MAX, |&(t, _)| t.saturating_add(self.cfg.linger_ns));
     }
 
     fn evict_oldest(&mut self) {

@@ -28,7 +28,6 @@ use serde::Serialize;
 use self::chunks::{ChunkError, ChunkReader, Damage};
 use self::flow::{Analysis, Config, Tracker};
 use self::key::Seg;
-use self::packet::TcpSegment;
 use self::reader::Record;
 
 /// What one capture file contained and showed.
@@ -235,15 +234,18 @@ pub fn assess_damage(analysis: &mut Analysis, reads: &[&ReadOutcome]) -> bool {
         || reads.iter().any(|r| r.mostly_skipped())
 }
 
-/// The TCP segment in a record, if it carries one. Stateless, so decoding can run on one
-/// thread while another tracks flows.
-pub(crate) fn tcp_segment(rec: &Record<'_>) -> Option<TcpSegment> {
+/// The TCP segment in a record, if it carries one, with the addresses (tests read it).
+#[cfg(test)]
+pub(crate) fn tcp_segment(rec: &Record<'_>) -> Option<packet::TcpSegment> {
     link::ip_payload(rec.linktype, rec.data).and_then(packet::parse_tcp)
 }
 
-/// The keyed segment in a record, as the tracker takes it. Stateless, like [`tcp_segment`].
+/// The keyed segment in a record, as the tracker takes it, if it carries one. Stateless, so
+/// decoding can run on one thread while another tracks flows.
+#[inline]
 pub(crate) fn tcp_seg(rec: &Record<'_>) -> Option<Seg> {
-    tcp_segment(rec).map(|s| Seg::of(&s))
+    let ip = link::ip_payload(rec.linktype, rec.data)?;
+    Seg::of_plain_ipv4(ip).or_else(|| packet::parse_tcp(ip).map(|s| Seg::of(&s)))
 }
 
 /// Analyse a capture held in memory on this thread, through the same [`ChunkReader`] as

@@ -144,6 +144,14 @@ impl Endian {
             Endian::Big => u16::from_be_bytes(a),
         }
     }
+    /// A `u32` read as little-endian, in this byte order.
+    #[inline(always)]
+    fn of_le(self, v: u32) -> u32 {
+        match self {
+            Endian::Little => v,
+            Endian::Big => v.swap_bytes(),
+        }
+    }
     fn u32(self, b: &[u8], at: usize) -> u32 {
         let a = [b[at], b[at + 1], b[at + 2], b[at + 3]];
         match self {
@@ -307,6 +315,27 @@ impl Decoder {
                 };
                 probe_pair(buf.len(), eof, 12, header)
             }
+        }
+    }
+
+    /// The record layout of a classic pcap file (after its header was read), for a loop over
+    /// many records at once; `None` for pcapng or before the header.
+    pub(crate) fn pcap_layout(&self) -> Option<PcapLayout> {
+        match self.state {
+            State::Pcap {
+                endian,
+                nanos,
+                linktype,
+                max_len,
+                hdr_len,
+            } => Some(PcapLayout {
+                endian,
+                nanos,
+                linktype,
+                max_len,
+                hdr_len,
+            }),
+            _ => None,
         }
     }
 
@@ -621,6 +650,34 @@ fn pcap_header_plausible(
     Ok(incl)
 }
 
+/// How a classic pcap file lays out its records: what [`Decoder::decode`] does for such a file,
+/// without the per-call dispatch on the decoder's state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PcapLayout {
+    endian: Endian,
+    nanos: bool,
+    linktype: u32,
+    max_len: usize,
+    hdr_len: usize,
+}
+
+impl PcapLayout {
+    /// Exactly [`Decoder::decode`] on a classic pcap file.
+    #[inline(always)]
+    pub(crate) fn decode<'a>(&self, buf: &'a [u8], base: u64) -> Result<Step<'a>, ReadError> {
+        decode_pcap_record(
+            buf,
+            base,
+            self.endian,
+            self.nanos,
+            self.linktype,
+            self.max_len,
+            self.hdr_len,
+        )
+    }
+}
+
+#[inline(always)]
 fn decode_pcap_record(
     buf: &[u8],
     base: u64,
@@ -630,13 +687,17 @@ fn decode_pcap_record(
     max_len: usize,
     hdr_len: usize,
 ) -> Result<Step<'_>, ReadError> {
-    if buf.len() < hdr_len {
+    // The fixed 16 bytes as an array: the field reads below need no bounds checks (this
+    // runs once per record).
+    let (Some(h), true) = (buf.first_chunk::<PCAP_HDR>(), buf.len() >= hdr_len) else {
         return Ok(Step::NeedMore { need: hdr_len });
-    }
-    let secs = u64::from(endian.u32(buf, 0));
-    let frac = u64::from(endian.u32(buf, 4));
-    let incl = endian.u32(buf, 8) as usize;
-    let orig_len = endian.u32(buf, 12);
+    };
+    let field =
+        |at: usize| endian.of_le(u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
+    let secs = u64::from(field(0));
+    let frac = u64::from(field(4));
+    let incl = field(8) as usize;
+    let orig_len = field(12);
     if incl > max_len {
         return Err(corrupt(
             base,

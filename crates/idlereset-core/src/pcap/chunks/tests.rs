@@ -259,6 +259,61 @@ fn header_damage_is_an_error_and_io_errors_carry_the_offset() {
     assert!(matches!(err, ChunkError::Io { offset: 0, .. }), "{err}");
 }
 
+/// What a reader gave: the records (time, offset, bytes), the damage, the notes, how many
+/// records it ignored, and the error that stopped it.
+type ReadLog = (
+    Vec<(u64, u64, Vec<u8>)>,
+    Vec<Damage>,
+    Vec<String>,
+    u64,
+    Option<String>,
+);
+
+/// `data` read record by record with `next_record`, or in runs with `for_each_record`.
+fn read_log(data: &[u8], chunk: usize, in_runs: bool) -> ReadLog {
+    let mut r = ChunkReader::with_chunk(data, chunk);
+    let mut recs = Vec::new();
+    let mut keep = |rec: &Record<'_>| recs.push((rec.ts_ns, rec.offset, rec.data.to_vec()));
+    let error = loop {
+        let more = if in_runs {
+            r.for_each_record(&mut keep)
+        } else {
+            r.next_record()
+                .map(|rec| rec.map(|rec| keep(&rec)).is_some())
+        };
+        match more {
+            Ok(true) => {}
+            Ok(false) => break None,
+            Err(e) => break Some(e.to_string()),
+        }
+    };
+    (recs, r.damage().to_vec(), r.notes(), r.ignored(), error)
+}
+
+#[test]
+fn records_in_runs_are_the_records_one_by_one() {
+    let mut data = lab_capture();
+    let offsets: Vec<u64> = Records::new(&data).map(|r| r.unwrap().offset).collect();
+    let one_by_one = read_log(&data, CHUNK, false);
+    assert_eq!(one_by_one.0.len(), offsets.len());
+    assert_eq!(read_log(&data, CHUNK, true), one_by_one);
+    // Damage, a corrupt timestamp and a cut last record, at several chunk sizes.
+    let mid = offsets[offsets.len() / 2] as usize;
+    data[mid..mid + 40].fill(0xff);
+    data[offsets[10] as usize + 3] ^= 0x80;
+    data.truncate(data.len() - 5);
+    let one_by_one = read_log(&data, CHUNK, false);
+    assert_eq!(
+        (one_by_one.1.len(), one_by_one.3),
+        (1, 1),
+        "{:?}",
+        one_by_one.2
+    );
+    for chunk in [1, 7, 100, 4096, CHUNK] {
+        assert_eq!(read_log(&data, chunk, true), one_by_one, "chunk {chunk}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -290,6 +345,24 @@ proptest! {
             prop_assert!(d.offset + d.skipped <= data.len() as u64);
         }
         let _ = analyse_bytes(&data, Config::default());
+    }
+
+    #[test]
+    fn records_in_runs_match_one_by_one_on_mutated_captures(
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..32),
+        cut in any::<usize>(),
+        ng in any::<bool>(),
+        chunk in 1usize..300,
+    ) {
+        let mut conv = Conv::new(V4_A, V4_B);
+        conv.handshake().exchange().exchange().wait(900.0).c_data(10).forged_rst_from_server(64, 0);
+        let mut data = if ng { conv.pcapng(LINKTYPE_ETHERNET) } else { conv.pcap(LINKTYPE_ETHERNET, false) };
+        for (at, byte) in flips {
+            let i = at % data.len();
+            data[i] = byte;
+        }
+        data.truncate(cut % (data.len() + 1));
+        prop_assert_eq!(read_log(&data, chunk, true), read_log(&data, chunk, false));
     }
 
     #[test]

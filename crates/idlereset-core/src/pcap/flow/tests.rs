@@ -510,3 +510,97 @@ fn a_mid_flow_ttl_change_of_one_direction_is_noted_beside_the_active_reset() {
             .is_none()
     );
 }
+
+/// One packet of a random conversation: flow, sender, flags, sequence step (0: repeat the
+/// last sequence number, 1: in order, 2: one below, a keepalive probe), payload, time step,
+/// TTL choice.
+type RandomPacket = (u8, bool, u8, u8, u16, u32, bool);
+
+fn random_packet() -> impl proptest::strategy::Strategy<Value = RandomPacket> {
+    use proptest::prelude::*;
+    let flags = prop_oneof![
+        8 => Just(packet::ACK),
+        4 => Just(packet::ACK | packet::PSH),
+        1 => Just(packet::SYN),
+        1 => Just(packet::SYN | packet::ACK),
+        1 => Just(packet::FIN | packet::ACK),
+        1 => Just(packet::RST),
+        1 => Just(packet::RST | packet::ACK),
+        1 => Just(0u8),
+    ];
+    let step = prop_oneof![8 => Just(1u8), 2 => Just(0u8), 1 => Just(2u8)];
+    let payload = prop_oneof![3 => Just(0u16), 3 => 1u16..1500, 1 => Just(1u16)];
+    // Mostly busy (under the 1 s episode threshold), sometimes idle for seconds or minutes.
+    let gap = prop_oneof![
+        12 => 0u32..900_000_000,
+        2 => 900_000_000u32..2_000_000_000,
+        1 => Just(u32::MAX),
+    ];
+    (
+        0u8..3,
+        any::<bool>(),
+        flags,
+        step,
+        payload,
+        gap,
+        any::<bool>(),
+    )
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// The common-packet fast path changes nothing: the same packets through a tracker that
+    /// takes every packet the general way give the same analysis.
+    #[test]
+    fn the_common_packet_fast_path_gives_what_the_general_way_gives(
+        packets in proptest::collection::vec(random_packet(), 1..200),
+        min_idle_ms in proptest::prop_oneof![proptest::strategy::Just(5_000u64), 100u64..3_000],
+    ) {
+        let cfg = Config { min_idle_ns: min_idle_ms * 1_000_000, ..Config::default() };
+        let mut fast = Tracker::new(cfg);
+        let mut general = Tracker::new(cfg).without_fast_path();
+        let mut ts = 1_700_000_000_000_000_000u64;
+        // Per flow and side: the next sequence number and the last one sent.
+        let mut next = [[1000u32, 5000u32]; 3];
+        let mut ids = [[100u16, 900u16]; 3];
+        for (flow, from_server, flags, step, payload, gap, other_ttl) in packets {
+            ts += if gap == u32::MAX { 700_000_000_000 } else { u64::from(gap) };
+            let (f, side) = (usize::from(flow), usize::from(from_server));
+            let seq = match step {
+                0 => next[f][side].wrapping_sub(u32::from(payload).max(1)),
+                2 => next[f][side].wrapping_sub(1),
+                _ => next[f][side],
+            };
+            let payload = if flags & packet::RST != 0 { 0 } else { payload };
+            let ack = next[f][1 - side];
+            let (src, dst, sport, dport) = if from_server {
+                (V4_B, V4_A, 5432, 40000 + u16::from(flow))
+            } else {
+                (V4_A, V4_B, 40000 + u16::from(flow), 5432)
+            };
+            ids[f][side] = ids[f][side].wrapping_add(1);
+            let ttl = match (from_server, other_ttl) {
+                (_, true) => 64,
+                (true, false) => 61,
+                (false, false) => 63,
+            };
+            let bytes = Pkt::new(src, sport, dst, dport)
+                .flags(flags)
+                .seq(seq)
+                .ack(ack)
+                .payload(usize::from(payload))
+                .ttl(ttl)
+                .id(ids[f][side])
+                .ip();
+            let seg = Seg::of(&packet::parse_tcp(&bytes).unwrap());
+            fast.packet(ts, &seg);
+            general.packet(ts, &seg);
+            if step == 1 {
+                let syn_fin = u32::from(flags & (packet::SYN | packet::FIN) != 0);
+                next[f][side] = seq.wrapping_add(u32::from(payload)).wrapping_add(syn_fin);
+            }
+        }
+        proptest::prop_assert_eq!(fast.finish(), general.finish());
+    }
+}
