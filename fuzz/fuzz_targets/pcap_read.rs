@@ -2,24 +2,35 @@
 //!
 //! Run (no nightly toolchain needed): `RUSTC_BOOTSTRAP=1 cargo fuzz run pcap_read -- -max_total_time=30`
 //! Checks: no panic, no endless loop; core's `ChunkReader` (the one reader the binary uses)
-//! gives the same records, damage and notes whatever its chunk size; it agrees with the
-//! strict in-memory iterator up to the first damage; damaged ranges lie inside the input.
+//! gives the same records, damage and notes whatever its chunk size and whether read record
+//! by record or in runs (`for_each_record`, the pipeline's fast way); it agrees with the
+//! strict in-memory iterator up to the first damage; damaged ranges lie inside the input;
+//! the two-thread pipeline gives the same analysis as the one-thread path.
 #![no_main]
 
 use idlereset_core::pcap::chunks::ChunkReader;
+use idlereset_core::pcap::pipeline::analyse_reader;
 use idlereset_core::pcap::reader::Records;
-use idlereset_core::pcap::{analyse_bytes, flow::Config};
+use idlereset_core::pcap::{Analyzer, analyse_bytes, flow::Config};
 use libfuzzer_sys::fuzz_target;
 
 type Seen = (Vec<(u64, u64, Vec<u8>)>, Vec<(u64, u64)>, Vec<String>, bool);
 
-fn read(data: &[u8], chunk: usize) -> Seen {
+fn read(data: &[u8], chunk: usize, in_runs: bool) -> Seen {
     let mut r = ChunkReader::with_chunk(data, chunk);
     let mut recs = Vec::new();
     let failed = loop {
-        match r.next_record() {
-            Ok(Some(rec)) => recs.push((rec.offset, rec.ts_ns, rec.data.to_vec())),
-            Ok(None) => break false,
+        let mut keep = |rec: &idlereset_core::pcap::reader::Record<'_>| {
+            recs.push((rec.offset, rec.ts_ns, rec.data.to_vec()))
+        };
+        let more = if in_runs {
+            r.for_each_record(&mut keep)
+        } else {
+            r.next_record().map(|rec| rec.map(|rec| keep(&rec)).is_some())
+        };
+        match more {
+            Ok(true) => {}
+            Ok(false) => break false,
             Err(_) => break true,
         }
         assert!(recs.len() <= data.len(), "more records than bytes: a loop");
@@ -30,9 +41,10 @@ fn read(data: &[u8], chunk: usize) -> Seen {
 
 fuzz_target!(|data: &[u8]| {
     let chunk = usize::from(data.first().copied().unwrap_or(1)).max(1);
-    let small = read(data, chunk);
-    let big = read(data, 1 << 20);
+    let small = read(data, chunk, false);
+    let big = read(data, 1 << 20, false);
     assert_eq!(small, big, "chunk size {chunk} changed what was read");
+    assert_eq!(read(data, chunk, true), small, "reading in runs changed what was read");
 
     let (recs, damage, _, _) = &small;
     for (off, len) in damage {
@@ -51,5 +63,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(strict.contains(rec), "record at {} not in the strict read", rec.0);
     }
 
-    let _ = analyse_bytes(data, Config::default());
+    let (one_thread, _) = analyse_bytes(data, Config::default());
+    let (analyzer, outcome) = analyse_reader(data, Analyzer::new(Config::default()), &|_| {});
+    assert_eq!(analyzer.finish(&[&outcome]), one_thread, "the pipeline disagrees");
 });
