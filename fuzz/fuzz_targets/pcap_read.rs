@@ -14,7 +14,13 @@ use idlereset_core::pcap::reader::Records;
 use idlereset_core::pcap::{Analyzer, analyse_bytes, flow::Config};
 use libfuzzer_sys::fuzz_target;
 
-type Seen = (Vec<(u64, u64, Vec<u8>)>, Vec<(u64, u64)>, Vec<String>, bool);
+type Seen = (
+    Vec<(u64, u64, Vec<u8>)>,
+    Vec<(u64, u64)>,
+    Vec<String>,
+    (u64, Option<u64>),
+    bool,
+);
 
 fn read(data: &[u8], chunk: usize, in_runs: bool) -> Seen {
     let mut r = ChunkReader::with_chunk(data, chunk);
@@ -36,7 +42,8 @@ fn read(data: &[u8], chunk: usize, in_runs: bool) -> Seen {
         assert!(recs.len() <= data.len(), "more records than bytes: a loop");
     };
     let damage = r.damage().iter().map(|d| (d.offset, d.skipped)).collect();
-    (recs, damage, r.notes(), failed)
+    let counts = (r.ignored(), r.records_before_damage());
+    (recs, damage, r.notes(), counts, failed)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -46,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(small, big, "chunk size {chunk} changed what was read");
     assert_eq!(read(data, chunk, true), small, "reading in runs changed what was read");
 
-    let (recs, damage, _, _) = &small;
+    let (recs, damage, _, _, _) = &small;
     for (off, len) in damage {
         assert!(off + len <= data.len() as u64);
     }

@@ -215,7 +215,8 @@ impl<R: Read> ChunkReader<R> {
 
     /// Hand `f` every record [`ChunkReader::next_record`] would return, up to and including
     /// the first one that needs more input, damage handling or a note. Returns `false` at the
-    /// end. For a classic pcap file this decodes the buffered records in one tight loop (no
+    /// end (records may have been handed to `f` in that same call); an error stops reading
+    /// for good, as with `next_record`. For a classic pcap file this decodes the buffered records in one tight loop (no
     /// per-record dispatch on the decoder state or on the outcome), which is most of the
     /// reading thread's work on a large capture; anything unusual goes the general way.
     #[inline]

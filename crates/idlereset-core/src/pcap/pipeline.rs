@@ -12,7 +12,7 @@
 use std::io::Read;
 use std::sync::mpsc;
 
-use super::chunks::ChunkReader;
+use super::chunks::{CHUNK, ChunkReader};
 use super::key::Seg;
 use super::reader::Record;
 use super::{Analyzer, ReadOutcome, tcp_seg};
@@ -68,6 +68,7 @@ pub fn analyse_reader<R: Read + Send>(
             let mut reader = ChunkReader::new(src);
             let mut batch = Batch::new();
             let mut tracker_gone = false;
+            let mut reported = 0u64;
             let error = loop {
                 let more = reader.for_each_record(|rec| {
                     batch.push(rec);
@@ -76,7 +77,12 @@ pub fn analyse_reader<R: Read + Send>(
                         tracker_gone = tx.send(std::mem::replace(&mut batch, next)).is_err();
                     }
                 });
-                progress(reader.position());
+                // A pcapng file comes back here after every record: report about every chunk.
+                let at = reader.position();
+                if at >= reported + CHUNK as u64 {
+                    progress(at);
+                    reported = at;
+                }
                 match more {
                     Ok(true) if !tracker_gone => {}
                     Ok(_) => break None,

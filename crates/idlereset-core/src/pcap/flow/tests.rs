@@ -511,6 +511,39 @@ fn a_mid_flow_ttl_change_of_one_direction_is_noted_beside_the_active_reset() {
     );
 }
 
+#[test]
+fn finished_flows_leave_the_table_after_exactly_the_linger() {
+    let cfg = Config {
+        linger_ns: 10 * NS,
+        ..Config::default()
+    };
+    let mut t = Tracker::new(cfg);
+    let seg = |port: u16, flags: u8| {
+        let ip = Pkt::new(V4_A, port, V4_B, 5432).flags(flags).ip();
+        Seg::of(&packet::parse_tcp(&ip).unwrap())
+    };
+    let t0 = 1_700_000_000 * NS;
+    t.packet(t0, &seg(40001, packet::ACK));
+    t.packet(t0, &seg(40001, packet::RST));
+    t.packet(t0 + 1, &seg(40002, packet::ACK));
+    assert_eq!(t.live_flows(), 2);
+    t.packet(t0 + 10 * NS - 1, &seg(40002, packet::ACK));
+    assert_eq!(t.live_flows(), 2, "lingers until 10 s after its RST");
+    t.packet(t0 + 10 * NS, &seg(40002, packet::ACK));
+    assert_eq!(t.live_flows(), 1, "gone 10 s after its RST");
+    // Two more finish one second apart: each leaves at its own time (the next expiry is
+    // taken from what is still queued).
+    t.packet(t0 + 11 * NS, &seg(40003, packet::RST));
+    t.packet(t0 + 12 * NS, &seg(40004, packet::RST));
+    assert_eq!(t.live_flows(), 3);
+    t.packet(t0 + 21 * NS - 1, &seg(40002, packet::ACK));
+    assert_eq!(t.live_flows(), 3);
+    t.packet(t0 + 21 * NS, &seg(40002, packet::ACK));
+    assert_eq!(t.live_flows(), 2);
+    t.packet(t0 + 22 * NS, &seg(40002, packet::ACK));
+    assert_eq!(t.live_flows(), 1);
+}
+
 /// One packet of a random conversation: flow, sender, flags, sequence step (0: repeat the
 /// last sequence number, 1: in order, 2: one below, a keepalive probe), payload, time step,
 /// TTL choice.
@@ -535,6 +568,8 @@ fn random_packet() -> impl proptest::strategy::Strategy<Value = RandomPacket> {
         12 => 0u32..900_000_000,
         2 => 900_000_000u32..2_000_000_000,
         1 => Just(u32::MAX),
+        // Half a second back in time (captures merged from several interfaces).
+        1 => Just(u32::MAX - 1),
     ];
     (
         0u8..3,
@@ -556,16 +591,22 @@ proptest::proptest! {
     fn the_common_packet_fast_path_gives_what_the_general_way_gives(
         packets in proptest::collection::vec(random_packet(), 1..200),
         min_idle_ms in proptest::prop_oneof![proptest::strategy::Just(5_000u64), 100u64..3_000],
+        // Near the top of the sequence space, so sequence numbers wrap.
+        start_seq in proptest::prop_oneof![proptest::strategy::Just(u32::MAX - 3_000), proptest::num::u32::ANY],
     ) {
         let cfg = Config { min_idle_ns: min_idle_ms * 1_000_000, ..Config::default() };
         let mut fast = Tracker::new(cfg);
         let mut general = Tracker::new(cfg).without_fast_path();
         let mut ts = 1_700_000_000_000_000_000u64;
         // Per flow and side: the next sequence number and the last one sent.
-        let mut next = [[1000u32, 5000u32]; 3];
+        let mut next = [[start_seq, start_seq.wrapping_add(4000)]; 3];
         let mut ids = [[100u16, 900u16]; 3];
         for (flow, from_server, flags, step, payload, gap, other_ttl) in packets {
-            ts += if gap == u32::MAX { 700_000_000_000 } else { u64::from(gap) };
+            ts = match gap {
+                u32::MAX => ts + 700_000_000_000,
+                g if g == u32::MAX - 1 => ts - 500_000_000,
+                g => ts + u64::from(g),
+            };
             let (f, side) = (usize::from(flow), usize::from(from_server));
             let seq = match step {
                 0 => next[f][side].wrapping_sub(u32::from(payload).max(1)),
