@@ -158,9 +158,18 @@ impl Analyzer {
     pub(crate) fn account_batch(&mut self, segs: &[(u64, Seg)], others: u64) {
         self.packets += segs.len() as u64 + others;
         self.other += others;
-        for (ts, seg) in segs {
+        // Look up the flow of the segment WARM_AHEAD places ahead before tracking this one: the
+        // first touch of a flow's bucket is the tracker's costliest load (perf: about a fifth
+        // of its samples), and this way its miss overlaps with the work on the segments in
+        // between. The values read only feed a sink the compiler cannot drop.
+        let mut sink = 0u64;
+        for (i, (ts, seg)) in segs.iter().enumerate() {
+            if let Some((_, next)) = segs.get(i + WARM_AHEAD) {
+                sink ^= self.tracker.warm(&next.key);
+            }
             self.tracker.packet(*ts, seg);
         }
+        std::hint::black_box(sink);
     }
 
     /// Records seen so far.
@@ -233,6 +242,11 @@ pub fn assess_damage(analysis: &mut Analysis, reads: &[&ReadOutcome]) -> bool {
         || (skipped > UNSAFE_SKIPPED_MIN && skipped as f64 > bytes as f64 * UNSAFE_SKIPPED_SHARE)
         || reads.iter().any(|r| r.mostly_skipped())
 }
+
+/// How far ahead in a batch [`Analyzer::account_batch`] touches flows. Measured with
+/// `bench/pcap/run.sh`'s capture on 2 cores, 15 interleaved runs: 2 or 4 ahead took about 4 %
+/// less CPU and 7 % less wall time than none; 16 ahead gained less.
+const WARM_AHEAD: usize = 4;
 
 /// The TCP segment in a record, if it carries one, with the addresses (tests read it).
 #[cfg(test)]
