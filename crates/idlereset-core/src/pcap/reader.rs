@@ -192,14 +192,7 @@ impl Resolution {
 #[derive(Debug, Clone)]
 enum State {
     Start,
-    Pcap {
-        endian: Endian,
-        nanos: bool,
-        linktype: u32,
-        max_len: usize,
-        /// Record header length: [`PCAP_HDR`], or [`PCAP_KUZNETZOV_HDR`] for modified pcap.
-        hdr_len: usize,
-    },
+    Pcap(PcapLayout),
     PcapNg {
         endian: Endian,
         interfaces: Vec<Interface>,
@@ -230,7 +223,7 @@ impl Decoder {
     pub fn format(&self) -> &'static str {
         match self.state {
             State::Start => "unknown",
-            State::Pcap { .. } => "pcap",
+            State::Pcap(_) => "pcap",
             State::PcapNg { .. } => "pcapng",
         }
     }
@@ -239,13 +232,7 @@ impl Decoder {
     pub fn decode<'a>(&mut self, buf: &'a [u8], base: u64) -> Result<Step<'a>, ReadError> {
         match &self.state {
             State::Start => self.decode_file_header(buf, base),
-            State::Pcap {
-                endian,
-                nanos,
-                linktype,
-                max_len,
-                hdr_len,
-            } => decode_pcap_record(buf, base, *endian, *nanos, *linktype, *max_len, *hdr_len),
+            State::Pcap(layout) => layout.decode(buf, base),
             State::PcapNg { .. } => self.decode_block(buf, base),
         }
     }
@@ -255,7 +242,7 @@ impl Decoder {
     pub(crate) fn linktypes(&self) -> Vec<u32> {
         match &self.state {
             State::Start => Vec::new(),
-            State::Pcap { linktype, .. } => vec![*linktype],
+            State::Pcap(layout) => vec![layout.linktype],
             State::PcapNg { interfaces, .. } => interfaces.iter().map(|i| i.linktype).collect(),
         }
     }
@@ -268,28 +255,23 @@ impl Decoder {
     pub fn probe(&self, buf: &[u8], eof: bool, near_ts_ns: Option<u64>, max_jump_ns: u64) -> Probe {
         match &self.state {
             State::Start => Probe::No,
-            State::Pcap {
-                endian,
-                nanos,
-                max_len,
-                hdr_len,
-                ..
-            } => {
+            State::Pcap(layout) => {
+                let hdr_len = layout.hdr_len;
                 let header = |at: usize| -> Option<Result<usize, ()>> {
                     let h = buf.get(at..at + hdr_len)?;
                     Some(
                         pcap_header_plausible(
                             h,
-                            *endian,
-                            *nanos,
-                            *max_len,
+                            layout.endian,
+                            layout.nanos,
+                            layout.max_len,
                             near_ts_ns,
                             max_jump_ns,
                         )
                         .map(|incl| hdr_len + incl),
                     )
                 };
-                probe_pair(buf.len(), eof, *hdr_len, header)
+                probe_pair(buf.len(), eof, hdr_len, header)
             }
             State::PcapNg { endian, interfaces } => {
                 let header = |at: usize| -> Option<Result<usize, ()>> {
@@ -322,19 +304,7 @@ impl Decoder {
     /// many records at once; `None` for pcapng or before the header.
     pub(crate) fn pcap_layout(&self) -> Option<PcapLayout> {
         match self.state {
-            State::Pcap {
-                endian,
-                nanos,
-                linktype,
-                max_len,
-                hdr_len,
-            } => Some(PcapLayout {
-                endian,
-                nanos,
-                linktype,
-                max_len,
-                hdr_len,
-            }),
+            State::Pcap(layout) => Some(layout),
             _ => None,
         }
     }
@@ -376,13 +346,13 @@ impl Decoder {
         // The upper bits of the link-type field carry FCS information (pcap spec, LinkType).
         let linktype = endian.u32(buf, 20) & 0xffff;
         let snaplen = endian.u32(buf, 16) as usize;
-        self.state = State::Pcap {
+        self.state = State::Pcap(PcapLayout {
             endian,
             nanos,
             linktype,
             max_len: snaplen.clamp(PCAP_MAX_SNAPLEN, MAX_RECORD_LEN),
             hdr_len,
-        };
+        });
         Ok(Step::Skip { used: 24 })
     }
 
@@ -658,6 +628,7 @@ pub(crate) struct PcapLayout {
     nanos: bool,
     linktype: u32,
     max_len: usize,
+    /// Record header length: [`PCAP_HDR`], or [`PCAP_KUZNETZOV_HDR`] for modified pcap.
     hdr_len: usize,
 }
 

@@ -312,6 +312,29 @@ fn records_in_runs_are_the_records_one_by_one() {
     }
 }
 
+/// A short capture with an idle reset (pcapng or classic pcap), with bytes overwritten at
+/// `flips` (positions taken modulo its length) and cut at `cut` (modulo its length + 1).
+fn mutated_capture(flips: &[(usize, u8)], cut: usize, ng: bool) -> Vec<u8> {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .exchange()
+        .wait(900.0)
+        .c_data(10)
+        .forged_rst_from_server(64, 0);
+    let mut data = if ng {
+        conv.pcapng(LINKTYPE_ETHERNET)
+    } else {
+        conv.pcap(LINKTYPE_ETHERNET, false)
+    };
+    for &(at, byte) in flips {
+        let i = at % data.len();
+        data[i] = byte;
+    }
+    data.truncate(cut % (data.len() + 1));
+    data
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -322,14 +345,7 @@ proptest! {
         ng in any::<bool>(),
         chunk in 1usize..300,
     ) {
-        let mut conv = Conv::new(V4_A, V4_B);
-        conv.handshake().exchange().exchange().wait(900.0).c_data(10).forged_rst_from_server(64, 0);
-        let mut data = if ng { conv.pcapng(LINKTYPE_ETHERNET) } else { conv.pcap(LINKTYPE_ETHERNET, false) };
-        for (at, byte) in flips {
-            let i = at % data.len();
-            data[i] = byte;
-        }
-        data.truncate(cut % (data.len() + 1));
+        let data = mutated_capture(&flips, cut, ng);
         let mut r = ChunkReader::with_chunk(&data[..], chunk);
         let mut n = 0usize;
         let mut last = None;
@@ -352,14 +368,7 @@ proptest! {
         ng in any::<bool>(),
         chunk in 1usize..300,
     ) {
-        let mut conv = Conv::new(V4_A, V4_B);
-        conv.handshake().exchange().exchange().wait(900.0).c_data(10).forged_rst_from_server(64, 0);
-        let mut data = if ng { conv.pcapng(LINKTYPE_ETHERNET) } else { conv.pcap(LINKTYPE_ETHERNET, false) };
-        for (at, byte) in flips {
-            let i = at % data.len();
-            data[i] = byte;
-        }
-        data.truncate(cut % (data.len() + 1));
+        let data = mutated_capture(&flips, cut, ng);
         prop_assert_eq!(read_log(&data, chunk, true), read_log(&data, chunk, false));
     }
 
