@@ -48,7 +48,7 @@ use super::events::{
 };
 use super::key::{Key, Seg};
 use super::packet::{ACK, FIN, RST, SYN};
-use super::table::FxHashMap;
+use super::table::{FlowTable, hash};
 
 const NS: u64 = 1_000_000_000;
 /// Gaps shorter than this never open an idle episode.
@@ -656,7 +656,7 @@ pub(crate) fn rfc3339(ts_ns: u64) -> String {
 /// Tracks every TCP flow of one capture.
 pub(crate) struct Tracker {
     cfg: Config,
-    flows: FxHashMap<Key, Flow>,
+    flows: FlowTable<Flow>,
     finished: VecDeque<(u64, Key)>,
     /// Capture time at which the front of `finished` expires (`u64::MAX`: none), so the
     /// per-packet check is one comparison.
@@ -674,7 +674,7 @@ impl Tracker {
     pub fn new(cfg: Config) -> Tracker {
         Tracker {
             cfg,
-            flows: FxHashMap::default(),
+            flows: FlowTable::new(),
             finished: VecDeque::new(),
             next_expiry: u64::MAX,
             common_fast_path: true,
@@ -697,17 +697,24 @@ impl Tracker {
         self.flows.len()
     }
 
-    /// Look up the flow of `key` without changing anything, so that its bucket is in the
-    /// cache when the packet comes; returns a value read from it (for a sink the compiler
-    /// cannot drop).
+    /// Start bringing the flow of the key hashed `h` (see [`hash`]) into the cache, so that
+    /// it is there when its packet comes. Changes nothing.
     #[inline]
-    pub fn warm(&self, key: &Key) -> u64 {
-        self.flows.get(key).map_or(0, |f| f.last_ns)
+    pub fn prefetch(&self, h: u64) {
+        self.flows.prefetch(h);
     }
 
     /// Account one TCP segment captured at `ts_ns`.
     #[inline]
     pub fn packet(&mut self, ts_ns: u64, seg: &Seg) {
+        self.packet_hashed(ts_ns, seg, hash(&seg.key))
+    }
+
+    /// [`Tracker::packet`] with `h`, the [`hash`] of the segment's key, computed by the
+    /// caller (who hashed it already to prefetch its flow).
+    #[inline]
+    pub(crate) fn packet_hashed(&mut self, ts_ns: u64, seg: &Seg, h: u64) {
+        debug_assert_eq!(h, hash(&seg.key), "the hash of another key");
         self.out.stats.tcp_packets += 1;
         self.now = self.now.max(ts_ns);
         if self.now >= self.next_expiry {
@@ -716,19 +723,22 @@ impl Tracker {
         // By reference: the key stays in the batch (a copy of it was measurable).
         let (key, sender) = (&seg.key, seg.side());
         if self.common_fast_path
-            && let Some(f) = self.flows.get_mut(key)
+            && let Some(f) = self.flows.get_mut(h, key)
             && f.on_common_packet(ts_ns, sender, seg, &self.cfg)
         {
             return;
         }
         let new_syn = seg.has(SYN) && !seg.has(ACK);
         if new_syn
-            && self.flows.get(key).is_some_and(|f| f.finished_ns.is_some())
-            && let Some(old) = self.flows.remove(key)
+            && self
+                .flows
+                .get(h, key)
+                .is_some_and(|f| f.finished_ns.is_some())
+            && let Some(old) = self.flows.remove(h, key)
         {
             self.close(*key, old);
         }
-        let (raw, client, finished) = if let Some(f) = self.flows.get_mut(key) {
+        let (raw, client, finished) = if let Some(f) = self.flows.get_mut(h, key) {
             let was_finished = f.finished_ns.is_some();
             let raw = f.on_packet(ts_ns, sender, seg, &self.cfg);
             (raw, f.client, f.finished_ns.filter(|_| !was_finished))
@@ -736,7 +746,7 @@ impl Tracker {
             let mut f = Flow::new(ts_ns, key, sender, seg);
             let raw = f.on_packet(ts_ns, sender, seg, &self.cfg);
             let (client, finished) = (f.client, f.finished_ns);
-            self.flows.insert(*key, f);
+            self.flows.insert_new(h, *key, f);
             (raw, client, finished)
         };
         if let Some(t) = finished {
@@ -790,11 +800,12 @@ impl Tracker {
                 break;
             }
             self.finished.pop_front();
+            let h = hash(&key);
             if self
                 .flows
-                .get(&key)
+                .get(h, &key)
                 .is_some_and(|f| f.finished_ns == Some(t))
-                && let Some(f) = self.flows.remove(&key)
+                && let Some(f) = self.flows.remove(h, &key)
             {
                 self.close(key, f);
             }
@@ -809,7 +820,7 @@ impl Tracker {
         // Find the last-packet time of the tenth idle the longest, then evict up to that many
         // flows at or before it. Only timestamps are collected for the selection (8 bytes per
         // flow instead of 56): this runs when the table is at its largest.
-        let mut times: Vec<u64> = self.flows.values().map(|f| f.last_ns).collect();
+        let mut times: Vec<u64> = self.flows.iter().map(|(_, f)| f.last_ns).collect();
         let n = (times.len() / 10).max(1);
         let cut = if n < times.len() {
             *times.select_nth_unstable(n - 1).1
@@ -825,7 +836,7 @@ impl Tracker {
             .collect();
         drop(times);
         for key in victims {
-            if let Some(f) = self.flows.remove(&key) {
+            if let Some(f) = self.flows.remove(hash(&key), &key) {
                 self.out.stats.evicted_by_cap += 1;
                 self.close(key, f);
             }
@@ -875,7 +886,7 @@ impl Tracker {
         let mut order: Vec<(u64, Key)> = self.flows.iter().map(|(k, f)| (f.first_ns, *k)).collect();
         order.sort_unstable();
         for (_, key) in order {
-            if let Some(f) = self.flows.remove(&key) {
+            if let Some(f) = self.flows.remove(hash(&key), &key) {
                 self.close(key, f);
             }
         }
