@@ -12,7 +12,9 @@
 # missed.
 #
 # Usage: bench/pcap/run.sh            (SIZE_MB=1100 by default; WORK=dir to keep the files;
-#                                      RUNS=N interleaved runs per tool, 5 by default)
+#                                      RUNS=N interleaved runs per tool, 5 by default;
+#                                      KEEP=1 keeps the capture, REUSE=1 measures the capture
+#                                      a KEEP=1 run left in WORK instead of writing a new one)
 # Addresses use -n so neither tool waits on reverse DNS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,13 +40,22 @@ cargo build --release -q -p idlereset-core --example gen_capture
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release/idlereset"
 cap="$WORK/bench.pcap"
 
-"${CARGO_TARGET_DIR:-$PWD/target}/release/examples/gen_capture" "$cap" "$SIZE_MB" 2> "$WORK/gen.log"
+if [ -n "${REUSE:-}" ] && [ -s "$cap" ] && [ -s "$WORK/gen.log" ]; then
+  echo "reusing $cap (REUSE=1)"
+else
+  "${CARGO_TARGET_DIR:-$PWD/target}/release/examples/gen_capture" "$cap" "$SIZE_MB" 2> "$WORK/gen.log"
+fi
 cat "$WORK/gen.log"
 planted_resets=$(sed -n 's/.*planted \([0-9]*\) middlebox resets.*/\1/p' "$WORK/gen.log")
 planted_blackholes=$(sed -n 's/.* and \([0-9]*\) blackholes.*/\1/p' "$WORK/gen.log")
 
-# Warm the page cache so every tool reads from memory.
+# Write the new capture out first: otherwise the kernel flushes its dirty pages about 30 s
+# later, in the middle of the measured runs, and both tools pay for it unevenly.
+sync "$cap"
+# Warm the page cache so every tool reads from memory, and run each tool once unmeasured.
 cat "$cap" > /dev/null
+"$bin" pcap "$cap" --json > /dev/null 2>&1 || true
+tcpdump -nn -r "$cap" 'tcp[tcpflags] & tcp-rst != 0' > /dev/null 2>&1 || true
 
 # measure NAME CMD...: one run; prints wall seconds, CPU seconds (user + system), peak RSS kB.
 measure() {
