@@ -13,20 +13,20 @@ use std::io::Read;
 use std::sync::mpsc;
 
 use super::chunks::{CHUNK, ChunkReader};
-use super::key::Seg;
 use super::reader::Record;
+use super::wire::WireBatch;
 use super::{Analyzer, ReadOutcome, tcp_seg};
 
 /// Keyed TCP segments in file order, and how many records between them were not TCP.
 struct Batch {
-    segs: Vec<(u64, Seg)>,
+    segs: WireBatch,
     others: u64,
 }
 
 impl Batch {
     fn new() -> Batch {
         Batch {
-            segs: Vec::with_capacity(BATCH),
+            segs: WireBatch::with_capacity(BATCH),
             others: 0,
         }
     }
@@ -39,7 +39,7 @@ impl Batch {
     #[inline(always)]
     fn push(&mut self, rec: &Record<'_>) {
         match tcp_seg(rec) {
-            Some(seg) => self.segs.push((rec.ts_ns, seg)),
+            Some(seg) => self.segs.push(rec.ts_ns, &seg),
             None => self.others += 1,
         }
     }
