@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use self::chunks::{ChunkError, ChunkReader, Damage};
 use self::flow::{Analysis, Config, Tracker};
-use self::key::Seg;
+use self::key::{PlainV4, Seg};
 use self::reader::Record;
 use self::wire::WireBatch;
 
@@ -281,12 +281,32 @@ pub(crate) fn tcp_segment(rec: &Record<'_>) -> Option<packet::TcpSegment> {
     link::ip_payload(rec.linktype, rec.data).and_then(packet::parse_tcp)
 }
 
-/// The keyed segment in a record, as the tracker takes it, if it carries one. Stateless, so
-/// decoding can run on one thread while another tracks flows.
+/// A record's TCP segment, read the common way or the general way.
+pub(crate) enum Parsed {
+    /// IPv4 without options (see [`PlainV4::parse`]).
+    Plain(PlainV4),
+    /// Any other TCP segment, keyed.
+    General(Seg),
+}
+
+/// The TCP segment in a record, if it carries one. Stateless, so decoding can run on one
+/// thread while another tracks flows.
+#[inline(always)]
+pub(crate) fn parse_record(rec: &Record<'_>) -> Option<Parsed> {
+    let ip = link::ip_payload(rec.linktype, rec.data)?;
+    match PlainV4::parse(ip) {
+        Some(p) => Some(Parsed::Plain(p)),
+        None => packet::parse_tcp(ip).map(|s| Parsed::General(Seg::of(&s))),
+    }
+}
+
+/// The keyed segment in a record, as the tracker takes it, if it carries one.
 #[inline]
 pub(crate) fn tcp_seg(rec: &Record<'_>) -> Option<Seg> {
-    let ip = link::ip_payload(rec.linktype, rec.data)?;
-    Seg::of_plain_ipv4(ip).or_else(|| packet::parse_tcp(ip).map(|s| Seg::of(&s)))
+    match parse_record(rec)? {
+        Parsed::Plain(p) => Some(p.seg()),
+        Parsed::General(seg) => Some(seg),
+    }
 }
 
 /// Analyse a capture held in memory on this thread, through the same [`ChunkReader`] as

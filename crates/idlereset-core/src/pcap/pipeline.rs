@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use super::chunks::{CHUNK, ChunkReader};
 use super::reader::Record;
 use super::wire::WireBatch;
-use super::{Analyzer, ReadOutcome, tcp_seg};
+use super::{Analyzer, Parsed, ReadOutcome, parse_record};
 
 /// Keyed TCP segments in file order, and how many records between them were not TCP.
 struct Batch {
@@ -35,11 +35,13 @@ impl Batch {
         self.segs.len() + self.others as usize
     }
 
-    /// Add a record: its keyed TCP segment, or a count when it holds none.
+    /// Add a record: its keyed TCP segment (packed as it was parsed), or a count when it
+    /// holds none.
     #[inline(always)]
     fn push(&mut self, rec: &Record<'_>) {
-        match tcp_seg(rec) {
-            Some(seg) => self.segs.push(rec.ts_ns, &seg),
+        match parse_record(rec) {
+            Some(Parsed::Plain(p)) => self.segs.push_plain(rec.ts_ns, &p),
+            Some(Parsed::General(seg)) => self.segs.push(rec.ts_ns, &seg),
             None => self.others += 1,
         }
     }
@@ -53,6 +55,20 @@ const BATCH: usize = 16 * 1024;
 /// Batches in flight between the threads: two keep both busy (eight measured the same, with
 /// more memory).
 const QUEUED: usize = 2;
+
+/// Send the full `batch` to the tracker and start an empty one (a returned batch when there
+/// is one); `true` when the tracker is gone. Out of line: it runs once per batch, and kept
+/// apart the per-record closure is small enough to be inlined into the decoding loop.
+#[cold]
+#[inline(never)]
+fn hand_over(
+    batch: &mut Batch,
+    tx: &mpsc::SyncSender<Batch>,
+    back_rx: &mpsc::Receiver<Batch>,
+) -> bool {
+    let next = back_rx.try_recv().unwrap_or_else(|_| Batch::new());
+    tx.send(std::mem::replace(batch, next)).is_err()
+}
 
 /// Feed every record of `src` to `analyzer` and hand it back with what reading saw.
 /// `progress` gets the bytes consumed so far, about every chunk read.
@@ -73,8 +89,7 @@ pub fn analyse_reader<R: Read + Send>(
                 let more = reader.for_each_record(|rec| {
                     batch.push(rec);
                     if batch.records() >= BATCH && !tracker_gone {
-                        let next = back_rx.try_recv().unwrap_or_else(|_| Batch::new());
-                        tracker_gone = tx.send(std::mem::replace(&mut batch, next)).is_err();
+                        tracker_gone = hand_over(&mut batch, &tx, &back_rx);
                     }
                 });
                 // A pcapng file comes back here after every record: report about every chunk.

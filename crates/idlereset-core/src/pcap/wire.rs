@@ -8,7 +8,7 @@
 //! waits in a side list of the batch and the entry holds its index. The tracker rebuilds the
 //! exact [`Seg`], so nothing downstream changes (tested below on both families).
 
-use super::key::{Key, Seg};
+use super::key::{Key, PlainV4, Seg};
 
 /// The sender's side in the key (0 or 1).
 const SENDER: u8 = 1;
@@ -87,6 +87,26 @@ impl WireBatch {
             flags: seg.flags,
             ttl: seg.ttl,
             bits: (seg.sender & SENDER) | if seg.ip_id.is_some() { HAS_ID } else { 0 } | family,
+        });
+    }
+
+    /// Add the common packet `p`, captured at `ts_ns`: as [`WireBatch::push`] of its
+    /// [`PlainV4::seg`], without widening it first.
+    #[inline(always)]
+    pub fn push_plain(&mut self, ts_ns: u64, p: &PlainV4) {
+        self.entries.push(Wire {
+            ts_ns,
+            a: p.a,
+            b: p.b,
+            pa: p.pa,
+            pb: p.pb,
+            seq: p.seq,
+            ack: p.ack,
+            payload_len: p.payload_len,
+            ip_id: p.ip_id,
+            flags: p.flags,
+            ttl: p.ttl,
+            bits: (p.sender & SENDER) | HAS_ID,
         });
     }
 
@@ -172,6 +192,24 @@ mod tests {
             Some((1, segs[4].1)),
             "IPv6 keys restart with the batch"
         );
+    }
+
+    #[test]
+    fn a_plain_packet_packs_as_its_widened_segment() {
+        for p in [
+            Pkt::new(V4_A, 40000, V4_B, 5432).payload(100).id(0),
+            Pkt::new(V4_B, 5432, V4_A, 40000).flags(RST | ACK).ttl(1),
+            Pkt::new(V4_A, 7, V4_A, 7).seq(u32::MAX).id(u16::MAX),
+        ] {
+            let ip = p.ip();
+            let plain = PlainV4::parse(&ip).unwrap();
+            assert_eq!(plain.seg(), seg(&p));
+            let (mut packed, mut widened) = (WireBatch::default(), WireBatch::default());
+            packed.push_plain(9, &plain);
+            widened.push(9, &plain.seg());
+            assert_eq!(packed.get(0), widened.get(0));
+            assert_eq!(packed.get(0), Some((9, seg(&p))));
+        }
     }
 
     proptest::proptest! {
