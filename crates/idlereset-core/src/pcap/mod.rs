@@ -281,31 +281,14 @@ pub(crate) fn tcp_segment(rec: &Record<'_>) -> Option<packet::TcpSegment> {
     link::ip_payload(rec.linktype, rec.data).and_then(packet::parse_tcp)
 }
 
-/// A record's TCP segment, read the common way or the general way.
-pub(crate) enum Parsed {
-    /// IPv4 without options (see [`PlainV4::parse`]).
-    Plain(PlainV4),
-    /// Any other TCP segment, keyed.
-    General(Seg),
-}
-
-/// The TCP segment in a record, if it carries one. Stateless, so decoding can run on one
-/// thread while another tracks flows.
-#[inline(always)]
-pub(crate) fn parse_record(rec: &Record<'_>) -> Option<Parsed> {
-    let ip = link::ip_payload(rec.linktype, rec.data)?;
-    match PlainV4::parse(ip) {
-        Some(p) => Some(Parsed::Plain(p)),
-        None => packet::parse_tcp(ip).map(|s| Parsed::General(Seg::of(&s))),
-    }
-}
-
-/// The keyed segment in a record, as the tracker takes it, if it carries one.
+/// The keyed segment in a record, as the tracker takes it, if it carries one. Stateless, so
+/// decoding can run on one thread while another tracks flows.
 #[inline]
 pub(crate) fn tcp_seg(rec: &Record<'_>) -> Option<Seg> {
-    match parse_record(rec)? {
-        Parsed::Plain(p) => Some(p.seg()),
-        Parsed::General(seg) => Some(seg),
+    let ip = link::ip_payload(rec.linktype, rec.data)?;
+    match PlainV4::parse(ip) {
+        Some(p) => Some(p.seg()),
+        None => packet::parse_tcp(ip).map(|s| Seg::of(&s)),
     }
 }
 

@@ -13,9 +13,10 @@ use std::io::Read;
 use std::sync::mpsc;
 
 use super::chunks::{CHUNK, ChunkReader};
+use super::key::PlainV4;
 use super::reader::Record;
 use super::wire::WireBatch;
-use super::{Analyzer, Parsed, ReadOutcome, parse_record};
+use super::{Analyzer, ReadOutcome, link, tcp_seg};
 
 /// Keyed TCP segments in file order, and how many records between them were not TCP.
 struct Batch {
@@ -35,13 +36,24 @@ impl Batch {
         self.segs.len() + self.others as usize
     }
 
-    /// Add a record: its keyed TCP segment (packed as it was parsed), or a count when it
-    /// holds none.
+    /// Add a record: its keyed TCP segment, or a count when it holds none. The common packet
+    /// (see [`PlainV4::parse`]) is packed straight from its fields; anything else takes
+    /// [`tcp_seg`] out of line, which keeps this small enough to be inlined into the decoding
+    /// loop.
     #[inline(always)]
     fn push(&mut self, rec: &Record<'_>) {
-        match parse_record(rec) {
-            Some(Parsed::Plain(p)) => self.segs.push_plain(rec.ts_ns, &p),
-            Some(Parsed::General(seg)) => self.segs.push(rec.ts_ns, &seg),
+        if let Some(p) = link::ip_payload(rec.linktype, rec.data).and_then(PlainV4::parse) {
+            self.segs.push_plain(rec.ts_ns, &p);
+        } else {
+            self.push_general(rec);
+        }
+    }
+
+    /// [`Batch::push`] of any record but the common packet.
+    #[inline(never)]
+    fn push_general(&mut self, rec: &Record<'_>) {
+        match tcp_seg(rec) {
+            Some(seg) => self.segs.push(rec.ts_ns, &seg),
             None => self.others += 1,
         }
     }
