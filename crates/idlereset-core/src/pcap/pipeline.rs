@@ -60,10 +60,13 @@ impl Batch {
 }
 
 /// Records per batch. Each hand-over between the threads can wake the other one, which is
-/// dear in a virtual machine (an interrupt to the other core): measured with
-/// bench/pcap/run.sh on 2 cores, 16,384 took about 6 % less CPU and 10 % less wall time than
-/// 1,024 or 4,096, while 65,536 (5 MB a batch, out of the core's cache) was slower again.
-const BATCH: usize = 16 * 1024;
+/// dear in a virtual machine (an interrupt to the other core). Measured with
+/// bench/pcap/run.sh's capture on 2 cores, 80-byte entries: 16,384 took about 6 % less CPU
+/// and 10 % less wall time than 1,024 or 4,096, 65,536 was slower again. With 40-byte
+/// entries and the tracker prefetching (it now waits for the reader): 65,536 (2.6 MB) took
+/// about 4 % less CPU and 6 % less wall time than 16,384 in three sets of 9-15 interleaved
+/// runs, 32,768 about the same wall, 131,072 no better and 262,144 worse.
+const BATCH: usize = 64 * 1024;
 /// Batches in flight between the threads: two keep both busy (eight measured the same, with
 /// more memory).
 const QUEUED: usize = 2;
