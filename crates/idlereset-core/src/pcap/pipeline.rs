@@ -25,9 +25,9 @@ struct Batch {
 }
 
 impl Batch {
-    fn new() -> Batch {
+    fn new(capacity: usize) -> Batch {
         Batch {
-            segs: WireBatch::with_capacity(BATCH),
+            segs: WireBatch::with_capacity(capacity),
             others: 0,
         }
     }
@@ -80,8 +80,9 @@ fn hand_over(
     batch: &mut Batch,
     tx: &mpsc::SyncSender<Batch>,
     back_rx: &mpsc::Receiver<Batch>,
+    records: usize,
 ) -> bool {
-    let next = back_rx.try_recv().unwrap_or_else(|_| Batch::new());
+    let next = back_rx.try_recv().unwrap_or_else(|_| Batch::new(records));
     tx.send(std::mem::replace(batch, next)).is_err()
 }
 
@@ -89,22 +90,34 @@ fn hand_over(
 /// `progress` gets the bytes consumed so far, about every chunk read.
 pub fn analyse_reader<R: Read + Send>(
     src: R,
-    mut analyzer: Analyzer,
+    analyzer: Analyzer,
     progress: &(dyn Fn(u64) + Sync),
 ) -> (Analyzer, ReadOutcome) {
+    analyse_in_batches(src, analyzer, progress, BATCH)
+}
+
+/// [`analyse_reader`] with batches of `records` records (tests use small ones to cross many
+/// batch boundaries).
+fn analyse_in_batches<R: Read + Send>(
+    src: R,
+    mut analyzer: Analyzer,
+    progress: &(dyn Fn(u64) + Sync),
+    records: usize,
+) -> (Analyzer, ReadOutcome) {
+    let records = records.max(1);
     let (tx, rx) = mpsc::sync_channel::<Batch>(QUEUED);
     let (back_tx, back_rx) = mpsc::channel::<Batch>();
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut reader = ChunkReader::new(src);
-            let mut batch = Batch::new();
+            let mut batch = Batch::new(records);
             let mut tracker_gone = false;
             let mut reported = 0u64;
             let error = loop {
                 let more = reader.for_each_record(|rec| {
                     batch.push(rec);
-                    if batch.records() >= BATCH && !tracker_gone {
-                        tracker_gone = hand_over(&mut batch, &tx, &back_rx);
+                    if batch.records() >= records && !tracker_gone {
+                        tracker_gone = hand_over(&mut batch, &tx, &back_rx, records);
                     }
                 });
                 // A pcapng file comes back here after every record: report about every chunk.
@@ -140,4 +153,78 @@ pub fn analyse_reader<R: Read + Send>(
         });
         (analyzer, outcome)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::pcap::analyse_bytes;
+    use crate::pcap::flow::Config;
+    use crate::pcap::testkit::{Conv, V4_A, V4_B, V6_A, V6_B, lab_capture};
+    use crate::pcap::writer::LINKTYPE_ETHERNET;
+
+    fn cfg() -> Config {
+        Config {
+            min_idle_ns: 1_000_000_000,
+            ..Config::default()
+        }
+    }
+
+    /// The two-thread analysis of `data` in batches of `records`.
+    fn pipelined(data: &[u8], records: usize) -> crate::pcap::FileAnalysis {
+        let (analyzer, outcome) = analyse_in_batches(data, Analyzer::new(cfg()), &|_| {}, records);
+        analyzer.finish(&[&outcome])
+    }
+
+    /// IPv4 and IPv6 flows interleaved packet by packet, with idle resets on both families,
+    /// so IPv6 keys and prefetched flows cross batch boundaries.
+    fn mixed_capture() -> Vec<u8> {
+        let mut c = Conv::new(V4_A, V4_B);
+        c.handshake();
+        let mut v6 = Conv::new(V6_A, V6_B);
+        v6.handshake();
+        for _ in 0..20 {
+            c.exchange();
+            v6.exchange();
+        }
+        c.wait(30.0).c_data(10).forged_rst_from_server(50, 0);
+        v6.wait(31.0).c_data(10).forged_rst_from_server(50, 0);
+        let (a, b) = (
+            c.pcap(LINKTYPE_ETHERNET, true),
+            v6.pcap(LINKTYPE_ETHERNET, true),
+        );
+        let mut recs: Vec<_> = [a.as_slice(), b.as_slice()]
+            .iter()
+            .flat_map(|f| crate::pcap::reader::Records::new(f).map(|r| r.unwrap()))
+            .map(|r| (r.ts_ns, r.data.to_vec(), r.orig_len))
+            .collect();
+        recs.sort_by_key(|r| r.0);
+        let mut w =
+            crate::pcap::writer::PcapWriter::new(Vec::new(), LINKTYPE_ETHERNET, 262_144, true)
+                .unwrap();
+        for (ts, data, orig) in &recs {
+            w.write_packet(std::time::Duration::from_nanos(*ts), data, *orig)
+                .unwrap();
+        }
+        w.into_inner()
+    }
+
+    #[test]
+    fn any_batch_size_gives_the_one_thread_analysis() {
+        for data in [lab_capture(), mixed_capture()] {
+            let (one_thread, _) = analyse_bytes(&data, cfg());
+            assert!(
+                !one_thread.analysis.events.is_empty(),
+                "the capture has events to agree on"
+            );
+            for records in [1, 2, 3, 5, 8, 13, 64, BATCH] {
+                assert_eq!(
+                    pipelined(&data, records),
+                    one_thread,
+                    "batches of {records}"
+                );
+            }
+        }
+    }
 }

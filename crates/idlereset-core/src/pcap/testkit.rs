@@ -353,3 +353,28 @@ pub fn frame(linktype: u32, ip: &[u8]) -> Vec<u8> {
     f.extend_from_slice(ip);
     f
 }
+
+/// Lab captures (written by `lab capture` from real kernel traffic, Ethernet, nanoseconds)
+/// with one idle event each, merged into one capture in time order.
+pub fn lab_capture() -> Vec<u8> {
+    let files: [&[u8]; 6] = [
+        include_bytes!("../../tests/fixtures/lab/drop.pcap"),
+        include_bytes!("../../tests/fixtures/lab/keepalive-alive.pcap"),
+        include_bytes!("../../tests/fixtures/lab/reset-v4.pcap"),
+        include_bytes!("../../tests/fixtures/lab/reset-v6.pcap"),
+        include_bytes!("../../tests/fixtures/lab/router-hop.pcap"),
+        include_bytes!("../../tests/fixtures/lab/server-idle-close.pcap"),
+    ];
+    let mut recs: Vec<(u64, Vec<u8>, u32)> = files
+        .iter()
+        .flat_map(|f| super::reader::Records::new(f).map(|r| r.unwrap()))
+        .map(|r| (r.ts_ns, r.data.to_vec(), r.orig_len))
+        .collect();
+    recs.sort_by_key(|r| r.0);
+    let mut w = PcapWriter::new(Vec::new(), LINKTYPE_ETHERNET, 262_144, true).unwrap();
+    for (ts, data, orig) in &recs {
+        w.write_packet(Duration::from_nanos(*ts), data, *orig)
+            .unwrap();
+    }
+    w.into_inner()
+}
