@@ -14,12 +14,17 @@
 # Usage: bench/pcap/run.sh            (SIZE_MB=1100 by default; WORK=dir to keep the files;
 #                                      RUNS=N interleaved runs per tool, 5 by default;
 #                                      KEEP=1 keeps the capture, REUSE=1 measures the capture
-#                                      a KEEP=1 run left in WORK instead of writing a new one)
+#                                      an earlier run left in WORK instead of writing a new
+#                                      one, and keeps it)
 # Addresses use -n so neither tool waits on reverse DNS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 SIZE_MB=${SIZE_MB:-1100}
+if [ -n "${REUSE:-}" ] && [ -z "${WORK:-}" ]; then
+  echo "REUSE=1 needs WORK=dir (the folder of an earlier run's capture)" >&2
+  exit 2
+fi
 WORK=${WORK:-$(mktemp -d /tmp/idlereset-bench.XXXXXX)}
 # The benchmark measures the shipped binary: the workspace's one release profile.
 mkdir -p "$WORK"
@@ -41,8 +46,9 @@ bin="${CARGO_TARGET_DIR:-$PWD/target}/release/idlereset"
 cap="$WORK/bench.pcap"
 
 if [ -n "${REUSE:-}" ] && [ -s "$cap" ] && [ -s "$WORK/gen.log" ]; then
-  echo "reusing $cap (REUSE=1)"
+  echo "reusing $cap (REUSE=1; SIZE_MB is not checked)"
 else
+  [ -z "${REUSE:-}" ] || echo "REUSE=1: no capture in $WORK yet; writing one"
   "${CARGO_TARGET_DIR:-$PWD/target}/release/examples/gen_capture" "$cap" "$SIZE_MB" 2> "$WORK/gen.log"
 fi
 cat "$WORK/gen.log"
@@ -123,5 +129,5 @@ awk -v r="$r_tshark" 'BEGIN{exit !(r>=50)}' || { echo "MISS: less than 50x faste
 [ "$found_resets" = "$planted_resets" ] && [ "$found_blackholes" = "$planted_blackholes" ] \
   || { echo "MISS: planted failures not all found"; fail=1; }
 [ "$fail" = 0 ] && echo "all targets met"
-[ -n "${KEEP:-}" ] || rm -f "$cap"
+[ -n "${KEEP:-}${REUSE:-}" ] || rm -f "$cap"
 exit "$fail"

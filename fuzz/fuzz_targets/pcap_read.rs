@@ -5,11 +5,12 @@
 //! gives the same records, damage and notes whatever its chunk size and whether read record
 //! by record or in runs (`for_each_record`, the pipeline's fast way); it agrees with the
 //! strict in-memory iterator up to the first damage; damaged ranges lie inside the input;
-//! the two-thread pipeline gives the same analysis as the one-thread path.
+//! the two-thread pipeline gives the same analysis as the one-thread path, in batches of 1 to
+//! 16 records (the input's last byte picks the size) so that inputs cross batch boundaries.
 #![no_main]
 
 use idlereset_core::pcap::chunks::ChunkReader;
-use idlereset_core::pcap::pipeline::analyse_reader;
+use idlereset_core::pcap::pipeline::analyse_reader_in_batches;
 use idlereset_core::pcap::reader::Records;
 use idlereset_core::pcap::{Analyzer, analyse_bytes, flow::Config};
 use libfuzzer_sys::fuzz_target;
@@ -71,6 +72,8 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let (one_thread, _) = analyse_bytes(data, Config::default());
-    let (analyzer, outcome) = analyse_reader(data, Analyzer::new(Config::default()), &|_| {});
+    let records = 1 + usize::from(data.last().copied().unwrap_or(0) % 16);
+    let (analyzer, outcome) =
+        analyse_reader_in_batches(data, Analyzer::new(Config::default()), &|_| {}, records);
     assert_eq!(analyzer.finish(&[&outcome]), one_thread, "the pipeline disagrees");
 });

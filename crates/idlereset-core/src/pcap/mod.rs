@@ -266,8 +266,12 @@ fn stage(tracker: &Tracker, segs: &WireBatch, i: usize, ring: &mut Ring) {
             tracker.prefetch(h);
             (ts, Some(seg), h)
         }
-        // Past the end (or a segment that could not be unpacked): nothing to track.
-        None => (0, None, 0),
+        // Past the end: nothing to track. (Every segment in the batch unpacks: `WireBatch`
+        // pushes an IPv6 key with the entry that refers to it.)
+        None => {
+            debug_assert!(i >= segs.len(), "segment {i} of the batch did not unpack");
+            (0, None, 0)
+        }
     };
 }
 
@@ -288,8 +292,14 @@ pub(crate) fn tcp_seg(rec: &Record<'_>) -> Option<Seg> {
     let ip = link::ip_payload(rec.linktype, rec.data)?;
     match PlainV4::parse(ip) {
         Some(p) => Some(p.seg()),
-        None => packet::parse_tcp(ip).map(|s| Seg::of(&s)),
+        None => general_seg(ip),
     }
+}
+
+/// The keyed segment in an IP packet, the general way (any IP version, options, extension
+/// headers).
+pub(crate) fn general_seg(ip: &[u8]) -> Option<Seg> {
+    packet::parse_tcp(ip).map(|s| Seg::of(&s))
 }
 
 /// Analyse a capture held in memory on this thread, through the same [`ChunkReader`] as

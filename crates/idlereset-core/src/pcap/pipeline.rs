@@ -16,7 +16,7 @@ use super::chunks::{CHUNK, ChunkReader};
 use super::key::PlainV4;
 use super::reader::Record;
 use super::wire::WireBatch;
-use super::{Analyzer, ReadOutcome, link, tcp_seg};
+use super::{Analyzer, ReadOutcome, general_seg, link};
 
 /// Keyed TCP segments in file order, and how many records between them were not TCP.
 struct Batch {
@@ -36,24 +36,26 @@ impl Batch {
         self.segs.len() + self.others as usize
     }
 
-    /// Add a record: its keyed TCP segment, or a count when it holds none. The common packet
-    /// (see [`PlainV4::parse`]) is packed straight from its fields; anything else takes
-    /// [`tcp_seg`] out of line, which keeps this small enough to be inlined into the decoding
-    /// loop.
+    /// Add a record: its keyed TCP segment, or a count when it holds none. The same two ways
+    /// as [`tcp_seg`](super::tcp_seg) (the pipeline test holds them to it), but the common packet (see
+    /// [`PlainV4::parse`]) is packed straight from its fields, and any other packet is
+    /// parsed out of line.
     #[inline(always)]
     fn push(&mut self, rec: &Record<'_>) {
-        if let Some(p) = link::ip_payload(rec.linktype, rec.data).and_then(PlainV4::parse) {
-            self.segs.push_plain(rec.ts_ns, &p);
-        } else {
-            self.push_general(rec);
+        match link::ip_payload(rec.linktype, rec.data) {
+            Some(ip) => match PlainV4::parse(ip) {
+                Some(p) => self.segs.push_plain(rec.ts_ns, &p),
+                None => self.push_general(rec.ts_ns, ip),
+            },
+            None => self.others += 1,
         }
     }
 
-    /// [`Batch::push`] of any record but the common packet.
+    /// [`Batch::push`] of an IP packet that is not the common packet.
     #[inline(never)]
-    fn push_general(&mut self, rec: &Record<'_>) {
-        match tcp_seg(rec) {
-            Some(seg) => self.segs.push(rec.ts_ns, &seg),
+    fn push_general(&mut self, ts_ns: u64, ip: &[u8]) {
+        match general_seg(ip) {
+            Some(seg) => self.segs.push(ts_ns, &seg),
             None => self.others += 1,
         }
     }
@@ -93,12 +95,12 @@ pub fn analyse_reader<R: Read + Send>(
     analyzer: Analyzer,
     progress: &(dyn Fn(u64) + Sync),
 ) -> (Analyzer, ReadOutcome) {
-    analyse_in_batches(src, analyzer, progress, BATCH)
+    analyse_reader_in_batches(src, analyzer, progress, BATCH)
 }
 
-/// [`analyse_reader`] with batches of `records` records (tests use small ones to cross many
-/// batch boundaries).
-fn analyse_in_batches<R: Read + Send>(
+/// [`analyse_reader`] with batches of `records` records instead of 65,536 (tests and the
+/// fuzz target use small ones to cross many batch boundaries).
+pub fn analyse_reader_in_batches<R: Read + Send>(
     src: R,
     mut analyzer: Analyzer,
     progress: &(dyn Fn(u64) + Sync),
@@ -161,7 +163,7 @@ mod tests {
     use super::*;
     use crate::pcap::analyse_bytes;
     use crate::pcap::flow::Config;
-    use crate::pcap::testkit::{Conv, V4_A, V4_B, V6_A, V6_B, lab_capture};
+    use crate::pcap::testkit::{Conv, V4_A, V4_B, V6_A, V6_B, lab_capture, merge};
     use crate::pcap::writer::LINKTYPE_ETHERNET;
 
     fn cfg() -> Config {
@@ -173,7 +175,8 @@ mod tests {
 
     /// The two-thread analysis of `data` in batches of `records`.
     fn pipelined(data: &[u8], records: usize) -> crate::pcap::FileAnalysis {
-        let (analyzer, outcome) = analyse_in_batches(data, Analyzer::new(cfg()), &|_| {}, records);
+        let (analyzer, outcome) =
+            analyse_reader_in_batches(data, Analyzer::new(cfg()), &|_| {}, records);
         analyzer.finish(&[&outcome])
     }
 
@@ -190,24 +193,10 @@ mod tests {
         }
         c.wait(30.0).c_data(10).forged_rst_from_server(50, 0);
         v6.wait(31.0).c_data(10).forged_rst_from_server(50, 0);
-        let (a, b) = (
-            c.pcap(LINKTYPE_ETHERNET, true),
-            v6.pcap(LINKTYPE_ETHERNET, true),
-        );
-        let mut recs: Vec<_> = [a.as_slice(), b.as_slice()]
-            .iter()
-            .flat_map(|f| crate::pcap::reader::Records::new(f).map(|r| r.unwrap()))
-            .map(|r| (r.ts_ns, r.data.to_vec(), r.orig_len))
-            .collect();
-        recs.sort_by_key(|r| r.0);
-        let mut w =
-            crate::pcap::writer::PcapWriter::new(Vec::new(), LINKTYPE_ETHERNET, 262_144, true)
-                .unwrap();
-        for (ts, data, orig) in &recs {
-            w.write_packet(std::time::Duration::from_nanos(*ts), data, *orig)
-                .unwrap();
-        }
-        w.into_inner()
+        merge(&[
+            &c.pcap(LINKTYPE_ETHERNET, true),
+            &v6.pcap(LINKTYPE_ETHERNET, true),
+        ])
     }
 
     #[test]

@@ -357,14 +357,18 @@ pub fn frame(linktype: u32, ip: &[u8]) -> Vec<u8> {
 /// Lab captures (written by `lab capture` from real kernel traffic, Ethernet, nanoseconds)
 /// with one idle event each, merged into one capture in time order.
 pub fn lab_capture() -> Vec<u8> {
-    let files: [&[u8]; 6] = [
+    merge(&[
         include_bytes!("../../tests/fixtures/lab/drop.pcap"),
         include_bytes!("../../tests/fixtures/lab/keepalive-alive.pcap"),
         include_bytes!("../../tests/fixtures/lab/reset-v4.pcap"),
         include_bytes!("../../tests/fixtures/lab/reset-v6.pcap"),
         include_bytes!("../../tests/fixtures/lab/router-hop.pcap"),
         include_bytes!("../../tests/fixtures/lab/server-idle-close.pcap"),
-    ];
+    ])
+}
+
+/// Classic pcap files of Ethernet frames merged into one (nanoseconds) in time order.
+pub fn merge(files: &[&[u8]]) -> Vec<u8> {
     let mut recs: Vec<(u64, Vec<u8>, u32)> = files
         .iter()
         .flat_map(|f| super::reader::Records::new(f).map(|r| r.unwrap()))

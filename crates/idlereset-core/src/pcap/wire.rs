@@ -69,6 +69,8 @@ impl WireBatch {
         let (a, b, pa, pb, family) = match seg.key.as_v4() {
             Some((a, pa, b, pb)) => (a, b, pa, pb, 0),
             None => {
+                // A batch holds at most 65,536 segments, far below u32::MAX.
+                debug_assert!(u32::try_from(self.v6_keys.len()).is_ok());
                 let index = u32::try_from(self.v6_keys.len()).unwrap_or(u32::MAX);
                 self.v6_keys.push(seg.key);
                 (index, 0, 0, 0, V6)
@@ -148,6 +150,7 @@ mod tests {
     #[test]
     fn an_entry_is_half_a_timestamped_seg() {
         assert_eq!(std::mem::size_of::<Wire>(), 40);
+        assert_eq!(std::mem::size_of::<(u64, Seg)>(), 80);
     }
 
     #[test]
@@ -187,11 +190,8 @@ mod tests {
         batch.clear();
         assert_eq!(batch.len(), 0);
         batch.push(1, &segs[4].1);
-        assert_eq!(
-            batch.get(0),
-            Some((1, segs[4].1)),
-            "IPv6 keys restart with the batch"
-        );
+        assert_eq!(batch.get(0), Some((1, segs[4].1)));
+        assert_eq!(batch.v6_keys.len(), 1, "IPv6 keys restart with the batch");
     }
 
     #[test]
