@@ -164,13 +164,13 @@ impl Analyzer {
         // one: the first touch of a flow's bucket is the tracker's costliest load, and this way
         // its cache miss overlaps with the work on the segments in between. Each segment is
         // unpacked and its key hashed once, for both; they wait in a ring.
-        let mut ring: Ring = [(0, None, 0); HASH_RING];
+        let mut ring: Ring = [(0, None, 0); AHEAD_RING];
         for i in 0..PREFETCH_AHEAD {
             stage(&self.tracker, segs, i, &mut ring);
         }
         for i in 0..segs.len() {
             stage(&self.tracker, segs, i + PREFETCH_AHEAD, &mut ring);
-            if let (ts, Some(seg), h) = &ring[i % HASH_RING] {
+            if let (ts, Some(seg), h) = &ring[i % AHEAD_RING] {
                 self.tracker.packet_hashed(*ts, seg, *h);
             }
         }
@@ -248,19 +248,19 @@ pub fn assess_damage(analysis: &mut Analysis, reads: &[&ReadOutcome]) -> bool {
 }
 
 /// How far ahead in a batch [`Analyzer::account_batch`] prefetches flows. Measured with
-/// `bench/pcap/run.sh`'s capture on 2 cores, 7 interleaved runs: 4 and 12 ahead within noise
-/// of each other, both about 10 % less CPU than looking the flow up 4 ahead (a lookup waits for
-/// the bucket, a prefetch does not; see `table`).
+/// `bench/pcap/run.sh`'s capture on 2 cores, 7-9 interleaved runs each: 2, 4, 8, 12 and 16
+/// ahead within noise of each other, all about 10 % less CPU than looking the flow up 4 ahead
+/// (a lookup waits for the bucket, a prefetch does not; see `table`).
 const PREFETCH_AHEAD: usize = 4;
 /// Segments unpacked ahead, with their capture times and key hashes, by index modulo
-/// [`HASH_RING`].
-type Ring = [(u64, Option<Seg>, u64); HASH_RING];
+/// [`AHEAD_RING`].
+type Ring = [(u64, Option<Seg>, u64); AHEAD_RING];
 
 /// Unpack segment `i` of `segs` (if there is one) into `ring`, hash its key and prefetch its
 /// flow.
 #[inline(always)]
 fn stage(tracker: &Tracker, segs: &WireBatch, i: usize, ring: &mut Ring) {
-    ring[i % HASH_RING] = match segs.get(i) {
+    ring[i % AHEAD_RING] = match segs.get(i) {
         Some((ts, seg)) => {
             let h = table::hash(&seg.key);
             tracker.prefetch(h);
@@ -276,8 +276,8 @@ fn stage(tracker: &Tracker, segs: &WireBatch, i: usize, ring: &mut Ring) {
 }
 
 /// Segments unpacked ahead wait here: a power of two above [`PREFETCH_AHEAD`].
-const HASH_RING: usize = 8;
-const _: () = assert!(HASH_RING.is_power_of_two() && HASH_RING > PREFETCH_AHEAD);
+const AHEAD_RING: usize = 8;
+const _: () = assert!(AHEAD_RING.is_power_of_two() && AHEAD_RING > PREFETCH_AHEAD);
 
 /// The TCP segment in a record, if it carries one, with the addresses (tests read it).
 #[cfg(test)]

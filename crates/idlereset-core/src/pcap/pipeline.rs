@@ -37,9 +37,9 @@ impl Batch {
     }
 
     /// Add a record: its keyed TCP segment, or a count when it holds none. The same two ways
-    /// as [`tcp_seg`](super::tcp_seg) (the pipeline test holds them to it), but the common packet (see
-    /// [`PlainV4::parse`]) is packed straight from its fields, and any other packet is
-    /// parsed out of line.
+    /// as [`tcp_seg`](super::tcp_seg) (the pipeline test holds them to it), but the common
+    /// packet (see [`PlainV4::parse`]) is packed straight from its fields, and any other
+    /// packet is parsed out of line.
     #[inline(always)]
     fn push(&mut self, rec: &Record<'_>) {
         match link::ip_payload(rec.linktype, rec.data) {
@@ -74,8 +74,8 @@ const BATCH: usize = 64 * 1024;
 const QUEUED: usize = 2;
 
 /// Send the full `batch` to the tracker and start an empty one (a returned batch when there
-/// is one); `true` when the tracker is gone. Out of line: it runs once per batch, and kept
-/// apart the per-record closure is small enough to be inlined into the decoding loop.
+/// is one); `true` when the tracker is gone. Out of line and cold: it runs once per batch, so
+/// the per-record path stays short.
 #[cold]
 #[inline(never)]
 fn hand_over(
