@@ -35,6 +35,8 @@ pub(crate) const CHUNK: usize = 256 * 1024;
 pub const MAX_JUMP_NS: u64 = 30 * 86_400 * 1_000_000_000;
 /// This many consecutive records agreeing on a jumped clock make it the new time.
 pub const REBASE_AFTER: u32 = 3;
+/// The reason of a damaged range that is all zero bytes.
+const ZERO_FILLED: &str = "zero bytes: a block the file system never wrote (a crash) or wiped";
 /// Notes kept per file (the count of the rest is kept).
 const MAX_NOTES: usize = 20;
 
@@ -306,7 +308,12 @@ impl<R: Read> ChunkReader<R> {
         // follows, this was damage, not the end.
         let offset = self.position();
         let reason = format!("record claims {need} bytes, the file has {have} left");
+        let ranges = self.damage.len();
         if self.scan(offset, reason)? {
+            return Ok(());
+        }
+        if self.damage.len() == ranges {
+            // The rest was all zeros: `scan` left a note instead of a range.
             return Ok(());
         }
         self.damage.pop();
@@ -345,11 +352,19 @@ impl<R: Read> ChunkReader<R> {
             self.first_damage_after = Some(self.accepted);
         }
         let mut p = self.start + step;
+        // Whether every byte skipped so far is zero (checked a step at a time as the scan
+        // passes it).
+        let mut zeros = self.buf[self.start..self.end.min(p)]
+            .iter()
+            .all(|&b| b == 0);
         loop {
             if p >= self.end && self.eof {
                 self.start = self.end;
                 self.damage[idx].skipped = self.position() - offset;
                 self.done = true;
+                if zeros {
+                    self.zero_tail(idx);
+                }
                 return Ok(false);
             }
             let probe = if p >= self.end {
@@ -363,9 +378,16 @@ impl<R: Read> ChunkReader<R> {
                     self.start = p;
                     self.damage[idx].skipped = self.position() - offset;
                     self.open_damage = Some(idx);
+                    if zeros {
+                        self.damage[idx].reason = ZERO_FILLED.to_string();
+                    }
                     return Ok(true);
                 }
-                Probe::No => p += step,
+                Probe::No => {
+                    let next = (p + step).min(self.end);
+                    zeros = zeros && self.buf[p.min(next)..next].iter().all(|&b| b == 0);
+                    p += step;
+                }
                 Probe::NeedMore(n) => {
                     // Drop the bytes already scanned, then read more.
                     let keep_from = p.min(self.end);
@@ -388,8 +410,13 @@ impl<R: Read> ChunkReader<R> {
                             self.start = p;
                             self.damage[idx].skipped = self.position() - offset;
                             self.open_damage = Some(idx);
+                            if zeros {
+                                self.damage[idx].reason = ZERO_FILLED.to_string();
+                            }
                             return Ok(true);
                         }
+                        let next = (p + step).min(self.end);
+                        zeros = zeros && self.buf[p.min(next)..next].iter().all(|&b| b == 0);
                         p += step;
                     }
                 }
@@ -438,6 +465,22 @@ impl<R: Read> ChunkReader<R> {
             }
         }
         ok
+    }
+
+    /// The damaged range `idx` runs to the end of the file and is all zeros: not damage but
+    /// space that was never written, so a note instead.
+    fn zero_tail(&mut self, idx: usize) {
+        let d = self.damage.remove(idx);
+        if self.open_damage == Some(idx) {
+            self.open_damage = None;
+        }
+        if self.damage.is_empty() {
+            self.first_damage_after = None;
+        }
+        self.note(format!(
+            "byte offset {}: the file ends in {} zero bytes: space that was allocated but never written (a capture cut by a crash, or a preallocated file); read up to there",
+            d.offset, d.skipped
+        ));
     }
 
     fn note(&mut self, n: String) {

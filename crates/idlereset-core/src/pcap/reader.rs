@@ -669,6 +669,11 @@ fn decode_pcap_record(
     let frac = u64::from(field(4));
     let incl = field(8) as usize;
     let orig_len = field(12);
+    if incl == 0 && secs == 0 && frac == 0 && orig_len == 0 {
+        // Not a record: space the file system allocated but nothing wrote (a crash, a
+        // preallocated file). Read as one, every 16 zero bytes would be an empty packet.
+        return Err(corrupt(base, "pcap record header", "all zero bytes".into()));
+    }
     if incl > max_len {
         return Err(corrupt(
             base,

@@ -137,6 +137,69 @@ fn lab_capture_with_records_overwritten_by_garbage_reports_the_ranges() {
 }
 
 #[test]
+fn a_zero_filled_tail_is_a_note_not_packets_or_damage() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .wait(900.0)
+        .c_data(10)
+        .forged_rst_from_server(64, 0);
+    for (name, data) in [
+        ("pcap", lab_capture()),
+        ("pcapng", conv.pcapng(LINKTYPE_ETHERNET)),
+    ] {
+        let (intact, _) = analyse_bytes(&data, cfg());
+        for zeros in [1, 4, 15, 16, 17, 64, 4096, 100_000] {
+            let mut padded = data.clone();
+            padded.resize(data.len() + zeros, 0);
+            let (fa, read) = analyse_bytes(&padded, cfg());
+            let what = format!("{name} + {zeros} zero bytes");
+            assert!(read.error.is_none(), "{what}: {:?}", read.error);
+            assert!(fa.damage.is_empty(), "{what}: {:?}", fa.damage);
+            assert_eq!(fa.packets, intact.packets, "{what}");
+            assert_eq!(fa.analysis, intact.analysis, "{what}");
+            assert!(!fa.verdict_unsafe, "{what}");
+            let note = format!(
+                "byte offset {}: the file ends in {zeros} zero bytes",
+                data.len()
+            );
+            assert!(
+                fa.notes.len() == 1 && fa.notes[0].starts_with(&note),
+                "{what}: {:?}",
+                fa.notes
+            );
+        }
+    }
+}
+
+#[test]
+fn zeroed_records_in_the_middle_are_one_damaged_range_of_zeros() {
+    let data = lab_capture();
+    let (whole, _) = analyse_bytes(&data, cfg());
+    let intact = events(&whole);
+    let ranges = flow_ranges(&data);
+    let offsets: Vec<u64> = Records::new(&data).map(|r| r.unwrap().offset).collect();
+    for i in (1..offsets.len() - 4).step_by(7) {
+        let (from, to) = (offsets[i] as usize, offsets[i + 3] as usize);
+        let mut bad = data.clone();
+        bad[from..to].fill(0);
+        let (fa, read) = analyse_bytes(&bad, cfg());
+        let what = format!("records {i}..{} zeroed at {from}..{to}", i + 3);
+        assert!(read.error.is_none(), "{what}");
+        assert_eq!(
+            fa.damage
+                .iter()
+                .map(|d| (d.offset, d.skipped, d.reason.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(from as u64, (to - from) as u64, ZERO_FILLED)],
+            "{what}"
+        );
+        assert_eq!(fa.packets as usize, offsets.len() - 3, "{what}");
+        assert_outside_events_kept(&intact, &ranges, &fa, u64::MAX, &what);
+    }
+}
+
+#[test]
 fn a_corrupt_timestamp_is_ignored_with_a_note_not_a_decades_long_idle() {
     let mut conv = Conv::new(V4_A, V4_B);
     conv.handshake().exchange().exchange().exchange();
