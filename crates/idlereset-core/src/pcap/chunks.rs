@@ -14,7 +14,9 @@
 //! for the next position where a plausible record header starts *and* another plausible one
 //! follows it (pcapng blocks also repeat their length at their end), skips the bytes in
 //! between and goes on. Each skipped range is a [`Damage`] with its byte offset and length.
-//! A file that ends inside its last record is a normal end, reported as a note.
+//! A file that ends inside its last record is a normal end, reported as a note, and so is a
+//! file that ends in zero bytes (space allocated but never written: a crash, a preallocated
+//! file); a zeroed block in the middle is a damaged range that says it is all zeros.
 //!
 //! **Absurd time jumps.** A record whose timestamp is more than [`MAX_JUMP_NS`] away from the
 //! previous record's is ignored with a note (a flipped bit in the seconds field would
@@ -164,7 +166,8 @@ impl<R: Read> ChunkReader<R> {
 
     /// How many records were read before the first damaged range, if there is one.
     pub fn records_before_damage(&self) -> Option<u64> {
-        // A cut last record is not damage: `at_eof` drops the range it opened.
+        // A cut last record or a zero tail is not damage: `at_eof` and `zero_tail` drop the
+        // range that was opened.
         self.first_damage_after.filter(|_| !self.damage.is_empty())
     }
 
@@ -389,6 +392,9 @@ impl<R: Read> ChunkReader<R> {
                     p += step;
                 }
                 Probe::NeedMore(n) => {
+                    // `zeros` covers the bytes up to `p`, which `fill` keeps or `p` has not
+                    // passed the buffer's end.
+                    debug_assert!(p <= self.end || self.eof, "bytes skipped unchecked");
                     // Drop the bytes already scanned, then read more.
                     let keep_from = p.min(self.end);
                     self.start = keep_from;
@@ -470,10 +476,9 @@ impl<R: Read> ChunkReader<R> {
     /// The damaged range `idx` runs to the end of the file and is all zeros: not damage but
     /// space that was never written, so a note instead.
     fn zero_tail(&mut self, idx: usize) {
+        // `idx` is the last range (the one `scan` opened); `open_damage` can only point at an
+        // earlier one.
         let d = self.damage.remove(idx);
-        if self.open_damage == Some(idx) {
-            self.open_damage = None;
-        }
         if self.damage.is_empty() {
             self.first_damage_after = None;
         }

@@ -34,9 +34,9 @@
 //!
 //! **Bounded memory** (the `tracker` submodule, which holds the table of flows). A flow that
 //! saw a RST or FINs from both sides lingers for `linger` of capture time (late ACKs and
-//! repeated RSTs must not start a new flow) and is then summarised and dropped. When the table holds more than `max_flows`, the tenth of flows idle the
-//! longest is summarised and evicted (see `table.rs` for the storage and its measured
-//! memory).
+//! repeated RSTs must not start a new flow) and is then summarised and dropped. When the
+//! table holds more than `max_flows`, the tenth of flows idle the longest is summarised and
+//! evicted (see `table.rs` for the storage and its measured memory).
 
 use serde::Serialize;
 

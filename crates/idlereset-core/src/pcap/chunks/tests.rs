@@ -124,6 +124,7 @@ fn lab_capture_with_records_overwritten_by_garbage_reports_the_ranges() {
             .damage
             .first()
             .unwrap_or_else(|| panic!("{what}: no damage"));
+        assert_ne!(d.reason, ZERO_FILLED, "{what}: garbage is not zeros");
         assert!(
             d.offset <= to as u64 && d.offset + d.skipped >= to as u64 - 16,
             "{what}: {d:?}"
@@ -173,6 +174,33 @@ fn a_zero_filled_tail_is_a_note_not_packets_or_damage() {
 }
 
 #[test]
+fn one_byte_that_is_not_zero_makes_a_zero_tail_damage() {
+    let data = lab_capture();
+    let (intact, _) = analyse_bytes(&data, cfg());
+    // From byte 16 on: a non-zero byte in the first 16 makes a (bogus) record, ignored for its
+    // time, and the zeros after it are a tail.
+    for at in [16, 17, 31, 2_000, 4_095] {
+        let mut padded = data.clone();
+        padded.resize(data.len() + 4_096, 0);
+        padded[data.len() + at] = 1;
+        for chunk in [1, 3, 16, 999, CHUNK] {
+            let log = read_log(&padded, chunk, true);
+            let what = format!("a 1 at {at} of the tail, chunk {chunk}");
+            assert_eq!(log.0.len() as u64, intact.packets, "{what}");
+            assert!(
+                log.2.iter().all(|n| !n.contains("zero bytes")),
+                "{what}: {:?}",
+                log.2
+            );
+            assert_eq!(log.1.len(), 1, "{what}: {:?}", log.1);
+            assert_eq!(log.1[0].offset, data.len() as u64, "{what}");
+            assert_eq!(log.1[0].skipped, 4_096, "{what}");
+            assert_ne!(log.1[0].reason, ZERO_FILLED, "{what}");
+        }
+    }
+}
+
+#[test]
 fn zeroed_records_in_the_middle_are_one_damaged_range_of_zeros() {
     let data = lab_capture();
     let (whole, _) = analyse_bytes(&data, cfg());
@@ -183,8 +211,19 @@ fn zeroed_records_in_the_middle_are_one_damaged_range_of_zeros() {
         let (from, to) = (offsets[i] as usize, offsets[i + 3] as usize);
         let mut bad = data.clone();
         bad[from..to].fill(0);
-        let (fa, read) = analyse_bytes(&bad, cfg());
         let what = format!("records {i}..{} zeroed at {from}..{to}", i + 3);
+        // The same range whatever the reads' size (the scan crosses buffer refills).
+        for chunk in [1, 7, 999] {
+            let log = read_log(&bad, chunk, true);
+            let ranges: Vec<_> = log.1.iter().map(|d| (d.offset, d.skipped)).collect();
+            assert_eq!(
+                ranges,
+                vec![(from as u64, (to - from) as u64)],
+                "{what}, chunk {chunk}"
+            );
+            assert_eq!(log.1[0].reason, ZERO_FILLED, "{what}, chunk {chunk}");
+        }
+        let (fa, read) = analyse_bytes(&bad, cfg());
         assert!(read.error.is_none(), "{what}");
         assert_eq!(
             fa.damage
@@ -381,8 +420,10 @@ proptest! {
         cut in any::<usize>(),
         ng in any::<bool>(),
         chunk in 1usize..300,
+        zero_tail in prop_oneof![Just(0usize), 1usize..80],
     ) {
-        let data = mutated_capture(&flips, cut, ng);
+        let mut data = mutated_capture(&flips, cut, ng);
+        data.resize(data.len() + zero_tail, 0);
         let mut r = ChunkReader::with_chunk(&data[..], chunk);
         let mut n = 0usize;
         let mut last = None;
@@ -394,6 +435,20 @@ proptest! {
         }
         for d in r.damage() {
             prop_assert!(d.offset + d.skipped <= data.len() as u64);
+            let bytes = &data[d.offset as usize..(d.offset + d.skipped) as usize];
+            prop_assert!(d.reason != ZERO_FILLED || bytes.iter().all(|&b| b == 0));
+        }
+        // A zero tail note only where the file really ends in that many zeros.
+        for n in r.notes() {
+            if let Some((at, zeros)) = n
+                .strip_prefix("byte offset ")
+                .and_then(|n| n.split_once(": the file ends in "))
+            {
+                let at: usize = at.parse().unwrap();
+                let zeros: usize = zeros.split(' ').next().unwrap().parse().unwrap();
+                prop_assert_eq!(at + zeros, data.len());
+                prop_assert!(data[at..].iter().all(|&b| b == 0), "{}", n);
+            }
         }
         let _ = analyse_bytes(&data, Config::default());
     }
