@@ -92,6 +92,34 @@ fn firewall_reset_json_and_exit_1() {
 }
 
 #[test]
+fn dash_reads_the_capture_from_standard_input() {
+    let p = tmp("stdin.pcap");
+    capture(&p, 950.0, true);
+    let from_file = run(&["pcap", p.to_str().unwrap(), "--json"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idlereset"))
+        .args(["pcap", "-", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(&p).unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &bytes).unwrap();
+    let from_pipe = child.wait_with_output().unwrap();
+    cli_support::assert_exit(&from_pipe, 1);
+    let mut a: serde_json::Value = serde_json::from_slice(&from_file.stdout).unwrap();
+    let mut b: serde_json::Value = serde_json::from_slice(&from_pipe.stdout).unwrap();
+    assert_eq!(b["files"][0]["file"], "-");
+    redact_files(&mut a);
+    redact_files(&mut b);
+    assert_eq!(a, b, "the same analysis from a pipe as from the file");
+    assert_eq!(b["events"][0]["kind"], "reset");
+
+    let twice = run(&["pcap", "-", "-"]);
+    cli_support::assert_exit(&twice, 2);
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("only once"));
+}
+
+#[test]
 fn survived_idle_exits_0() {
     let p = tmp("ok.pcap");
     capture(&p, 950.0, false);

@@ -32,6 +32,7 @@ Examples:
   idlereset pcap db.pcap --flows                  also list idle / probed / failed flows
   idlereset pcap app.pcap --all                   also list endpoint resets of busy flows
   idlereset pcap --merge cap-*.pcap               rotated files (tcpdump -G 3600) as one capture
+  zcat cap.pcap.gz | idlereset pcap -             a capture from standard input
   tcpdump -i any -s 128 -w idle.pcap 'tcp port 5432'   a capture that is enough for this
 
 Events: reset, blackhole, idle-close (idle failures: they bound the idle timeout) and
@@ -45,7 +46,8 @@ Exit status: 0 nothing found, 1 idle failures or middlebox resets of busy flows 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Capture files (pcap with micro- or nanosecond timestamps, or pcapng)
+    /// Capture files (pcap with micro- or nanosecond timestamps, or pcapng); `-` reads
+    /// standard input
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Print one JSON object (`flows`, `events`, `summary`, ...) instead of text
@@ -90,6 +92,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         all_resets: args.all,
         ..Config::default()
     };
+    if args.files.iter().filter(|p| is_stdin(p)).count() > 1 {
+        anyhow::bail!("`-` (standard input) can be given only once");
+    }
     let catalog = Catalog::builtin()?;
     let progress = std::io::stdout().is_terminal();
     let groups: Vec<Vec<PathBuf>> = if args.merge {
@@ -120,6 +125,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     })
 }
 
+/// `-`: standard input.
+fn is_stdin(path: &std::path::Path) -> bool {
+    path.as_os_str() == "-"
+}
+
 /// Analyse files as one capture (one file unless `--merge`).
 fn analyse_group(paths: &[PathBuf], cfg: Config, progress: bool) -> FileResult {
     let mut analyzer = Analyzer::new(cfg);
@@ -127,24 +137,30 @@ fn analyse_group(paths: &[PathBuf], cfg: Config, progress: bool) -> FileResult {
     let mut errors = Vec::new();
     for path in paths {
         let name = path.display().to_string();
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) => {
-                errors.push(format!("cannot open {name}: {e}"));
-                continue;
+        let (a, mut outcome) = if is_stdin(path) {
+            // A pipe: no size to show progress against.
+            analyse_reader(std::io::stdin(), analyzer, &|_| {})
+        } else {
+            let file = match File::open(path) {
+                Ok(f) => f,
+                Err(e) => {
+                    errors.push(format!("cannot open {name}: {e}"));
+                    continue;
+                }
+            };
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let bar = (progress && size >= PROGRESS_MIN_BYTES).then(|| progress_bar(&name, size));
+            let read = analyse_reader(file, analyzer, &|pos| {
+                if let Some(b) = &bar {
+                    b.set_position(pos);
+                }
+            });
+            if let Some(b) = bar {
+                b.finish_and_clear();
             }
+            read
         };
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let bar = (progress && size >= PROGRESS_MIN_BYTES).then(|| progress_bar(&name, size));
-        let (a, mut outcome) = analyse_reader(file, analyzer, &|pos| {
-            if let Some(b) = &bar {
-                b.set_position(pos);
-            }
-        });
         analyzer = a;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
         outcome
             .damage
             .iter_mut()
