@@ -378,17 +378,11 @@ impl<R: Read> ChunkReader<R> {
             };
             match probe {
                 Probe::Yes => {
-                    self.start = p;
-                    self.damage[idx].skipped = self.position() - offset;
-                    self.open_damage = Some(idx);
-                    if zeros {
-                        self.damage[idx].reason = ZERO_FILLED.to_string();
-                    }
+                    self.resume_at(p, idx, offset, zeros);
                     return Ok(true);
                 }
                 Probe::No => {
-                    let next = (p + step).min(self.end);
-                    zeros = zeros && self.buf[p.min(next)..next].iter().all(|&b| b == 0);
+                    zeros = zeros && self.zero_step(p, step);
                     p += step;
                 }
                 Probe::NeedMore(n) => {
@@ -413,16 +407,10 @@ impl<R: Read> ChunkReader<R> {
                             Probe::No
                         };
                         if probe == Probe::Yes {
-                            self.start = p;
-                            self.damage[idx].skipped = self.position() - offset;
-                            self.open_damage = Some(idx);
-                            if zeros {
-                                self.damage[idx].reason = ZERO_FILLED.to_string();
-                            }
+                            self.resume_at(p, idx, offset, zeros);
                             return Ok(true);
                         }
-                        let next = (p + step).min(self.end);
-                        zeros = zeros && self.buf[p.min(next)..next].iter().all(|&b| b == 0);
+                        zeros = zeros && self.zero_step(p, step);
                         p += step;
                     }
                 }
@@ -471,6 +459,25 @@ impl<R: Read> ChunkReader<R> {
             }
         }
         ok
+    }
+
+    /// A plausible record starts at buffer index `p`: the damaged range `idx` (from `offset`)
+    /// ends there, saying so when it was all zeros, and reading resumes there.
+    fn resume_at(&mut self, p: usize, idx: usize, offset: u64, zeros: bool) {
+        self.start = p;
+        self.damage[idx].skipped = self.position() - offset;
+        self.open_damage = Some(idx);
+        if zeros {
+            self.damage[idx].reason = ZERO_FILLED.to_string();
+        }
+    }
+
+    /// Whether the `step` bytes from index `p` that the scan passes over are all zero. They
+    /// are buffered: a probe answers "no" only with a header's worth of bytes in hand (the
+    /// bound only guards the slice).
+    fn zero_step(&self, p: usize, step: usize) -> bool {
+        let next = (p + step).min(self.end);
+        self.buf[p.min(next)..next].iter().all(|&b| b == 0)
     }
 
     /// The damaged range `idx` runs to the end of the file and is all zeros: not damage but
