@@ -6,12 +6,14 @@
 //! by record or in runs (`for_each_record`, the pipeline's fast way); it agrees with the
 //! strict in-memory iterator up to the first damage; damaged ranges lie inside the input;
 //! the two-thread pipeline gives the same analysis as the one-thread path, in batches of 1 to
-//! 16 records (the input's last byte picks the size) so that inputs cross batch boundaries.
+//! 16 records (the input's last byte picks the size) so that inputs cross batch boundaries;
+//! reading in spans on two threads gives that analysis too, at spans of 1 to 256 bytes.
 #![no_main]
 
 use idlereset_core::pcap::chunks::ChunkReader;
 use idlereset_core::pcap::pipeline::analyse_reader_in_batches;
 use idlereset_core::pcap::reader::Records;
+use idlereset_core::pcap::spans::analyse_at_in_spans;
 use idlereset_core::pcap::{Analyzer, analyse_bytes, flow::Config};
 use libfuzzer_sys::fuzz_target;
 
@@ -76,4 +78,16 @@ fuzz_target!(|data: &[u8]| {
     let (analyzer, outcome) =
         analyse_reader_in_batches(data, Analyzer::new(Config::default()), &|_| {}, records);
     assert_eq!(analyzer.finish(&[&outcome]), one_thread, "the pipeline disagrees");
+
+    // Read in spans on two threads (1 to 256 bytes, so that inputs cross many), as if the
+    // file had the length the second byte picks (a file that grew or shrank while read).
+    let span = 1 + u64::from(data.first().copied().unwrap_or(0));
+    let len = match data.get(1).copied().unwrap_or(0) % 4 {
+        0 => data.len() / 2,
+        1 => data.len() * 2,
+        _ => data.len(),
+    } as u64;
+    let (analyzer, outcome) =
+        analyse_at_in_spans(data, len, Analyzer::new(Config::default()), &|_| {}, span);
+    assert_eq!(analyzer.finish(&[&outcome]), one_thread, "reading in spans disagrees");
 });

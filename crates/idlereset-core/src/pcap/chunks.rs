@@ -25,7 +25,7 @@
 
 use std::io::{ErrorKind, Read};
 
-use super::reader::{Decoder, Probe, ReadError, Record, Step};
+use super::reader::{Decoder, PcapLayout, Probe, ReadError, Record, Step};
 
 /// Read size; a record larger than this grows the buffer (up to the decoder's limit).
 /// 256 KiB rather than megabytes: the buffer stays in the core's L2 cache, so the kernel's
@@ -221,23 +221,33 @@ impl<R: Read> ChunkReader<R> {
     /// Hand `f` every record [`ChunkReader::next_record`] would return, up to and including
     /// the first one that needs more input, damage handling or a note. Returns `false` at the
     /// end (records may have been handed to `f` in that same call); an error stops reading
-    /// for good, as with `next_record`. For a classic pcap file this decodes the buffered records in one tight loop (no
-    /// per-record dispatch on the decoder state or on the outcome), which is most of the
-    /// reading thread's work on a large capture; anything unusual goes the general way.
+    /// for good, as with `next_record`. For a classic pcap file this decodes the buffered
+    /// records in one tight loop (no per-record dispatch on the decoder state or on the
+    /// outcome), which is most of the reading thread's work on a large capture; anything
+    /// unusual goes the general way.
     #[inline]
-    pub fn for_each_record(&mut self, mut f: impl FnMut(&Record<'_>)) -> Result<bool, ChunkError> {
-        if let (Some(layout), Some(mut last), None, None, false) = (
-            self.decoder.pcap_layout(),
-            self.last_ts,
-            self.open_damage,
-            self.jump_run,
-            self.done,
-        ) {
+    pub fn for_each_record(&mut self, f: impl FnMut(&Record<'_>)) -> Result<bool, ChunkError> {
+        self.for_each_record_before(u64::MAX, f)
+    }
+
+    /// [`ChunkReader::for_each_record`], but only records that start before byte offset
+    /// `limit` (a record found by skipping damage may start past it; it is handed out).
+    /// Returns `true` without reading when the position is at or past `limit`.
+    #[inline]
+    pub(crate) fn for_each_record_before(
+        &mut self,
+        limit: u64,
+        mut f: impl FnMut(&Record<'_>),
+    ) -> Result<bool, ChunkError> {
+        if let Some((layout, mut last)) = self.fast_state() {
             let mut pos = self.start;
             let mut accepted = 0;
-            while let Ok(Step::Record { record, used }) =
-                layout.decode(&self.buf[pos..self.end], self.base + pos as u64)
-            {
+            while self.base + (pos as u64) < limit {
+                let Ok(Step::Record { record, used }) =
+                    layout.decode(&self.buf[pos..self.end], self.base + pos as u64)
+                else {
+                    break;
+                };
                 if record.ts_ns.abs_diff(last) > MAX_JUMP_NS {
                     break;
                 }
@@ -250,12 +260,59 @@ impl<R: Read> ChunkReader<R> {
             self.last_ts = Some(last);
             self.accepted += accepted;
         }
+        if self.position() >= limit && !self.done {
+            return Ok(true);
+        }
         match self.next_record()? {
             Some(rec) => {
                 f(&rec);
                 Ok(true)
             }
             None => Ok(false),
+        }
+    }
+
+    /// The layout and last record time when the next records can be decoded without this
+    /// reader's state (a classic pcap file, a time to check jumps against, no damaged range
+    /// or clock jump pending, not at the end): what the tight loop of
+    /// [`ChunkReader::for_each_record`] and records decoded elsewhere need.
+    pub(crate) fn fast_state(&self) -> Option<(PcapLayout, u64)> {
+        match (
+            self.decoder.pcap_layout(),
+            self.last_ts,
+            self.open_damage,
+            self.jump_run,
+            self.done,
+        ) {
+            (Some(layout), Some(last), None, None, false) => Some((layout, last)),
+            _ => None,
+        }
+    }
+
+    /// `records` records from the position up to byte offset `to` were decoded elsewhere,
+    /// the last at `last_ts`: go on after them, as if this reader had read them itself (only
+    /// while [`ChunkReader::fast_state`] holds). When `to` is past the buffered bytes,
+    /// `reposition` must make the source read from `to` next.
+    pub(crate) fn skip_decoded(
+        &mut self,
+        to: u64,
+        last_ts: u64,
+        records: u64,
+        reposition: impl FnOnce(&mut R, u64),
+    ) {
+        debug_assert!(self.fast_state().is_some() && to >= self.position());
+        if records > 0 {
+            self.last_ts = Some(last_ts);
+            self.accepted += records;
+        }
+        if to <= self.base + self.end as u64 {
+            self.start = (to - self.base) as usize;
+        } else {
+            self.base = to;
+            self.start = 0;
+            self.end = 0;
+            self.eof = false;
+            reposition(&mut self.src, to);
         }
     }
 

@@ -6,7 +6,9 @@
 //! [`link`] (the IP packet in a frame) → [`packet`] (IP/TCP header fields) →
 //! [`flow`] (per-flow tracking, idle episodes) → [`events`] (event types and origin
 //! verdict) → [`summary`] (idle bracket, catalog candidates, verdict). [`pipeline`] runs
-//! reading and flow tracking on two threads over any `Read`.
+//! reading and flow tracking on two threads over any `Read` (pcapng files, pipes);
+//! [`spans`] reads a classic pcap file on both threads at once with positioned reads (what
+//! `idlereset pcap` and `triage` use for files).
 
 pub mod chunks;
 pub mod events;
@@ -16,6 +18,7 @@ pub mod link;
 pub mod packet;
 pub mod pipeline;
 pub mod reader;
+pub mod spans;
 pub mod summary;
 pub mod table;
 mod wire;

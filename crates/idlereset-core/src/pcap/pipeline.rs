@@ -7,7 +7,9 @@
 //! only travel as a count. With a second core free this hides the read and parse cost behind
 //! flow tracking (bench/pcap/run.sh measures it).
 //!
-//! Threads only, no I/O of its own: the caller hands in any `Read`.
+//! Threads only, no I/O of its own: the caller hands in any `Read`. A classic pcap file
+//! that can be read at any offset goes through [`spans`](super::spans) instead, where both
+//! threads read (this reading thread is the bottleneck there).
 
 use std::io::Read;
 use std::sync::mpsc;
@@ -19,21 +21,27 @@ use super::wire::WireBatch;
 use super::{Analyzer, ReadOutcome, general_seg, link};
 
 /// Keyed TCP segments in file order, and how many records between them were not TCP.
-struct Batch {
-    segs: WireBatch,
-    others: u64,
+pub(super) struct Batch {
+    pub(super) segs: WireBatch,
+    pub(super) others: u64,
 }
 
 impl Batch {
-    fn new(capacity: usize) -> Batch {
+    pub(super) fn new(capacity: usize) -> Batch {
         Batch {
             segs: WireBatch::with_capacity(capacity),
             others: 0,
         }
     }
 
-    fn records(&self) -> usize {
+    pub(super) fn records(&self) -> usize {
         self.segs.len() + self.others as usize
+    }
+
+    /// Empty, keeping the capacity.
+    pub(super) fn clear(&mut self) {
+        self.segs.clear();
+        self.others = 0;
     }
 
     /// Add a record: its keyed TCP segment, or a count when it holds none. The same two ways
@@ -41,7 +49,7 @@ impl Batch {
     /// packet (see [`PlainV4::parse`]) is packed straight from its fields, and any other
     /// packet is parsed out of line.
     #[inline(always)]
-    fn push(&mut self, rec: &Record<'_>) {
+    pub(super) fn push(&mut self, rec: &Record<'_>) {
         match link::ip_payload(rec.linktype, rec.data) {
             Some(ip) => match PlainV4::parse(ip) {
                 Some(p) => self.segs.push_plain(rec.ts_ns, &p),

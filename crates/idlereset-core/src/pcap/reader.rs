@@ -255,24 +255,7 @@ impl Decoder {
     pub fn probe(&self, buf: &[u8], eof: bool, near_ts_ns: Option<u64>, max_jump_ns: u64) -> Probe {
         match &self.state {
             State::Start => Probe::No,
-            State::Pcap(layout) => {
-                let hdr_len = layout.hdr_len;
-                let header = |at: usize| -> Option<Result<usize, ()>> {
-                    let h = buf.get(at..at + hdr_len)?;
-                    Some(
-                        pcap_header_plausible(
-                            h,
-                            layout.endian,
-                            layout.nanos,
-                            layout.max_len,
-                            near_ts_ns,
-                            max_jump_ns,
-                        )
-                        .map(|incl| hdr_len + incl),
-                    )
-                };
-                probe_pair(buf.len(), eof, hdr_len, header)
-            }
+            State::Pcap(layout) => layout.probe(buf, eof, near_ts_ns, max_jump_ns),
             State::PcapNg { endian, interfaces } => {
                 let header = |at: usize| -> Option<Result<usize, ()>> {
                     let h = buf.get(at..at + 12)?;
@@ -633,6 +616,32 @@ pub(crate) struct PcapLayout {
 }
 
 impl PcapLayout {
+    /// [`Decoder::probe`] on a classic pcap file.
+    pub(crate) fn probe(
+        &self,
+        buf: &[u8],
+        eof: bool,
+        near_ts_ns: Option<u64>,
+        max_jump_ns: u64,
+    ) -> Probe {
+        let hdr_len = self.hdr_len;
+        let header = |at: usize| -> Option<Result<usize, ()>> {
+            let h = buf.get(at..at + hdr_len)?;
+            Some(
+                pcap_header_plausible(
+                    h,
+                    self.endian,
+                    self.nanos,
+                    self.max_len,
+                    near_ts_ns,
+                    max_jump_ns,
+                )
+                .map(|incl| hdr_len + incl),
+            )
+        };
+        probe_pair(buf.len(), eof, hdr_len, header)
+    }
+
     /// Exactly [`Decoder::decode`] on a classic pcap file.
     #[inline(always)]
     pub(crate) fn decode<'a>(&self, buf: &'a [u8], base: u64) -> Result<Step<'a>, ReadError> {
