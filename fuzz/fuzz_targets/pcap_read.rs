@@ -80,9 +80,12 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(analyzer.finish(&[&outcome]), one_thread, "the pipeline disagrees");
 
     // Read in spans on two threads (1 to 256 bytes, so that inputs cross many), as if the
-    // file had the length the second byte picks (a file that grew or shrank while read).
-    let span = 1 + u64::from(data.first().copied().unwrap_or(0));
-    let len = match data.get(1).copied().unwrap_or(0) % 4 {
+    // file had the length the third byte from the end picks (a file that grew or shrank
+    // since its length was taken). The bytes come from the end: the first ones are the
+    // file header's, the same for every input that reaches this path.
+    let from_end = |n: usize| data.len().checked_sub(n).map_or(0, |i| data[i]);
+    let span = 1 + u64::from(from_end(2));
+    let len = match from_end(3) % 4 {
         0 => data.len() / 2,
         1 => data.len() * 2,
         _ => data.len(),

@@ -120,6 +120,31 @@ fn dash_reads_the_capture_from_standard_input() {
 }
 
 #[test]
+fn a_pipe_named_by_path_is_read_like_the_file() {
+    // `idlereset pcap <(zcat cap.pcap.gz)` or `/dev/stdin` fed by a pipe: a file that cannot
+    // be read at an offset, so it is read from start to end.
+    let p = tmp("devstdin.pcap");
+    capture(&p, 950.0, true);
+    let from_file = run(&["pcap", p.to_str().unwrap(), "--json"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idlereset"))
+        .args(["pcap", "/dev/stdin", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(&p).unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &bytes).unwrap();
+    let from_pipe = child.wait_with_output().unwrap();
+    cli_support::assert_exit(&from_pipe, 1);
+    let mut a: serde_json::Value = serde_json::from_slice(&from_file.stdout).unwrap();
+    let mut b: serde_json::Value = serde_json::from_slice(&from_pipe.stdout).unwrap();
+    redact_files(&mut a);
+    redact_files(&mut b);
+    assert_eq!(a, b, "the same analysis from a named pipe as from the file");
+}
+
+#[test]
 fn survived_idle_exits_0() {
     let p = tmp("ok.pcap");
     capture(&p, 950.0, false);

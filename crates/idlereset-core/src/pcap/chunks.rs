@@ -323,8 +323,10 @@ impl<R: Read> ChunkReader<R> {
         self.end -= self.start;
         self.start = 0;
         if need > self.buf.len() {
-            // Grow geometrically: a resynchronisation asks for a few more bytes at a time.
-            let grown = need.max(self.buf.len().saturating_mul(2));
+            // Grow geometrically, and to twice what is needed: a resynchronisation asks for
+            // a few more bytes at a time, or for a long record's bytes at each step it takes
+            // (with room for only `need`, every step would refill).
+            let grown = need.saturating_mul(2).max(self.buf.len().saturating_mul(2));
             self.buf
                 .resize(grown.min(need.max(2 * super::reader::MAX_RECORD_LEN)), 0);
         }

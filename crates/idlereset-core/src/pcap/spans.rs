@@ -37,6 +37,14 @@ pub(crate) const SPAN: u64 = 8 * 1024 * 1024;
 /// matched 8 MiB, 16 MiB were slower (0.49x, and more memory).
 const AHEAD: usize = 6;
 
+/// Wrong guesses in a row after which the tracking thread reads the rest of the file alone
+/// (records the guess rejects but the reader takes, such as a wire length below the
+/// captured one, would otherwise cost a core for nothing).
+const GIVE_UP_AFTER: u32 = 4;
+/// Bytes a span's decoder scans for its first record before it gives up and leaves the
+/// span to the tracking thread's reader (only records longer than this start further in).
+const GUESS_SCAN: u64 = 1024 * 1024;
+
 /// Records the tracking thread's reader collects before tracking them, and the starting
 /// capacity of a span's batch (it grows to the span's records).
 const FLUSH: usize = 16 * 1024;
@@ -118,6 +126,20 @@ fn pcap_layout<S: ReadAt + ?Sized>(src: &S) -> Option<PcapLayout> {
     }
 }
 
+/// Feed every record of `file` to `analyzer`: in spans on both threads when it is a regular
+/// file (see the module docs), else (a pipe, a FIFO, a character device, which cannot be
+/// read at an offset) through [`analyse_reader`](super::pipeline::analyse_reader).
+pub fn analyse_file(
+    file: &std::fs::File,
+    analyzer: Analyzer,
+    progress: &(dyn Fn(u64) + Sync),
+) -> (Analyzer, ReadOutcome) {
+    match file.metadata() {
+        Ok(m) if m.is_file() => analyse_at(file, m.len(), analyzer, progress),
+        _ => super::pipeline::analyse_reader(file, analyzer, progress),
+    }
+}
+
 /// Feed every record of the classic pcap file `src` of `len` bytes to `analyzer` on two
 /// threads (see the module docs); any other file goes through
 /// [`analyse_reader`](super::pipeline::analyse_reader). The result is the one-thread one.
@@ -189,13 +211,15 @@ fn run<S: ReadAt + ?Sized>(
         let mut error = None;
         // Span 0 holds the file header: the reader reads it.
         let mut k = 0;
+        let mut missed_in_row = 0;
+        let mut alone = false;
         loop {
             let limit = if k + 1 < spans {
                 (k as u64 + 1) * span
             } else {
                 u64::MAX
             };
-            if k > 0 && k < spans {
+            if k > 0 && k < spans && !alone && reader.position() < limit {
                 let got = take(&plan, &wake, k, src, layout, span, &mut buf);
                 let used = match (&got, reader.fast_state()) {
                     (Some(s), Some((_, last))) => {
@@ -205,6 +229,7 @@ fn run<S: ReadAt + ?Sized>(
                     _ => false,
                 };
                 if let Some(s) = got {
+                    missed_in_row = if used { 0 } else { missed_in_row + 1 };
                     if used {
                         tally.guessed += 1;
                         let records = s.batch.records() as u64;
@@ -234,11 +259,23 @@ fn run<S: ReadAt + ?Sized>(
             analyzer.account_batch(&own.segs, own.others);
             own.clear();
             progress(reader.position());
+            if missed_in_row >= GIVE_UP_AFTER {
+                // This file's spans cannot be guessed: read it here and let the helper rest.
+                alone = true;
+            }
             {
                 let mut p = lock(&plan);
                 p.used = k + 1;
-                if !more {
-                    p.stop = true;
+                p.stop |= !more || alone;
+                // Spans this thread read past (a record longer than a span) are not needed.
+                let used = p.used;
+                while let Some(e) = p.ready.first_entry() {
+                    if *e.key() >= used {
+                        break;
+                    }
+                    let mut batch = e.remove().batch;
+                    batch.clear();
+                    p.spare.push(batch);
                 }
             }
             wake.notify_all();
@@ -383,7 +420,8 @@ fn decode_span<S: ReadAt + ?Sized>(
     // The first record: a plausible header followed by another.
     let mut pos = 0usize;
     loop {
-        if window.base + pos as u64 >= limit || (window.eof && pos >= window.end) {
+        let at = window.base + pos as u64;
+        if at >= limit || at - from >= GUESS_SCAN || (window.eof && pos >= window.end) {
             out.batch = batch;
             return out;
         }
@@ -496,7 +534,9 @@ impl<'a, S: ReadAt + ?Sized> Window<'a, S> {
         self.end -= keep;
         *pos -= keep;
         if need > self.buf.len() {
-            let grown = need.max(self.buf.len().saturating_mul(2));
+            // Twice what is needed: a scan that asks for a long record's bytes at each step
+            // then refills once per `need` bytes passed, not at every step.
+            let grown = need.saturating_mul(2).max(self.buf.len().saturating_mul(2));
             self.buf
                 .resize(grown.min(need.max(2 * super::reader::MAX_RECORD_LEN)), 0);
         }

@@ -14,7 +14,7 @@ use idlereset_core::pcap::chunks::Damage;
 use idlereset_core::pcap::events::{Event, Kind, Origin, Role};
 use idlereset_core::pcap::flow::{Config, FlowStats, FlowSummary};
 use idlereset_core::pcap::pipeline::analyse_reader;
-use idlereset_core::pcap::spans::analyse_at;
+use idlereset_core::pcap::spans::analyse_file;
 use idlereset_core::pcap::summary::{Bracket, CandidateOut, Summary, summarise};
 use idlereset_core::pcap::{Analyzer, FileAnalysis, ReadOutcome};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -151,7 +151,7 @@ fn analyse_group(paths: &[PathBuf], cfg: Config, progress: bool) -> FileResult {
             };
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             let bar = (progress && size >= PROGRESS_MIN_BYTES).then(|| progress_bar(&name, size));
-            let read = analyse_at(&file, size, analyzer, &|pos| {
+            let read = analyse_file(&file, analyzer, &|pos| {
                 if let Some(b) = &bar {
                     b.set_position(pos);
                 }

@@ -208,7 +208,7 @@ fn a_wrong_guess_of_a_spans_first_record_is_read_again() {
 }
 
 #[test]
-fn a_file_that_grows_or_shrinks_while_read_is_read_to_its_end() {
+fn a_length_that_is_no_longer_the_files_is_read_past_or_short_of_to_the_end() {
     let data = lab_capture();
     let (one, read) = analyse_bytes(&data, cfg());
     for len in [0, 24, data.len() as u64 / 2, data.len() as u64 * 2] {
@@ -255,6 +255,164 @@ fn a_real_file_is_read_with_positioned_reads() {
     std::fs::remove_file(&path).unwrap();
     assert_eq!(analyzer.finish(&[&outcome]), analyse_bytes(&data, cfg()).0);
     assert!(tally.guessed > 0, "{tally:?}");
+}
+
+/// A file whose reads fail from byte `fail_from` on (a disk error).
+struct FailingAt<'a> {
+    data: &'a [u8],
+    fail_from: u64,
+}
+
+impl ReadAt for FailingAt<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        if offset + buf.len() as u64 > self.fail_from {
+            return Err(std::io::Error::other("injected read error"));
+        }
+        self.data.read_at(buf, offset)
+    }
+}
+
+#[test]
+fn a_read_error_stops_the_analysis_with_its_offset_and_no_hang() {
+    let data = lab_capture();
+    let (one, _) = analyse_bytes(&data, cfg());
+    for fail_from in [100, data.len() as u64 / 2, data.len() as u64 - 10] {
+        let src = FailingAt {
+            data: &data,
+            fail_from,
+        };
+        let (analyzer, outcome, _) =
+            run(&src, data.len() as u64, Analyzer::new(cfg()), &|_| {}, 512);
+        let Some(crate::pcap::chunks::ChunkError::Io { offset, .. }) = outcome.error else {
+            panic!("failing from {fail_from}: {:?}", outcome.error);
+        };
+        assert!(
+            offset <= fail_from,
+            "error at {offset}, failing from {fail_from}"
+        );
+        let two = analyzer.finish(&[&outcome]);
+        assert!(two.packets < one.packets, "failing from {fail_from}");
+    }
+}
+
+/// The lab capture, but the helper thread's reads panic (once) and the test thread's reads
+/// wait until that has happened, so that the helper surely reads something.
+struct HelperPanics<'a> {
+    data: &'a [u8],
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+impl ReadAt for HelperPanics<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        // Test threads are named after their test; the helper has no name.
+        if std::thread::current().name().is_none() {
+            if !self.panicked.swap(true, Ordering::SeqCst) {
+                panic!("injected: the helper thread dies");
+            }
+        } else {
+            let start = std::time::Instant::now();
+            while offset >= 4096
+                && !self.panicked.load(Ordering::SeqCst)
+                && start.elapsed() < std::time::Duration::from_secs(10)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        self.data.read_at(buf, offset)
+    }
+}
+
+#[test]
+fn a_helper_that_panics_costs_time_not_records() {
+    let data = lab_capture();
+    let src = HelperPanics {
+        data: &data,
+        panicked: std::sync::atomic::AtomicBool::new(false),
+    };
+    let (analyzer, outcome, _) = run(&src, data.len() as u64, Analyzer::new(cfg()), &|_| {}, 1024);
+    assert!(
+        src.panicked.load(std::sync::atomic::Ordering::SeqCst),
+        "the helper never read: the test proves nothing"
+    );
+    assert!(outcome.error.is_none());
+    assert_eq!(analyzer.finish(&[&outcome]), analyse_bytes(&data, cfg()).0);
+}
+
+#[test]
+fn long_records_full_of_record_lookalikes_are_read_in_linear_time() {
+    // snaplen 0xffffffff lets records be 16 MiB long; one 3 MiB record's payload repeats a
+    // header claiming 2 MB records, so a span's search for its first record meets a
+    // plausible long header every 16 bytes. Refilling for each of them would copy
+    // terabytes.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange();
+    let small = conv.pcap(LINKTYPE_ETHERNET, false);
+    let mut data = small[..24].to_vec();
+    data[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+    let recs: Vec<_> = Records::new(&small).map(|r| r.unwrap()).collect();
+    let mut lookalike = Vec::new();
+    lookalike.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+    lookalike.extend_from_slice(&0u32.to_le_bytes());
+    lookalike.extend_from_slice(&2_000_001u32.to_le_bytes());
+    lookalike.extend_from_slice(&2_000_001u32.to_le_bytes());
+    let big = 3 * 1024 * 1024;
+    for (i, r) in recs.iter().enumerate() {
+        let at = r.offset as usize;
+        let mut rec = small[at..at + 16 + r.data.len()].to_vec();
+        if i == 2 {
+            rec[8..12].copy_from_slice(&((r.data.len() + big) as u32).to_le_bytes());
+            rec[12..16].copy_from_slice(&((r.data.len() + big) as u32).to_le_bytes());
+            rec.extend(lookalike.iter().cycle().take(big));
+        }
+        data.extend_from_slice(&rec);
+    }
+    let (one, _) = analyse_bytes(&data, cfg());
+    assert_eq!(one.packets, recs.len() as u64);
+    for span in [64 * 1024, 1024 * 1024] {
+        assert_same(&data, span, "long lookalike record");
+    }
+    // A span inside the long record, decoded on its own: a few reads, not one per lookalike.
+    let layout = pcap_layout(&data[..]).unwrap();
+    let src = CountingReads {
+        data: &data,
+        reads: std::sync::atomic::AtomicU64::new(0),
+    };
+    let mut buf = Vec::new();
+    for k in [1, 5, 20] {
+        src.reads.store(0, std::sync::atomic::Ordering::SeqCst);
+        decode_span(&src, layout, k, 64 * 1024, &mut buf, Batch::new(16));
+        let reads = src.reads.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(reads <= 32, "span {k}: {reads} reads");
+    }
+}
+
+/// Bytes that count the reads made of them.
+struct CountingReads<'a> {
+    data: &'a [u8],
+    reads: std::sync::atomic::AtomicU64,
+}
+
+impl ReadAt for CountingReads<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.data.read_at(buf, offset)
+    }
+}
+
+#[test]
+fn a_pipe_is_read_from_start_to_end() {
+    let data = lab_capture();
+    let (rx, mut tx) = std::io::pipe().unwrap();
+    let file = std::fs::File::from(std::os::fd::OwnedFd::from(rx));
+    let writer = {
+        let data = data.clone();
+        std::thread::spawn(move || std::io::Write::write_all(&mut tx, &data).unwrap())
+    };
+    let (analyzer, outcome) = analyse_file(&file, Analyzer::new(cfg()), &|_| {});
+    writer.join().unwrap();
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(analyzer.finish(&[&outcome]), analyse_bytes(&data, cfg()).0);
 }
 
 /// A short capture with an idle reset, bytes overwritten at `flips` (positions modulo its

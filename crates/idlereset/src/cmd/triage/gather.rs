@@ -114,10 +114,8 @@ pub fn pcaps(files: &[PathBuf], catalog: &Catalog) -> (PacketEvidence, Vec<Strin
         // may be large or still being written), and the same unsafe-verdict rule.
         match std::fs::File::open(f) {
             Ok(file) => {
-                let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-                let (analyzer, outcome) = idlereset_core::pcap::spans::analyse_at(
+                let (analyzer, outcome) = idlereset_core::pcap::spans::analyse_file(
                     &file,
-                    len,
                     idlereset_core::pcap::Analyzer::new(cfg),
                     &|_| {},
                 );
