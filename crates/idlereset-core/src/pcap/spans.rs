@@ -3,21 +3,22 @@
 //! Why: with one reading thread, that thread is the bottleneck: copying the file out of the
 //! page cache and decoding it takes longer than tracking the flows on the other core
 //! (docs/pcap.md has the measurements). Handing raw bytes from one core to the other costs
-//! more than it saves. Here both threads read: the file is cut into spans of [`SPAN`] bytes,
-//! a helper thread reads and decodes spans ahead, and the tracking thread decodes the next
-//! span itself whenever the one it needs is not ready. Only the compact keyed batches cross
-//! cores.
+//! more than it saves. Here both threads read: the file is cut into spans of 8 MiB, a helper
+//! thread reads and decodes spans ahead, and the tracking thread, when the span it needs is
+//! still being decoded, decodes the next free one itself instead of waiting. Only the
+//! compact keyed batches cross cores.
 //!
 //! **Where a span's records start** is not known until the span before it is decoded: a
 //! record may straddle the boundary. A span's decoder therefore guesses its first record
 //! with the resynchronisation test ([`Decoder::probe`](super::reader::Decoder::probe): a
-//! plausible header followed by another) and decodes on from there. The tracking thread
-//! takes spans in file order and keeps the one [`ChunkReader`] whose state is the truth: a
-//! span is used only when its first record is exactly where that reader is, and its first
-//! time is within the jump limit of the reader's last. Anything else (a wrong guess, damage,
-//! a time jump, the end of the file, a file that grew) is read by that reader itself, the
-//! one way as [`pipeline`](super::pipeline) reads, so damage, notes and counts are those of
-//! a one-thread read by construction (tests compare them at many span sizes).
+//! plausible header followed by another), checks that the next records decode with times
+//! that agree, and decodes on from there. The tracking thread takes spans in file order and
+//! keeps the one [`ChunkReader`] whose state is the truth: a span is used only when its
+//! first record is exactly where that reader is, and its first time is within the jump
+//! limit of the reader's last. Anything else (a wrong guess, damage, a time jump, the end of
+//! the file, a file that grew) is read by that reader itself, the same way as
+//! [`pipeline`](super::pipeline) reads, so damage, notes and counts are those of a
+//! one-thread read by construction (tests compare them at many span sizes).
 
 use std::collections::BTreeMap;
 use std::io::Read;
