@@ -39,6 +39,9 @@ pub const MAX_JUMP_NS: u64 = 30 * 86_400 * 1_000_000_000;
 pub const REBASE_AFTER: u32 = 3;
 /// The reason of a damaged range that is all zero bytes.
 const ZERO_FILLED: &str = "zero bytes: a block the file system never wrote (a crash) or wiped";
+/// Zero bytes at a position that rule out a record or block starting there: a classic pcap
+/// record's length is in its bytes 8-11, a pcapng block's type in 0-3 and its length in 4-7.
+const ZERO_HEADER: usize = 16;
 /// Notes kept per file (the count of the rest is kept).
 const MAX_NOTES: usize = 20;
 
@@ -442,7 +445,7 @@ impl<R: Read> ChunkReader<R> {
                 }
                 Probe::No => {
                     zeros = zeros && self.zero_step(p, step);
-                    p += step;
+                    p = self.past_zero_headers(p + step, step);
                 }
                 Probe::NeedMore(n) => {
                     // `zeros` covers the bytes up to `p`, which `fill` keeps or `p` has not
@@ -537,6 +540,27 @@ impl<R: Read> ChunkReader<R> {
     fn zero_step(&self, p: usize, step: usize) -> bool {
         let next = (p + step).min(self.end);
         self.buf[p.min(next)..next].iter().all(|&b| b == 0)
+    }
+
+    /// Where the scan goes on from `p`, `step` at a time: past the positions in a buffered
+    /// run of zeros whose first [`ZERO_HEADER`] bytes are all zero, which no probe accepts
+    /// (a record or block needs a length). Without this, a file that ends in a gigabyte of
+    /// zeros took a second to scan; the bytes skipped are zeros, so what the scan found and
+    /// its `zeros` flag stay the same.
+    fn past_zero_headers(&self, p: usize, step: usize) -> usize {
+        let rest = &self.buf[p.min(self.end)..self.end];
+        let mut zero = 0;
+        for w in rest.chunks_exact(16) {
+            if u128::from_ne_bytes(w.try_into().unwrap_or([1; 16])) != 0 {
+                break;
+            }
+            zero += 16;
+        }
+        zero += rest[zero..].iter().take_while(|&&b| b == 0).count();
+        if zero < ZERO_HEADER + step {
+            return p;
+        }
+        p + (zero - ZERO_HEADER) / step * step
     }
 
     /// The damaged range `idx` runs to the end of the file and is all zeros: not damage but

@@ -239,6 +239,44 @@ fn zeroed_records_in_the_middle_are_one_damaged_range_of_zeros() {
 }
 
 #[test]
+fn a_record_whose_header_starts_with_zeros_ends_a_run_of_zeros_exactly() {
+    // A device without a clock writes 1970 times: a record header that starts with eight
+    // zero bytes, right after a zeroed block. The scan skips zero runs in strides; it must
+    // still stop exactly at that record, at any read size.
+    for zeros in [1usize, 15, 16, 17, 100, 4096, 100_003] {
+        let mut w =
+            crate::pcap::writer::PcapWriter::new(Vec::new(), LINKTYPE_ETHERNET, 65_535, false)
+                .unwrap();
+        let frame = crate::pcap::testkit::frame(
+            LINKTYPE_ETHERNET,
+            &crate::pcap::testkit::Pkt::new(V4_A, 41000, V4_B, 5432).ip(),
+        );
+        w.write_packet(
+            std::time::Duration::from_secs(0),
+            &frame,
+            frame.len() as u32,
+        )
+        .unwrap();
+        let one = w.into_inner();
+        let mut data = one[..24].to_vec();
+        data.resize(24 + zeros, 0);
+        for _ in 0..3 {
+            data.extend_from_slice(&one[24..]);
+        }
+        for chunk in [1, 7, 64, 999, 1 << 18] {
+            let log = read_log(&data, chunk, true);
+            let ranges: Vec<_> = log.1.iter().map(|d| (d.offset, d.skipped)).collect();
+            assert_eq!(
+                ranges,
+                vec![(24, zeros as u64)],
+                "{zeros} zeros, chunk {chunk}"
+            );
+            assert_eq!(log.0.len(), 3, "{zeros} zeros, chunk {chunk}");
+        }
+    }
+}
+
+#[test]
 fn a_corrupt_timestamp_is_ignored_with_a_note_not_a_decades_long_idle() {
     let mut conv = Conv::new(V4_A, V4_B);
     conv.handshake().exchange().exchange().exchange();
