@@ -38,9 +38,10 @@ pub(crate) const SPAN: u64 = 8 * 1024 * 1024;
 /// matched 8 MiB, 16 MiB were slower (0.49x, and more memory).
 const AHEAD: usize = 6;
 
-/// Wrong guesses in a row after which the tracking thread reads the rest of the file alone
-/// (records the guess rejects but the reader takes, such as a wire length below the
-/// captured one, would otherwise cost a core for nothing).
+/// Spans in a row that the reader could have taken but whose guess was wrong or missing,
+/// after which the tracking thread reads the rest of the file alone (records the guess
+/// rejects but the reader takes, such as a wire length below the captured one, would
+/// otherwise cost a core for nothing). Spans inside damage or a clock jump do not count.
 const GIVE_UP_AFTER: u32 = 4;
 /// Bytes a span's decoder scans for its first record before it gives up and leaves the
 /// span to the tracking thread's reader (only records longer than this start further in).
@@ -89,7 +90,9 @@ impl<S: ReadAt + ?Sized> Read for Cursor<'_, S> {
 
 /// The records of one span as decoded by either thread.
 struct Span {
-    /// Byte offset of its first record (the guess), `None` when no record starts in it.
+    /// Byte offset of its first record (the guess); `None` when none was found: no record
+    /// starts in the span or in its first [`GUESS_SCAN`] bytes, no candidate had agreeing
+    /// records after it, or a read failed.
     start: Option<u64>,
     /// Byte offset after its last record.
     end: u64,
@@ -222,7 +225,11 @@ fn run<S: ReadAt + ?Sized>(
             };
             if k > 0 && k < spans && !alone && reader.position() < limit {
                 let got = take(&plan, &wake, k, src, layout, span, &mut buf);
-                let used = match (&got, reader.fast_state()) {
+                // The reader can take decoded records only in its tight loop's state (not
+                // inside damage or a clock jump); then the span is usable when it starts
+                // where the reader is, at a time the reader would accept.
+                let ready = reader.fast_state();
+                let used = match (&got, ready) {
                     (Some(s), Some((_, last))) => {
                         s.start == Some(reader.position())
                             && (s.batch.records() == 0 || s.first_ts.abs_diff(last) <= MAX_JUMP_NS)
@@ -230,14 +237,16 @@ fn run<S: ReadAt + ?Sized>(
                     _ => false,
                 };
                 if let Some(s) = got {
-                    missed_in_row = if used { 0 } else { missed_in_row + 1 };
                     if used {
                         tally.guessed += 1;
+                        missed_in_row = 0;
                         let records = s.batch.records() as u64;
                         reader.skip_decoded(s.end, s.last_ts, records, |c, to| c.pos = to);
                         analyzer.account_batch(&s.batch.segs, s.batch.others);
-                    } else if s.start.is_some() && reader.position() < limit {
-                        tally.missed += 1;
+                    } else if ready.is_some() {
+                        // A wrong guess, or none (no agreeing records, a long record).
+                        tally.missed += u64::from(s.start.is_some());
+                        missed_in_row += 1;
                     }
                     give_back(&plan, s.batch);
                 }

@@ -243,14 +243,22 @@ fn a_record_whose_header_starts_with_zeros_ends_a_run_of_zeros_exactly() {
     // A device without a clock writes 1970 times: a record header that starts with eight
     // zero bytes, right after a zeroed block. The scan skips zero runs in strides; it must
     // still stop exactly at that record, at any read size.
-    for zeros in [1usize, 15, 16, 17, 100, 4096, 100_003] {
+    // A 256-byte frame: the header's length field starts with a zero byte too, so 9 bytes of
+    // the header are zero.
+    for (zeros, frame_len) in [1usize, 15, 16, 17, 100, 4096, 100_003]
+        .into_iter()
+        .flat_map(|z| [(z, 0), (z, 256)])
+    {
         let mut w =
             crate::pcap::writer::PcapWriter::new(Vec::new(), LINKTYPE_ETHERNET, 65_535, false)
                 .unwrap();
-        let frame = crate::pcap::testkit::frame(
+        let mut frame = crate::pcap::testkit::frame(
             LINKTYPE_ETHERNET,
             &crate::pcap::testkit::Pkt::new(V4_A, 41000, V4_B, 5432).ip(),
         );
+        if frame_len > 0 {
+            frame.resize(frame_len, 0xee);
+        }
         w.write_packet(
             std::time::Duration::from_secs(0),
             &frame,
@@ -266,14 +274,66 @@ fn a_record_whose_header_starts_with_zeros_ends_a_run_of_zeros_exactly() {
         for chunk in [1, 7, 64, 999, 1 << 18] {
             let log = read_log(&data, chunk, true);
             let ranges: Vec<_> = log.1.iter().map(|d| (d.offset, d.skipped)).collect();
-            assert_eq!(
-                ranges,
-                vec![(24, zeros as u64)],
-                "{zeros} zeros, chunk {chunk}"
-            );
-            assert_eq!(log.0.len(), 3, "{zeros} zeros, chunk {chunk}");
+            let what = format!("{zeros} zeros, frame {}, chunk {chunk}", frame.len());
+            assert_eq!(ranges, vec![(24, zeros as u64)], "{what}");
+            assert_eq!(log.0.len(), 3, "{what}");
         }
     }
+}
+
+#[test]
+fn resynchronising_through_long_record_lookalikes_reads_in_linear_time() {
+    // snaplen 0xffffffff lets records be 16 MiB long. After one good record, garbage: a
+    // corrupt header, then 64 KiB that repeat a header claiming 2 MB records; a good 2.2 MB
+    // record follows. The
+    // scan meets a plausible long header every 16 bytes: with room for only the bytes one
+    // asks for, every one of them would refill the buffer.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake();
+    let small = conv.pcap(LINKTYPE_ETHERNET, false);
+    let recs: Vec<_> = Records::new(&small).map(|r| r.unwrap()).collect();
+    let mut data = small[..24].to_vec();
+    data[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+    let first = recs[0].offset as usize;
+    data.extend_from_slice(&small[first..first + 16 + recs[0].data.len()]);
+    let mut lookalike = Vec::new();
+    for v in [1_700_000_000u32, 0, 2_000_001, 2_000_001] {
+        lookalike.extend_from_slice(&v.to_le_bytes());
+    }
+    // A corrupt header (a length beyond any limit) starts the garbage, so the reader has to
+    // resynchronise through the lookalikes.
+    let garbage_at = data.len();
+    data.extend_from_slice(&[0xff; 16]);
+    data.extend(lookalike.iter().cycle().take(64 * 1024));
+    let second = recs[1].offset as usize;
+    let mut big = small[second..second + 16 + recs[1].data.len()].to_vec();
+    let len = big.len() - 16 + 2_200_000;
+    big[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+    big[12..16].copy_from_slice(&(len as u32).to_le_bytes());
+    big.resize(16 + len, 0xee);
+    data.extend_from_slice(&big);
+
+    struct Counting<'a>(&'a [u8], usize);
+    impl std::io::Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.1 += 1;
+            self.0.read(buf)
+        }
+    }
+    let mut r = ChunkReader::new(Counting(&data, 0));
+    let mut n = 0;
+    while r.next_record().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 2);
+    assert_eq!(
+        r.damage()
+            .iter()
+            .map(|d| (d.offset, d.skipped))
+            .collect::<Vec<_>>(),
+        vec![(garbage_at as u64, 16 + 64 * 1024)]
+    );
+    assert!(r.src.1 <= 64, "{} reads", r.src.1);
 }
 
 #[test]

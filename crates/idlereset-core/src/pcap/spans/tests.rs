@@ -1,5 +1,5 @@
-//! Reading in spans on two threads gives exactly the one-thread analysis: on intact, damaged,
-//! cut, growing and shrinking captures, at many span sizes, and when a span's guess of its
+//! Reading in spans on two threads gives exactly the one-thread analysis: on intact, damaged
+//! and cut captures, with a length other than the file's, at many span sizes, and when a span's guess of its
 //! first record is wrong.
 #![allow(clippy::unwrap_used)]
 
@@ -174,6 +174,41 @@ fn damaged_captures_read_in_spans_give_the_one_thread_analysis() {
 }
 
 #[test]
+fn a_span_that_starts_right_after_a_clock_jump_is_left_to_the_reader() {
+    // The span's records agree with each other, but its first is 40 days after the reader's
+    // last: the reader must see it to apply its clock-jump rule (ignore, or follow after
+    // three records that agree).
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake();
+    for _ in 0..10 {
+        conv.exchange();
+    }
+    conv.wait(40.0 * 86_400.0);
+    for _ in 0..20 {
+        conv.exchange();
+    }
+    let data = conv.pcap(LINKTYPE_ETHERNET, true);
+    let recs: Vec<_> = Records::new(&data).map(|r| r.unwrap()).collect();
+    let after = recs
+        .windows(2)
+        .find(|w| w[1].ts_ns - w[0].ts_ns > MAX_JUMP_NS)
+        .map(|w| w[1].offset)
+        .unwrap();
+    let (one, _) = analyse_bytes(&data, cfg());
+    assert!(
+        one.notes.iter().any(|n| n.contains("clock jumps")),
+        "{:?}",
+        one.notes
+    );
+    // Spans that start exactly at the first record after the jump.
+    for span in [after, after / 2, after / 3] {
+        if after % span == 0 {
+            assert_same(&data, span, "a span starts at the jump");
+        }
+    }
+}
+
+#[test]
 fn a_wrong_guess_of_a_spans_first_record_is_read_again() {
     // One packet's payload is a chain of record lookalikes (a pcap file sent over TCP): a
     // span that starts inside it guesses one of them.
@@ -208,7 +243,7 @@ fn a_wrong_guess_of_a_spans_first_record_is_read_again() {
 }
 
 #[test]
-fn a_length_that_is_no_longer_the_files_is_read_past_or_short_of_to_the_end() {
+fn a_length_other_than_the_files_still_reads_the_file_to_its_end() {
     let data = lab_capture();
     let (one, read) = analyse_bytes(&data, cfg());
     for len in [0, 24, data.len() as u64 / 2, data.len() as u64 * 2] {
