@@ -96,15 +96,7 @@ fn dash_reads_the_capture_from_standard_input() {
     let p = tmp("stdin.pcap");
     capture(&p, 950.0, true);
     let from_file = run(&["pcap", p.to_str().unwrap(), "--json"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_idlereset"))
-        .args(["pcap", "-", "--json"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let bytes = std::fs::read(&p).unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &bytes).unwrap();
-    let from_pipe = child.wait_with_output().unwrap();
+    let from_pipe = run_piped(&["pcap", "-", "--json"], &std::fs::read(&p).unwrap());
     cli_support::assert_exit(&from_pipe, 1);
     let mut a: serde_json::Value = serde_json::from_slice(&from_file.stdout).unwrap();
     let mut b: serde_json::Value = serde_json::from_slice(&from_pipe.stdout).unwrap();
@@ -119,6 +111,19 @@ fn dash_reads_the_capture_from_standard_input() {
     assert!(String::from_utf8_lossy(&twice.stderr).contains("only once"));
 }
 
+/// Run idlereset with `input` written to its standard input through a pipe.
+fn run_piped(args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idlereset"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn a_pipe_named_by_path_is_read_like_the_file() {
     // `idlereset pcap <(zcat cap.pcap.gz)` or `/dev/stdin` fed by a pipe: a file that cannot
@@ -126,16 +131,10 @@ fn a_pipe_named_by_path_is_read_like_the_file() {
     let p = tmp("devstdin.pcap");
     capture(&p, 950.0, true);
     let from_file = run(&["pcap", p.to_str().unwrap(), "--json"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_idlereset"))
-        .args(["pcap", "/dev/stdin", "--json"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let bytes = std::fs::read(&p).unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &bytes).unwrap();
-    let from_pipe = child.wait_with_output().unwrap();
+    let from_pipe = run_piped(
+        &["pcap", "/dev/stdin", "--json"],
+        &std::fs::read(&p).unwrap(),
+    );
     cli_support::assert_exit(&from_pipe, 1);
     let mut a: serde_json::Value = serde_json::from_slice(&from_file.stdout).unwrap();
     let mut b: serde_json::Value = serde_json::from_slice(&from_pipe.stdout).unwrap();

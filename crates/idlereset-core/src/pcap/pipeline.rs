@@ -171,8 +171,7 @@ mod tests {
     use super::*;
     use crate::pcap::analyse_bytes;
     use crate::pcap::flow::Config;
-    use crate::pcap::testkit::{Conv, V4_A, V4_B, V6_A, V6_B, lab_capture, merge};
-    use crate::pcap::writer::LINKTYPE_ETHERNET;
+    use crate::pcap::testkit::{lab_capture, mixed_capture};
 
     fn cfg() -> Config {
         Config {
@@ -186,25 +185,6 @@ mod tests {
         let (analyzer, outcome) =
             analyse_reader_in_batches(data, Analyzer::new(cfg()), &|_| {}, records);
         analyzer.finish(&[&outcome])
-    }
-
-    /// IPv4 and IPv6 flows interleaved packet by packet, with idle resets on both families,
-    /// so IPv6 keys and prefetched flows cross batch boundaries.
-    fn mixed_capture() -> Vec<u8> {
-        let mut c = Conv::new(V4_A, V4_B);
-        c.handshake();
-        let mut v6 = Conv::new(V6_A, V6_B);
-        v6.handshake();
-        for _ in 0..20 {
-            c.exchange();
-            v6.exchange();
-        }
-        c.wait(30.0).c_data(10).forged_rst_from_server(50, 0);
-        v6.wait(31.0).c_data(10).forged_rst_from_server(50, 0);
-        merge(&[
-            &c.pcap(LINKTYPE_ETHERNET, true),
-            &v6.pcap(LINKTYPE_ETHERNET, true),
-        ])
     }
 
     #[test]

@@ -382,3 +382,45 @@ pub fn merge(files: &[&[u8]]) -> Vec<u8> {
     }
     w.into_inner()
 }
+
+/// IPv4 and IPv6 flows interleaved packet by packet, with idle resets on both families,
+/// so IPv6 keys and prefetched flows cross batch boundaries.
+pub fn mixed_capture() -> Vec<u8> {
+    let mut c = Conv::new(V4_A, V4_B);
+    c.handshake();
+    let mut v6 = Conv::new(V6_A, V6_B);
+    v6.handshake();
+    for _ in 0..20 {
+        c.exchange();
+        v6.exchange();
+    }
+    c.wait(30.0).c_data(10).forged_rst_from_server(50, 0);
+    v6.wait(31.0).c_data(10).forged_rst_from_server(50, 0);
+    merge(&[
+        &c.pcap(LINKTYPE_ETHERNET, true),
+        &v6.pcap(LINKTYPE_ETHERNET, true),
+    ])
+}
+
+/// A short capture with an idle reset (pcapng or classic pcap), with bytes overwritten at
+/// `flips` (positions taken modulo its length) and cut at `cut` (modulo its length + 1).
+pub fn mutated_capture(flips: &[(usize, u8)], cut: usize, ng: bool) -> Vec<u8> {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .exchange()
+        .wait(900.0)
+        .c_data(10)
+        .forged_rst_from_server(64, 0);
+    let mut data = if ng {
+        conv.pcapng(LINKTYPE_ETHERNET)
+    } else {
+        conv.pcap(LINKTYPE_ETHERNET, false)
+    };
+    for &(at, byte) in flips {
+        let i = at % data.len();
+        data[i] = byte;
+    }
+    data.truncate(cut % (data.len() + 1));
+    data
+}

@@ -10,7 +10,7 @@ use super::*;
 use crate::pcap::events::Kind;
 use crate::pcap::flow::Config;
 use crate::pcap::reader::Records;
-use crate::pcap::testkit::{Conv, V4_A, V4_B, lab_capture};
+use crate::pcap::testkit::{Conv, V4_A, V4_B, lab_capture, mutated_capture};
 use crate::pcap::writer::LINKTYPE_ETHERNET;
 use crate::pcap::{FileAnalysis, analyse_bytes, tcp_segment};
 
@@ -484,29 +484,6 @@ fn records_in_runs_are_the_records_one_by_one() {
     for chunk in [1, 7, 100, 4096, CHUNK] {
         assert_eq!(read_log(&data, chunk, true), one_by_one, "chunk {chunk}");
     }
-}
-
-/// A short capture with an idle reset (pcapng or classic pcap), with bytes overwritten at
-/// `flips` (positions taken modulo its length) and cut at `cut` (modulo its length + 1).
-fn mutated_capture(flips: &[(usize, u8)], cut: usize, ng: bool) -> Vec<u8> {
-    let mut conv = Conv::new(V4_A, V4_B);
-    conv.handshake()
-        .exchange()
-        .exchange()
-        .wait(900.0)
-        .c_data(10)
-        .forged_rst_from_server(64, 0);
-    let mut data = if ng {
-        conv.pcapng(LINKTYPE_ETHERNET)
-    } else {
-        conv.pcap(LINKTYPE_ETHERNET, false)
-    };
-    for &(at, byte) in flips {
-        let i = at % data.len();
-        data[i] = byte;
-    }
-    data.truncate(cut % (data.len() + 1));
-    data
 }
 
 proptest! {

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::pcap::flow::Config;
 use crate::pcap::reader::Records;
-use crate::pcap::testkit::{Conv, V4_A, V4_B, V6_A, V6_B, lab_capture, merge};
+use crate::pcap::testkit::{Conv, V4_A, V4_B, lab_capture, mixed_capture, mutated_capture};
 use crate::pcap::writer::LINKTYPE_ETHERNET;
 use crate::pcap::{FileAnalysis, analyse_bytes};
 
@@ -53,24 +53,6 @@ fn spans_with_records(data: &[u8], span: u64) -> u64 {
 }
 
 const SPANS: [u64; 12] = [1, 2, 3, 7, 24, 25, 64, 333, 1000, 4096, 65_536, SPAN];
-
-/// IPv4 and IPv6 flows with idle resets, interleaved packet by packet.
-fn mixed_capture() -> Vec<u8> {
-    let mut c = Conv::new(V4_A, V4_B);
-    c.handshake();
-    let mut v6 = Conv::new(V6_A, V6_B);
-    v6.handshake();
-    for _ in 0..20 {
-        c.exchange();
-        v6.exchange();
-    }
-    c.wait(30.0).c_data(10).forged_rst_from_server(50, 0);
-    v6.wait(31.0).c_data(10).forged_rst_from_server(50, 0);
-    merge(&[
-        &c.pcap(LINKTYPE_ETHERNET, true),
-        &v6.pcap(LINKTYPE_ETHERNET, true),
-    ])
-}
 
 #[test]
 fn any_span_size_gives_the_one_thread_analysis() {
@@ -448,28 +430,6 @@ fn a_pipe_is_read_from_start_to_end() {
     writer.join().unwrap();
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     assert_eq!(analyzer.finish(&[&outcome]), analyse_bytes(&data, cfg()).0);
-}
-
-/// A short capture with an idle reset, bytes overwritten at `flips` (positions modulo its
-/// length) and cut at `cut` (modulo its length + 1).
-fn mutated_capture(flips: &[(usize, u8)], cut: usize, ng: bool) -> Vec<u8> {
-    let mut conv = Conv::new(V4_A, V4_B);
-    conv.handshake();
-    for _ in 0..6 {
-        conv.exchange();
-    }
-    conv.wait(900.0).c_data(10).forged_rst_from_server(64, 0);
-    let mut data = if ng {
-        conv.pcapng(LINKTYPE_ETHERNET)
-    } else {
-        conv.pcap(LINKTYPE_ETHERNET, false)
-    };
-    for &(at, byte) in flips {
-        let i = at % data.len();
-        data[i] = byte;
-    }
-    data.truncate(cut % (data.len() + 1));
-    data
 }
 
 proptest! {
