@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::chunks::{CHUNK, ChunkReader, MAX_JUMP_NS};
 use super::pipeline::Batch;
@@ -202,10 +202,11 @@ fn run<S: ReadAt + ?Sized>(
         helper_gone: false,
     });
     let wake = Condvar::new();
+    let file = SpanSource { src, layout, span };
     std::thread::scope(|scope| {
         let helper = scope.spawn(|| {
             let _gone = GoneOnDrop(&plan, &wake);
-            helper(src, layout, span, &plan, &wake);
+            helper(&file, &plan, &wake);
         });
         // However this thread leaves (a panic too), the helper must not wait for it forever.
         let _stop = StopOnDrop(&plan, &wake);
@@ -224,7 +225,7 @@ fn run<S: ReadAt + ?Sized>(
                 u64::MAX
             };
             if k > 0 && k < spans && !alone && reader.position() < limit {
-                let got = take(&plan, &wake, k, src, layout, span, &mut buf);
+                let got = take(&plan, &wake, k, &file, &mut buf);
                 // The reader can take decoded records only in its tight loop's state (not
                 // inside damage or a clock jump); then the span is usable when it starts
                 // where the reader is, at a time the reader would accept.
@@ -302,6 +303,27 @@ fn run<S: ReadAt + ?Sized>(
     })
 }
 
+impl Plan {
+    /// Take span `k` (the next free one, or one the caller needs) with a batch to decode it
+    /// into.
+    fn claim(&mut self, k: usize) -> Batch {
+        self.next = self.next.max(k + 1);
+        self.spare.pop().unwrap_or_else(|| Batch::new(FLUSH))
+    }
+}
+
+/// Wait on `wake` for the other thread.
+fn wait<'a>(wake: &Condvar, p: MutexGuard<'a, Plan>) -> MutexGuard<'a, Plan> {
+    wake.wait(p).unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What decoding any span of the file needs: where to read, the record layout, the span size.
+struct SpanSource<'a, S: ?Sized> {
+    src: &'a S,
+    layout: PcapLayout,
+    span: u64,
+}
+
 /// Tells the helper to stop when dropped.
 struct StopOnDrop<'a>(&'a Mutex<Plan>, &'a Condvar);
 
@@ -329,14 +351,11 @@ fn lock(plan: &Mutex<Plan>) -> std::sync::MutexGuard<'_, Plan> {
 
 /// Span `k` for the tracking thread: decoded by the helper, or by this thread when the
 /// helper has not got to it. While it waits, this thread decodes the next free span.
-#[allow(clippy::too_many_arguments)]
 fn take<S: ReadAt + ?Sized>(
     plan: &Mutex<Plan>,
     wake: &Condvar,
     k: usize,
-    src: &S,
-    layout: PcapLayout,
-    span: u64,
+    file: &SpanSource<'_, S>,
     buf: &mut Vec<u8>,
 ) -> Option<Span> {
     let mut p = lock(plan);
@@ -350,24 +369,20 @@ fn take<S: ReadAt + ?Sized>(
         }
         if p.next <= k {
             // Nobody has it yet: decode it here.
-            p.next = k + 1;
-            let batch = p.spare.pop().unwrap_or_else(|| Batch::new(FLUSH));
+            let batch = p.claim(k);
             drop(p);
-            return Some(decode_span(src, layout, k, span, buf, batch));
+            return Some(decode_span(file, k, buf, batch));
         }
         if p.next < p.spans && p.next < p.used + AHEAD {
             let j = p.next;
-            p.next += 1;
-            let batch = p.spare.pop().unwrap_or_else(|| Batch::new(FLUSH));
+            let batch = p.claim(j);
             drop(p);
-            let s = decode_span(src, layout, j, span, buf, batch);
+            let s = decode_span(file, j, buf, batch);
             p = lock(plan);
             p.ready.insert(j, s);
             continue;
         }
-        p = wake
-            .wait(p)
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        p = wait(wake, p);
     }
 }
 
@@ -377,13 +392,7 @@ fn give_back(plan: &Mutex<Plan>, mut batch: Batch) {
 }
 
 /// The helper thread: decode free spans, at most [`AHEAD`] ahead of the tracking thread.
-fn helper<S: ReadAt + ?Sized>(
-    src: &S,
-    layout: PcapLayout,
-    span: u64,
-    plan: &Mutex<Plan>,
-    wake: &Condvar,
-) {
+fn helper<S: ReadAt + ?Sized>(file: &SpanSource<'_, S>, plan: &Mutex<Plan>, wake: &Condvar) {
     let mut buf = Vec::new();
     let mut p = lock(plan);
     loop {
@@ -391,16 +400,13 @@ fn helper<S: ReadAt + ?Sized>(
             return;
         }
         if p.next >= p.used + AHEAD {
-            p = wake
-                .wait(p)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            p = wait(wake, p);
             continue;
         }
         let k = p.next;
-        p.next += 1;
-        let batch = p.spare.pop().unwrap_or_else(|| Batch::new(FLUSH));
+        let batch = p.claim(k);
         drop(p);
-        let s = decode_span(src, layout, k, span, &mut buf, batch);
+        let s = decode_span(file, k, &mut buf, batch);
         p = lock(plan);
         p.ready.insert(k, s);
         wake.notify_all();
@@ -410,13 +416,12 @@ fn helper<S: ReadAt + ?Sized>(
 /// Decode span `k`: find its first record, then decode records that start in it, stopping
 /// at anything unusual (the tracking thread's reader deals with that).
 fn decode_span<S: ReadAt + ?Sized>(
-    src: &S,
-    layout: PcapLayout,
+    file: &SpanSource<'_, S>,
     k: usize,
-    span: u64,
     buf: &mut Vec<u8>,
     mut batch: Batch,
 ) -> Span {
+    let SpanSource { src, layout, span } = *file;
     let from = k as u64 * span;
     let limit = from.saturating_add(span);
     let mut window = Window::new(src, buf, from);

@@ -398,7 +398,12 @@ fn long_records_full_of_record_lookalikes_are_read_in_linear_time() {
     let mut buf = Vec::new();
     for k in [1, 5, 20] {
         src.reads.store(0, std::sync::atomic::Ordering::SeqCst);
-        decode_span(&src, layout, k, 64 * 1024, &mut buf, Batch::new(16));
+        let file = SpanSource {
+            src: &src,
+            layout,
+            span: 64 * 1024,
+        };
+        decode_span(&file, k, &mut buf, Batch::new(16));
         let reads = src.reads.load(std::sync::atomic::Ordering::SeqCst);
         assert!(reads <= 32, "span {k}: {reads} reads");
     }
