@@ -12,6 +12,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Below this many seconds a rung has no phase-shifted copies, and the timer wheel fires its
+/// probe well under a second late (256 ms at HZ=250, 640 ms at HZ=100), so the whole second
+/// of a measured idle is the rung's TCP_KEEPIDLE.
+pub const SHORT_RUNG_S: u32 = 16;
+
 /// How narrow the final bracket must be.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Precision {
@@ -42,10 +47,13 @@ impl Precision {
         Ok(Precision::Absolute(d.as_secs_f64()))
     }
 
-    /// Is a bracket this narrow? (1 s is always enough: TCP_KEEPIDLE's granularity.)
+    /// Is a bracket this narrow? One second is always enough: TCP_KEEPIDLE's unit. Below
+    /// [`SHORT_RUNG_S`] that floor is two adjacent whole-second rungs, however late the timer
+    /// wheel fired either probe: another pass would only sample that lateness again.
     pub fn satisfied(self, low: f64, high: f64) -> bool {
         let w = high - low;
         w <= 1.05
+            || (high < f64::from(SHORT_RUNG_S) && high.floor() - low.floor() <= 1.0)
             || match self {
                 Precision::Relative(p) => low > 0.0 && w / low <= p + 1e-9,
                 Precision::Absolute(a) => w <= a + 1e-9,
@@ -255,6 +263,18 @@ mod tests {
             "one second is the floor"
         );
         assert!(!Precision::Absolute(1.0).satisfied(8.0, 10.0));
+    }
+
+    #[test]
+    fn adjacent_short_rungs_are_enough_however_late_their_probes_fired() {
+        // Rung 2 survived at 2.03 s, rung 3 was reset at 3.10 s (its probe 100 ms late).
+        assert!(Precision::Relative(0.05).satisfied(2.03, 3.10));
+        assert!(Precision::Absolute(0.5).satisfied(9.0, 10.24));
+        // Rungs 2 and 4: the 3 s rung is missing, a pass can still narrow it.
+        assert!(!Precision::Relative(0.05).satisfied(2.03, 4.01));
+        // From 16 s up, phase-shifted copies sample between granules: the width counts.
+        assert!(!Precision::Relative(0.01).satisfied(20.0, 21.3));
+        assert!(!Precision::Absolute(0.5).satisfied(15.9, 16.98));
     }
 
     #[test]

@@ -15,7 +15,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use idlereset_core::probe::{Bracket, Failure, Precision, RungResult, ladder, refine};
+use idlereset_core::probe::{
+    Bracket, Failure, Precision, RungResult, SHORT_RUNG_S, ladder, refine,
+};
 use idlereset_core::reverse::{CONTROL_HELLO, MAX_LINE, Token, test_hello};
 use serde::Serialize;
 use socket2::{Domain, Socket, TcpKeepalive, Type};
@@ -143,13 +145,13 @@ fn make_socket(cfg: &ProbeConfig, keepidle: u32, keepintvl: u32) -> Result<Socke
 /// At most this many passes (one, then refinements).
 const MAX_PASSES: u32 = 3;
 
-/// Rungs at start delay 0, plus, from 16 s up (where the kernel's timer wheel rounds keepalive
+/// Rungs at start delay 0, plus, from [`SHORT_RUNG_S`] (16 s) up (where the kernel's timer wheel rounds keepalive
 /// timers to a second or more), copies started later by the given fractions of an eighth of
 /// their duration (about one wheel granule): the copies fire at other actual idles, which
 /// narrows the bracket below the granule at the cost of that delay.
 fn with_phases(idles: &[u32], fractions: &[f64]) -> Vec<(u32, f64)> {
     let mut v: Vec<(u32, f64)> = idles.iter().map(|&d| (d, 0.0)).collect();
-    for &d in idles.iter().filter(|&&d| d >= 16) {
+    for &d in idles.iter().filter(|&&d| d >= SHORT_RUNG_S) {
         let granule = (f64::from(d) / 8.0).min(131.0);
         v.extend(fractions.iter().map(|f| (d, f * granule)));
     }
@@ -166,7 +168,7 @@ pub fn run(cfg: &ProbeConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Pro
     let mut pass = 0u32;
     let mut truncated = false;
     let first = ladder(1, max, cfg.precision, cfg.connections);
-    let long = first.iter().filter(|&&d| d >= 16).count().max(1);
+    let long = first.iter().filter(|&&d| d >= SHORT_RUNG_S).count().max(1);
     let copies = (cfg.connections.saturating_sub(first.len()) / long).min(3);
     let fractions: Vec<f64> = (1..=copies)
         .map(|i| i as f64 / (copies + 1) as f64)
