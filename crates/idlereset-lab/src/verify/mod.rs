@@ -20,17 +20,18 @@
 //! run in real time. All runs share the lab and run concurrently, each on its own flow.
 
 mod compiled;
+mod databases;
 pub mod driver;
 pub mod mapping;
 pub mod psql;
 mod real;
+mod runs;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use idlereset_core::catalog::Failure;
-use idlereset_core::inventory::{Current, Hop, HopKind, Inventory, IpVersion, Library};
+use idlereset_core::inventory::{Current, Hop, HopKind, Inventory, Library};
 use idlereset_core::libraries::Libraries;
 use idlereset_core::plan::Plan;
 use idlereset_core::plan::clients::ClientPlan;
@@ -39,15 +40,13 @@ use serde::Serialize;
 
 use crate::error::{LabError, Result};
 use crate::firewall::{FirewallSettings, Profile};
-use crate::grpc::GrpcServer;
 use crate::lab::{Lab, LabSpec};
-use crate::postgres::{self, PgOptions, Postgres};
-use crate::redis::{self as redis_server, Redis};
 use crate::registry::Ownership;
 use crate::server::DbServer;
-use crate::workload::{AppLog, ClientOptions, FailureKind, Pool, PoolConfig};
+use databases::Databases;
 use driver::Driver;
 use mapping::{Model, Which};
+use runs::RunCtx;
 
 /// Port of the built-in line-protocol server during `verify` (PostgreSQL keeps 5432).
 pub const BUILTIN_PORT: u16 = 5433;
@@ -447,338 +446,6 @@ fn jobs(inv: &Inventory, plan: &Plan, clients: &[&ClientPlan]) -> Vec<Job> {
         }
     }
     jobs
-}
-
-/// The real database servers the runs need, in the db namespace (stopped when dropped).
-struct Databases {
-    db_addr: std::net::IpAddr,
-    pg: Option<(Postgres, std::path::PathBuf)>,
-    redis: Option<Redis>,
-    grpc: Option<GrpcServer>,
-}
-
-impl Databases {
-    /// PostgreSQL when libpq or a real postgres driver runs (and it is installed, or `--db
-    /// postgres` asks), redis-server when a real Redis driver runs, the gRPC server when grpcio
-    /// runs; what is missing is noted.
-    #[allow(clippy::too_many_arguments)]
-    fn start(
-        lab: &Lab,
-        inv: &Inventory,
-        opts: &Options,
-        clients: &[&ClientPlan],
-        drivers: &Drivers,
-        idle_close: Option<Duration>,
-        notes: &mut Vec<String>,
-        progress: &(dyn Fn(&str) + Sync),
-    ) -> Result<Databases> {
-        let db_ns = lab.ns("db")?;
-        let protocol_of = |l: Library| {
-            Libraries::builtin()
-                .profile(l, None)
-                .library
-                .protocol
-                .clone()
-        };
-        let real = |l: Library| drivers.get(&l).is_some_and(|d| d.is_ok());
-        let want_pg = clients.iter().any(|c| {
-            c.library == Library::Libpq || (real(c.library) && protocol_of(c.library) == "postgres")
-        });
-        let want_redis = clients
-            .iter()
-            .any(|c| real(c.library) && protocol_of(c.library) == "redis");
-        let want_grpc = clients
-            .iter()
-            .any(|c| real(c.library) && protocol_of(c.library) == "grpc");
-        let pg_tools = postgres::Binaries::find().zip(postgres::find_psql());
-        let pg = match (opts.db, &pg_tools) {
-            (Db::Builtin, _) => None,
-            (Db::Postgres, None) => {
-                return Err(LabError::lab(
-                    lab.name(),
-                    "--db postgres: PostgreSQL (initdb, postgres, psql) is not installed; run .ci/install-deps",
-                ));
-            }
-            (Db::Auto, None) => {
-                notes.push("PostgreSQL is not installed: libpq settings verified as socket options on the built-in server".into());
-                None
-            }
-            (_, Some(_)) if !want_pg && opts.db == Db::Auto => None,
-            (_, Some((_, psql_path))) => {
-                progress("starting PostgreSQL in the db namespace");
-                let pg_opts = PgOptions {
-                    port: PG_PORT,
-                    idle_session_timeout: idle_close,
-                    parent: None,
-                };
-                Some((
-                    Postgres::start(db_ns, lab.name(), &pg_opts)?,
-                    psql_path.clone(),
-                ))
-            }
-        };
-        let db_addr = lab
-            .topology()
-            .db_addr(inv.options.ip_version == IpVersion::V6);
-        let redis = match (want_redis, redis_server::find()) {
-            (true, Some(_)) => {
-                progress("starting redis-server in the db namespace");
-                Some(Redis::start(db_ns, lab.name(), db_addr)?)
-            }
-            (true, None) => {
-                notes.push("redis-server is not installed: Redis clients verified with the socket-level model".into());
-                None
-            }
-            _ => None,
-        };
-        // The grpcio driver is available, so python3 and grpcio are: the server needs nothing else.
-        let grpc = if want_grpc {
-            progress("starting the gRPC server (grpcio) in the db namespace");
-            Some(GrpcServer::start(db_ns, lab.name(), db_addr)?)
-        } else {
-            None
-        };
-        Ok(Databases {
-            db_addr,
-            pg,
-            redis,
-            grpc,
-        })
-    }
-}
-
-struct RunCtx<'a> {
-    redis: bool,
-    /// The lab's gRPC server runs in `db`.
-    grpc: bool,
-    real_time: bool,
-    drivers: &'a std::collections::HashMap<Library, std::result::Result<Driver, String>>,
-    lab: &'a Lab,
-    scale: TimeScale,
-    idle: Duration,
-    reply_timeout: Duration,
-    target: SocketAddr,
-    pg: Option<(&'a Postgres, &'a std::path::Path)>,
-}
-
-impl RunCtx<'_> {
-    async fn one(
-        &self,
-        client: String,
-        lib: Library,
-        which: Which,
-        model: Model,
-        defaults: bool,
-    ) -> RunReport {
-        let mut r = RunReport {
-            client,
-            library: lib.as_str().into(),
-            settings: which,
-            outcome: "error".into(),
-            idle_s: 0.0,
-            error: None,
-            detail: String::new(),
-            via: "sockets".into(),
-            why: String::new(),
-            library_version: None,
-            retried: None,
-            app_log: None,
-            sockopts: None,
-            model,
-        };
-        // libpq runs through psql when installed (real libpq, heartbeat queries included).
-        let psql_first = lib == Library::Libpq && self.pg.is_some();
-        let real = match self
-            .real_plan(lib, which, defaults)
-            .and_then(|d| {
-                if psql_first {
-                    Err("psql is installed: real libpq through psql".to_string())
-                } else {
-                    Ok(d)
-                }
-            })
-            .and_then(|d| self.compiled_fits(lib, &d, &r.model).map(|()| d))
-        {
-            Ok(d) => Some(d),
-            Err(why) => {
-                r.why = why;
-                None
-            }
-        };
-        let res = match (real, lib, self.pg) {
-            (Some(d), _, _) => {
-                r.via = format!("real:{}:{}", d.runtime, d.module);
-                self.real(&mut r, &d, defaults).await
-            }
-            (None, Library::Libpq, Some((pg, psql))) => {
-                r.via = "psql".into();
-                r.why = "real libpq through psql".into();
-                self.psql(&mut r, pg, psql).await
-            }
-            _ => self.pool(&mut r).await,
-        };
-        if let Err(e) = res {
-            r.outcome = "error".into();
-            r.error = Some(e.to_string());
-        }
-        r
-    }
-
-    fn secs(&self, s: Option<f64>) -> Option<u32> {
-        s.map(|s| self.scale.lab_whole_secs(s))
-    }
-
-    fn dur(&self, s: Option<f64>) -> Option<Duration> {
-        s.map(|s| self.scale.lab(s).max(Duration::from_millis(100)))
-    }
-
-    fn user_timeout(&self, m: &Model) -> Option<u64> {
-        m.user_timeout_ms
-            .map(|ms| ((ms as f64 / self.scale.factor()) as u64).max(1000))
-    }
-
-    async fn psql(&self, r: &mut RunReport, pg: &Postgres, psql: &std::path::Path) -> Result<()> {
-        let m = &r.model;
-        let mut conninfo = format!(
-            "{} connect_timeout=5 application_name=idlereset-verify keepalives={}",
-            pg.conninfo(self.target.ip()),
-            u8::from(m.so_keepalive)
-        );
-        for (k, v) in [
-            ("keepalives_idle", self.secs(m.keepidle_s)),
-            ("keepalives_interval", self.secs(m.keepintvl_s)),
-            ("keepalives_count", m.keepcnt),
-        ] {
-            if let (true, Some(v)) = (m.so_keepalive, v) {
-                conninfo.push_str(&format!(" {k}={v}"));
-            }
-        }
-        if let Some(ms) = self.user_timeout(m) {
-            conninfo.push_str(&format!(" tcp_user_timeout={ms}"));
-        }
-        let hb = self.dur(m.heartbeat_s);
-        let res = psql::session(
-            psql,
-            self.lab.ns("app")?,
-            &conninfo,
-            self.idle,
-            hb,
-            self.reply_timeout,
-        )
-        .await?;
-        r.idle_s = self.scale.configured(res.idle);
-        r.error = res.error.clone();
-        r.outcome = if res.survived {
-            "survived".into()
-        } else if res.hung {
-            "blackhole".into()
-        } else {
-            psql::classify(res.error.as_deref().unwrap_or("")).into()
-        };
-        r.detail = format!(
-            "psql \"{conninfo}\": {}{}",
-            if res.survived {
-                "select 'after' answered on the same session"
-            } else if res.hung {
-                "no answer: the query vanished into the path"
-            } else {
-                "the session broke"
-            },
-            if res.heartbeats > 0 {
-                format!(" ({} heartbeat queries)", res.heartbeats)
-            } else {
-                String::new()
-            }
-        );
-        Ok(())
-    }
-
-    async fn pool(&self, r: &mut RunReport) -> Result<()> {
-        let m = &r.model;
-        let opts = ClientOptions {
-            so_keepalive: m.so_keepalive,
-            keepidle_s: self.secs(m.keepidle_s),
-            keepintvl_s: self.secs(m.keepintvl_s),
-            keepcnt: m.keepcnt,
-            user_timeout_ms: self.user_timeout(m),
-        };
-        let cfg = PoolConfig {
-            size: 1,
-            idle_timeout: self.dur(m.pool_idle_s),
-            max_lifetime: self.dur(m.max_lifetime_s),
-            heartbeat: self.dur(m.heartbeat_s),
-            query_timeout: self.reply_timeout,
-            connect_timeout: Duration::from_secs(5),
-        };
-        let ns = idlereset_linux::NetNs::open(self.lab.ns("app")?.name())?;
-        let pool = Pool::new(ns, self.target, opts, cfg, Arc::new(AppLog::default()));
-        let lab = self.lab.name();
-        let mut c = pool
-            .get()
-            .await
-            .map_err(|e| LabError::lab(lab, format!("connect: {}", e.text)))?;
-        pool.query(&mut c, "BEFORE")
-            .await
-            .map_err(|e| LabError::lab(lab, format!("first query: {}", e.text)))?;
-        let first = c.id;
-        pool.put(c);
-        let started = Instant::now();
-        let mut failure = None;
-        while started.elapsed() < self.idle {
-            let left = self.idle.saturating_sub(started.elapsed());
-            tokio::time::sleep(pool.maintenance_period().min(left)).await;
-            if let Some(f) = pool.maintain().await.into_iter().next() {
-                failure = Some((f, "heartbeat"));
-                break;
-            }
-        }
-        r.idle_s = self.scale.configured(started.elapsed());
-        let result = match failure {
-            Some(f) => Err(f),
-            None => match pool.get().await {
-                Ok(mut c) => {
-                    let id = c.id;
-                    pool.query(&mut c, "AFTER")
-                        .await
-                        .map(|_| id)
-                        .map_err(|e| (e, "query"))
-                }
-                Err(e) => Err((e, "reconnect")),
-            },
-        };
-        let stats = pool.stats();
-        match result {
-            Ok(id) => {
-                r.outcome = "survived".into();
-                r.detail = if id == first {
-                    format!(
-                        "the same connection answered{}",
-                        if stats.heartbeats > 0 {
-                            format!(" ({} heartbeats kept it busy)", stats.heartbeats)
-                        } else if m.so_keepalive {
-                            " (keepalive probes kept the path's state)".into()
-                        } else {
-                            String::new()
-                        }
-                    )
-                } else {
-                    "the pool retired the idle connection before the path cut it and answered on a new one".into()
-                };
-            }
-            Err((e, during)) => {
-                r.outcome = match e.kind {
-                    FailureKind::Reset => "reset",
-                    FailureKind::Timeout => "blackhole",
-                    FailureKind::Eof => "closed",
-                    FailureKind::Connect | FailureKind::Other => "error",
-                }
-                .into();
-                r.detail = format!("failed during the {during} after idle");
-                r.error = Some(e.text);
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
