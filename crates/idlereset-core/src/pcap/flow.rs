@@ -8,13 +8,22 @@
 //! if smaller) opens an episode, remembered with the gap and the side that spoke first. The
 //! episode ends when:
 //! - the *other* side answers with anything but a RST: the idle gap survived;
-//! - a RST arrives: `reset` (or `blackhole` when it is the sender giving up after
-//!   unanswered retransmissions or keepalive probes; nothing when it is the client's own
-//!   stack aborting its idle connection as the first packet after the gap);
-//! - the first packet after the gap is a FIN with the server's address: `idle-close` (a
-//!   client's own FIN after idle is a pool retiring the connection, not a failure);
-//! - the flow ends (capture end, eviction) after retransmitted, never answered data or
+//! - a RST arrives: `reset` (or `blackhole` when it is the starter giving up after
+//!   unanswered retransmissions or keepalive probes; nothing when the client spoke first after
+//!   the gap and then aborted with its own RST, which the TTL / IP ID place at the client);
+//! - the server's side, having started the episode, sends a FIN before the client answered
+//!   anything: `idle-close` (bare, or after a goodbye message such as PostgreSQL's FATAL for
+//!   `idle_session_timeout`). A client's own FIN after idle is a pool retiring the
+//!   connection and keeps the episode open: the server's answer means the gap survived, a
+//!   middlebox's RST is a `reset`, and retransmitted FINs nobody answers are a `blackhole`;
+//! - the flow ends (capture end, eviction) after retransmitted, never answered data, FINs or
 //!   probes: `blackhole`.
+//!
+//! **Sequence numbers** start at whatever each side is first seen sending, and rise to what
+//! the peer acknowledges: a capture started mid-flow may first see a keepalive probe, one
+//! below the side's next sequence number, and must still know its later probes as probes.
+//! A SYN from a side that has sent more than a SYN starts a new flow on the same 4-tuple
+//! (port reuse), so it can neither answer nor open the old flow's episode.
 //!
 //! Retransmission back-off gaps inside an open episode do not open new episodes, so a silent
 //! drop is one event with the idle gap that preceded it. A gap ended by a retransmission, or
@@ -35,8 +44,9 @@
 //! **Bounded memory** (the `tracker` submodule, which holds the table of flows). A flow that
 //! saw a RST or FINs from both sides lingers for `linger` of capture time (late ACKs and
 //! repeated RSTs must not start a new flow) and is then summarised and dropped. When the
-//! table holds more than `max_flows`, the tenth of flows idle the longest is summarised and
-//! evicted (see `table.rs` for the storage and its measured memory).
+//! table holds more than `max_flows`, a tenth of the flows is summarised and evicted: finished
+//! flows first, then those idle the longest (see `table.rs` for the storage and its measured
+//! memory).
 
 use serde::Serialize;
 
@@ -245,6 +255,19 @@ struct Side {
     fin: bool,
 }
 
+impl Side {
+    /// The peer acknowledged up to `ack`: this side has sent at least that much. A capture
+    /// that starts mid-flow first sees a side at whatever it sends then (a keepalive probe
+    /// one below its next sequence number); the peer's ACK corrects that, so its later
+    /// probes are seen as probes.
+    #[inline(always)]
+    fn acked_to(&mut self, ack: u32) {
+        if self.have_seq && seq_gt(ack, self.snd_nxt) {
+            self.snd_nxt = ack;
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Episode {
     gap_ns: u64,
@@ -324,6 +347,16 @@ impl Flow {
             fresh_gap_ns: 0,
             window: Window::default(),
         }
+    }
+
+    /// A SYN (without ACK) from side `x` that opens a new connection on this 4-tuple rather
+    /// than retransmitting the one this flow began with: `x` has sent more than a SYN since
+    /// (a NAT reusing the port after it forgot the mapping, a client reusing it after a
+    /// reset the capture missed). Such a SYN must neither answer nor open the old flow's
+    /// idle episode.
+    pub(super) fn is_new_connection(&self, x: usize, seg: &Seg) -> bool {
+        let me = &self.sides[x];
+        me.have_seq && seg.seq.wrapping_add(1) != me.snd_nxt
     }
 
     /// Side `x` has sent data the peer has not acknowledged (as far as the capture shows).
@@ -415,6 +448,7 @@ impl Flow {
         }
         me.snd_nxt = seg.seq.wrapping_add(seg.payload_len);
         let peer = &mut self.sides[1 - s];
+        peer.acked_to(seg.ack);
         if peer.probe_pending {
             peer.probe_pending = false;
             peer.probes_answered += 1;
@@ -448,8 +482,11 @@ impl Flow {
             && have_seq
             && seg.seq == snd_nxt.wrapping_sub(1)
             && (seg.payload_len == 0 || (seg.payload_len == 1 && gap >= EPISODE_MIN_NS));
-        let retrans =
-            !probe && !is_rst && seg.payload_len > 0 && have_seq && !seq_gt(seq_end, snd_nxt);
+        let retrans = !probe
+            && !is_rst
+            && (seg.payload_len > 0 || is_fin)
+            && have_seq
+            && !seq_gt(seq_end, snd_nxt);
 
         // Not idle: the sender resends data, or sends more while its earlier data is still
         // unacknowledged (a stall: its packets or the answers are being dropped).
@@ -477,14 +514,17 @@ impl Flow {
                 classify_origin(&sides[s].ttl, &sides[s].ids, seg.ttl, seg.ip_id)
             };
             if is_rst {
-                let gave_up = s == ep.starter && !created && (ep.retrans > 0 || ep.probes >= 2);
+                // The starter giving up after what it sent went unanswered (retransmissions,
+                // or keepalive probes: any probe still in an open episode is unanswered).
+                let gave_up = s == ep.starter && !created && (ep.retrans > 0 || ep.probes >= 1);
                 if reportable && gave_up {
                     out = Some(Box::new(blackhole(ep)));
                 } else if reportable {
                     let (origin, evidence) = classify(&self.sides);
                     // The client's own stack aborting its idle connection (SO_LINGER 0, a pool
-                    // discarding it) as the first packet after the gap is not a failure.
-                    let client_abort = created && s == self.client && origin == Origin::Endpoint;
+                    // discarding it, an application giving up on a request) is not a failure.
+                    let client_abort =
+                        s == self.client && s == ep.starter && origin == Origin::Endpoint;
                     out = (!client_abort).then(|| {
                         Box::new(Raw {
                             kind: Kind::Reset,
@@ -502,10 +542,11 @@ impl Flow {
                 }
                 self.episode = None;
             } else if s == ep.starter {
-                if created && is_fin {
-                    // Only a FIN with the server's address is an idle timeout cutting the
-                    // client; a client closing its own idle connection is a pool retiring it.
-                    if reportable && s != self.client {
+                // A FIN with the server's address before the client answered anything after
+                // the gap: an idle close, bare or after a goodbye (PostgreSQL's FATAL for
+                // idle_session_timeout, MySQL's wait_timeout, a GOAWAY).
+                if is_fin && s != self.client && ep.retrans == 0 {
+                    if reportable {
                         let (origin, evidence) = classify(&self.sides);
                         out = Some(Box::new(Raw {
                             kind: Kind::IdleClose,
@@ -522,6 +563,9 @@ impl Flow {
                     }
                     self.episode = None;
                 } else {
+                    // A client's FIN after idle is a pool retiring the connection: the episode
+                    // stays open so the server's answer (or a middlebox's RST, or nothing)
+                    // tells whether the path still held it.
                     ep.retrans += u32::from(retrans);
                     ep.probes += u32::from(probe);
                 }
@@ -557,6 +601,9 @@ impl Flow {
             }
             me.fin |= is_fin;
             let peer = &mut self.sides[r];
+            if seg.has(ACK) {
+                peer.acked_to(seg.ack);
+            }
             if peer.probe_pending {
                 peer.probe_pending = false;
                 peer.probes_answered += 1;

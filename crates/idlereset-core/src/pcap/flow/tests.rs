@@ -645,3 +645,204 @@ proptest::proptest! {
         proptest::prop_assert_eq!(fast.finish(), general.finish());
     }
 }
+
+/// Packets of `conv` into a tracker, in time order, then its analysis.
+fn track(convs: &[&Conv], cfg: Config) -> Analysis {
+    let mut pkts: Vec<&(f64, Vec<u8>)> = convs.iter().flat_map(|c| c.pkts.iter()).collect();
+    pkts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut tracker = Tracker::new(cfg);
+    for (t, ip) in pkts {
+        tracker.packet((t * 1e9) as u64, &Seg::of(&packet::parse_tcp(ip).unwrap()));
+    }
+    tracker.finish()
+}
+
+/// The client's last FIN (`payload` 0) or last `payload` bytes of data, sent again.
+fn c_again(conv: &mut Conv, flags: u8, payload: u32) {
+    let back = payload.max(1);
+    let p = Pkt::new(conv.c.addr, conv.c.port, conv.s.addr, conv.s.port)
+        .ttl(conv.c.ttl)
+        .id(conv.c.id)
+        .seq(conv.c.seq.wrapping_sub(back))
+        .ack(conv.s.seq)
+        .flags(flags)
+        .payload(payload as usize);
+    conv.c.id = conv.c.id.wrapping_add(1);
+    conv.raw(&p);
+}
+
+#[test]
+fn a_capture_started_on_an_idle_pool_still_knows_keepalive_probes() {
+    // No handshake: tcpdump started while the pool idled. The first client packet is a probe.
+    let mut conv = Conv::new(V4_A, V4_B);
+    for _ in 0..3 {
+        conv.c_probe().s_ack().wait(300.0);
+    }
+    for _ in 0..9 {
+        conv.c_probe().wait(75.0);
+    }
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    // The very first packet seen cannot be told from new data; every later probe can.
+    assert_eq!(
+        (a.stats.keepalive_probes, a.stats.keepalive_answered),
+        (11, 2)
+    );
+    let e = only_event(&a);
+    assert_eq!(e.kind, Kind::Blackhole);
+    assert!((e.idle_before_s - 300.0).abs() < 0.1, "{}", e.idle_before_s);
+}
+
+#[test]
+fn a_client_fin_after_idle_answered_by_a_middlebox_rst_is_a_reset() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .wait(1800.0)
+        .c_fin()
+        .forged_rst_from_server(64, 0);
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    let e = only_event(&a);
+    assert_eq!((e.kind, e.origin), (Kind::Reset, Origin::Middlebox));
+    assert!((e.idle_before_s - 1800.0).abs() < 0.01);
+    assert_eq!(a.longest_survived_idle_s, None);
+}
+
+#[test]
+fn a_client_fin_after_idle_that_nobody_answers_is_a_blackhole() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange().wait(900.0).c_fin();
+    for i in 0..6 {
+        conv.wait(0.2 * f64::from(1u32 << i));
+        c_again(&mut conv, FIN | ACK, 0);
+    }
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    let e = only_event(&a);
+    assert_eq!(e.kind, Kind::Blackhole);
+    assert!((e.idle_before_s - 900.0).abs() < 0.01);
+    assert_eq!(e.retransmissions, 6);
+}
+
+#[test]
+fn a_client_fin_after_idle_answered_by_the_server_survived_the_gap() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .wait(600.0)
+        .c_fin()
+        .s_fin()
+        .c_ack();
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    assert!(a.events.is_empty(), "{:#?}", a.events);
+    let survived = a.longest_survived_idle_s.unwrap();
+    assert!((survived - 600.0).abs() < 0.01, "{survived}");
+}
+
+#[test]
+fn a_server_idle_close_after_a_goodbye_message_is_an_idle_close() {
+    // PostgreSQL's idle_session_timeout: a FATAL ErrorResponse, then the FIN.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .wait(600.0)
+        .s_data(110)
+        .s_fin()
+        .c_ack()
+        .c_fin()
+        .s_ack();
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    let e = only_event(&a);
+    assert_eq!(
+        (e.kind, e.origin, e.carries),
+        (Kind::IdleClose, Origin::Endpoint, Some(Role::Server))
+    );
+    assert!((e.idle_before_s - 600.0).abs() < 0.01);
+    assert_eq!(a.longest_survived_idle_s, None);
+}
+
+#[test]
+fn a_new_syn_on_the_same_ports_is_a_new_connection_not_an_answer() {
+    // A blackhole, then the client reconnects from the same port with a new ISN, idles
+    // 400 s and is reset by the firewall.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange().wait(400.0).c_data(80);
+    for i in 0..6 {
+        conv.wait(0.2 * f64::from(1u32 << i));
+        c_again(&mut conv, ACK | packet::PSH, 80);
+    }
+    conv.wait(5.0);
+    conv.c.seq = 500;
+    conv.s.seq = 7_000_000;
+    conv.handshake()
+        .exchange()
+        .wait(400.0)
+        .c_data(80)
+        .forged_rst_from_server(64, 0);
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    let kinds: Vec<Kind> = a.events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [Kind::Blackhole, Kind::Reset], "{:#?}", a.events);
+    for e in &a.events {
+        assert!((e.idle_before_s - 400.0).abs() < 0.01, "{e:?}");
+    }
+    assert_eq!(a.stats.flows, 2);
+    assert_eq!(a.longest_survived_idle_s, None);
+
+    // The server's side of a NAT that reused the port: a new SYN after 1800 s of idle is not
+    // the other side answering the idle connection.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange().wait(1800.0);
+    conv.c.seq = 77;
+    conv.handshake().exchange();
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    assert_eq!(a.longest_survived_idle_s, None, "{a:#?}");
+    assert_eq!(a.stats.flows, 2);
+}
+
+#[test]
+fn the_flow_cap_evicts_finished_flows_before_an_idle_one() {
+    let mut pool = Conv::new(V4_A, V4_B);
+    pool.t = 1000.0;
+    pool.handshake().exchange().wait(400.0).c_data(80);
+    pool.forged_rst_from_server(64, 0);
+    let shorts: Vec<Conv> = (0..20u16)
+        .map(|i| {
+            let mut c = Conv::new(V4_A, V4_B);
+            c.c.port = 20_000 + i;
+            c.t = 1395.0 + f64::from(i) * 0.2;
+            c.handshake().exchange().c_fin().s_fin().c_ack();
+            c
+        })
+        .collect();
+    let mut all: Vec<&Conv> = shorts.iter().collect();
+    all.push(&pool);
+    let cfg = Config {
+        max_flows: 16,
+        ..Config::default()
+    };
+    let a = track(&all, cfg);
+    assert!(a.stats.evicted_by_cap > 0);
+    let e = only_event(&a);
+    assert_eq!((e.kind, e.origin), (Kind::Reset, Origin::Middlebox));
+    assert!((e.idle_before_s - 400.0).abs() < 0.01);
+}
+
+#[test]
+fn the_clients_own_rst_after_its_request_is_an_abort_and_after_a_probe_a_blackhole() {
+    // The application sent a request after idle, then aborted (SO_LINGER 0) at once.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange().wait(600.0).c_data(80).c_rst();
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    assert!(a.events.is_empty(), "{:#?}", a.events);
+
+    // tcp_keepalive_probes=1: one unanswered probe, then the client's stack gives up.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .wait(600.0)
+        .c_probe()
+        .wait(75.0)
+        .c_rst();
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    let e = only_event(&a);
+    assert_eq!(e.kind, Kind::Blackhole);
+    assert!((e.idle_before_s - 600.0).abs() < 0.01);
+}

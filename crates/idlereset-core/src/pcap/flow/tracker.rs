@@ -91,7 +91,7 @@ impl Tracker {
             && self
                 .flows
                 .get(h, key)
-                .is_some_and(|f| f.finished_ns.is_some())
+                .is_some_and(|f| f.finished_ns.is_some() || f.is_new_connection(sender, seg))
             && let Some(old) = self.flows.remove(h, key)
         {
             self.close(*key, old);
@@ -178,7 +178,10 @@ impl Tracker {
         // Find the last-packet time of the tenth idle the longest, then evict up to that many
         // flows at or before it. Only timestamps are collected for the selection (8 bytes per
         // flow instead of 56): this runs when the table is at its largest.
-        let mut times: Vec<u64> = self.flows.iter().map(|(_, f)| f.last_ns).collect();
+        // Finished flows that only linger go first (as if their last packet were at time 0):
+        // a live flow idle the longest may be the one whose failure is still to come.
+        let age = |f: &Flow| f.finished_ns.map_or(f.last_ns, |_| 0);
+        let mut times: Vec<u64> = self.flows.iter().map(|(_, f)| age(f)).collect();
         let n = (times.len() / 10).max(1);
         let cut = if n < times.len() {
             *times.select_nth_unstable(n - 1).1
@@ -188,7 +191,7 @@ impl Tracker {
         let victims: Vec<Key> = self
             .flows
             .iter()
-            .filter(|(_, f)| f.last_ns <= cut)
+            .filter(|(_, f)| age(f) <= cut)
             .map(|(k, _)| *k)
             .take(n)
             .collect();
