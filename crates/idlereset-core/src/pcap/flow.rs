@@ -13,17 +13,20 @@
 //!   the gap and then aborted with its own RST, which the TTL / IP ID place at the client);
 //! - the server's side, having started the episode, sends a FIN before the client answered
 //!   anything: `idle-close` (bare, or after a goodbye message such as PostgreSQL's FATAL for
-//!   `idle_session_timeout`). A client's own FIN after idle is a pool retiring the
+//!   `idle_session_timeout`), unless what it sent first answered a request the client made
+//!   before the gap (a slow response, then `Connection: close`), its keepalive probes went
+//!   unanswered (a blackhole), or the client had closed its side; A client's own FIN after idle is a pool retiring the
 //!   connection and keeps the episode open: the server's answer means the gap survived, a
 //!   middlebox's RST is a `reset`, and retransmitted FINs nobody answers are a `blackhole`;
 //! - the flow ends (capture end, eviction) after retransmitted, never answered data, FINs or
 //!   probes: `blackhole`.
 //!
-//! **Sequence numbers** start at whatever each side is first seen sending, and rise to what
-//! the peer acknowledges: a capture started mid-flow may first see a keepalive probe, one
-//! below the side's next sequence number, and must still know its later probes as probes.
-//! A SYN from a side that has sent more than a SYN starts a new flow on the same 4-tuple
-//! (port reuse), so it can neither answer nor open the old flow's episode.
+//! **Sequence numbers** start at whatever each side is first seen sending, and rise by one
+//! when the peer acknowledges one more: a capture started mid-flow may first see a keepalive
+//! probe, one below the side's next sequence number, and must still know its later probes as
+//! probes. A SYN from a side that has sent before, other than a
+//! retransmission of its first SYN, starts a new flow on the same 4-tuple (port reuse), so it
+//! can neither answer nor open the old flow's episode.
 //!
 //! Retransmission back-off gaps inside an open episode do not open new episodes, so a silent
 //! drop is one event with the idle gap that preceded it. A gap ended by a retransmission, or
@@ -104,7 +107,7 @@ pub struct FlowStats {
     pub keepalive_probes: u64,
     /// Keepalive probes the other side acknowledged.
     pub keepalive_answered: u64,
-    /// Retransmitted data segments.
+    /// Retransmitted data segments and FINs.
     pub retransmissions: u64,
     /// Longest gap between two packets of one flow.
     pub max_idle_s: f64,
@@ -133,7 +136,7 @@ pub struct FlowSummary {
     pub keepalive_probes: u32,
     /// Keepalive probes acknowledged.
     pub keepalive_answered: u32,
-    /// Retransmitted data segments.
+    /// Retransmitted data segments and FINs.
     pub retransmissions: u32,
     /// Idle events found on the flow.
     pub events: u32,
@@ -253,16 +256,20 @@ struct Side {
     probe_pending: bool,
     retrans: u32,
     fin: bool,
+    /// The sequence number of this side's SYN, when the capture saw it.
+    syn_seq: Option<u32>,
 }
 
 impl Side {
     /// The peer acknowledged up to `ack`: this side has sent at least that much. A capture
     /// that starts mid-flow first sees a side at whatever it sends then (a keepalive probe
     /// one below its next sequence number); the peer's ACK corrects that, so its later
-    /// probes are seen as probes.
+    /// probes are seen as probes. Only by that one byte: data the capture missed shows up in
+    /// the side's next segment anyway, and a bogus ACK far ahead must not turn the side's
+    /// next data into retransmissions.
     #[inline(always)]
     fn acked_to(&mut self, ack: u32) {
-        if self.have_seq && seq_gt(ack, self.snd_nxt) {
+        if self.have_seq && ack == self.snd_nxt.wrapping_add(1) {
             self.snd_nxt = ack;
         }
     }
@@ -275,6 +282,9 @@ struct Episode {
     starter: usize,
     retrans: u32,
     probes: u32,
+    /// The server opened it while the client's request before the gap waited for an
+    /// answer: what the server sends is that answer, and a FIN after it is an ordinary close.
+    awaited: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +301,8 @@ struct Flow {
     events: u32,
     /// Gap before the last packet that was not a retransmission or RST.
     fresh_gap_ns: u64,
+    /// The side that last sent payload ([`NOBODY`] before any).
+    last_payload: u8,
     window: Window,
 }
 
@@ -308,6 +320,9 @@ struct Raw {
     /// The side whose path changed mid-flow, and how.
     route: Option<(usize, TtlChange)>,
 }
+
+/// [`Flow::last_payload`] before any payload.
+const NOBODY: u8 = 2;
 
 /// `a` is after `b` in sequence space.
 fn seq_gt(a: u32, b: u32) -> bool {
@@ -345,18 +360,20 @@ impl Flow {
             finished_ns: None,
             events: 0,
             fresh_gap_ns: 0,
+            last_payload: NOBODY,
             window: Window::default(),
         }
     }
 
     /// A SYN (without ACK) from side `x` that opens a new connection on this 4-tuple rather
-    /// than retransmitting the one this flow began with: `x` has sent more than a SYN since
-    /// (a NAT reusing the port after it forgot the mapping, a client reusing it after a
-    /// reset the capture missed). Such a SYN must neither answer nor open the old flow's
+    /// than retransmitting the one this flow began with: `x` has sent before, and not this
+    /// SYN (a NAT reusing the port after it forgot the mapping, a client reusing it after a
+    /// reset the capture missed). A retransmitted SYN, TCP Fast Open's included, repeats
+    /// the first one's sequence number. Such a SYN must neither answer nor open the old flow's
     /// idle episode.
     pub(super) fn is_new_connection(&self, x: usize, seg: &Seg) -> bool {
         let me = &self.sides[x];
-        me.have_seq && seg.seq.wrapping_add(1) != me.snd_nxt
+        me.have_seq && me.syn_seq != Some(seg.seq)
     }
 
     /// Side `x` has sent data the peer has not acknowledged (as far as the capture shows).
@@ -436,6 +453,9 @@ impl Flow {
         self.last_ns = self.last_ns.max(ts);
         self.window.add(ts, seg.payload_len);
         self.fresh_gap_ns = gap;
+        if seg.payload_len > 0 {
+            self.last_payload = s as u8;
+        }
         let me = &mut self.sides[s];
         me.ttl.record(seg.ttl);
         me.path.record(seg.ttl, ts);
@@ -499,6 +519,7 @@ impl Flow {
                 starter: s,
                 retrans: 0,
                 probes: 0,
+                awaited: s != self.client && usize::from(self.last_payload) == self.client,
             });
             created = true;
         }
@@ -544,8 +565,18 @@ impl Flow {
             } else if s == ep.starter {
                 // A FIN with the server's address before the client answered anything after
                 // the gap: an idle close, bare or after a goodbye (PostgreSQL's FATAL for
-                // idle_session_timeout, MySQL's wait_timeout, a GOAWAY).
-                if is_fin && s != self.client && ep.retrans == 0 {
+                // idle_session_timeout, MySQL's wait_timeout, a GOAWAY). Not after the answer
+                // to a request the client sent before the gap (a slow response with
+                // `Connection: close`), after unanswered keepalive probes (a blackhole), or
+                // once the client has closed its side.
+                let client_closed = self.sides[self.client].fin;
+                if is_fin
+                    && s != self.client
+                    && !client_closed
+                    && ep.retrans == 0
+                    && ep.probes == 0
+                    && (created || !ep.awaited)
+                {
                     if reportable {
                         let (origin, evidence) = classify(&self.sides);
                         out = Some(Box::new(Raw {
@@ -577,6 +608,9 @@ impl Flow {
 
         if !is_rst {
             self.window.add(ts, seg.payload_len);
+            if seg.payload_len > 0 {
+                self.last_payload = s as u8;
+            }
             if !retrans {
                 self.fresh_gap_ns = gap;
             }
@@ -600,6 +634,9 @@ impl Flow {
                 me.probe_pending = true;
             }
             me.fin |= is_fin;
+            if is_syn && !have_seq {
+                me.syn_seq = Some(seg.seq);
+            }
             let peer = &mut self.sides[r];
             if seg.has(ACK) {
                 peer.acked_to(seg.ack);

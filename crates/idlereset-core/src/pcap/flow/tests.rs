@@ -846,3 +846,138 @@ fn the_clients_own_rst_after_its_request_is_an_abort_and_after_a_probe_a_blackho
     assert_eq!(e.kind, Kind::Blackhole);
     assert!((e.idle_before_s - 600.0).abs() < 0.01);
 }
+
+#[test]
+fn a_slow_response_then_the_servers_fin_is_an_ordinary_close() {
+    // The request before the gap, acknowledged; 30 s later the response and `Connection:
+    // close` (the FIN reaches a server-side capture before the client's ACK).
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .c_data(200)
+        .s_ack()
+        .wait(30.0)
+        .s_data(900)
+        .s_fin()
+        .c_ack()
+        .c_fin()
+        .s_ack();
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    assert!(a.events.is_empty(), "{:#?}", a.events);
+    // The client's half-close before the gap makes the server's FIN after it ordinary too.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .c_data(200)
+        .c_fin()
+        .s_ack()
+        .wait(30.0)
+        .s_data(900)
+        .s_fin()
+        .c_ack();
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    assert!(a.events.is_empty(), "{:#?}", a.events);
+    // The client closed its side after the last answer; the server closes 30 s later.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .exchange()
+        .c_fin()
+        .s_ack()
+        .wait(30.0)
+        .s_fin()
+        .c_ack();
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    assert!(a.events.is_empty(), "{:#?}", a.events);
+}
+
+#[test]
+fn a_servers_fin_after_its_unanswered_probes_is_no_idle_close() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange().wait(300.0);
+    for _ in 0..4 {
+        let p = Pkt::new(conv.s.addr, conv.s.port, conv.c.addr, conv.c.port)
+            .ttl(conv.s.ttl)
+            .id(conv.s.id)
+            .seq(conv.s.seq.wrapping_sub(1))
+            .ack(conv.c.seq)
+            .flags(ACK);
+        conv.s.id = conv.s.id.wrapping_add(1);
+        conv.raw(&p).wait(75.0);
+    }
+    conv.s_fin();
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    let e = only_event(&a);
+    assert_eq!(e.kind, Kind::Blackhole);
+    assert!((e.idle_before_s - 300.0).abs() < 0.01);
+}
+
+#[test]
+fn one_bogus_ack_far_ahead_does_not_hide_a_blackhole() {
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().exchange();
+    let bogus = Pkt::new(conv.s.addr, conv.s.port, conv.c.addr, conv.c.port)
+        .ttl(conv.s.ttl)
+        .id(conv.s.id)
+        .seq(conv.s.seq)
+        .ack(conv.c.seq.wrapping_add(100_000))
+        .flags(ACK);
+    conv.raw(&bogus).wait(300.0).c_data(80);
+    for i in 0..6 {
+        conv.wait(0.2 * f64::from(1u32 << i));
+        c_again(&mut conv, ACK | packet::PSH, 80);
+    }
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    let e = only_event(&a);
+    assert_eq!(e.kind, Kind::Blackhole);
+    assert_eq!(e.retransmissions, 6);
+}
+
+#[test]
+fn one_bogus_ack_far_ahead_does_not_hide_a_blackhole_mid_capture_either() {
+    // No handshake seen: the side's sequence catches up with the peer's ACK by one byte only.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.exchange().exchange();
+    let bogus = Pkt::new(conv.s.addr, conv.s.port, conv.c.addr, conv.c.port)
+        .ttl(conv.s.ttl)
+        .id(conv.s.id)
+        .seq(conv.s.seq)
+        .ack(conv.c.seq.wrapping_add(100_000))
+        .flags(ACK);
+    conv.raw(&bogus).wait(300.0).c_data(80);
+    for i in 0..6 {
+        conv.wait(0.2 * f64::from(1u32 << i));
+        c_again(&mut conv, ACK | packet::PSH, 80);
+    }
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    let e = only_event(&a);
+    assert_eq!(e.kind, Kind::Blackhole);
+    assert_eq!(e.retransmissions, 6);
+}
+
+#[test]
+fn a_fast_open_syn_sent_again_stays_one_flow() {
+    // TCP Fast Open: the SYN carries the request; the retransmitted SYN is a plain one with
+    // the same sequence number.
+    let mut conv = Conv::new(V4_A, V4_B);
+    let isn = conv.c.seq;
+    let syn = |conv: &Conv, len: usize| {
+        Pkt::new(conv.c.addr, conv.c.port, conv.s.addr, conv.s.port)
+            .ttl(conv.c.ttl)
+            .seq(isn)
+            .flags(packet::SYN)
+            .payload(len)
+    };
+    let first = syn(&conv, 100);
+    conv.raw(&first).wait(1.0);
+    let again = syn(&conv, 0);
+    conv.raw(&again);
+    let syn_ack = Pkt::new(conv.s.addr, conv.s.port, conv.c.addr, conv.c.port)
+        .ttl(conv.s.ttl)
+        .seq(conv.s.seq)
+        .ack(isn.wrapping_add(1))
+        .flags(packet::SYN | ACK);
+    conv.raw(&syn_ack);
+    conv.s.seq = conv.s.seq.wrapping_add(1);
+    conv.c.seq = isn.wrapping_add(1);
+    conv.c_ack().exchange();
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    assert_eq!(a.stats.flows, 1);
+}

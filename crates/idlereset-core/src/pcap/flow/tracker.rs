@@ -1,7 +1,7 @@
 //! The table of one capture's flows: each packet goes to its flow (created on its first
 //! packet), events come out as flows report them, flows that ended linger for `linger` of
-//! capture time and are then summarised and dropped, and above `max_flows` the tenth idle
-//! the longest is evicted. What happens inside one flow is the parent module's `Flow`.
+//! capture time and are then summarised and dropped, and above `max_flows` a tenth of the
+//! flows is evicted, finished ones first, then those idle the longest. What happens inside one flow is the parent module's `Flow`.
 //!
 //! A child module of `flow` so that it reads a flow's fields directly (the per-packet path
 //! goes through here once per segment; accessors would only restate the fields).
