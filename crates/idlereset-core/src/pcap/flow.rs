@@ -570,12 +570,15 @@ impl Flow {
                 // `Connection: close`), after unanswered keepalive probes (a blackhole), or
                 // once the client has closed its side.
                 let client_closed = self.sides[self.client].fin;
+                // After a request from before the gap, only a bare FIN as the first packet
+                // closes idly (the server gave up on the request); what else it sends answers.
+                let answered = ep.awaited && !(created && seg.payload_len == 0);
                 if is_fin
                     && s != self.client
                     && !client_closed
                     && ep.retrans == 0
                     && ep.probes == 0
-                    && (created || !ep.awaited)
+                    && !answered
                 {
                     if reportable {
                         let (origin, evidence) = classify(&self.sides);

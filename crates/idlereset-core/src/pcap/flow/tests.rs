@@ -863,6 +863,31 @@ fn a_slow_response_then_the_servers_fin_is_an_ordinary_close() {
         .s_ack();
     let a = run(&conv.pcap(LINKTYPE_RAW, false));
     assert!(a.events.is_empty(), "{:#?}", a.events);
+    // The same response with the FIN on its last segment.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake().c_data(200).s_ack().wait(30.0);
+    let p = Pkt::new(conv.s.addr, conv.s.port, conv.c.addr, conv.c.port)
+        .ttl(conv.s.ttl)
+        .id(conv.s.id)
+        .seq(conv.s.seq)
+        .ack(conv.c.seq)
+        .flags(FIN | ACK | packet::PSH)
+        .payload(900);
+    conv.raw(&p);
+    conv.s.seq = conv.s.seq.wrapping_add(901);
+    conv.c_ack().c_fin().s_ack();
+    let a = run(&conv.pcap(LINKTYPE_RAW, false));
+    assert!(a.events.is_empty(), "{:#?}", a.events);
+    // A bare FIN 600 s after the request is the server (or a proxy) giving up: idle close.
+    let mut conv = Conv::new(V4_A, V4_B);
+    conv.handshake()
+        .c_data(200)
+        .s_ack()
+        .wait(600.0)
+        .s_fin()
+        .c_ack();
+    let e = only_event(&run(&conv.pcap(LINKTYPE_RAW, false))).clone();
+    assert_eq!(e.kind, Kind::IdleClose);
     // The client's half-close before the gap makes the server's FIN after it ordinary too.
     let mut conv = Conv::new(V4_A, V4_B);
     conv.handshake()
