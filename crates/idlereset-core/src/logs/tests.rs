@@ -443,6 +443,77 @@ fn go_errors_and_panics_count_once() {
     assert_eq!((b.low, b.high), (Some(600.0), Some(1201.0)));
 }
 
+/// `lab_log` without the idle phrases: the idle is the gap since the connection's last line.
+fn gap_log(timeout: f64, seed: u64) -> Vec<(f64, String)> {
+    lab_log(timeout, seed)
+        .lines()
+        .map(|l| {
+            let cut = l.find(" idle_s=").unwrap_or(l.len());
+            let t = l
+                .split(' ')
+                .next()
+                .and_then(|t| t.parse::<Timestamp>().ok());
+            (
+                t.map_or(0.0, |t| t.as_millisecond() as f64 / 1000.0),
+                l[..cut].to_string(),
+            )
+        })
+        .collect()
+}
+
+fn scan_inputs(inputs: &[String]) -> Report {
+    let catalog = Catalog::builtin().unwrap();
+    let o = opts();
+    let mut s = scanner::Scanner::new(&o);
+    for (i, text) in inputs.iter().enumerate() {
+        s.begin_input(&format!("app.log.{i}"));
+        s.push(text.as_bytes(), &mut |_| {});
+        s.end_input(&mut |_| {});
+    }
+    s.finish(&catalog, &TimeZone::UTC).report
+}
+
+#[test]
+fn rotated_files_given_newest_first_keep_the_idle_bracket() {
+    let lines = gap_log(900.0, 11);
+    let mid = lines[lines.len() / 2].0;
+    let (old, new): (Vec<_>, Vec<_>) = lines.iter().partition(|(t, _)| *t < mid);
+    let text = |v: &[&(f64, String)]| v.iter().map(|(_, l)| format!("{l}\n")).collect::<String>();
+    let in_order = scan_inputs(&[text(&old), text(&new)]);
+    let newest_first = scan_inputs(&[text(&new), text(&old)]);
+    for r in [&in_order, &newest_first] {
+        assert_eq!(r.pattern, Pattern::IdleTimeout, "{}", r.reason);
+        let b = r.idle_timeout_s.unwrap();
+        let (low, high) = (b.low.unwrap(), b.high.unwrap());
+        assert!(low < 900.0 && high > 900.0, "{low}..{high}");
+    }
+}
+
+#[test]
+fn an_absurd_failure_line_gives_no_idle_sample() {
+    let mut log = String::new();
+    for (i, (_, l)) in gap_log(900.0, 11).iter().enumerate() {
+        writeln!(log, "{l}").unwrap();
+        if i == 10 {
+            writeln!(
+                log,
+                "0000-01-01T00:00:00Z conn=2 event=error error=\"Connection reset by peer\""
+            )
+            .unwrap();
+        }
+        if i == 20 {
+            // A success dated year 0: the gap to the connection's next line is no idle either.
+            writeln!(log, "0000-01-01T00:00:00Z conn=3 event=query ok").unwrap();
+        }
+    }
+    let r = run(&log);
+    assert_eq!(r.absurd_timestamps, 1);
+    assert_eq!(r.pattern, Pattern::IdleTimeout, "{}", r.reason);
+    let b = r.idle_timeout_s.unwrap();
+    let (low, high) = (b.low.unwrap(), b.high.unwrap());
+    assert!(low < 900.0 && high > 900.0, "{low}..{high}");
+}
+
 #[test]
 fn a_few_absurd_timestamps_do_not_flip_the_verdict() {
     // A clean 300 s pattern (whole seconds, a little start-up jitter) ...
