@@ -144,6 +144,10 @@ pub struct Report {
     pub overlong_lines: u64,
     /// Events per signature id.
     pub signatures: BTreeMap<String, u64>,
+    /// Events by the failure their error texts name (a record's stack trace included): the
+    /// first text in a record that says reset or timeout decides; texts that say neither (EOF,
+    /// broken pipe, a driver's "I/O error") count in neither.
+    pub failure_texts: scanner::FailureTexts,
     /// Events per client library (an inventory identity, or `os` / a runtime / another stack)
     /// of the built-in signatures that matched, from the library data file; `--match` patterns
     /// belong to none.
@@ -320,6 +324,7 @@ impl Scanner<'_> {
             lines_in_records: sum(|s| s.lines_in_records),
             overlong_lines: sum(|s| s.overlong_lines),
             signatures,
+            failure_texts: t.failure_texts,
             libraries,
             idle_bracket: bracket,
             idle_bracket_note: (t.events > 0).then(|| self.bracket_note(bracket)).flatten(),

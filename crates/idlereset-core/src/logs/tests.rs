@@ -387,6 +387,32 @@ fn java_pgjdbc_and_hikaricp_failures_count_once() {
     assert!((b.high.unwrap() - 965.571).abs() < 1e-3, "{b:?}");
     assert!(r.candidates.iter().any(|c| c.id == "docker-swarm-ipvs"));
     assert_eq!(r.idle_bracket_note, None);
+    // The failure is named in each query failure's `Caused by: ... Connection reset`; the
+    // validation WARNs ("This connection has been closed.") do not say.
+    assert_eq!(
+        r.failure_texts,
+        scanner::FailureTexts {
+            reset: 3,
+            timeout: 0
+        }
+    );
+}
+
+#[test]
+fn failure_texts_count_each_record_once_by_its_first_named_failure() {
+    let log = "2026-12-01 10:39:04 ERROR Error while reading from 10.0.0.7:6379 : (110, 'Connection timed out')\n\
+               2026-12-01 10:45:04 ERROR read tcp 10.0.0.5:4000->10.0.0.7:6379: read: connection reset by peer\n\
+               2026-12-01 10:51:04 ERROR query failed: unexpected EOF\n\
+               2026-12-01 10:57:04 ERROR read: ETIMEDOUT\n  caused by: Connection reset by peer\n";
+    let r = run(log);
+    assert_eq!(r.events, 4);
+    assert_eq!(
+        r.failure_texts,
+        scanner::FailureTexts {
+            reset: 1,
+            timeout: 2
+        }
+    );
 }
 
 /// Logs written by real runs of the drivers in the lab (`real-*.log`, see the fixtures' README):

@@ -75,10 +75,10 @@ pub fn logs(files: &[PathBuf], catalog: &Catalog) -> anyhow::Result<LogEvidence>
         .idle_bracket
         .as_ref()
         .map_or((None, None), |b| (b.low.filter(|l| *l > 0.0), b.high));
-    let named = |ids: &[&str]| ids.iter().any(|id| report.signatures.contains_key(*id));
-    let failure = if named(&["connection-reset", "econnreset", "forcibly-closed"]) {
+    // Each signature's failure comes from the library data; a record's stack trace counts.
+    let failure = if report.failure_texts.reset > 0 {
         Failure::Reset
-    } else if named(&["etimedout", "connection-timed-out"]) {
+    } else if report.failure_texts.timeout > 0 {
         Failure::Blackhole
     } else {
         Failure::None
@@ -580,6 +580,38 @@ mod tests {
             process: Some(name.into()),
             ..SocketFacts::default()
         }
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../idlereset-core/tests/fixtures/logs")
+            .join(name)
+    }
+
+    /// Library-specific texts name the failure too: PgJDBC's `Caused by: ...SocketException:
+    /// Connection reset` in the folded stack trace, grpcio's `recvmsg:Connection reset by peer`,
+    /// redis-py's `Error while reading from ...: (104, 'Connection reset by peer')`.
+    #[test]
+    fn library_reset_texts_name_the_failure() {
+        let catalog = Catalog::builtin().expect("built-in catalog");
+        for name in ["java-pgjdbc-hikaricp.log", "real-grpcio.log"] {
+            let l = logs(&[fixture(name)], &catalog).expect("fixture log");
+            assert!(l.events > 0, "{name}");
+            assert_eq!(l.failure, Failure::Reset, "{name}: {:?}", l.signatures);
+        }
+        let dir = std::env::temp_dir().join(format!("idlereset-gather-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let redis = dir.join("redis-py.log");
+        std::fs::write(
+            &redis,
+            "2026-12-01 10:39:04,380 ERROR app Error while reading from 10.0.0.7:6379 : (104, 'Connection reset by peer')\n\
+             2026-12-01 10:45:04,380 ERROR app Error while reading from 10.0.0.7:6379 : (110, 'Connection timed out')\n",
+        )
+        .expect("write log");
+        let l = logs(std::slice::from_ref(&redis), &catalog).expect("redis log");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(l.signatures, vec![("redis-py-socket-read".to_string(), 2)]);
+        assert_eq!(l.failure, Failure::Reset);
     }
 
     /// An sshd session with SO_KEEPALIVE (accepted on port 22) and another process's client
