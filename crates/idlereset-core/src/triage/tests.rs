@@ -372,6 +372,24 @@ fn process_names_map_to_libraries_only_when_unambiguous() {
     assert_eq!(fix::library_for_process("psql"), Some("libpq"));
     assert_eq!(fix::library_for_process("python3.11"), Some("python"));
     assert_eq!(fix::library_for_process("orders-api"), None);
+    // `redis` could be redis-py, ioredis or go-redis: the inventory would refuse it.
+    assert_eq!(fix::library_for_process("redis-cli"), None);
+    assert_eq!(fix::library_for_process("redis-server"), None);
+    // So the inventory built for a redis client validates (a `raw` client) and there is a fix.
+    let mut socks = sockets(0, 3);
+    socks.processes[0].process = "redis-cli (pid 812)".into();
+    socks.processes[0].library = fix::library_for_process("redis-cli").map(str::to_string);
+    let ev = Evidence {
+        probes: vec![probe(850.0, 900.0, Failure::Reset)],
+        sockets: Some(socks),
+        ..Evidence::default()
+    };
+    let inv = fix::inventory_toml(&decide(&ev), &ev).unwrap();
+    let catalog = crate::catalog::Catalog::builtin().unwrap();
+    assert!(
+        crate::inventory::Inventory::parse(&inv, "<triage>", &catalog).is_ok(),
+        "{inv}"
+    );
 }
 
 #[test]
