@@ -173,6 +173,20 @@ pub struct Report {
     pub inputs: Vec<InputStats>,
 }
 
+/// What to say when `untimed` reset-like lines were found but none could be timed (no
+/// timestamp with a date on them or on a record above them): the formats understood and how to
+/// make the log timed. `logs` and `triage` print the same sentence.
+pub fn untimed_note(untimed: u64) -> String {
+    format!(
+        "{untimed} reset-like line(s) found but none could be timed: a record needs a timestamp \
+         with a date at its start (RFC 3339 / ISO 8601 `2026-11-20 09:31:07.902`, Go / nginx \
+         `2026/11/20 09:31:07`, Apache `[20/Nov/2026:09:31:07 +0000]`, syslog `Nov 20 09:31:07`, \
+         epoch seconds or milliseconds); a time of day alone (logback's default `09:31:07.902`) \
+         or none (Python's `logging.basicConfig()`) cannot be placed. Add a date to the log \
+         pattern (logback `%d{{yyyy-MM-dd HH:mm:ss.SSS}}`, Python `format=\"%(asctime)s ...\"`)"
+    )
+}
+
 /// Everything `logs` shows: the report, the analysis behind it and the idle samples to plot.
 #[derive(Debug, Clone)]
 pub struct Summary {

@@ -31,6 +31,7 @@ fn clean_probe(max: f64) -> ProbeEvidence {
 fn logs(pattern: LogPattern, low: Option<f64>, high: Option<f64>) -> LogEvidence {
     LogEvidence {
         events: 6,
+        untimed_lines: 0,
         incidents: 3,
         pattern,
         period_s: Some(12.0),
@@ -365,6 +366,23 @@ fn the_inventory_plans_below_the_lower_bound_with_the_processes_found() {
     assert!(inv.contains("idle_timeout_s = 880"), "{inv}");
     assert!(inv.contains("connections = 40"), "{inv}");
     assert!(inv.contains("keepalive = false"), "{inv}");
+}
+
+#[test]
+fn untimed_reset_lines_are_evidence_not_silence() {
+    let mut l = logs(LogPattern::Irregular, None, None);
+    (l.events, l.incidents, l.untimed_lines) = (0, 0, 3);
+    let v = decide(&Evidence {
+        logs: Some(l),
+        ..Evidence::default()
+    });
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.starts_with("logs: 3 reset-like line(s) found but none could be timed")),
+        "{:?}",
+        v.evidence
+    );
 }
 
 #[test]

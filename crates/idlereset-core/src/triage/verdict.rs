@@ -445,7 +445,14 @@ pub fn decide(ev: &Evidence) -> Verdict {
 fn log_evidence(ev: &Evidence, out: &mut Vec<String>) {
     let Some(l) = &ev.logs else { return };
     if l.events == 0 {
-        out.push("logs: no reset-like lines".into());
+        if l.untimed_lines > 0 {
+            out.push(format!(
+                "logs: {}",
+                crate::logs::untimed_note(l.untimed_lines as u64)
+            ));
+        } else {
+            out.push("logs: no reset-like lines".into());
+        }
         return;
     }
     let period = l

@@ -86,6 +86,7 @@ pub fn logs(files: &[PathBuf], catalog: &Catalog) -> anyhow::Result<LogEvidence>
     Ok(LogEvidence {
         failure,
         events: usize::try_from(report.events).unwrap_or(usize::MAX),
+        untimed_lines: usize::try_from(report.lines_without_timestamp).unwrap_or(usize::MAX),
         incidents: usize::try_from(report.incidents).unwrap_or(usize::MAX),
         pattern,
         period_s: report.period_s,
