@@ -340,6 +340,40 @@ fn resets_from_the_peer_are_flagged_against_a_middlebox_verdict() {
     assert_eq!(v.confidence, Confidence::Low);
 }
 
+/// A probe and a capture that agree give high confidence; the capture's resets coming from the
+/// peer (TTL) is a contradiction and lowers it one level, as every contradiction does.
+#[test]
+fn resets_from_the_peer_lower_the_confidence() {
+    let capture = |middlebox_resets| PacketEvidence {
+        flows: 2,
+        idle_resets: 2,
+        middlebox_resets,
+        idle_low_s: Some(800.0),
+        idle_high_s: Some(900.0),
+        consistent: true,
+        ..PacketEvidence::default()
+    };
+    let judge = |middlebox_resets| {
+        decide(&Evidence {
+            probes: vec![probe(850.0, 900.0, Failure::Reset)],
+            packets: Some(capture(middlebox_resets)),
+            ..Evidence::default()
+        })
+    };
+    let from_middlebox = judge(2);
+    assert!(from_middlebox.contradictions.is_empty());
+    assert_eq!(from_middlebox.confidence, Confidence::High);
+    let from_peer = judge(0);
+    assert_eq!(from_peer.cause, Cause::MiddleboxIdleTimeout);
+    assert_eq!(
+        from_peer.contradictions.len(),
+        1,
+        "{:?}",
+        from_peer.contradictions
+    );
+    assert_eq!(from_peer.confidence, Confidence::Medium);
+}
+
 #[test]
 fn the_local_conntrack_timeout_inside_the_bracket_is_evidence() {
     let ev = Evidence {

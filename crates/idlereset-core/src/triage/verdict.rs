@@ -411,9 +411,6 @@ pub fn decide(ev: &Evidence) -> Verdict {
     } else {
         (Cause::Inconclusive, Confidence::Low)
     };
-    for _ in &contradictions {
-        confidence = confidence.lower();
-    }
     if (cause == Cause::MiddleboxIdleTimeout || cause == Cause::KeepaliveIneffective)
         && let Some(pk) = &ev.packets
         && pk.idle_resets > 0
@@ -423,6 +420,10 @@ pub fn decide(ev: &Evidence) -> Verdict {
                     "the capture's {} reset(s) after idle came from the peer itself (TTL), not a middlebox: a server that forgot the connection (restart, its own idle timeout) is possible",
                     pk.idle_resets
                 ));
+    }
+    // Every contradiction, the one above included, lowers the confidence one level.
+    for _ in &contradictions {
+        confidence = confidence.lower();
     }
     let next = if cause == Cause::Inconclusive || confidence == Confidence::Low {
         next_steps(ev)
