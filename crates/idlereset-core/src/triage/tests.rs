@@ -374,6 +374,46 @@ fn resets_from_the_peer_lower_the_confidence() {
     assert_eq!(from_peer.confidence, Confidence::Medium);
 }
 
+/// A probe that held idle connections up to 7200 s outranks a log bracket of 300-900 s: the
+/// disagreement is a contradiction, and the verdict follows the probe.
+#[test]
+fn a_clean_probe_contradicts_a_lower_log_bracket() {
+    let ev = Evidence {
+        probes: vec![clean_probe(7200.0)],
+        logs: Some(logs(LogPattern::IdleTimeout, Some(300.0), Some(900.0))),
+        ..Evidence::default()
+    };
+    let v = decide(&ev);
+    assert_eq!(v.contradictions.len(), 1, "{:?}", v.evidence);
+    assert!(
+        v.contradictions[0].starts_with("logs puts the idle timeout between 300 s and 900 s"),
+        "{:?}",
+        v.contradictions
+    );
+    assert!(
+        v.contradictions[0].contains("above 7200 s"),
+        "{:?}",
+        v.contradictions
+    );
+    assert_eq!(v.cause, Cause::NotIdleRelated);
+    assert_eq!(v.path_timeout_s.high, None);
+    // A clean probe shorter than the logs' bracket agrees but corroborates nothing: the
+    // bracket and its source are the logs', the confidence that of the logs alone.
+    let short = Evidence {
+        probes: vec![clean_probe(60.0)],
+        ..ev
+    };
+    let v = decide(&short);
+    assert!(v.contradictions.is_empty(), "{:?}", v.contradictions);
+    assert_eq!(v.cause, Cause::MiddleboxIdleTimeout);
+    assert_eq!(v.bracket_source.as_deref(), Some("logs"));
+    assert_eq!(
+        (v.path_timeout_s.low, v.path_timeout_s.high),
+        (Some(300.0), Some(900.0))
+    );
+    assert_eq!(v.confidence, Confidence::Low);
+}
+
 #[test]
 fn the_local_conntrack_timeout_inside_the_bracket_is_evidence() {
     let ev = Evidence {
