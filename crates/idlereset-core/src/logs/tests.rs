@@ -540,6 +540,27 @@ fn an_absurd_failure_line_gives_no_idle_sample() {
     assert!(low < 900.0 && high > 900.0, "{low}..{high}");
 }
 
+/// Two connections cut 1 s apart every hour are one incident per hour (a pool cut together),
+/// as docs/logs.md says; the hourly period is fitted between those incidents.
+#[test]
+fn resets_of_several_connections_within_the_window_are_one_incident() {
+    let mut log = String::new();
+    for h in 0..5 {
+        let t = T0 + f64::from(h) * 3600.0;
+        for (conn, dt) in [(1, 0.0), (2, 1.0)] {
+            writeln!(
+                log,
+                "{} conn={conn} event=error error=\"Connection reset by peer\"",
+                ts(t + dt)
+            )
+            .unwrap();
+        }
+    }
+    let r = run(&log);
+    assert_eq!((r.events, r.incidents), (10, 5));
+    assert_eq!(r.nominal_period_s, Some(3600.0), "{}", r.reason);
+}
+
 #[test]
 fn a_few_absurd_timestamps_do_not_flip_the_verdict() {
     // A clean 300 s pattern (whole seconds, a little start-up jitter) ...
