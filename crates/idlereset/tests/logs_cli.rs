@@ -405,3 +405,27 @@ fn json_snapshot_of_a_java_log() {
     v["inputs"][0]["name"] = "java-pgjdbc-hikaricp.log".into();
     insta::assert_snapshot!(serde_json::to_string_pretty(&v).unwrap());
 }
+
+/// Logback's default pattern prints a time of day without a date: the reset lines are found,
+/// and the output says they could not be timed and how to fix the pattern, not "no reset-like
+/// lines".
+#[test]
+fn reset_lines_without_a_date_are_reported_as_untimed() {
+    let d = dir("untimed");
+    let log = d.join("app.log");
+    std::fs::write(
+        &log,
+        "09:31:07.902 [http-nio-8080-exec-5] ERROR c.e.orders.OrderRepository - query failed\n\
+         org.postgresql.util.PSQLException: An I/O error occurred while sending to the backend.\n\
+         Caused by: java.net.SocketException: Connection reset\n",
+    )
+    .unwrap();
+    let out = idlereset(&["logs", log.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2 reset-like line(s) found but none could be timed"),
+        "{text}"
+    );
+    assert!(text.contains("Add a date to the log pattern"), "{text}");
+    assert!(!text.contains("no reset-like lines found"), "{text}");
+}

@@ -67,6 +67,35 @@ fn without_probing_it_is_fast_and_says_what_it_skipped() {
     assert!(!v["verdict"]["next"].as_array().unwrap().is_empty());
 }
 
+/// Python's `logging.basicConfig()` prints no time: triage says the reset line was found but
+/// could not be timed (step summary, evidence, `evidence.logs.untimed_lines`).
+#[test]
+fn untimed_reset_lines_are_named_not_missed() {
+    let dir = tmpdir("untimed");
+    let log = dir.join("app.log");
+    std::fs::write(
+        &log,
+        "INFO:app:query ok\nERROR:app:query failed\nTraceback (most recent call last):\n\
+         psycopg2.OperationalError: server closed the connection unexpectedly\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["triage", "--json", "--skip-host", "--log"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["evidence"]["logs"]["untimed_lines"], 1);
+    assert_eq!(v["evidence"]["logs"]["events"], 0);
+    let summary = v["steps"][0]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("1 reset-like line(s) found but none could be timed"),
+        "{summary}"
+    );
+    let evidence = v["verdict"]["evidence"].to_string();
+    assert!(evidence.contains("none could be timed"), "{evidence}");
+}
+
 #[test]
 fn unreadable_inputs_are_reported_not_fatal() {
     let dir = tmpdir("bad");

@@ -187,6 +187,17 @@ pub struct Detect {
     pub loaded: Vec<String>,
 }
 
+/// How the connection failed, when an error text says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureText {
+    /// The text names a reset (`Connection reset`, `ECONNRESET`).
+    Reset,
+    /// The text names a timeout (`ETIMEDOUT`, `Connection timed out`): data after the idle
+    /// vanished until the sender gave up.
+    Timeout,
+}
+
 /// A text `logs` reports under a stable id (its JSON `signatures` keys).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,6 +206,9 @@ pub struct LogSignature {
     pub id: String,
     /// The text as the library writes it (matched ASCII-case-insensitively).
     pub text: String,
+    /// How the connection failed, when the text alone says it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureText>,
 }
 
 /// A reset text of the OS, a language runtime or a stack that is no inventory library
@@ -210,6 +224,9 @@ pub struct GenericSignature {
     pub source: String,
     /// Where it comes from, for people.
     pub stack: String,
+    /// How the connection failed, when the text alone says it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureText>,
 }
 
 /// One library identity.

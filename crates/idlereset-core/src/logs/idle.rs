@@ -382,8 +382,22 @@ impl Default for BracketState {
     }
 }
 
+/// The idle between a connection's previous line at `prev` and its line at `t`, when it is one.
+///
+/// A line dated before the previous one (files given newest first, a clock stepped back, an
+/// absurd date such as `0000-01-01`) measured nothing, and neither did a gap longer than
+/// [`MIN_MARGIN_S`](super::outliers::MIN_MARGIN_S), the distance at which a timestamp counts as
+/// absurd: such a gap crosses an absurd date, not an idle. Neither is a sample.
+fn gap_sample(prev: f64, t: f64) -> Option<f64> {
+    let g = t - prev;
+    (0.0..=super::outliers::MIN_MARGIN_S)
+        .contains(&g)
+        .then_some(g)
+}
+
 impl BracketState {
-    /// Take one line (lines of one connection must come in time order).
+    /// Take one line. Lines of one connection should come in time order; a line dated before
+    /// the connection's previous one gives no idle sample (see [`gap_sample`]).
     pub fn observe(&mut self, o: ConnObservation<'_>) {
         let Some(acc) = self.kinds.get_mut(o.kind) else {
             return;
@@ -399,7 +413,7 @@ impl BracketState {
             acc.connections += 1;
         }
         let prev = self.last_ok.get(&id).copied();
-        if let Some(g) = o.idle_s.or_else(|| prev.map(|p| (o.t - p).max(0.0))) {
+        if let Some(g) = o.idle_s.or_else(|| prev.and_then(|p| gap_sample(p, o.t))) {
             if o.failed {
                 acc.failed += 1;
                 acc.high = Some(acc.high.map_or(g, |h| h.min(g)));

@@ -144,6 +144,10 @@ pub struct Report {
     pub overlong_lines: u64,
     /// Events per signature id.
     pub signatures: BTreeMap<String, u64>,
+    /// Events by the failure their error texts name (a record's stack trace included): the
+    /// first text in a record that says reset or timeout decides; texts that say neither (EOF,
+    /// broken pipe, a driver's "I/O error") count in neither.
+    pub failure_texts: scanner::FailureTexts,
     /// Events per client library (an inventory identity, or `os` / a runtime / another stack)
     /// of the built-in signatures that matched, from the library data file; `--match` patterns
     /// belong to none.
@@ -167,6 +171,20 @@ pub struct Report {
     pub sampled: bool,
     /// What was read from each input, in command-line order.
     pub inputs: Vec<InputStats>,
+}
+
+/// What to say when `untimed` reset-like lines were found but none could be timed (no
+/// timestamp with a date on them or on a record above them): the formats understood and how to
+/// make the log timed. `logs` and `triage` print the same sentence.
+pub fn untimed_note(untimed: u64) -> String {
+    format!(
+        "{untimed} reset-like line(s) found but none could be timed: a record needs a timestamp \
+         with a date at its start (RFC 3339 / ISO 8601 `2026-11-20 09:31:07.902`, Go / nginx \
+         `2026/11/20 09:31:07`, Apache `[20/Nov/2026:09:31:07 +0000]`, syslog `Nov 20 09:31:07`, \
+         epoch seconds or milliseconds); a time of day alone (logback's default `09:31:07.902`) \
+         or none (Python's `logging.basicConfig()`) cannot be placed. Add a date to the log \
+         pattern (logback `%d{{yyyy-MM-dd HH:mm:ss.SSS}}`, Python `format=\"%(asctime)s ...\"`)"
+    )
 }
 
 /// Everything `logs` shows: the report, the analysis behind it and the idle samples to plot.
@@ -320,6 +338,7 @@ impl Scanner<'_> {
             lines_in_records: sum(|s| s.lines_in_records),
             overlong_lines: sum(|s| s.overlong_lines),
             signatures,
+            failure_texts: t.failure_texts,
             libraries,
             idle_bracket: bracket,
             idle_bracket_note: (t.events > 0).then(|| self.bracket_note(bracket)).flatten(),

@@ -27,6 +27,7 @@ use super::reservoir::Reservoir;
 use super::signatures::SigMatch;
 use super::timestamp::SyslogYear;
 use super::{ScanOptions, seconds};
+use crate::libraries::FailureText;
 
 /// Incidents kept exactly; beyond, a uniform sample of this many.
 pub const MAX_INCIDENTS: usize = 65_536;
@@ -148,6 +149,8 @@ struct Cursor {
     syslog: SyslogYear,
     last_head: Option<Head>,
     record: Option<u64>,
+    /// The failure the current record's texts name, once one does.
+    record_failure: Option<FailureText>,
     pending: Option<Pending>,
     /// Newlines before the start of the next block.
     lines: u64,
@@ -156,11 +159,32 @@ struct Cursor {
     prev_start: Option<f64>,
 }
 
+/// Reset events (records) by the failure their error texts name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct FailureTexts {
+    /// Records whose texts name a reset (`Connection reset`, `ECONNRESET`, grpcio's
+    /// `recvmsg:Connection reset by peer`).
+    pub reset: u64,
+    /// Records whose texts name a timeout (`ETIMEDOUT`, `Connection timed out`) and no reset
+    /// before it.
+    pub timeout: u64,
+}
+
+impl FailureTexts {
+    fn add(&mut self, f: FailureText) {
+        match f {
+            FailureText::Reset => self.reset += 1,
+            FailureText::Timeout => self.timeout += 1,
+        }
+    }
+}
+
 /// Everything the report is built from; bounded.
 #[derive(Debug)]
 pub(crate) struct Totals {
     pub events: u64,
     pub by_signature: Vec<u64>,
+    pub failure_texts: FailureTexts,
     pub coarsest_frac: Option<u8>,
     pub incident_count: u64,
     pub incidents: Reservoir<IncidentRec>,
@@ -199,6 +223,7 @@ impl<'o> Scanner<'o> {
             totals: Totals {
                 events: 0,
                 by_signature: vec![0; opts.signatures.names().len()],
+                failure_texts: FailureTexts::default(),
                 coarsest_frac: None,
                 incident_count: 0,
                 incidents: Reservoir::new(MAX_INCIDENTS),
@@ -290,6 +315,7 @@ impl<'o> Scanner<'o> {
         self.cur.lines = 0;
         self.cur.last_head = None;
         self.cur.record = None;
+        self.cur.record_failure = None;
         if let Some(s) = self.stats() {
             s.restarts += 1;
         }
@@ -328,7 +354,10 @@ impl<'o> Scanner<'o> {
             let le = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i);
             pos = le + 1;
             match s.filter(|s| s.start <= le) {
-                Some(sm) => self.on_match(data, base, ls, le, sm.signature, &mut lc, live),
+                Some(sm) => {
+                    let failure = self.opts.signatures.failure_in_line(data, sm, le);
+                    self.on_match(data, base, ls, le, sm.signature, failure, &mut lc, live);
+                }
                 None => self.on_activity(data, base, ls, le, &mut lc),
             }
         }
@@ -365,6 +394,7 @@ impl<'o> Scanner<'o> {
         ls: usize,
         le: usize,
         signature: usize,
+        failure: Option<FailureText>,
         lc: &mut LineCursor,
         live: &mut dyn FnMut(&LiveIncident),
     ) {
@@ -404,9 +434,21 @@ impl<'o> Scanner<'o> {
             if let Some(s) = self.stats() {
                 s.lines_in_records += 1;
             }
+            // A record counts once, by the first failure its texts name (Java's `Caused by:
+            // java.net.SocketException: Connection reset` below a driver's own message).
+            if self.cur.record_failure.is_none()
+                && let Some(f) = failure
+            {
+                self.cur.record_failure = Some(f);
+                self.totals.failure_texts.add(f);
+            }
             return;
         }
         self.cur.record = Some(h.offset);
+        self.cur.record_failure = failure;
+        if let Some(f) = failure {
+            self.totals.failure_texts.add(f);
+        }
         if let Some(p) = self.cur.pending.take()
             && p.head != h.offset
         {

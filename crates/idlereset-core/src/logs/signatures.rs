@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::bytes::{Regex, RegexSet};
 
-use crate::libraries::Libraries;
+use crate::libraries::{FailureText, Libraries};
 
 /// One built-in signature: a stable id, the literal it matches (lower case), the client library
 /// (an inventory identity, or `os` / a runtime / another stack) that writes it, and where it
@@ -29,6 +29,8 @@ pub struct Builtin {
     pub library: String,
     /// When and by whom the text is written.
     pub stack: String,
+    /// How the connection failed, when the text alone says it.
+    pub failure: Option<FailureText>,
 }
 
 /// Built-in reset-like signatures (matched case-insensitively). Order matters only for the id
@@ -46,6 +48,7 @@ pub fn builtins() -> &'static [Builtin] {
                 literal: literal(&s.text),
                 library: l.name.clone(),
                 stack: l.display.clone(),
+                failure: s.failure,
             })
         });
         let generic = data.generic_signatures().iter().map(|s| Builtin {
@@ -53,6 +56,7 @@ pub fn builtins() -> &'static [Builtin] {
             literal: literal(&s.text),
             library: s.source.clone(),
             stack: s.stack.clone(),
+            failure: s.failure,
         });
         own.chain(generic).collect()
     })
@@ -101,6 +105,8 @@ pub struct SigMatch {
 #[derive(Debug, Clone)]
 pub struct SignatureSet {
     names: Vec<String>,
+    /// How the connection failed, per signature (`None`: the text does not say).
+    failures: Vec<Option<FailureText>>,
     builtin: Option<AhoCorasick>,
     user: Option<(Regex, RegexSet)>,
     builtin_count: usize,
@@ -110,8 +116,10 @@ impl SignatureSet {
     /// Built-in signatures (unless `builtins` is false) plus the user's regular expressions.
     pub fn new(builtins: bool, user_patterns: &[String]) -> Result<SignatureSet, SignatureError> {
         let mut names = Vec::new();
+        let mut failures = Vec::new();
         let builtin = if builtins {
             names.extend(self::builtins().iter().map(|b| b.id.clone()));
+            failures.extend(self::builtins().iter().map(|b| b.failure));
             Some(
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
@@ -132,6 +140,7 @@ impl SignatureSet {
                         source: Box::new(e),
                     })?;
                     names.push(format!("match:{p}"));
+                    failures.push(None);
                 }
                 let joined = user_patterns
                     .iter()
@@ -154,6 +163,7 @@ impl SignatureSet {
         }
         Ok(SignatureSet {
             names,
+            failures,
             builtin,
             user,
             builtin_count,
@@ -170,6 +180,25 @@ impl SignatureSet {
     /// Signature names, indexed by [`SigMatch::signature`].
     pub fn names(&self) -> &[String] {
         &self.names
+    }
+
+    /// How the connection failed by the texts of the line `hay[..line_end]` whose first match
+    /// is `first`: the failure of the first match in it whose text says one.
+    pub fn failure_in_line(
+        &self,
+        hay: &[u8],
+        first: SigMatch,
+        line_end: usize,
+    ) -> Option<FailureText> {
+        let hay = hay.get(..line_end)?;
+        let mut m = Some(first);
+        while let Some(cur) = m {
+            if let Some(f) = self.failures.get(cur.signature).copied().flatten() {
+                return Some(f);
+            }
+            m = self.find(hay, cur.start + 1);
+        }
+        None
     }
 
     /// The first match starting at or after `from`.

@@ -387,6 +387,32 @@ fn java_pgjdbc_and_hikaricp_failures_count_once() {
     assert!((b.high.unwrap() - 965.571).abs() < 1e-3, "{b:?}");
     assert!(r.candidates.iter().any(|c| c.id == "docker-swarm-ipvs"));
     assert_eq!(r.idle_bracket_note, None);
+    // The failure is named in each query failure's `Caused by: ... Connection reset`; the
+    // validation WARNs ("This connection has been closed.") do not say.
+    assert_eq!(
+        r.failure_texts,
+        scanner::FailureTexts {
+            reset: 3,
+            timeout: 0
+        }
+    );
+}
+
+#[test]
+fn failure_texts_count_each_record_once_by_its_first_named_failure() {
+    let log = "2026-12-01 10:39:04 ERROR Error while reading from 10.0.0.7:6379 : (110, 'Connection timed out')\n\
+               2026-12-01 10:45:04 ERROR read tcp 10.0.0.5:4000->10.0.0.7:6379: read: connection reset by peer\n\
+               2026-12-01 10:51:04 ERROR query failed: unexpected EOF\n\
+               2026-12-01 10:57:04 ERROR read: ETIMEDOUT\n  caused by: Connection reset by peer\n";
+    let r = run(log);
+    assert_eq!(r.events, 4);
+    assert_eq!(
+        r.failure_texts,
+        scanner::FailureTexts {
+            reset: 1,
+            timeout: 2
+        }
+    );
 }
 
 /// Logs written by real runs of the drivers in the lab (`real-*.log`, see the fixtures' README):
@@ -441,6 +467,98 @@ fn go_errors_and_panics_count_once() {
     );
     let b = r.idle_timeout_s.unwrap();
     assert_eq!((b.low, b.high), (Some(600.0), Some(1201.0)));
+}
+
+/// `lab_log` without the idle phrases: the idle is the gap since the connection's last line.
+fn gap_log(timeout: f64, seed: u64) -> Vec<(f64, String)> {
+    lab_log(timeout, seed)
+        .lines()
+        .map(|l| {
+            let cut = l.find(" idle_s=").unwrap_or(l.len());
+            let t = l
+                .split(' ')
+                .next()
+                .and_then(|t| t.parse::<Timestamp>().ok());
+            (
+                t.map_or(0.0, |t| t.as_millisecond() as f64 / 1000.0),
+                l[..cut].to_string(),
+            )
+        })
+        .collect()
+}
+
+fn scan_inputs(inputs: &[String]) -> Report {
+    let catalog = Catalog::builtin().unwrap();
+    let o = opts();
+    let mut s = scanner::Scanner::new(&o);
+    for (i, text) in inputs.iter().enumerate() {
+        s.begin_input(&format!("app.log.{i}"));
+        s.push(text.as_bytes(), &mut |_| {});
+        s.end_input(&mut |_| {});
+    }
+    s.finish(&catalog, &TimeZone::UTC).report
+}
+
+#[test]
+fn rotated_files_given_newest_first_keep_the_idle_bracket() {
+    let lines = gap_log(900.0, 11);
+    let mid = lines[lines.len() / 2].0;
+    let (old, new): (Vec<_>, Vec<_>) = lines.iter().partition(|(t, _)| *t < mid);
+    let text = |v: &[&(f64, String)]| v.iter().map(|(_, l)| format!("{l}\n")).collect::<String>();
+    let in_order = scan_inputs(&[text(&old), text(&new)]);
+    let newest_first = scan_inputs(&[text(&new), text(&old)]);
+    for r in [&in_order, &newest_first] {
+        assert_eq!(r.pattern, Pattern::IdleTimeout, "{}", r.reason);
+        let b = r.idle_timeout_s.unwrap();
+        let (low, high) = (b.low.unwrap(), b.high.unwrap());
+        assert!(low < 900.0 && high > 900.0, "{low}..{high}");
+    }
+}
+
+#[test]
+fn an_absurd_failure_line_gives_no_idle_sample() {
+    let mut log = String::new();
+    for (i, (_, l)) in gap_log(900.0, 11).iter().enumerate() {
+        writeln!(log, "{l}").unwrap();
+        if i == 10 {
+            writeln!(
+                log,
+                "0000-01-01T00:00:00Z conn=2 event=error error=\"Connection reset by peer\""
+            )
+            .unwrap();
+        }
+        if i == 20 {
+            // A success dated year 0: the gap to the connection's next line is no idle either.
+            writeln!(log, "0000-01-01T00:00:00Z conn=3 event=query ok").unwrap();
+        }
+    }
+    let r = run(&log);
+    assert_eq!(r.absurd_timestamps, 1);
+    assert_eq!(r.pattern, Pattern::IdleTimeout, "{}", r.reason);
+    let b = r.idle_timeout_s.unwrap();
+    let (low, high) = (b.low.unwrap(), b.high.unwrap());
+    assert!(low < 900.0 && high > 900.0, "{low}..{high}");
+}
+
+/// Two connections cut 1 s apart every hour are one incident per hour (a pool cut together),
+/// as docs/logs.md says; the hourly period is fitted between those incidents.
+#[test]
+fn resets_of_several_connections_within_the_window_are_one_incident() {
+    let mut log = String::new();
+    for h in 0..5 {
+        let t = T0 + f64::from(h) * 3600.0;
+        for (conn, dt) in [(1, 0.0), (2, 1.0)] {
+            writeln!(
+                log,
+                "{} conn={conn} event=error error=\"Connection reset by peer\"",
+                ts(t + dt)
+            )
+            .unwrap();
+        }
+    }
+    let r = run(&log);
+    assert_eq!((r.events, r.incidents), (10, 5));
+    assert_eq!(r.nominal_period_s, Some(3600.0), "{}", r.reason);
 }
 
 #[test]

@@ -53,6 +53,9 @@ pub enum LogPattern {
 pub struct LogEvidence {
     /// Reset-like log lines.
     pub events: usize,
+    /// Reset-like lines that could not be timed (no timestamp with a date, no timestamped
+    /// record above them): not in `events`.
+    pub untimed_lines: usize,
     /// Incidents (events close together merged).
     pub incidents: usize,
     /// The pattern the incidents follow.

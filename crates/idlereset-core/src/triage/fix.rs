@@ -11,7 +11,9 @@ use super::evidence::{Evidence, Failure};
 use super::verdict::{Cause, Verdict};
 
 /// The client library a process name suggests, in `plan`'s names. Only names that identify
-/// one runtime are mapped; the library inside it is not visible from outside the process.
+/// one runtime are mapped; the library inside it is not visible from outside the process. A
+/// name the library data calls ambiguous (`redis`: redis-py, ioredis or go-redis?) is no
+/// mapping: the inventory validator would refuse it, so the client stays `raw`.
 pub fn library_for_process(comm: &str) -> Option<&'static str> {
     let c = comm.to_ascii_lowercase();
     let lib = if c == "psql" || c.starts_with("postgres") || c == "pgbouncer" {
@@ -27,7 +29,10 @@ pub fn library_for_process(comm: &str) -> Option<&'static str> {
     } else {
         return None;
     };
-    Some(lib)
+    let ambiguous = !crate::libraries::Libraries::builtin()
+        .candidates(lib)
+        .is_empty();
+    (!ambiguous).then_some(lib)
 }
 
 fn toml_str(s: &str) -> String {

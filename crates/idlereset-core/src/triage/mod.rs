@@ -9,6 +9,7 @@
 
 pub mod evidence;
 pub mod fix;
+pub mod scope;
 #[cfg(test)]
 mod tests;
 pub mod verdict;

@@ -31,6 +31,7 @@ fn clean_probe(max: f64) -> ProbeEvidence {
 fn logs(pattern: LogPattern, low: Option<f64>, high: Option<f64>) -> LogEvidence {
     LogEvidence {
         events: 6,
+        untimed_lines: 0,
         incidents: 3,
         pattern,
         period_s: Some(12.0),
@@ -339,6 +340,80 @@ fn resets_from_the_peer_are_flagged_against_a_middlebox_verdict() {
     assert_eq!(v.confidence, Confidence::Low);
 }
 
+/// A probe and a capture that agree give high confidence; the capture's resets coming from the
+/// peer (TTL) is a contradiction and lowers it one level, as every contradiction does.
+#[test]
+fn resets_from_the_peer_lower_the_confidence() {
+    let capture = |middlebox_resets| PacketEvidence {
+        flows: 2,
+        idle_resets: 2,
+        middlebox_resets,
+        idle_low_s: Some(800.0),
+        idle_high_s: Some(900.0),
+        consistent: true,
+        ..PacketEvidence::default()
+    };
+    let judge = |middlebox_resets| {
+        decide(&Evidence {
+            probes: vec![probe(850.0, 900.0, Failure::Reset)],
+            packets: Some(capture(middlebox_resets)),
+            ..Evidence::default()
+        })
+    };
+    let from_middlebox = judge(2);
+    assert!(from_middlebox.contradictions.is_empty());
+    assert_eq!(from_middlebox.confidence, Confidence::High);
+    let from_peer = judge(0);
+    assert_eq!(from_peer.cause, Cause::MiddleboxIdleTimeout);
+    assert_eq!(
+        from_peer.contradictions.len(),
+        1,
+        "{:?}",
+        from_peer.contradictions
+    );
+    assert_eq!(from_peer.confidence, Confidence::Medium);
+}
+
+/// A probe that held idle connections up to 7200 s outranks a log bracket of 300-900 s: the
+/// disagreement is a contradiction, and the verdict follows the probe.
+#[test]
+fn a_clean_probe_contradicts_a_lower_log_bracket() {
+    let ev = Evidence {
+        probes: vec![clean_probe(7200.0)],
+        logs: Some(logs(LogPattern::IdleTimeout, Some(300.0), Some(900.0))),
+        ..Evidence::default()
+    };
+    let v = decide(&ev);
+    assert_eq!(v.contradictions.len(), 1, "{:?}", v.evidence);
+    assert!(
+        v.contradictions[0].starts_with("logs puts the idle timeout between 300 s and 900 s"),
+        "{:?}",
+        v.contradictions
+    );
+    assert!(
+        v.contradictions[0].contains("above 7200 s"),
+        "{:?}",
+        v.contradictions
+    );
+    assert_eq!(v.cause, Cause::NotIdleRelated);
+    assert_eq!(v.path_timeout_s.high, None);
+    // A clean probe shorter than the logs' bracket agrees but corroborates nothing: the
+    // bracket and its source are the logs', the confidence that of the logs alone.
+    let short = Evidence {
+        probes: vec![clean_probe(60.0)],
+        ..ev
+    };
+    let v = decide(&short);
+    assert!(v.contradictions.is_empty(), "{:?}", v.contradictions);
+    assert_eq!(v.cause, Cause::MiddleboxIdleTimeout);
+    assert_eq!(v.bracket_source.as_deref(), Some("logs"));
+    assert_eq!(
+        (v.path_timeout_s.low, v.path_timeout_s.high),
+        (Some(300.0), Some(900.0))
+    );
+    assert_eq!(v.confidence, Confidence::Low);
+}
+
 #[test]
 fn the_local_conntrack_timeout_inside_the_bracket_is_evidence() {
     let ev = Evidence {
@@ -368,10 +443,45 @@ fn the_inventory_plans_below_the_lower_bound_with_the_processes_found() {
 }
 
 #[test]
+fn untimed_reset_lines_are_evidence_not_silence() {
+    let mut l = logs(LogPattern::Irregular, None, None);
+    (l.events, l.incidents, l.untimed_lines) = (0, 0, 3);
+    let v = decide(&Evidence {
+        logs: Some(l),
+        ..Evidence::default()
+    });
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.starts_with("logs: 3 reset-like line(s) found but none could be timed")),
+        "{:?}",
+        v.evidence
+    );
+}
+
+#[test]
 fn process_names_map_to_libraries_only_when_unambiguous() {
     assert_eq!(fix::library_for_process("psql"), Some("libpq"));
     assert_eq!(fix::library_for_process("python3.11"), Some("python"));
     assert_eq!(fix::library_for_process("orders-api"), None);
+    // `redis` could be redis-py, ioredis or go-redis: the inventory would refuse it.
+    assert_eq!(fix::library_for_process("redis-cli"), None);
+    assert_eq!(fix::library_for_process("redis-server"), None);
+    // So the inventory built for a redis client validates (a `raw` client) and there is a fix.
+    let mut socks = sockets(0, 3);
+    socks.processes[0].process = "redis-cli (pid 812)".into();
+    socks.processes[0].library = fix::library_for_process("redis-cli").map(str::to_string);
+    let ev = Evidence {
+        probes: vec![probe(850.0, 900.0, Failure::Reset)],
+        sockets: Some(socks),
+        ..Evidence::default()
+    };
+    let inv = fix::inventory_toml(&decide(&ev), &ev).unwrap();
+    let catalog = crate::catalog::Catalog::builtin().unwrap();
+    assert!(
+        crate::inventory::Inventory::parse(&inv, "<triage>", &catalog).is_ok(),
+        "{inv}"
+    );
 }
 
 #[test]

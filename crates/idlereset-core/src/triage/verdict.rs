@@ -145,7 +145,10 @@ fn describe(b: &Bracket) -> String {
     }
 }
 
-/// The sources that saw an idle failure, best first (probes, then captures, then logs).
+/// The sources that saw an idle failure, best first (probes, then captures, then logs). A probe
+/// that held idle connections up to `--probe-max` without a failure (and ran to its end) is a
+/// source too, ranked after the probes that failed: it measured that the path keeps idle
+/// connections at least that long, so a log or capture bracket below it is a contradiction.
 fn sources(ev: &Evidence) -> Vec<Source> {
     let mut out = Vec::new();
     let mut probes: Vec<_> = ev.probes.iter().filter(|p| p.high_s.is_some()).collect();
@@ -160,6 +163,20 @@ fn sources(ev: &Evidence) -> Vec<Source> {
             low: p.low_s,
             high: p.high_s,
             failure: p.failure,
+        });
+    }
+    let mut clean: Vec<_> = ev
+        .probes
+        .iter()
+        .filter(|p| p.high_s.is_none() && !p.stopped_early)
+        .collect();
+    clean.sort_by(|a, b| b.max_s.total_cmp(&a.max_s));
+    for p in clean {
+        out.push(Source {
+            name: format!("probe {}", p.remote),
+            low: Some(p.low_s.map_or(p.max_s, |l| l.max(p.max_s))),
+            high: None,
+            failure: Failure::None,
         });
     }
     if let Some(pk) = &ev.packets {
@@ -217,6 +234,7 @@ fn combine(
         high: best.high,
     };
     let mut failure = best.failure;
+    let mut source = best.name.clone();
     evidence.push(format!(
         "{}: idle timeout {}{}",
         best.name,
@@ -265,10 +283,15 @@ fn combine(
             s.name,
             describe(&other)
         ));
+        // A best source that saw no failure (a clean probe) bounds the bracket from below
+        // only; the first agreeing source that saw one names where the bracket came from.
+        if b.high.is_none() && s.high.is_some() {
+            source = s.name.clone();
+        }
         b.low = max_opt(b.low, s.low);
         b.high = min_opt(b.high, s.high);
     }
-    (b, Some(best.name.clone()), failure)
+    (b, Some(source), failure)
 }
 
 /// Why keepalive does not protect the connections, if it does not.
@@ -388,7 +411,9 @@ pub fn decide(ev: &Evidence) -> Verdict {
         evidence.push("resets come at the same time of day: a scheduled event (failover, restart) drops the state, not idleness".into());
         (Cause::StateLostWhileActive, Confidence::Low)
     } else if bracket.high.is_some() {
-        let agreeing = srcs.len() - contradictions.len().min(srcs.len().saturating_sub(1));
+        // Only sources that saw a failure corroborate one; a clean probe does not.
+        let failing = srcs.iter().filter(|s| s.high.is_some()).count();
+        let agreeing = failing - contradictions.len().min(failing.saturating_sub(1));
         idle_cause(
             ev,
             &bracket,
@@ -411,9 +436,6 @@ pub fn decide(ev: &Evidence) -> Verdict {
     } else {
         (Cause::Inconclusive, Confidence::Low)
     };
-    for _ in &contradictions {
-        confidence = confidence.lower();
-    }
     if (cause == Cause::MiddleboxIdleTimeout || cause == Cause::KeepaliveIneffective)
         && let Some(pk) = &ev.packets
         && pk.idle_resets > 0
@@ -423,6 +445,10 @@ pub fn decide(ev: &Evidence) -> Verdict {
                     "the capture's {} reset(s) after idle came from the peer itself (TTL), not a middlebox: a server that forgot the connection (restart, its own idle timeout) is possible",
                     pk.idle_resets
                 ));
+    }
+    // Every contradiction, the one above included, lowers the confidence one level.
+    for _ in &contradictions {
+        confidence = confidence.lower();
     }
     let next = if cause == Cause::Inconclusive || confidence == Confidence::Low {
         next_steps(ev)
@@ -445,7 +471,14 @@ pub fn decide(ev: &Evidence) -> Verdict {
 fn log_evidence(ev: &Evidence, out: &mut Vec<String>) {
     let Some(l) = &ev.logs else { return };
     if l.events == 0 {
-        out.push("logs: no reset-like lines".into());
+        if l.untimed_lines > 0 {
+            out.push(format!(
+                "logs: {}",
+                crate::logs::untimed_note(l.untimed_lines as u64)
+            ));
+        } else {
+            out.push("logs: no reset-like lines".into());
+        }
         return;
     }
     let period = l

@@ -345,10 +345,18 @@ fn print_summary(
         }
     }
     if report.events == 0 {
-        writeln!(
-            out,
-            "no reset-like lines found (built-in signatures: see --help; add your own with --match)"
-        )?;
+        if report.lines_without_timestamp > 0 {
+            writeln!(
+                out,
+                "{}",
+                idlereset_core::logs::untimed_note(report.lines_without_timestamp)
+            )?;
+        } else {
+            writeln!(
+                out,
+                "no reset-like lines found (built-in signatures: see --help; add your own with --match)"
+            )?;
+        }
         return Ok(());
     }
     let sigs: Vec<String> = report

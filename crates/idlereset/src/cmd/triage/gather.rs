@@ -4,7 +4,7 @@
 //! text. Nothing else in `triage` touches those engines, so when they change, only this file
 //! follows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,7 @@ use idlereset_core::pcap::flow::Config as PcapConfig;
 use idlereset_core::pcap::summary::summarise;
 use idlereset_core::probe::{Failure as ProbeFailure, Precision};
 use idlereset_core::triage::fix::library_for_process;
+use idlereset_core::triage::scope;
 use idlereset_core::triage::{
     Failure, LocalConntrack, LogEvidence, LogPattern, OsKeepalive, PacketEvidence, ProbeEvidence,
     ProcessSockets, SocketEvidence,
@@ -74,10 +75,10 @@ pub fn logs(files: &[PathBuf], catalog: &Catalog) -> anyhow::Result<LogEvidence>
         .idle_bracket
         .as_ref()
         .map_or((None, None), |b| (b.low.filter(|l| *l > 0.0), b.high));
-    let named = |ids: &[&str]| ids.iter().any(|id| report.signatures.contains_key(*id));
-    let failure = if named(&["connection-reset", "econnreset", "forcibly-closed"]) {
+    // Each signature's failure comes from the library data; a record's stack trace counts.
+    let failure = if report.failure_texts.reset > 0 {
         Failure::Reset
-    } else if named(&["etimedout", "connection-timed-out"]) {
+    } else if report.failure_texts.timeout > 0 {
         Failure::Blackhole
     } else {
         Failure::None
@@ -85,6 +86,7 @@ pub fn logs(files: &[PathBuf], catalog: &Catalog) -> anyhow::Result<LogEvidence>
     Ok(LogEvidence {
         failure,
         events: usize::try_from(report.events).unwrap_or(usize::MAX),
+        untimed_lines: usize::try_from(report.lines_without_timestamp).unwrap_or(usize::MAX),
         incidents: usize::try_from(report.incidents).unwrap_or(usize::MAX),
         pattern,
         period_s: report.period_s,
@@ -362,6 +364,8 @@ pub fn probes(
 /// socket owners, and whether the namespace forwards.
 pub struct HostFacts {
     pub facts: NsFacts,
+    /// Local ports with a listening socket: connections on them were accepted (server side).
+    pub listening_ports: BTreeSet<u16>,
     pub forwarding: Option<bool>,
     pub could_not_see: Vec<String>,
 }
@@ -373,10 +377,10 @@ pub fn host(netns: Option<&str>) -> anyhow::Result<HostFacts> {
             .ok()
             .map(|v| v.trim() == "1")
     };
-    let (mut facts, forwarding) = match netns {
+    let (mut facts, forwarding, listening) = match netns {
         Some(name) => {
             let ns = NetNs::open(name).with_context(|| format!("open network namespace {name}"))?;
-            let (f, fw) = ns
+            let (f, fw, l) = ns
                 .run(|| {
                     (
                         gather(
@@ -385,25 +389,51 @@ pub fn host(netns: Option<&str>) -> anyhow::Result<HostFacts> {
                             Duration::ZERO,
                         ),
                         read_forward(),
+                        listening_ports(),
                     )
                 })
                 .with_context(|| format!("enter network namespace {name} (needs root)"))?;
-            (f?, fw)
+            (f?, fw, l)
         }
         None => (
             gather(&mut LinuxHost::new(), None, Duration::ZERO)?,
             read_forward(),
+            listening_ports(),
         ),
     };
     let mut could_not_see = std::mem::take(&mut facts.could_not_see);
+    let listening_ports = listening.unwrap_or_else(|e| {
+        could_not_see.push(format!(
+            "listening sockets: {e} (accepted connections cannot be told from client ones)"
+        ));
+        BTreeSet::new()
+    });
     let mut gathered = [facts];
     could_not_see.extend(attribute(&mut LinuxHost::new(), &mut gathered));
     let [facts] = gathered;
     Ok(HostFacts {
         facts,
+        listening_ports,
         forwarding,
         could_not_see,
     })
+}
+
+/// The local ports with a listening TCP socket in the current namespace (sock_diag).
+fn listening_ports() -> Result<BTreeSet<u16>, String> {
+    use idlereset_linux::sockdiag::{TcpFilter, TcpSockState, dump_tcp};
+    let mut ports = BTreeSet::new();
+    dump_tcp(
+        TcpFilter {
+            states: TcpSockState::LISTEN.bit(),
+            ..TcpFilter::all()
+        },
+        |s| {
+            ports.insert(s.local.port());
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(ports)
 }
 
 /// Step 4 from the gathered sysctls.
@@ -428,10 +458,6 @@ pub fn local_conntrack(h: &HostFacts) -> Option<LocalConntrack> {
     })
 }
 
-fn is_loopback(a: SocketAddr) -> bool {
-    a.ip().to_canonical().is_loopback()
-}
-
 /// How the path timeout for judging sockets is known.
 pub enum PathSource<'a> {
     Measured(f64),
@@ -440,17 +466,19 @@ pub enum PathSource<'a> {
 }
 
 /// Step 5: per process, which connections opt in to SO_KEEPALIVE, judged by audit's checks
-/// against the path timeout (measured once step 3 ran, else the inventory, else assumed). At
-/// risk: the remotes of audit's `no-keepalive` and `keepalive-too-late` findings, and, under
-/// its `sysctl-only` finding, of every socket without SO_KEEPALIVE.
-pub fn sockets(h: &HostFacts, path: &PathSource<'_>, catalog: &Catalog) -> SocketEvidence {
-    let judged: Vec<SocketFacts> = h
-        .facts
-        .sockets
-        .iter()
-        .filter(|s| !s.remote.is_some_and(is_loopback))
-        .cloned()
-        .collect();
+/// against the path timeout (measured once step 3 ran, else the inventory, else assumed). Only
+/// the sockets [`scope::relevant`] keeps are judged: client-side connections across a path,
+/// to one of `remotes` when any are given. At risk: the remotes of audit's `no-keepalive` and
+/// `keepalive-too-late` findings, and, under its `sysctl-only` finding, of every socket
+/// without SO_KEEPALIVE.
+pub fn sockets(
+    h: &HostFacts,
+    path: &PathSource<'_>,
+    catalog: &Catalog,
+    remotes: &[SocketAddr],
+) -> SocketEvidence {
+    let judged: Vec<SocketFacts> =
+        scope::relevant_sockets(&h.facts.sockets, &h.listening_ports, remotes);
     let policy = match path {
         PathSource::Measured(s) => PathPolicy::fixed(*s, "measured by triage"),
         PathSource::Inventory(inv) => PathPolicy::inventory((*inv).clone(), "the inventory"),
@@ -537,4 +565,103 @@ pub fn inventory(path: &Path, catalog: &Catalog) -> anyhow::Result<Inventory> {
 pub fn plan(inventory_toml: &str, catalog: &Catalog) -> anyhow::Result<idlereset_core::plan::Plan> {
     let inv = Inventory::parse(inventory_toml, "<triage>", catalog)?;
     Ok(idlereset_core::plan::plan(&inv))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idlereset_core::triage::{Cause, Evidence, decide};
+
+    fn sock(local: &str, remote: &str, keepalive: bool, pid: u32, name: &str) -> SocketFacts {
+        SocketFacts {
+            local: local.parse().ok(),
+            remote: remote.parse().ok(),
+            keepalive: Some(keepalive),
+            pid: Some(pid),
+            process: Some(name.into()),
+            ..SocketFacts::default()
+        }
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../idlereset-core/tests/fixtures/logs")
+            .join(name)
+    }
+
+    /// Library-specific texts name the failure too: PgJDBC's `Caused by: ...SocketException:
+    /// Connection reset` in the folded stack trace, grpcio's `recvmsg:Connection reset by peer`,
+    /// redis-py's `Error while reading from ...: (104, 'Connection reset by peer')`.
+    #[test]
+    fn library_reset_texts_name_the_failure() {
+        let catalog = Catalog::builtin().expect("built-in catalog");
+        for name in ["java-pgjdbc-hikaricp.log", "real-grpcio.log"] {
+            let l = logs(&[fixture(name)], &catalog).expect("fixture log");
+            assert!(l.events > 0, "{name}");
+            assert_eq!(l.failure, Failure::Reset, "{name}: {:?}", l.signatures);
+        }
+        let dir = std::env::temp_dir().join(format!("idlereset-gather-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let redis = dir.join("redis-py.log");
+        std::fs::write(
+            &redis,
+            "2026-12-01 10:39:04,380 ERROR app Error while reading from 10.0.0.7:6379 : (104, 'Connection reset by peer')\n\
+             2026-12-01 10:45:04,380 ERROR app Error while reading from 10.0.0.7:6379 : (110, 'Connection timed out')\n",
+        )
+        .expect("write log");
+        let l = logs(std::slice::from_ref(&redis), &catalog).expect("redis log");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(l.signatures, vec![("redis-py-socket-read".to_string(), 2)]);
+        assert_eq!(l.failure, Failure::Reset);
+    }
+
+    /// An sshd session with SO_KEEPALIVE (accepted on port 22) and another process's client
+    /// socket with it must not turn the app's unprotected connections into
+    /// `keepalive-ineffective`: only client sockets to the probed remote are judged.
+    #[test]
+    fn unrelated_and_accepted_sockets_do_not_decide_keepalive() {
+        let catalog = Catalog::builtin().expect("built-in catalog");
+        let db: SocketAddr = "198.18.2.10:5432".parse().expect("address");
+        let facts = NsFacts {
+            sockets: vec![
+                sock("10.0.0.5:40000", "198.18.2.10:5432", false, 7, "java"),
+                sock("10.0.0.5:40001", "198.18.2.10:5432", false, 7, "java"),
+                sock("10.0.0.5:22", "203.0.113.9:51000", true, 99, "sshd"),
+                sock("10.0.0.5:40100", "198.18.9.9:443", true, 50, "agent"),
+            ],
+            sysctl: [(
+                "net.ipv4.tcp_keepalive_time".to_string(),
+                "7200".to_string(),
+            )]
+            .into(),
+            ..NsFacts::default()
+        };
+        let h = HostFacts {
+            facts,
+            listening_ports: [22].into(),
+            forwarding: None,
+            could_not_see: vec![],
+        };
+        let s = sockets(&h, &PathSource::Measured(300.0), &catalog, &[db]);
+        assert_eq!(s.keepalive_on(), 0);
+        assert_eq!(s.keepalive_off(), 2);
+        let ev = Evidence {
+            probes: vec![idlereset_core::triage::ProbeEvidence {
+                remote: db.to_string(),
+                low_s: Some(290.0),
+                high_s: Some(310.0),
+                failure: Failure::Reset,
+                max_s: 7200.0,
+                stopped_early: false,
+                catalog: vec![],
+            }],
+            os_keepalive: os_keepalive(&h),
+            sockets: Some(s),
+            ..Evidence::default()
+        };
+        assert_eq!(decide(&ev).cause, Cause::MiddleboxIdleTimeout);
+        // Without remotes, the accepted sshd session still stays out.
+        let all = sockets(&h, &PathSource::Measured(300.0), &catalog, &[]);
+        assert!(all.processes.iter().all(|p| !p.process.starts_with("sshd")));
+    }
 }

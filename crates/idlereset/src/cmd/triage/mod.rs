@@ -195,7 +195,7 @@ fn triage(args: &Args, catalog: &Catalog, started: Instant) -> anyhow::Result<Ou
     let host = run.host();
     let targets = run.probe_targets(remotes, host.as_ref());
     run.packets_and_path(&targets, host.as_ref());
-    run.host_steps(host.as_ref());
+    run.host_steps(host.as_ref(), &targets);
     Ok(run.finish(started))
 }
 
@@ -251,7 +251,9 @@ impl Run<'_> {
             None => PathSource::Assumed,
         };
         let limit = targets.len() + 8;
-        for r in gather::sockets(h, &src, self.catalog).at_risk_remotes {
+        // At-risk remotes are looked for among all client sockets, not only those to the
+        // `--remote`s; the verdict then judges the sockets to every probed remote.
+        for r in gather::sockets(h, &src, self.catalog, &[]).at_risk_remotes {
             if let Ok(a) = r.parse::<SocketAddr>()
                 && !targets.contains(&a)
                 && targets.len() < limit
@@ -373,8 +375,9 @@ impl Run<'_> {
         });
     }
 
-    /// Steps 4 and 5; sockets are judged against the measured timeout when there is one.
-    fn host_steps(&mut self, host: Option<&gather::HostFacts>) {
+    /// Steps 4 and 5; sockets are judged against the measured timeout when there is one, and
+    /// only those to the probed `targets` when there are any.
+    fn host_steps(&mut self, host: Option<&gather::HostFacts>, targets: &[SocketAddr]) {
         let Some(h) = host else {
             let (status, why) = if self.args.skip_host {
                 (
@@ -406,7 +409,7 @@ impl Run<'_> {
             (None, Some(inv)) => PathSource::Inventory(inv),
             (None, None) => PathSource::Assumed,
         };
-        let s = gather::sockets(h, &src, self.catalog);
+        let s = gather::sockets(h, &src, self.catalog, targets);
         self.steps.push(output::socket_step(&s));
         self.ev.sockets = Some(s);
     }

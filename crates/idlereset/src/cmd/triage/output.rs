@@ -125,12 +125,12 @@ fn s(v: Option<f64>) -> String {
 
 pub fn log_step(l: &LogEvidence) -> Step {
     if l.events == 0 {
-        return Step::new(
-            1,
-            "logs",
-            Status::Done,
-            "no reset-like lines in the logs".into(),
-        );
+        let summary = if l.untimed_lines > 0 {
+            idlereset_core::logs::untimed_note(l.untimed_lines as u64)
+        } else {
+            "no reset-like lines in the logs".into()
+        };
+        return Step::new(1, "logs", Status::Done, summary);
     }
     let mut st = Step::new(
         1,
