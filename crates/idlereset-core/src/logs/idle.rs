@@ -397,7 +397,7 @@ fn gap_sample(prev: f64, t: f64) -> Option<f64> {
 
 impl BracketState {
     /// Take one line. Lines of one connection should come in time order; a line dated before
-    /// the connection's previous one gives no idle sample (see [`gap_sample`]).
+    /// the connection's previous one gives no idle sample (see `gap_sample`).
     pub fn observe(&mut self, o: ConnObservation<'_>) {
         let Some(acc) = self.kinds.get_mut(o.kind) else {
             return;
