@@ -532,3 +532,86 @@ fn state_lost_while_active_names_be_liberal_and_its_cost() {
             .contains("be_liberal")
     );
 }
+
+#[test]
+fn a_clean_probe_to_another_remote_is_no_contradiction_to_a_failing_one() {
+    let mut failing = probe(850.0, 900.0, Failure::Reset);
+    failing.max_s = 7200.0;
+    let mut held = clean_probe(7200.0);
+    held.remote = "198.18.3.3:6379".into();
+    let ev = Evidence {
+        probes: vec![failing.clone()],
+        logs: Some(logs(LogPattern::IdleTimeout, Some(840.0), Some(905.0))),
+        ..Evidence::default()
+    };
+    let alone = decide(&ev);
+    let both = decide(&Evidence {
+        probes: vec![failing, held],
+        ..ev
+    });
+    assert!(both.contradictions.is_empty(), "{:?}", both.contradictions);
+    assert_eq!(both.cause, Cause::MiddleboxIdleTimeout);
+    assert_eq!(both.confidence, alone.confidence);
+    assert_eq!(
+        (both.path_timeout_s.low, both.path_timeout_s.high),
+        (alone.path_timeout_s.low, alone.path_timeout_s.high)
+    );
+    assert!(
+        both.evidence.iter().any(|e| e.contains("198.18.3.3:6379")),
+        "{:?}",
+        both.evidence
+    );
+}
+
+#[test]
+fn a_clean_probe_bounds_the_path_by_what_it_survived_not_by_its_maximum() {
+    // Survived only 120 s of a 7200 s maximum: logs saying 300-900 s do not contradict it.
+    let mut short = clean_probe(7200.0);
+    short.low_s = Some(120.0);
+    let v = decide(&Evidence {
+        probes: vec![short],
+        logs: Some(logs(LogPattern::IdleTimeout, Some(300.0), Some(900.0))),
+        ..Evidence::default()
+    });
+    assert!(v.contradictions.is_empty(), "{:?}", v.contradictions);
+    assert_eq!(v.cause, Cause::MiddleboxIdleTimeout);
+}
+
+/// The app's connections without SO_KEEPALIVE, and another process (a monitoring agent, an
+/// ssh client) whose connection sets it: unscoped, as without `--remote`.
+fn app_and_agent() -> SocketEvidence {
+    let mut s = sockets(0, 2);
+    s.processes.push(ProcessSockets {
+        process: "agent (pid 9)".into(),
+        library: None,
+        connections: 1,
+        keepalive_on: 1,
+        keepalive_off: 0,
+        remotes: vec!["198.18.9.9:443".into()],
+    });
+    s
+}
+
+#[test]
+fn another_process_with_keepalive_does_not_make_it_ineffective_or_hide_the_trap() {
+    let ev = Evidence {
+        probes: vec![probe(8.0, 9.5, Failure::Reset)],
+        os_keepalive: Some(os(18)),
+        sockets: Some(app_and_agent()),
+        ..Evidence::default()
+    };
+    assert_eq!(decide(&ev).cause, Cause::MiddleboxIdleTimeout);
+    // With the OS keepalive below the path, the app's connections are in the trap.
+    let v = decide(&Evidence {
+        os_keepalive: Some(os(4)),
+        ..ev
+    });
+    assert_eq!(v.cause, Cause::KeepaliveIneffective);
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.contains("2 of the 3 connections do not set SO_KEEPALIVE")),
+        "{:?}",
+        v.evidence
+    );
+}

@@ -126,6 +126,8 @@ struct Source {
     low: Option<f64>,
     high: Option<f64>,
     failure: Failure,
+    /// A probe that saw no failure: it bounds the path it probed from below.
+    clean_probe: bool,
 }
 
 fn fmt_s(v: f64) -> String {
@@ -146,9 +148,10 @@ fn describe(b: &Bracket) -> String {
 }
 
 /// The sources that saw an idle failure, best first (probes, then captures, then logs). A probe
-/// that held idle connections up to `--probe-max` without a failure (and ran to its end) is a
-/// source too, ranked after the probes that failed: it measured that the path keeps idle
-/// connections at least that long, so a log or capture bracket below it is a contradiction.
+/// that held idle connections without a failure (and ran to its end) is a source too, ranked
+/// after the probes that failed: it measured that its path keeps idle connections at least as
+/// long as its longest survivor, so a log or capture bracket below that is a contradiction. It
+/// is never weighed against a probe that failed: that one probed another remote's path.
 fn sources(ev: &Evidence) -> Vec<Source> {
     let mut out = Vec::new();
     let mut probes: Vec<_> = ev.probes.iter().filter(|p| p.high_s.is_some()).collect();
@@ -163,20 +166,22 @@ fn sources(ev: &Evidence) -> Vec<Source> {
             low: p.low_s,
             high: p.high_s,
             failure: p.failure,
+            clean_probe: false,
         });
     }
     let mut clean: Vec<_> = ev
         .probes
         .iter()
-        .filter(|p| p.high_s.is_none() && !p.stopped_early)
+        .filter(|p| p.high_s.is_none() && !p.stopped_early && p.low_s.is_some())
         .collect();
-    clean.sort_by(|a, b| b.max_s.total_cmp(&a.max_s));
+    clean.sort_by(|a, b| b.low_s.unwrap_or(0.0).total_cmp(&a.low_s.unwrap_or(0.0)));
     for p in clean {
         out.push(Source {
             name: format!("probe {}", p.remote),
-            low: Some(p.low_s.map_or(p.max_s, |l| l.max(p.max_s))),
+            low: p.low_s,
             high: None,
             failure: Failure::None,
+            clean_probe: true,
         });
     }
     if let Some(pk) = &ev.packets {
@@ -187,6 +192,7 @@ fn sources(ev: &Evidence) -> Vec<Source> {
                 low: pk.idle_low_s,
                 high: pk.idle_high_s,
                 failure,
+                clean_probe: false,
             });
         }
     }
@@ -202,6 +208,7 @@ fn sources(ev: &Evidence) -> Vec<Source> {
                 low: l.idle_low_s,
                 high: l.idle_high_s,
                 failure: l.failure,
+                clean_probe: false,
             });
         }
     }
@@ -250,6 +257,16 @@ fn combine(
             low: s.low,
             high: s.high,
         };
+        if s.clean_probe && !best.clean_probe {
+            // Probes measure one remote's path each: one that held is no argument against
+            // another that failed, nor (when a probe failed) against logs or a capture.
+            evidence.push(format!(
+                "{} held idle connections {} (another path)",
+                s.name,
+                describe(&other)
+            ));
+            continue;
+        }
         let below = matches!((s.high, b.low), (Some(h), Some(l)) if h <= l);
         let above = matches!((s.low, b.high), (Some(l), Some(h)) if l >= h);
         if below || above {
@@ -297,8 +314,8 @@ fn combine(
 /// Why keepalive does not protect the connections, if it does not.
 ///
 /// The sysctl-only trap is judged on what the kernel shows, not on who changed what: the OS
-/// keepalive time is below the path's timeout (so it would keep the flows alive) while no
-/// connection sets SO_KEEPALIVE, so it applies to none of them. An OS keepalive time above the
+/// keepalive time is below the path's timeout (so it would keep the flows alive) while
+/// connections do not set SO_KEEPALIVE, so it does not apply to them. An OS keepalive time above the
 /// path would not have helped anyway: then the missing keepalive is plainly a middlebox idle
 /// timeout story. Judging by the ratio to the path keeps scaled labs and real hosts alike.
 fn keepalive_problem(ev: &Evidence, b: &Bracket) -> Option<String> {
@@ -306,15 +323,26 @@ fn keepalive_problem(ev: &Evidence, b: &Bracket) -> Option<String> {
     let socks = ev.sockets.as_ref()?;
     let (on, off) = (socks.keepalive_on(), socks.keepalive_off());
     let limit = b.low.or(b.high)?;
-    if on == 0 && off > 0 && os.time_s.is_some_and(|t| (t as f64) < limit) {
+    if off > 0 && os.time_s.is_some_and(|t| (t as f64) < limit) {
+        let which = if on == 0 {
+            format!("none of the {off} connections set SO_KEEPALIVE, so it applies to none of them")
+        } else {
+            format!(
+                "{off} of the {} connections do not set SO_KEEPALIVE, so it does not apply to them",
+                on + off
+            )
+        };
         return Some(format!(
-            "sysctl-only trap: the OS keepalive time ({} s) is below the path's timeout, but none of the {off} connections set SO_KEEPALIVE, so it applies to none of them",
+            "sysctl-only trap: the OS keepalive time ({} s) is below the path's timeout, but {which}",
             os.time_s.unwrap_or_default()
         ));
     }
+    // Keepalive that fires too late is the story only when every connection sets it: where
+    // some set none (another process's, or part of a pool), the middlebox's idle timeout cuts
+    // those whatever the others do.
     let too_late = socks.findings.iter().any(|f| f == "keepalive-too-late");
     let t = os.time_s.unwrap_or(OsKeepalive::LINUX_DEFAULT_TIME_S) as f64;
-    if on > 0 && (too_late || t >= limit) {
+    if on > 0 && off == 0 && (too_late || t >= limit) {
         return Some(format!(
             "{on} connection(s) set SO_KEEPALIVE, but the first probe goes out after {} idle (tcp_keepalive_time, unless the socket sets TCP_KEEPIDLE), later than the path forgets ({})",
             fmt_s(t),

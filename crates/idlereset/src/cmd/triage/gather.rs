@@ -205,13 +205,19 @@ impl LiveCapture {
     }
 }
 
-/// Resolve HOST:PORT.
-pub fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
-    target
+/// Resolve HOST:PORT to every address it names, in the resolver's order (never empty).
+pub fn resolve_all(target: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut all: Vec<SocketAddr> = Vec::new();
+    for a in target
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve {target:?} (expected HOST:PORT)"))?
-        .next()
-        .with_context(|| format!("{target:?} resolves to no address"))
+    {
+        if !all.contains(&a) {
+            all.push(a);
+        }
+    }
+    anyhow::ensure!(!all.is_empty(), "{target:?} resolves to no address");
+    Ok(all)
 }
 
 /// Probe limits shared by all remotes (the totals `probe` uses for one).
@@ -226,6 +232,8 @@ struct Snapshot {
     low: Option<f64>,
     high: Option<(f64, ProbeFailure)>,
     done: bool,
+    /// The probe hit its wall-time limit before every rung was decided.
+    truncated: bool,
     error: Option<String>,
 }
 
@@ -279,6 +287,7 @@ pub fn probes(
                     Ok(o) => {
                         s.low = o.bracket.low;
                         s.high = o.bracket.high;
+                        s.truncated = o.truncated;
                     }
                     Err(e) => s.error = Some(e.to_string()),
                 }
@@ -345,7 +354,7 @@ pub fn probes(
                 high_s: high,
                 failure: s.high.map_or(Failure::None, |(_, f)| failure(f)),
                 max_s: limits.max.as_secs_f64(),
-                stopped_early: (stopped && !s.done) || s.error.is_some(),
+                stopped_early: (stopped && !s.done) || s.truncated || s.error.is_some(),
                 catalog: high
                     .map(|h| {
                         catalog

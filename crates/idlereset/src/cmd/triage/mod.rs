@@ -176,11 +176,18 @@ fn triage(args: &Args, catalog: &Catalog, started: Instant) -> anyhow::Result<Ou
         .as_deref()
         .map(|p| gather::inventory(p, catalog))
         .transpose()?;
-    let remotes: Vec<SocketAddr> = args
+    // A name may resolve to several addresses (one per zone, IPv4 and IPv6): the first is
+    // probed, and the sockets to any of them are the application's.
+    let resolved: Vec<Vec<SocketAddr>> = args
         .remotes
         .iter()
-        .map(|r| gather::resolve(r))
+        .map(|r| gather::resolve_all(r))
         .collect::<anyhow::Result<_>>()?;
+    let remotes: Vec<SocketAddr> = resolved.iter().filter_map(|a| a.first().copied()).collect();
+    let also: Vec<SocketAddr> = resolved
+        .iter()
+        .flat_map(|a| a.iter().skip(1).copied())
+        .collect();
     let mut run = Run {
         args,
         catalog,
@@ -195,7 +202,8 @@ fn triage(args: &Args, catalog: &Catalog, started: Instant) -> anyhow::Result<Ou
     let host = run.host();
     let targets = run.probe_targets(remotes, host.as_ref());
     run.packets_and_path(&targets, host.as_ref());
-    run.host_steps(host.as_ref(), &targets);
+    let scope: Vec<SocketAddr> = targets.iter().chain(&also).copied().collect();
+    run.host_steps(host.as_ref(), &scope);
     Ok(run.finish(started))
 }
 
