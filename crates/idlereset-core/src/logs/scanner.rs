@@ -354,10 +354,7 @@ impl<'o> Scanner<'o> {
             let le = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i);
             pos = le + 1;
             match s.filter(|s| s.start <= le) {
-                Some(sm) => {
-                    let failure = self.opts.signatures.failure_in_line(data, sm, le);
-                    self.on_match(data, base, ls, le, sm.signature, failure, &mut lc, live);
-                }
+                Some(sm) => self.on_match(data, base, ls, le, sm, &mut lc, live),
                 None => self.on_activity(data, base, ls, le, &mut lc),
             }
         }
@@ -393,8 +390,7 @@ impl<'o> Scanner<'o> {
         base: u64,
         ls: usize,
         le: usize,
-        signature: usize,
-        failure: Option<FailureText>,
+        sm: SigMatch,
         lc: &mut LineCursor,
         live: &mut dyn FnMut(&LiveIncident),
     ) {
@@ -435,9 +431,10 @@ impl<'o> Scanner<'o> {
                 s.lines_in_records += 1;
             }
             // A record counts once, by the first failure its texts name (Java's `Caused by:
-            // java.net.SocketException: Connection reset` below a driver's own message).
+            // java.net.SocketException: Connection reset` below a driver's own message). Once
+            // it is known, the record's further lines are not searched for one.
             if self.cur.record_failure.is_none()
-                && let Some(f) = failure
+                && let Some(f) = self.opts.signatures.failure_in_line(data, sm, le)
             {
                 self.cur.record_failure = Some(f);
                 self.totals.failure_texts.add(f);
@@ -445,6 +442,7 @@ impl<'o> Scanner<'o> {
             return;
         }
         self.cur.record = Some(h.offset);
+        let failure = self.opts.signatures.failure_in_line(data, sm, le);
         self.cur.record_failure = failure;
         if let Some(f) = failure {
             self.totals.failure_texts.add(f);
@@ -464,9 +462,9 @@ impl<'o> Scanner<'o> {
             line: h.line,
             offset: h.offset,
             text: quote(line),
-            signature: self.opts.signatures.names().get(signature).cloned(),
+            signature: self.opts.signatures.names().get(sm.signature).cloned(),
         };
-        self.event(h, signature, loc, live);
+        self.event(h, sm.signature, loc, live);
     }
 
     fn on_activity(&mut self, data: &[u8], base: u64, ls: usize, le: usize, lc: &mut LineCursor) {

@@ -108,26 +108,61 @@ pub struct SignatureSet {
     /// How the connection failed, per signature (`None`: the text does not say).
     failures: Vec<Option<FailureText>>,
     builtin: Option<AhoCorasick>,
+    /// The built-in texts that name a failure, alone (leftmost-first, ASCII-case-insensitive),
+    /// with the failure of each: what [`SignatureSet::failure_in_line`] searches a line with.
+    named: Option<(AhoCorasick, Vec<FailureText>)>,
     user: Option<(Regex, RegexSet)>,
     builtin_count: usize,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Automaton and regex searches run by this thread (tests count work with it, not time).
+    pub(crate) static SEARCHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts one automaton or regex search (tests only).
+#[inline]
+fn count_search() {
+    #[cfg(test)]
+    SEARCHES.with(|c| c.set(c.get() + 1));
 }
 
 impl SignatureSet {
     /// Built-in signatures (unless `builtins` is false) plus the user's regular expressions.
     pub fn new(builtins: bool, user_patterns: &[String]) -> Result<SignatureSet, SignatureError> {
+        SignatureSet::with_builtins(builtins.then(self::builtins), user_patterns)
+    }
+
+    /// The given built-in signatures (none: `None`) plus the user's regular expressions.
+    fn with_builtins(
+        builtins: Option<&[Builtin]>,
+        user_patterns: &[String],
+    ) -> Result<SignatureSet, SignatureError> {
         let mut names = Vec::new();
         let mut failures = Vec::new();
-        let builtin = if builtins {
-            names.extend(self::builtins().iter().map(|b| b.id.clone()));
-            failures.extend(self::builtins().iter().map(|b| b.failure));
-            Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .build(self::builtins().iter().map(|b| b.literal.as_str()))?,
-            )
-        } else {
-            None
+        let automaton = |texts: &mut dyn Iterator<Item = &str>| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(texts)
+        };
+        let (builtin, named) = match builtins {
+            Some(list) => {
+                names.extend(list.iter().map(|b| b.id.clone()));
+                failures.extend(list.iter().map(|b| b.failure));
+                let builtin = automaton(&mut list.iter().map(|b| b.literal.as_str()))?;
+                let with_failure = || {
+                    list.iter()
+                        .filter_map(|b| Some((b.literal.as_str(), b.failure?)))
+                };
+                let named = automaton(&mut with_failure().map(|(t, _)| t))?;
+                (
+                    Some(builtin),
+                    Some((named, with_failure().map(|(_, f)| f).collect())),
+                )
+            }
+            None => (None, None),
         };
         let builtin_count = names.len();
         let user =
@@ -165,6 +200,7 @@ impl SignatureSet {
             names,
             failures,
             builtin,
+            named,
             user,
             builtin_count,
         })
@@ -183,22 +219,26 @@ impl SignatureSet {
     }
 
     /// How the connection failed by the texts of the line `hay[..line_end]` whose first match
-    /// is `first`: the failure of the first match in it whose text says one.
+    /// is `first`: the failure named by the built-in text that starts first in
+    /// `hay[first.start..line_end]` among those that name one (at one start, the first such
+    /// signature in [`builtins`] order), whatever other matches precede or overlap it.
+    ///
+    /// This is one pass over the line by an automaton of the failure-naming texts alone (user
+    /// patterns name none), so a long line with many matches costs no more than one search.
     pub fn failure_in_line(
         &self,
         hay: &[u8],
         first: SigMatch,
         line_end: usize,
     ) -> Option<FailureText> {
-        let hay = hay.get(..line_end)?;
-        let mut m = Some(first);
-        while let Some(cur) = m {
-            if let Some(f) = self.failures.get(cur.signature).copied().flatten() {
-                return Some(f);
-            }
-            m = self.find(hay, cur.start + 1);
+        if let Some(f) = self.failures.get(first.signature).copied().flatten() {
+            return Some(f);
         }
-        None
+        let (ac, failures) = self.named.as_ref()?;
+        let line = hay.get(first.start..line_end)?;
+        count_search();
+        let m = ac.find(line)?;
+        failures.get(m.pattern().as_usize()).copied()
     }
 
     /// The first match starting at or after `from`.
@@ -207,6 +247,7 @@ impl SignatureSet {
             return None;
         }
         let b = self.builtin.as_ref().and_then(|ac| {
+            count_search();
             ac.find(aho_corasick::Input::new(hay).span(from..hay.len()))
                 .map(|m| SigMatch {
                     start: m.start(),
@@ -215,6 +256,7 @@ impl SignatureSet {
                 })
         });
         let u = self.user.as_ref().and_then(|(re, set)| {
+            count_search();
             re.find_at(hay, from).map(|m| {
                 let which = set.matches(m.as_bytes()).into_iter().next().unwrap_or(0);
                 SigMatch {
@@ -347,6 +389,64 @@ mod tests {
         );
         let m = s.find(hay, m.end).unwrap();
         assert_eq!(s.names()[m.signature], "match:GOAWAY$");
+    }
+
+    /// The failure of a line, by [`SignatureSet::failure_in_line`] from its first match.
+    fn line_failure(set: &SignatureSet, line: &str) -> Option<FailureText> {
+        let hay = line.as_bytes();
+        set.failure_in_line(hay, set.find(hay, 0)?, hay.len())
+    }
+
+    #[test]
+    fn failure_of_a_line_is_its_first_failure_text_whatever_precedes_it() {
+        let s = SignatureSet::new(true, &["[0-9]{3}x[0-9]{3}".to_string()]).unwrap();
+        let named: Vec<&Builtin> = builtins().iter().filter(|b| b.failure.is_some()).collect();
+        let silent: Vec<&Builtin> = builtins().iter().filter(|b| b.failure.is_none()).collect();
+        assert!(!named.is_empty() && !silent.is_empty());
+        for f in &named {
+            for n in &silent {
+                // Texts without a failure (and user matches) before it, in any case.
+                let line = format!(
+                    "ERROR {} 123x456 {} {} then {}",
+                    n.literal,
+                    n.literal.to_ascii_uppercase(),
+                    n.literal,
+                    f.literal.to_ascii_uppercase()
+                );
+                assert_eq!(line_failure(&s, &line), f.failure, "{line}");
+                // The first failure-naming text wins over a later one (of the other kind too).
+                for g in &named {
+                    let line = format!("{} {} {}", n.literal, f.literal, g.literal);
+                    assert_eq!(line_failure(&s, &line), f.failure, "{line}");
+                }
+            }
+            assert_eq!(line_failure(&s, &f.literal), f.failure);
+        }
+        for n in &silent {
+            assert_eq!(line_failure(&s, &format!("{} 123x456", n.literal)), None);
+        }
+        // A text without a failure listed before one that names a failure and starting at the
+        // same offset (the real list has no such pair; this one extends a real failure text):
+        // the failure text still names the line's failure.
+        for f in &named {
+            let n = silent[0];
+            let longer = Builtin {
+                id: "longer".into(),
+                literal: format!("{} {}", f.literal, n.literal),
+                failure: None,
+                ..n.clone()
+            };
+            let mut list = vec![longer];
+            list.extend(builtins().iter().cloned());
+            let s = SignatureSet::with_builtins(Some(&list), &[]).unwrap();
+            let line = format!("x {} {} y", f.literal, n.literal);
+            let first = s.find(line.as_bytes(), 0).unwrap();
+            assert_eq!(s.names()[first.signature], "longer");
+            assert_eq!(line_failure(&s, &line), f.failure, "{line}");
+        }
+        // Built-ins off: user patterns name no failure.
+        let s = SignatureSet::new(false, &["reset".to_string()]).unwrap();
+        assert_eq!(line_failure(&s, "connection reset"), None);
     }
 
     #[test]

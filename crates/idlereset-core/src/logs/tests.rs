@@ -610,3 +610,38 @@ fn incidents_beyond_the_reservoir_are_sampled_and_keep_the_period() {
     );
     assert_eq!(r.pattern, Pattern::WallClockSchedule, "{}", r.reason);
 }
+
+#[test]
+fn a_long_line_of_matches_is_searched_a_bounded_number_of_times() {
+    use super::signatures::SEARCHES;
+    // 210 KB lines of a text that names no failure, under a `--match` pattern found nowhere:
+    // finding the failure a line names must not search again after each match on it.
+    let many = "unexpected eof ".repeat(14_000);
+    let log = format!(
+        "2026-12-07T10:00:00Z ERROR {many}connection reset\n\
+         \tat {many}\n\
+         2026-12-07T10:00:09Z ERROR {many}ETIMEDOUT\n"
+    );
+    let o = ScanOptions {
+        signatures: SignatureSet::new(true, &["[0-9]{3}x[0-9]{3}".into()]).unwrap(),
+        ..opts()
+    };
+    let before = SEARCHES.with(|c| c.get());
+    let r = run_with(&log, &o);
+    let searches = SEARCHES.with(|c| c.get()) - before;
+    assert_eq!(r.events, 2);
+    assert_eq!(
+        r.failure_texts,
+        scanner::FailureTexts {
+            reset: 1,
+            timeout: 1
+        }
+    );
+    // One search by each of the two searchers (built-ins, `--match`) for each line's first
+    // match, and one for the failure each record names: the `at` line continues a record
+    // whose failure is known and is not searched for one.
+    assert!(
+        searches <= 3 * 2 + 2,
+        "{searches} searches for 3 lines, 2 records"
+    );
+}
