@@ -24,7 +24,7 @@ use super::idle::{self, BracketState, ConnObservation};
 use super::lines::{DEFAULT_BLOCK, LineSplitter};
 use super::record;
 use super::reservoir::Reservoir;
-use super::signatures::SigMatch;
+use super::signatures::{FindCache, SigMatch};
 use super::timestamp::SyslogYear;
 use super::{ScanOptions, seconds};
 use crate::libraries::FailureText;
@@ -329,10 +329,11 @@ impl<'o> Scanner<'o> {
         };
         let mut pos = 0;
         let mut sig: Option<Option<SigMatch>> = None;
+        let mut searched = FindCache::default();
         let mut mark: Option<Option<usize>> = None;
         while pos < data.len() {
             if sig.is_none_or(|s| s.is_some_and(|m| m.start < pos)) {
-                sig = Some(self.opts.signatures.find(data, pos));
+                sig = Some(self.opts.signatures.find_cached(data, pos, &mut searched));
             }
             if let Some(ac) = &self.markers
                 && mark.is_none_or(|m| m.is_some_and(|p| p < pos))

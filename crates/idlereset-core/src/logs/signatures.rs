@@ -243,33 +243,64 @@ impl SignatureSet {
 
     /// The first match starting at or after `from`.
     pub fn find(&self, hay: &[u8], from: usize) -> Option<SigMatch> {
+        self.find_cached(hay, from, &mut FindCache::default())
+    }
+
+    /// [`SignatureSet::find`] for successive, increasing `from`s in one `hay`, remembering
+    /// each searcher's last answer in `cache`: a searcher whose next match still lies at or
+    /// after `from` (or that found none to the end) is not run again. Without it a block
+    /// whose lines each match a built-in, under a `--match` pattern found nowhere, ran the
+    /// pattern to the block's end once per line.
+    pub fn find_cached(&self, hay: &[u8], from: usize, cache: &mut FindCache) -> Option<SigMatch> {
         if from > hay.len() {
             return None;
         }
-        let b = self.builtin.as_ref().and_then(|ac| {
-            count_search();
-            ac.find(aho_corasick::Input::new(hay).span(from..hay.len()))
-                .map(|m| SigMatch {
-                    start: m.start(),
-                    end: m.end(),
-                    signature: m.pattern().as_usize(),
+        if !FindCache::still_next(cache.builtin, from) {
+            cache.builtin = Some(self.builtin.as_ref().and_then(|ac| {
+                count_search();
+                ac.find(aho_corasick::Input::new(hay).span(from..hay.len()))
+                    .map(|m| SigMatch {
+                        start: m.start(),
+                        end: m.end(),
+                        signature: m.pattern().as_usize(),
+                    })
+            }));
+        }
+        if !FindCache::still_next(cache.user, from) {
+            cache.user = Some(self.user.as_ref().and_then(|(re, set)| {
+                count_search();
+                re.find_at(hay, from).map(|m| {
+                    let which = set.matches(m.as_bytes()).into_iter().next().unwrap_or(0);
+                    SigMatch {
+                        start: m.start(),
+                        end: m.end(),
+                        signature: self.builtin_count + which,
+                    }
                 })
-        });
-        let u = self.user.as_ref().and_then(|(re, set)| {
-            count_search();
-            re.find_at(hay, from).map(|m| {
-                let which = set.matches(m.as_bytes()).into_iter().next().unwrap_or(0);
-                SigMatch {
-                    start: m.start(),
-                    end: m.end(),
-                    signature: self.builtin_count + which,
-                }
-            })
-        });
+            }));
+        }
+        let (b, u) = (cache.builtin.flatten(), cache.user.flatten());
         match (b, u) {
             (Some(b), Some(u)) => Some(if u.start < b.start { u } else { b }),
             (b, u) => b.or(u),
         }
+    }
+}
+
+/// Each searcher's last answer in one haystack, for [`SignatureSet::find_cached`]. Both
+/// searchers find the leftmost match, which depends on the haystack and where it starts, not
+/// on where the search began: so a match at or after the next `from` is still the next one,
+/// and none to the end stays none. A new haystack needs a new cache.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FindCache {
+    builtin: Option<Option<SigMatch>>,
+    user: Option<Option<SigMatch>>,
+}
+
+impl FindCache {
+    /// Is a searcher's last answer still its answer from `from`?
+    fn still_next(last: Option<Option<SigMatch>>, from: usize) -> bool {
+        last.is_some_and(|m| m.is_none_or(|m| m.start >= from))
     }
 }
 
@@ -457,5 +488,27 @@ mod tests {
             SignatureSet::new(false, &[]),
             Err(SignatureError::Empty)
         ));
+    }
+
+    proptest::proptest! {
+        /// Remembered answers give what a fresh search gives, for any increasing `from`s.
+        #[test]
+        fn cached_searches_find_what_fresh_ones_do(
+            parts in proptest::collection::vec(0usize..6, 0..40),
+            steps in proptest::collection::vec(0usize..30, 1..20),
+        ) {
+            let words = ["connection reset", "123x456", "ok ", "\n", "econnreset", "unexpected eof"];
+            let hay: String = parts.iter().map(|&i| words[i]).collect();
+            let set = SignatureSet::new(true, &["[0-9]{3}x[0-9]{3}".into()]).unwrap();
+            let mut cache = FindCache::default();
+            let mut from = 0;
+            for step in steps {
+                from = (from + step).min(hay.len() + 1);
+                proptest::prop_assert_eq!(
+                    set.find_cached(hay.as_bytes(), from, &mut cache),
+                    set.find(hay.as_bytes(), from)
+                );
+            }
+        }
     }
 }

@@ -645,3 +645,34 @@ fn a_long_line_of_matches_is_searched_a_bounded_number_of_times() {
         "{searches} searches for 3 lines, 2 records"
     );
 }
+
+#[test]
+fn lines_that_each_match_a_builtin_do_not_rerun_a_pattern_found_nowhere() {
+    use super::signatures::SEARCHES;
+    // Each line matches a built-in; the `--match` pattern matches nothing in the block, so
+    // it is searched once, not once per line to the block's end.
+    let lines = 2_000;
+    let log: String = (0..lines)
+        .map(|i| {
+            format!(
+                "2026-12-07T10:{:02}:{:02}Z ERROR unexpected eof\n",
+                i / 60 % 60,
+                i % 60
+            )
+        })
+        .collect();
+    let o = ScanOptions {
+        signatures: SignatureSet::new(true, &["[0-9]{3}x[0-9]{3}".into()]).unwrap(),
+        ..opts()
+    };
+    let before = SEARCHES.with(|c| c.get());
+    let r = run_with(&log, &o);
+    let searches = SEARCHES.with(|c| c.get()) - before;
+    assert_eq!(r.events, lines);
+    // Per line one built-in search and one for the failure its text names; the pattern once
+    // per block (blocks are large: a handful).
+    assert!(
+        searches <= 2 * lines + 20,
+        "{searches} searches for {lines} lines"
+    );
+}
