@@ -615,3 +615,68 @@ fn another_process_with_keepalive_does_not_make_it_ineffective_or_hide_the_trap(
         v.evidence
     );
 }
+
+#[test]
+fn a_clean_probe_is_reported_with_what_it_held_and_clean_probes_bound_by_the_shortest() {
+    let mut short = clean_probe(7200.0);
+    short.low_s = Some(120.0);
+    let v = decide(&Evidence {
+        probes: vec![short.clone()],
+        logs: Some(logs(LogPattern::ConnectionAgeTimer, None, None)),
+        ..Evidence::default()
+    });
+    assert!(
+        v.evidence.iter().any(|e| e.contains("up to 120 s")),
+        "{:?}",
+        v.evidence
+    );
+    assert!(
+        !v.evidence.iter().any(|e| e.contains("7200")),
+        "{:?}",
+        v.evidence
+    );
+    // A LAN cache held 3600 s, the database's probe 120 s: logs at 300-900 s may be the
+    // database's, so they contradict neither.
+    let mut cache = clean_probe(7200.0);
+    cache.remote = "198.18.3.3:6379".into();
+    cache.low_s = Some(3600.0);
+    let v = decide(&Evidence {
+        probes: vec![cache, short],
+        logs: Some(logs(LogPattern::IdleTimeout, Some(300.0), Some(900.0))),
+        ..Evidence::default()
+    });
+    assert!(v.contradictions.is_empty(), "{:?}", v.contradictions);
+    assert_eq!(v.cause, Cause::MiddleboxIdleTimeout);
+}
+
+#[test]
+fn a_mixed_pool_names_the_connections_whose_keepalive_fires_too_late() {
+    let v = decide(&Evidence {
+        probes: vec![probe(8.0, 9.5, Failure::Reset)],
+        os_keepalive: Some(os(18)),
+        sockets: Some(sockets(3, 1)),
+        ..Evidence::default()
+    });
+    assert_eq!(v.cause, Cause::MiddleboxIdleTimeout);
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.starts_with("3 of the 4 connections set SO_KEEPALIVE, but")),
+        "{:?}",
+        v.evidence
+    );
+    // One connection without keepalive under a short OS keepalive: the trap, in the singular.
+    let v = decide(&Evidence {
+        probes: vec![probe(8.0, 9.5, Failure::Reset)],
+        os_keepalive: Some(os(4)),
+        sockets: Some(sockets(3, 1)),
+        ..Evidence::default()
+    });
+    assert!(
+        v.evidence.iter().any(|e| e.contains(
+            "1 of the 4 connections does not set SO_KEEPALIVE, so it does not apply to it"
+        )),
+        "{:?}",
+        v.evidence
+    );
+}

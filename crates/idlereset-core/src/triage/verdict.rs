@@ -169,12 +169,10 @@ fn sources(ev: &Evidence) -> Vec<Source> {
             clean_probe: false,
         });
     }
-    let mut clean: Vec<_> = ev
-        .probes
-        .iter()
-        .filter(|p| p.high_s.is_none() && !p.stopped_early && p.low_s.is_some())
-        .collect();
-    clean.sort_by(|a, b| b.low_s.unwrap_or(0.0).total_cmp(&a.low_s.unwrap_or(0.0)));
+    let mut clean: Vec<_> = ev.probes.iter().filter(|p| is_clean(p)).collect();
+    // The shortest survivor first: logs or a capture may speak of any probed path, so they
+    // contradict the clean probes only below what every one of them held.
+    clean.sort_by(|a, b| a.low_s.unwrap_or(0.0).total_cmp(&b.low_s.unwrap_or(0.0)));
     for p in clean {
         out.push(Source {
             name: format!("probe {}", p.remote),
@@ -213,6 +211,11 @@ fn sources(ev: &Evidence) -> Vec<Source> {
         }
     }
     out
+}
+
+/// A probe that failed nothing, ran to its end and held some idle connection.
+fn is_clean(p: &super::evidence::ProbeEvidence) -> bool {
+    p.high_s.is_none() && !p.stopped_early && p.low_s.is_some()
 }
 
 fn packet_failure(pk: &super::evidence::PacketEvidence) -> Failure {
@@ -257,9 +260,10 @@ fn combine(
             low: s.low,
             high: s.high,
         };
-        if s.clean_probe && !best.clean_probe {
+        if s.clean_probe {
             // Probes measure one remote's path each: one that held is no argument against
-            // another that failed, nor (when a probe failed) against logs or a capture.
+            // another probe, nor (when another probe is the best source) against logs or a
+            // capture. Only the best clean probe, when it is the best source, bounds them.
             evidence.push(format!(
                 "{} held idle connections {} (another path)",
                 s.name,
@@ -327,8 +331,13 @@ fn keepalive_problem(ev: &Evidence, b: &Bracket) -> Option<String> {
         let which = if on == 0 {
             format!("none of the {off} connections set SO_KEEPALIVE, so it applies to none of them")
         } else {
+            let (verb, them) = if off == 1 {
+                ("does", "it")
+            } else {
+                ("do", "them")
+            };
             format!(
-                "{off} of the {} connections do not set SO_KEEPALIVE, so it does not apply to them",
+                "{off} of the {} connections {verb} not set SO_KEEPALIVE, so it does not apply to {them}",
                 on + off
             )
         };
@@ -340,16 +349,34 @@ fn keepalive_problem(ev: &Evidence, b: &Bracket) -> Option<String> {
     // Keepalive that fires too late is the story only when every connection sets it: where
     // some set none (another process's, or part of a pool), the middlebox's idle timeout cuts
     // those whatever the others do.
-    let too_late = socks.findings.iter().any(|f| f == "keepalive-too-late");
-    let t = os.time_s.unwrap_or(OsKeepalive::LINUX_DEFAULT_TIME_S) as f64;
-    if on > 0 && off == 0 && (too_late || t >= limit) {
-        return Some(format!(
-            "{on} connection(s) set SO_KEEPALIVE, but the first probe goes out after {} idle (tcp_keepalive_time, unless the socket sets TCP_KEEPIDLE), later than the path forgets ({})",
-            fmt_s(t),
-            describe(b)
-        ));
+    if off == 0 {
+        return keepalive_too_late(ev, b);
     }
     None
+}
+
+/// The connections that set SO_KEEPALIVE, when their first probe goes out later than the path
+/// forgets (all of them, or `on` of `on + off` in a mixed set).
+fn keepalive_too_late(ev: &Evidence, b: &Bracket) -> Option<String> {
+    let os = ev.os_keepalive.unwrap_or_default();
+    let socks = ev.sockets.as_ref()?;
+    let (on, off) = (socks.keepalive_on(), socks.keepalive_off());
+    let limit = b.low.or(b.high)?;
+    let too_late = socks.findings.iter().any(|f| f == "keepalive-too-late");
+    let t = os.time_s.unwrap_or(OsKeepalive::LINUX_DEFAULT_TIME_S) as f64;
+    if on == 0 || !(too_late || t >= limit) {
+        return None;
+    }
+    let who = if off == 0 {
+        format!("{on} connection(s) set SO_KEEPALIVE")
+    } else {
+        format!("{on} of the {} connections set SO_KEEPALIVE", on + off)
+    };
+    Some(format!(
+        "{who}, but the first probe goes out after {} idle (tcp_keepalive_time, unless the socket sets TCP_KEEPIDLE), later than the path forgets ({})",
+        fmt_s(t),
+        describe(b)
+    ))
 }
 
 /// An idle failure was measured: a middlebox forgot the flow, or keepalive was there and did
@@ -379,6 +406,9 @@ fn idle_cause(
             "{} connection(s) do not set SO_KEEPALIVE: nothing keeps them alive while idle",
             s.keepalive_off()
         ));
+        if let Some(late) = keepalive_too_late(ev, bracket) {
+            evidence.push(late);
+        }
     }
     (Cause::MiddleboxIdleTimeout, c)
 }
@@ -390,11 +420,12 @@ pub fn decide(ev: &Evidence) -> Verdict {
     let srcs = sources(ev);
     let (bracket, bracket_source, failure) = combine(&srcs, &mut evidence, &mut contradictions);
     let probe_measured = ev.probes.iter().any(|p| p.high_s.is_some());
+    // What the longest-holding clean probe survived (not its `--probe-max`).
     let probe_clean = ev
         .probes
         .iter()
-        .filter(|p| p.high_s.is_none() && !p.stopped_early)
-        .map(|p| p.max_s)
+        .filter(|p| is_clean(p))
+        .filter_map(|p| p.low_s)
         .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
     log_evidence(ev, &mut evidence);
     packet_evidence(ev, &mut evidence);
