@@ -151,7 +151,8 @@ fn describe(b: &Bracket) -> String {
 /// that held idle connections without a failure (and ran to its end) is a source too, ranked
 /// after the probes that failed: it measured that its path keeps idle connections at least as
 /// long as its longest survivor, so a log or capture bracket below that is a contradiction. It
-/// is never weighed against a probe that failed: that one probed another remote's path.
+/// is never weighed against another probe (each probed its own remote's path); with several,
+/// the shortest survivor is the one logs and captures are weighed against.
 fn sources(ev: &Evidence) -> Vec<Source> {
     let mut out = Vec::new();
     let mut probes: Vec<_> = ev.probes.iter().filter(|p| p.high_s.is_some()).collect();
