@@ -565,7 +565,7 @@ impl Flow {
             } else if s == ep.starter {
                 // A FIN with the server's address before the client answered anything after
                 // the gap: an idle close, bare or after a goodbye (PostgreSQL's FATAL for
-                // idle_session_timeout, MySQL's wait_timeout, a GOAWAY). Not after the answer
+                // idle_session_timeout, a GOAWAY). Not after the answer
                 // to a request the client sent before the gap (a slow response with
                 // `Connection: close`), after unanswered keepalive probes (a blackhole), or
                 // once the client has closed its side.
